@@ -1,0 +1,2 @@
+//! The `autopatch` command.
+fn main() {}
