@@ -96,7 +96,10 @@ impl ImageState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            ImageState::Available | ImageState::Failed | ImageState::Cancelled | ImageState::Deleted
+            ImageState::Available
+                | ImageState::Failed
+                | ImageState::Cancelled
+                | ImageState::Deleted
         )
     }
 }

@@ -10,3 +10,5 @@ mod version;
 
 pub use image::{BuildId, ImageState, ImageVersion, StepStatus};
 pub use version::{SemanticVersion, VersionError};
+mod time;
+pub use time::Timestamp;
