@@ -1,0 +1,782 @@
+//! The real engine: the Docker Engine API over a unix or TCP socket, through
+//! `bollard`, served by Podman's compatible API or by Docker.
+//!
+//! Design notes, from probing Podman 4.3's compatible API with bollard 0.21:
+//!
+//! - Dockerfile `changes` for import and commit are sent as repeated
+//!   `changes=` query parameters, one instruction each, which is what the
+//!   docker CLI sends. bollard encodes import changes as one newline-joined
+//!   value, which Podman 4.3's import does not split (the whole text becomes a
+//!   shell-form CMD), and its commit options take a single string. So both
+//!   calls leave `changes` out of bollard's options and a request modifier
+//!   appends the parameters (see [`with_changes`]). A change containing a
+//!   newline is refused, since engines split on newlines inconsistently.
+//! - Podman's import ignores the `tag` parameter: the whole `repo:tag` goes in
+//!   `repo`. Afterwards the image is looked up by that reference and tagged
+//!   explicitly if the engine did not name it (Docker may not).
+//! - Podman's commit ignores the JSON config body: everything goes in
+//!   `changes`, and the reference is split into `repo` and `tag`.
+//! - `put_file` uploads a tar holding only the file: the engine creates missing
+//!   parent directories (mode 0755). Directory entries for parents are left out
+//!   on purpose, because extracting them re-applies their metadata to existing
+//!   directories (seen: `/tmp` went from 1777 to 0755).
+//! - bollard's request timeout covers the wait for response headers, not a
+//!   streamed response body; import and commit get a long one because the
+//!   engine answers only when the image is written.
+//! - Dropping an `exec` future closes the connection: nothing panics, but the
+//!   command keeps running in the container (the API cannot signal it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig,
+    HostConfig, ImageInspect, NetworkCreateRequest,
+};
+use bollard::query_parameters::{
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, RemoveContainerOptions, RemoveImageOptions,
+    StartContainerOptions, StopContainerOptions, TagImageOptions,
+};
+use futures_util::StreamExt;
+use tokio_util::io::ReaderStream;
+
+use crate::reference::split_reference;
+use crate::{
+    ContainerInfo, ContainerSpec, ContainerState, Engine, EngineError, EngineInfo, ExecResult,
+    ExecSpec, ImageInfo, OutputSink, OutputStream, PortBinding,
+};
+
+/// Where `connect` looks when `DOCKER_HOST` is not set, in order (after these,
+/// `$XDG_RUNTIME_DIR/podman/podman.sock`).
+const SYSTEM_SOCKETS: [&str; 2] = ["/run/podman/podman.sock", "/var/run/docker.sock"];
+
+/// The request timeout for ordinary calls (the time to the response headers).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long `connect` waits for the engine's first answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request timeout for calls that write an image: the engine answers only
+/// when the whole image is stored.
+const IMAGE_WRITE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How long `exec` waits for the engine to report an exit code once the output
+/// stream has ended.
+const EXEC_EXIT_CODE_WAIT: Duration = Duration::from_secs(10);
+
+/// A container engine reached through the Docker Engine API.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+}
+
+impl DockerEngine {
+    /// Connects to the engine named by `DOCKER_HOST` (`unix://` or `tcp://`),
+    /// else to the first existing of `/run/podman/podman.sock`,
+    /// `/var/run/docker.sock` and `$XDG_RUNTIME_DIR/podman/podman.sock`.
+    pub async fn connect() -> Result<DockerEngine, EngineError> {
+        if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|host| !host.is_empty()) {
+            return DockerEngine::connect_to(&host).await;
+        }
+        let mut candidates: Vec<String> =
+            SYSTEM_SOCKETS.iter().map(|path| path.to_string()).collect();
+        if let Some(runtime_dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+            candidates
+                .push(Path::new(&runtime_dir).join("podman/podman.sock").display().to_string());
+        }
+        match candidates.iter().find(|path| Path::new(path).exists()) {
+            Some(path) => DockerEngine::connect_to(&format!("unix://{path}")).await,
+            None => Err(EngineError::Unreachable {
+                endpoint: format!("unix://{}", SYSTEM_SOCKETS[0]),
+                source: Some(
+                    format!("DOCKER_HOST is not set and none of {} exists", candidates.join(", "))
+                        .into(),
+                ),
+            }),
+        }
+    }
+
+    /// Connects to the engine at `endpoint` (`unix:///path` or `tcp://host:port`),
+    /// checks that it answers and agrees on an API version.
+    pub async fn connect_to(endpoint: &str) -> Result<DockerEngine, EngineError> {
+        let unreachable = |source: BollardError| EngineError::Unreachable {
+            endpoint: endpoint.to_string(),
+            source: Some(Box::new(source)),
+        };
+        let docker = Docker::connect_with_host(endpoint).map_err(unreachable)?;
+        // A short wait for the first answer: a silent TCP peer is no engine.
+        docker.clone().with_timeout(PING_TIMEOUT).ping().await.map_err(unreachable)?;
+        let docker = docker.with_timeout(DEFAULT_TIMEOUT);
+        let docker = docker.negotiate_version().await.map_err(|source| EngineError::Api {
+            operation: "negotiate an API version with",
+            object: endpoint.to_string(),
+            source: Box::new(source),
+        })?;
+        Ok(DockerEngine { docker, endpoint: endpoint.to_string() })
+    }
+
+    /// Where the engine was reached, e.g. `unix:///run/podman/podman.sock`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Classifies a bollard error: connection failures mean the engine is
+    /// unreachable, anything else is the engine refusing `operation`.
+    fn error(
+        &self,
+        operation: &'static str,
+        object: impl Into<String>,
+        error: BollardError,
+    ) -> EngineError {
+        if is_unreachable(&error) {
+            EngineError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                source: Some(Box::new(error)),
+            }
+        } else {
+            EngineError::Api { operation, object: object.into(), source: Box::new(error) }
+        }
+    }
+
+    /// Like [`DockerEngine::error`], but a 404 becomes `NotFound { object }`.
+    fn error_or_not_found(
+        &self,
+        operation: &'static str,
+        object: impl Into<String>,
+        error: BollardError,
+    ) -> EngineError {
+        if is_not_found(&error) {
+            EngineError::NotFound { object: object.into() }
+        } else {
+            self.error(operation, object, error)
+        }
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|error| self.error("query", "the version", error))?;
+        let component_names = version.components.iter().flatten().map(|component| &component.name);
+        let platform_name = version.platform.as_ref().map(|platform| &platform.name);
+        let is_podman =
+            component_names.chain(platform_name).any(|name| name.to_lowercase().contains("podman"));
+        Ok(EngineInfo {
+            product: if is_podman { "podman" } else { "docker" }.to_string(),
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+
+    async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image_info(image))),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(self.error("inspect image", reference, error)),
+        }
+    }
+
+    async fn image_import(
+        &self,
+        tarball: &Path,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<ImageInfo, EngineError> {
+        const OPERATION: &str = "import image";
+        check_changes(OPERATION, reference, changes)?;
+        let file = fs_err::tokio::File::open(tarball)
+            .await
+            .map_err(|source| EngineError::Io { path: tarball.display().to_string(), source })?;
+        // Streamed: root filesystems are hundreds of megabytes.
+        let body = bollard::body_try_stream(ReaderStream::with_capacity(file, 256 * 1024));
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            // Podman ignores `tag`: the whole reference goes in `repo`.
+            repo: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
+        let mut progress = docker.create_image(Some(options), Some(body), None);
+        let mut image_id = None;
+        while let Some(item) = progress.next().await {
+            let item = item.map_err(|error| self.error(OPERATION, reference, error))?;
+            // Podman reports the id in `id`; Docker only in the final `status`.
+            if let Some(id) = item.id.or(item.status).filter(|id| id.starts_with("sha256:")) {
+                image_id = Some(id);
+            }
+        }
+        if let Some(image) = self.image_inspect(reference).await?
+            && image_id.as_deref().is_none_or(|id| same_image_id(id, &image.id))
+        {
+            return Ok(image);
+        }
+        // The engine did not name the image after the reference: tag it.
+        let Some(image_id) = image_id else {
+            return Err(EngineError::Api {
+                operation: OPERATION,
+                object: reference.to_string(),
+                source: "the engine reported no image id".into(),
+            });
+        };
+        self.image_tag(&image_id, reference).await?;
+        self.image_inspect(reference)
+            .await?
+            .ok_or_else(|| EngineError::NotFound { object: format!("image {reference}") })
+    }
+
+    async fn image_tag(&self, image: &str, reference: &str) -> Result<(), EngineError> {
+        let (repo, tag) = split_reference(reference);
+        let options = TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|error| self.error_or_not_found("tag image", format!("image {image}"), error))
+    }
+
+    async fn image_remove(&self, reference: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptions { force: false, noprune: false, platforms: None };
+        match self.docker.remove_image(reference, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.error("remove image", reference, error)),
+        }
+    }
+
+    async fn container_create(&self, spec: &ContainerSpec) -> Result<ContainerInfo, EngineError> {
+        let object = spec.name.as_deref().unwrap_or(&spec.image).to_string();
+        let options = CreateContainerOptions { name: spec.name.clone(), platform: String::new() };
+        let response = self
+            .docker
+            .create_container(Some(options), container_create_body(spec))
+            .await
+            // A 404 stays an API error: its message says whether the image or
+            // the network is missing.
+            .map_err(|error| self.error("create container", object, error))?;
+        self.container_inspect(&response.id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound { object: format!("container {}", response.id) })
+    }
+
+    async fn container_start(&self, id: &str) -> Result<(), EngineError> {
+        self.docker.start_container(id, None::<StartContainerOptions>).await.map_err(|error| {
+            self.error_or_not_found("start container", format!("container {id}"), error)
+        })
+    }
+
+    async fn container_stop(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
+        let grace_seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let options = StopContainerOptions {
+            signal: None,
+            t: Some(i32::try_from(grace_seconds).unwrap_or(i32::MAX)),
+        };
+        // The engine answers once the container has stopped, up to `grace` later.
+        let docker = self.docker.clone().with_timeout(DEFAULT_TIMEOUT + grace);
+        docker.stop_container(id, Some(options)).await.map_err(|error| {
+            self.error_or_not_found("stop container", format!("container {id}"), error)
+        })
+    }
+
+    async fn container_remove(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptions { v: true, force: true, link: false };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.error("remove container", id, error)),
+        }
+    }
+
+    async fn container_inspect(&self, id: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        match self.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+            Ok(response) => Ok(Some(container_info(response))),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(self.error("inspect container", id, error)),
+        }
+    }
+
+    async fn container_list(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
+        let label_filters: Vec<String> =
+            labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let object = format!("with labels {}", label_filters.join(","));
+        let mut filters = HashMap::new();
+        if !label_filters.is_empty() {
+            filters.insert("label".to_string(), label_filters);
+        }
+        let options =
+            ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| self.error("list containers", object, error))?;
+        let mut containers = Vec::new();
+        for id in summaries.into_iter().filter_map(|summary| summary.id) {
+            // Inspect each, so the answer matches `container_inspect`; one
+            // removed in between is skipped.
+            let Some(container) = self.container_inspect(&id).await? else { continue };
+            // Engines have differed on how several label filters combine:
+            // check every label here too.
+            if labels.iter().all(|(key, value)| container.labels.get(key) == Some(value)) {
+                containers.push(container);
+            }
+        }
+        Ok(containers)
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        sink: &mut (dyn OutputSink + Send),
+    ) -> Result<ExecResult, EngineError> {
+        const OPERATION: &str = "run a command in";
+        let object = format!("container {id}");
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            cmd: Some(spec.cmd.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(id, config)
+            .await
+            .map_err(|error| self.error_or_not_found(OPERATION, object.clone(), error))?;
+        let options = StartExecOptions { detach: false, tty: false, output_capacity: None };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(|error| self.error_or_not_found(OPERATION, object.clone(), error))?;
+        let StartExecResults::Attached { mut output, input } = started else {
+            return Err(EngineError::Api {
+                operation: OPERATION,
+                object,
+                source: "the engine did not attach to the command's output".into(),
+            });
+        };
+        // Nothing is sent on stdin: closing it lets commands that read it finish.
+        drop(input);
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        while let Some(chunk) = output.next().await {
+            let chunk = chunk.map_err(|error| self.error(OPERATION, object.clone(), error))?;
+            let (stream, bytes) = match chunk {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    (OutputStream::Stdout, message)
+                }
+                LogOutput::StdErr { message } => (OutputStream::Stderr, message),
+                LogOutput::StdIn { .. } => continue,
+            };
+            sink.output(stream, &bytes);
+            match stream {
+                OutputStream::Stdout => stdout.extend_from_slice(&bytes),
+                OutputStream::Stderr => stderr.extend_from_slice(&bytes),
+            }
+        }
+        let exit_code = self.exec_exit_code(&created.id, &object).await?;
+        Ok(ExecResult { exit_code, stdout, stderr })
+    }
+
+    async fn put_file(
+        &self,
+        id: &str,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), EngineError> {
+        const OPERATION: &str = "write a file into";
+        let object = format!("container {id} ({path})");
+        let archive = file_archive(path, contents, mode).map_err(|source| EngineError::Api {
+            operation: OPERATION,
+            object: object.clone(),
+            source,
+        })?;
+        let options = bollard::query_parameters::UploadToContainerOptions {
+            path: "/".to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|error| {
+                if is_not_found(&error) {
+                    EngineError::NotFound { object: format!("container {id}") }
+                } else {
+                    self.error(OPERATION, object, error)
+                }
+            })
+    }
+
+    async fn commit(
+        &self,
+        id: &str,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<ImageInfo, EngineError> {
+        const OPERATION: &str = "commit container";
+        let object = format!("{id} as {reference}");
+        check_changes(OPERATION, &object, changes)?;
+        let (repo, tag) = split_reference(reference);
+        let options = CommitContainerOptions {
+            container: Some(id.to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            pause: true,
+            ..Default::default()
+        };
+        let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
+        // Podman ignores the config body: `changes` carries everything.
+        let committed = docker
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(|error| {
+                if is_not_found(&error) {
+                    EngineError::NotFound { object: format!("container {id}") }
+                } else {
+                    self.error(OPERATION, object.clone(), error)
+                }
+            })?;
+        let image_id = committed.id;
+        self.image_inspect(&image_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound { object: format!("image {image_id}") })
+    }
+
+    async fn network_ensure(&self, name: &str) -> Result<(), EngineError> {
+        const OPERATION: &str = "create network";
+        match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(self.error("inspect network", name, error)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Someone else created it meanwhile.
+            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(error) => Err(self.error(OPERATION, name, error)),
+        }
+    }
+}
+
+impl DockerEngine {
+    /// Reads an exec's exit code, waiting briefly if the engine has not yet
+    /// noticed that the command ended.
+    async fn exec_exit_code(&self, exec_id: &str, object: &str) -> Result<i64, EngineError> {
+        const POLL: Duration = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        loop {
+            let inspected =
+                self.docker.inspect_exec(exec_id).await.map_err(|error| {
+                    self.error("read the exit code of a command in", object, error)
+                })?;
+            if inspected.running != Some(true)
+                && let Some(exit_code) = inspected.exit_code
+            {
+                return Ok(exit_code);
+            }
+            if waited >= EXEC_EXIT_CODE_WAIT {
+                return Err(EngineError::Api {
+                    operation: "read the exit code of a command in",
+                    object: object.to_string(),
+                    source: "the command's output ended but the engine reports no exit code".into(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+            waited += POLL;
+        }
+    }
+}
+
+/// Returns a handle whose requests carry `changes` as repeated `changes=`
+/// query parameters (see the module's design notes).
+fn with_changes(docker: &Docker, changes: &[String]) -> Docker {
+    if changes.is_empty() {
+        return docker.clone();
+    }
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for change in changes {
+        query.append_pair("changes", change);
+    }
+    let extra_query = query.finish();
+    docker.clone().with_request_modifier(move |mut request| {
+        let separator = if request.uri().query().is_some() { '&' } else { '?' };
+        let uri = format!("{}{separator}{extra_query}", request.uri());
+        // Form-encoded pairs only hold characters valid in a query, so
+        // appending them to a valid URI always gives a valid URI.
+        if let Ok(uri) = uri.parse() {
+            *request.uri_mut() = uri;
+        }
+        request
+    })
+}
+
+/// Refuses changes the engines would split differently (see the module notes).
+fn check_changes(
+    operation: &'static str,
+    object: &str,
+    changes: &[String],
+) -> Result<(), EngineError> {
+    match changes.iter().find(|change| change.contains('\n')) {
+        Some(change) => Err(EngineError::Api {
+            operation,
+            object: object.to_string(),
+            source: format!("change {change:?} contains a newline").into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn is_not_found(error: &BollardError) -> bool {
+    matches!(error, BollardError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Whether the error means nothing answered (as opposed to the engine refusing).
+fn is_unreachable(error: &BollardError) -> bool {
+    match error {
+        BollardError::SocketNotFoundError(_) | BollardError::RequestTimeoutError => true,
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::IOError { err } => matches!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+/// Compares image ids, with or without the `sha256:` prefix.
+fn same_image_id(left: &str, right: &str) -> bool {
+    left.trim_start_matches("sha256:") == right.trim_start_matches("sha256:")
+}
+
+fn image_info(image: ImageInspect) -> ImageInfo {
+    let config = image.config.unwrap_or_default();
+    ImageInfo {
+        id: image.id.unwrap_or_default(),
+        digests: image.repo_digests.unwrap_or_default(),
+        tags: image.repo_tags.unwrap_or_default(),
+        size_bytes: image.size.and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        cmd: config.cmd,
+        entrypoint: config.entrypoint,
+        env: config.env.unwrap_or_default(),
+    }
+}
+
+fn container_create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut port_bindings = HashMap::new();
+    for binding in &spec.publish {
+        let bindings: &mut Option<Vec<bollard::models::PortBinding>> =
+            port_bindings.entry(format!("{}/tcp", binding.container_port)).or_default();
+        bindings.get_or_insert_with(Vec::new).push(bollard::models::PortBinding {
+            host_ip: (!binding.host_ip.is_empty()).then(|| binding.host_ip.clone()),
+            host_port: Some(binding.host_port.to_string()),
+        });
+    }
+    let exposed_ports: Vec<String> = port_bindings.keys().cloned().collect();
+    let host_config = HostConfig {
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        network_mode: spec.network.clone(),
+        init: spec.init.then_some(true),
+        nano_cpus: spec.cpus.map(|cpus| (cpus * 1e9).round() as i64),
+        memory: spec.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        labels: (!spec.labels.is_empty())
+            .then(|| spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        hostname: spec.hostname.clone(),
+        exposed_ports: (!exposed_ports.is_empty()).then_some(exposed_ports),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn container_info(response: ContainerInspectResponse) -> ContainerInfo {
+    let state = response.state.unwrap_or_default();
+    let container_state = match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => ContainerState::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => ContainerState::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => ContainerState::Dead,
+        Some(ContainerStateStatusEnum::STOPPING) if state.running == Some(true) => {
+            ContainerState::Running
+        }
+        Some(ContainerStateStatusEnum::STOPPING | ContainerStateStatusEnum::EMPTY) | None => {
+            ContainerState::Unknown
+        }
+    };
+    let exit_code = match container_state {
+        ContainerState::Exited | ContainerState::Dead => state.exit_code,
+        _ => None,
+    };
+    let config = response.config.unwrap_or_default();
+    let network_settings = response.network_settings.unwrap_or_default();
+    let mut ports = Vec::new();
+    let port_map: BTreeMap<_, _> = network_settings.ports.unwrap_or_default().into_iter().collect();
+    for (key, bindings) in port_map {
+        let Some(container_port) =
+            key.strip_suffix("/tcp").and_then(|port| port.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        for binding in bindings.into_iter().flatten() {
+            let Some(host_port) = binding.host_port.and_then(|port| port.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            ports.push(PortBinding {
+                container_port,
+                host_ip: binding.host_ip.unwrap_or_default(),
+                host_port,
+            });
+        }
+    }
+    let networks: BTreeMap<_, _> =
+        network_settings.networks.unwrap_or_default().into_iter().collect();
+    let ip_address = networks
+        .into_values()
+        .filter_map(|endpoint| endpoint.ip_address)
+        .find(|address| !address.is_empty());
+    ContainerInfo {
+        id: response.id.unwrap_or_default(),
+        name: response.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        image: config.image.or(response.image).unwrap_or_default(),
+        state: container_state,
+        exit_code,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        ports,
+        ip_address,
+    }
+}
+
+/// A tar archive holding one regular file at `path` (relative to `/`), owned
+/// by root. Parent directories are deliberately absent (see the module notes).
+fn file_archive(
+    path: &str,
+    contents: &[u8],
+    mode: u32,
+) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+    let relative = path.strip_prefix('/').ok_or("the path is not absolute")?;
+    if relative.is_empty() || relative.ends_with('/') {
+        return Err("the path names a directory".into());
+    }
+    if relative.split('/').any(|component| matches!(component, "" | "." | "..")) {
+        return Err("the path is not normalized".into());
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(contents.len() as u64);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_data(&mut header, relative, contents)?;
+    Ok(builder.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_archive_holds_only_the_file() {
+        let archive = file_archive("/etc/app/config.yml", b"key: value\n", 0o640)
+            .expect("a normal path is archived");
+        let mut archive = tar::Archive::new(archive.as_slice());
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .expect("the archive is readable")
+            .map(|entry| {
+                let entry = entry.expect("the entry is readable");
+                let header = entry.header();
+                (
+                    entry.path().expect("the path is valid").display().to_string(),
+                    header.mode().expect("the mode is valid"),
+                    header.size().expect("the size is valid"),
+                )
+            })
+            .collect();
+        assert_eq!(entries, vec![("etc/app/config.yml".to_string(), 0o640, 11)]);
+    }
+
+    #[test]
+    fn file_archive_refuses_relative_and_directory_paths() {
+        for path in ["etc/x", "/", "/etc/", "/etc/../x", "/etc//x"] {
+            assert!(file_archive(path, b"", 0o644).is_err(), "{path} should be refused");
+        }
+    }
+
+    #[test]
+    fn changes_with_newlines_are_refused() {
+        let changes = ["CMD [\"a\"]\nLABEL a=b".to_string()];
+        let error = check_changes("commit container", "x", &changes).expect_err("refused");
+        assert!(matches!(error, EngineError::Api { .. }));
+        check_changes("commit container", "x", &["LABEL a=b".to_string()]).expect("accepted");
+    }
+
+    #[test]
+    fn create_body_publishes_ports_and_limits() {
+        let spec = ContainerSpec {
+            image: "localhost/app:1".to_string(),
+            publish: vec![PortBinding {
+                container_port: 80,
+                host_ip: "127.0.0.1".to_string(),
+                host_port: 0,
+            }],
+            init: true,
+            cpus: Some(0.5),
+            memory_bytes: Some(256 << 20),
+            network: Some("autopatch".to_string()),
+            ..Default::default()
+        };
+        let body = container_create_body(&spec);
+        assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
+        let host_config = body.host_config.expect("host config is set");
+        assert_eq!(host_config.init, Some(true));
+        assert_eq!(host_config.nano_cpus, Some(500_000_000));
+        assert_eq!(host_config.memory, Some(256 << 20));
+        assert_eq!(host_config.network_mode.as_deref(), Some("autopatch"));
+        let bindings = host_config.port_bindings.expect("ports are bound");
+        assert_eq!(
+            bindings.get("80/tcp"),
+            Some(&Some(vec![bollard::models::PortBinding {
+                host_ip: Some("127.0.0.1".to_string()),
+                host_port: Some("0".to_string()),
+            }]))
+        );
+    }
+}

@@ -5,8 +5,10 @@
 //!   Podman's compatible socket or to Docker. [`DockerEngine::connect`] finds
 //!   the socket from `DOCKER_HOST` or the standard paths.
 //! - [`FakeEngine`] keeps containers and images in memory, records every
-//!   call, and answers `exec` from a script the test supplies. It is for the
-//!   pure logic's simulations, never a stand-in for proving the real path.
+//!   call ([`Call`]), answers `exec` from a handler the test supplies
+//!   ([`ExecHandler`]), and fails chosen calls ([`FakeEngine::fail_nth`]).
+//!   It is for the pure logic's simulations, never a stand-in for proving
+//!   the real path.
 //!
 //! Design note: the trait speaks in plain data ([`ContainerSpec`],
 //! [`ExecResult`]...), never in bollard types, so callers and the fake do not
@@ -15,11 +17,14 @@
 mod docker;
 mod error;
 mod fake;
+mod reference;
 mod types;
 
 pub use docker::DockerEngine;
 pub use error::EngineError;
-pub use fake::{Call, ExecHandler, FakeEngine};
+pub use fake::{
+    Call, ExecContext, ExecHandler, ExecReply, FakeEngine, FaultKind, FaultPredicate, Operation,
+};
 pub use types::{
     ContainerInfo, ContainerSpec, ContainerState, EngineInfo, ExecResult, ExecSpec, ImageInfo,
     OutputSink, OutputStream, PortBinding,
@@ -93,6 +98,7 @@ pub trait Engine: Send + Sync {
 
     /// Runs a command in a running container, streaming output to `sink` as it
     /// arrives, and returns the exit code with the collected output.
+    /// Dropping the future stops the reading, not the command.
     fn exec(
         &self,
         id: &str,
@@ -100,7 +106,8 @@ pub trait Engine: Send + Sync {
         sink: &mut (dyn OutputSink + Send),
     ) -> impl Future<Output = Result<ExecResult, EngineError>> + Send;
 
-    /// Writes one file into a container (creating parent directories).
+    /// Writes one file (owned by root) into a container, creating missing
+    /// parent directories (mode 0755); existing directories are left as they are.
     fn put_file(
         &self,
         id: &str,
@@ -111,6 +118,8 @@ pub trait Engine: Send + Sync {
 
     /// Commits a container's filesystem as a new image `reference` (`repo:tag`),
     /// applying `changes` (`CMD [...]`, `LABEL k=v`, `ENV k=v`, `EXPOSE 80`).
+    /// The image starts from the container's configuration, so the container's
+    /// command, environment and labels carry over unless `changes` replace them.
     fn commit(
         &self,
         id: &str,
