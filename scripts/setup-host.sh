@@ -21,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(podman runc catatonit mmdebstrap uidmap dpkg-dev curl ca-certificates sqlite3 wrk nginx-light hyperfine)
+packages=(podman runc catatonit mmdebstrap uidmap apt-utils curl ca-certificates sqlite3 wrk nginx-light hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

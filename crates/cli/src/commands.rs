@@ -1,0 +1,599 @@
+//! One function per subcommand: parse-free, they call the library crates and
+//! hand results to [`crate::render`].
+
+use std::process::ExitCode;
+
+use autopatch_engine::{ContainerSpec, Engine};
+use autopatch_imagebuilder::{
+    BootstrapRequest, ImageEvidence, NETWORK, Registered, Sources, StartOptions, StartOutcome,
+};
+use autopatch_model::ImageState;
+use autopatch_store::{BuildRow, ImageRow};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Context, read_source, state_dir};
+use crate::render::{self, CliError, ProgressPrinter};
+use crate::{
+    BuildCommand, Cli, Command, ComponentCommand, ImageCommand, OutputFormat, PipelineCommand,
+    RecipeCommand,
+};
+
+pub(crate) async fn run(cli: Cli) -> ExitCode {
+    let json = cli.output == OutputFormat::Json;
+    let result = async {
+        let ctx = Context::open(state_dir(cli.state_dir))?;
+        match cli.command {
+            Command::Image(command) => image(&ctx, command, json).await,
+            Command::Component(command) => component(&ctx, command, json),
+            Command::Recipe(command) => recipe(&ctx, command, json).await,
+            Command::Pipeline(command) => pipeline(&ctx, command, json).await,
+            Command::Build(command) => build(&ctx, command, json),
+        }
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(error) => render::report(&error),
+    }
+}
+
+fn registered(result: Registered, json: bool) -> Result<ExitCode, CliError> {
+    if json {
+        render::json(
+            &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created}),
+        );
+    } else {
+        let version = result.version.map(|v| format!("/{v}")).unwrap_or_default();
+        let what = if result.created { "registered" } else { "unchanged (already registered)" };
+        render::line(&format!("{} {}{version}: {what}", result.kind, result.name));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<ExitCode, CliError> {
+    match command {
+        ComponentCommand::Create { file, name, version } => {
+            let source = read_source(&file)?;
+            let result = autopatch_imagebuilder::create_component(
+                &ctx.store,
+                &source,
+                name.as_deref(),
+                Some(&version),
+            )
+            .map_err(CliError::from_error)?;
+            registered(result, json)
+        }
+        ComponentCommand::Validate { file } => {
+            let source = read_source(&file)?;
+            let document =
+                autopatch_documents::parse_component(&source).map_err(CliError::from_error)?;
+            let steps: usize = document.phases.iter().map(|p| p.steps.len()).sum();
+            if json {
+                render::json(
+                    &json!({"file": source.name, "valid": true, "phases": document.phases.len(), "steps": steps}),
+                );
+            } else {
+                render::line(&format!(
+                    "{}: valid ({} phases, {steps} steps)",
+                    source.name,
+                    document.phases.len()
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ComponentCommand::List => {
+            let rows = ctx.store.components().map_err(CliError::from_error)?;
+            documents_list(
+                rows.iter()
+                    .map(|r| (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())),
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn documents_list<'a>(rows: impl Iterator<Item = (&'a str, Option<&'a str>, &'a str)>, json: bool) {
+    let rows: Vec<_> = rows.collect();
+    if json {
+        render::json(&Value::Array(
+            rows.iter().map(|(name, version, source)| json!({"name": name, "version": version, "source": source})).collect(),
+        ));
+    } else {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(n, v, s)| vec![n.to_string(), v.unwrap_or("-").to_string(), s.to_string()])
+            .collect();
+        render::table(&["NAME", "VERSION", "SOURCE"], &rows);
+    }
+}
+
+async fn recipe(ctx: &Context, command: RecipeCommand, json: bool) -> Result<ExitCode, CliError> {
+    match command {
+        RecipeCommand::Create { file } => {
+            let source = read_source(&file)?;
+            let engine = ctx.engine().await?;
+            let result = autopatch_imagebuilder::create_recipe(&ctx.store, &engine, &source)
+                .await
+                .map_err(CliError::from_error)?;
+            registered(result, json)
+        }
+        RecipeCommand::List => {
+            let rows = ctx.store.recipes().map_err(CliError::from_error)?;
+            documents_list(
+                rows.iter()
+                    .map(|r| (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())),
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn pipeline(
+    ctx: &Context,
+    command: PipelineCommand,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    match command {
+        PipelineCommand::Create { file } => {
+            let source = read_source(&file)?;
+            let result = autopatch_imagebuilder::create_pipeline(&ctx.store, &source)
+                .map_err(CliError::from_error)?;
+            registered(result, json)
+        }
+        PipelineCommand::List => {
+            let rows = ctx.store.pipelines().map_err(CliError::from_error)?;
+            documents_list(
+                rows.iter().map(|r| (r.name.as_str(), None, r.source_name.as_str())),
+                json,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PipelineCommand::Start { name, client_token, force, verbose } => {
+            let builder = ctx.builder().await?;
+            let cancel = CancellationToken::new();
+            let on_interrupt = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    render::note("interrupted: cancelling the build (cleaning up)...");
+                    on_interrupt.cancel();
+                }
+            });
+            let progress = ProgressPrinter { verbose };
+            let options = StartOptions { client_token, force };
+            let outcome = autopatch_imagebuilder::start_pipeline(
+                &builder, &name, &options, &progress, &cancel,
+            )
+            .await
+            .map_err(CliError::from_error)?;
+            match outcome {
+                StartOutcome::Skipped { reason, latest } => {
+                    if json {
+                        render::json(
+                            &json!({"started": false, "reason": reason, "latestImage": latest.version}),
+                        );
+                    } else {
+                        render::line(&format!("skipped: {reason}"));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                StartOutcome::Built(outcome) => {
+                    let build = &outcome.build;
+                    if json {
+                        let mut value = build_json(build);
+                        value["started"] = json!(outcome.started);
+                        if let Some(image) = &outcome.image {
+                            value["image"] = image_json(image);
+                        }
+                        render::json(&value);
+                    } else {
+                        if !outcome.started {
+                            render::note(&format!(
+                                "client token already used by build {}: not started again",
+                                build.id
+                            ));
+                        }
+                        match &outcome.image {
+                            Some(image) => {
+                                render::line(&format!(
+                                    "image {} AVAILABLE ({})",
+                                    image.version, image.engine_reference
+                                ));
+                                print_evidence_summary(image);
+                            }
+                            None => render::line(&format!(
+                                "build {} {}: {}",
+                                build.id,
+                                build.state,
+                                build.reason.as_deref().unwrap_or("")
+                            )),
+                        }
+                        render::note(&format!("artifacts: {}", build.artifact_dir));
+                    }
+                    Ok(match build.state {
+                        ImageState::Available
+                        | ImageState::Pending
+                        | ImageState::Building
+                        | ImageState::Testing => ExitCode::SUCCESS,
+                        ImageState::Cancelled => ExitCode::from(130),
+                        _ => ExitCode::from(1),
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitCode, CliError> {
+    match command {
+        BuildCommand::List => {
+            let builds = ctx.store.builds().map_err(CliError::from_error)?;
+            if json {
+                render::json(&Value::Array(builds.iter().map(build_json).collect()));
+            } else {
+                let rows: Vec<Vec<String>> = builds
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.clone(),
+                            b.image_version(),
+                            b.state.to_string(),
+                            b.created_at.to_string(),
+                            b.reason
+                                .clone()
+                                .unwrap_or_default()
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                                .to_owned(),
+                        ]
+                    })
+                    .collect();
+                render::table(&["BUILD", "IMAGE", "STATE", "STARTED", "REASON"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BuildCommand::Show { id } => {
+            let build = ctx.store.build(&id).map_err(CliError::from_error)?.ok_or_else(|| {
+                CliError::new(format!("build {id} not found"))
+                    .with_hint("list builds with `autopatch build list`")
+            })?;
+            let events = ctx.store.events(&format!("build/{id}")).map_err(CliError::from_error)?;
+            if json {
+                let mut value = build_json(&build);
+                value["events"] = Value::Array(
+                    events
+                        .iter()
+                        .map(
+                            |e| json!({"at": e.at.to_string(), "kind": e.kind, "detail": e.detail}),
+                        )
+                        .collect(),
+                );
+                render::json(&value);
+            } else {
+                render::line(&format!("build      {}", build.id));
+                render::line(&format!("image      {}", build.image_version()));
+                render::line(&format!("pipeline   {}", build.pipeline.as_deref().unwrap_or("-")));
+                render::line(&format!("parent     {}", build.parent_image));
+                render::line(&format!("state      {}", build.state));
+                if let Some(reason) = &build.reason {
+                    render::line(&format!("reason     {reason}"));
+                }
+                render::line(&format!("artifacts  {}", build.artifact_dir));
+                for event in events {
+                    render::line(&format!("  {}  {}", event.at, event.detail));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BuildCommand::Cancel { id } => {
+            if ctx.store.request_cancel(&id).map_err(CliError::from_error)? {
+                render::line(&format!(
+                    "cancel requested for build {id}; it ends CANCELLED within a second or two"
+                ));
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(CliError::new(format!(
+                    "build {id} is not running (unknown or already finished)"
+                )))
+            }
+        }
+    }
+}
+
+async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitCode, CliError> {
+    match command {
+        ImageCommand::Bootstrap(args) => {
+            let engine = ctx.engine().await?;
+            let request = BootstrapRequest {
+                suite: args.suite,
+                mirror: args.mirror,
+                name: args.name,
+                version: args.version,
+                include: args.include,
+                work_dir: ctx.work_dir(),
+            };
+            let progress = ProgressPrinter { verbose: false };
+            let row = autopatch_imagebuilder::bootstrap(&engine, &ctx.store, &request, &progress)
+                .await
+                .map_err(CliError::from_error)?;
+            if json {
+                render::json(&image_json(&row));
+            } else {
+                render::line(&format!(
+                    "image {} AVAILABLE ({}, {} packages)",
+                    row.version,
+                    row.engine_reference,
+                    evidence_of(&row).map(|e| e.package_count).unwrap_or(0)
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::List => {
+            let images = ctx.store.images().map_err(CliError::from_error)?;
+            if json {
+                render::json(&Value::Array(images.iter().map(image_json).collect()));
+            } else {
+                let rows: Vec<Vec<String>> = images
+                    .iter()
+                    .map(|image| {
+                        let evidence = evidence_of(image);
+                        vec![
+                            image.version.clone(),
+                            image.parent.clone().unwrap_or_else(|| "-".into()),
+                            evidence
+                                .as_ref()
+                                .map(|e| e.upgraded.len().to_string())
+                                .unwrap_or_default(),
+                            evidence.as_ref().map(|e| e.cves.len().to_string()).unwrap_or_default(),
+                            image.created_at.to_string(),
+                        ]
+                    })
+                    .collect();
+                render::table(&["IMAGE", "PARENT", "UPGRADED", "CVES", "CREATED"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Show { image, packages } => {
+            let row = find_image(ctx, &image)?;
+            if json {
+                let mut value = image_json(&row);
+                if packages {
+                    value["packages"] = Value::String(row.manifest.clone());
+                }
+                render::json(&value);
+            } else {
+                render::line(&format!("image      {}", row.version));
+                render::line(&format!(
+                    "engine     {} ({})",
+                    row.engine_reference, row.engine_image_id
+                ));
+                render::line(&format!("parent     {}", row.parent.as_deref().unwrap_or("-")));
+                render::line(&format!("build      {}", row.build_id.as_deref().unwrap_or("-")));
+                render::line(&format!("created    {}", row.created_at));
+                print_evidence_summary(&row);
+                if packages {
+                    render::line("packages:");
+                    for line in row.manifest.lines() {
+                        render::line(&format!("  {}", line.replace('\t', " ")));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Diff { from, to } => {
+            let from = find_image(ctx, &from)?;
+            let to = find_image(ctx, &to)?;
+            let engine = ctx.engine().await?;
+            let evidence = diff_images(&engine, &from, &to).await?;
+            if json {
+                render::json(&serde_json::to_value(&evidence).unwrap_or_default());
+            } else {
+                render::line(&format!("{} -> {}", from.version, to.version));
+                print_evidence(&evidence);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::CheckUpdates { image, image_sources_only } => {
+            let engine = ctx.engine().await?;
+            let reference = match autopatch_imagebuilder::find_image(&ctx.store, &image)
+                .map_err(CliError::from_error)?
+            {
+                Some(row) => row.engine_image_id,
+                None => image.clone(),
+            };
+            if engine.image_inspect(&reference).await.map_err(CliError::from_error)?.is_none() {
+                return Err(CliError::new(format!("image {image:?} not found"))
+                    .with_hint("list images with `autopatch image list`"));
+            }
+            let sources =
+                if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
+            let pending =
+                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, sources)
+                    .await
+                    .map_err(CliError::from_error)?;
+            if json {
+                render::json(&json!({
+                    "image": image,
+                    "supported": pending.supported,
+                    "pending": pending.updates.len(),
+                    "security": pending.security_count(),
+                    "updates": pending.updates.iter().map(|u| json!({
+                        "package": u.package,
+                        "current": u.current,
+                        "candidate": u.candidate,
+                        "security": u.is_security(),
+                        "origins": u.origins,
+                    })).collect::<Vec<_>>(),
+                }));
+            } else if !pending.supported {
+                render::line(&format!(
+                    "{image}: no apt-get in the image; cannot check for updates"
+                ));
+            } else {
+                render::line(&format!(
+                    "{image}: {} update(s) pending, {} security",
+                    pending.updates.len(),
+                    pending.security_count()
+                ));
+                let rows: Vec<Vec<String>> = pending
+                    .updates
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.package.clone(),
+                            u.current.clone().unwrap_or_else(|| "(new)".into()),
+                            u.candidate.clone(),
+                            if u.is_security() { "security".into() } else { String::new() },
+                        ]
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    render::table(&["PACKAGE", "INSTALLED", "CANDIDATE", "KIND"], &rows);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn find_image(ctx: &Context, reference: &str) -> Result<ImageRow, CliError> {
+    autopatch_imagebuilder::find_image(&ctx.store, reference)
+        .map_err(CliError::from_error)?
+        .ok_or_else(|| {
+            CliError::new(format!("image {reference:?} not found"))
+                .with_hint("list images with `autopatch image list`")
+        })
+}
+
+/// Compares two registered images, reading changelogs in a container from
+/// the newer one.
+async fn diff_images<E: Engine + 'static>(
+    engine: &std::sync::Arc<E>,
+    from: &ImageRow,
+    to: &ImageRow,
+) -> Result<ImageEvidence, CliError> {
+    engine.network_ensure(NETWORK).await.map_err(CliError::from_error)?;
+    let mut spec = ContainerSpec {
+        image: to.engine_image_id.clone(),
+        cmd: vec!["sleep".into(), "infinity".into()],
+        init: true,
+        ..ContainerSpec::default()
+    };
+    spec.labels.insert("autopatch.role".into(), "diff".into());
+    let container = engine.create_container_for_diff(&spec).await?;
+    let result = autopatch_imagebuilder::diff_in_container(
+        engine.as_ref(),
+        &container,
+        &from.manifest,
+        &from.version,
+        &to.version,
+    )
+    .await;
+    engine.container_remove(&container).await.map_err(CliError::from_error)?;
+    result.map_err(CliError::from_error)
+}
+
+trait DiffContainer {
+    async fn create_container_for_diff(&self, spec: &ContainerSpec) -> Result<String, CliError>;
+}
+
+impl<E: Engine> DiffContainer for E {
+    async fn create_container_for_diff(&self, spec: &ContainerSpec) -> Result<String, CliError> {
+        let container = self.container_create(spec).await.map_err(CliError::from_error)?;
+        if let Err(error) = self.container_start(&container.id).await {
+            let _ = self.container_remove(&container.id).await;
+            return Err(CliError::from_error(error));
+        }
+        Ok(container.id)
+    }
+}
+
+fn evidence_of(image: &ImageRow) -> Option<ImageEvidence> {
+    serde_json::from_str(&image.evidence).ok()
+}
+
+fn print_evidence_summary(image: &ImageRow) {
+    match evidence_of(image) {
+        Some(evidence) => print_evidence(&evidence),
+        None => render::line("evidence   (unreadable)"),
+    }
+}
+
+fn print_evidence(evidence: &ImageEvidence) {
+    render::line(&format!(
+        "packages   {} installed; {} upgraded, {} added, {} removed",
+        evidence.package_count,
+        evidence.upgraded.len(),
+        evidence.added.len(),
+        evidence.removed.len()
+    ));
+    render::line(&format!(
+        "cves       {} fixed{}",
+        evidence.cves.len(),
+        if evidence.cves.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", evidence.cves.join(" "))
+        }
+    ));
+    for note in &evidence.notes {
+        render::line(&format!("note       {note}"));
+    }
+    if !evidence.upgraded.is_empty() {
+        let rows: Vec<Vec<String>> = evidence
+            .upgraded
+            .iter()
+            .map(|u| {
+                let cves = if !u.changelog_available {
+                    "(no changelog)".to_owned()
+                } else {
+                    u.cves.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+                };
+                vec![u.name.clone(), u.from.to_string(), u.to.to_string(), cves]
+            })
+            .collect();
+        render::table(&["UPGRADED", "FROM", "TO", "CVES FIXED"], &rows);
+    }
+    for added in &evidence.added {
+        render::line(&format!("added      {} {}", added.name, added.version));
+    }
+    for removed in &evidence.removed {
+        render::line(&format!("removed    {} {}", removed.name, removed.version));
+    }
+}
+
+fn image_json(image: &ImageRow) -> Value {
+    json!({
+        "version": image.version,
+        "recipe": image.recipe,
+        "recipeVersion": image.recipe_version,
+        "buildNumber": image.build_number,
+        "buildId": image.build_id,
+        "pipeline": image.pipeline,
+        "engineImageId": image.engine_image_id,
+        "engineReference": image.engine_reference,
+        "parent": image.parent,
+        "parentEngineImageId": image.parent_engine_image_id,
+        "createdAt": image.created_at.to_string(),
+        "evidence": serde_json::from_str::<Value>(&image.evidence).unwrap_or(Value::Null),
+    })
+}
+
+fn build_json(build: &BuildRow) -> Value {
+    json!({
+        "id": build.id,
+        "imageVersion": build.image_version(),
+        "pipeline": build.pipeline,
+        "recipe": build.recipe,
+        "recipeVersion": build.recipe_version,
+        "state": build.state.as_str(),
+        "reason": build.reason,
+        "parentImage": build.parent_image,
+        "artifactDir": build.artifact_dir,
+        "createdAt": build.created_at.to_string(),
+        "finishedAt": build.finished_at.map(|t| t.to_string()),
+    })
+}

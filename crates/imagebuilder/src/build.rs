@@ -1,0 +1,641 @@
+//! The build lifecycle, with Image Builder's state names:
+//! `PENDING → BUILDING → TESTING → AVAILABLE`, or `FAILED` / `CANCELLED`.
+//!
+//! 1. Build stage: a container from the parent runs every component's
+//!    `build` then `validate` phase. The parent's and the result's package
+//!    manifests (and the upgraded packages' changelogs) are read in it.
+//! 2. Snapshot: the container is committed to a build-private tag.
+//! 3. Test stage: a fresh container from the snapshot runs the `test` phases.
+//! 4. Publish: the snapshot gets its version tag and the image row is written.
+//!
+//! Architecture invariant: a build that does not reach `AVAILABLE` publishes
+//! nothing and leaves no container behind. Every container and snapshot a
+//! build makes carries the label `autopatch.build=<id>`, so
+//! [`Builder::recover`] can remove what a dead runner left.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use autopatch_documents::PhaseName;
+use autopatch_engine::{ContainerSpec, Engine, EngineError};
+use autopatch_model::{ImageState, Timestamp};
+use autopatch_store::{BuildRow, ImageRow, NewBuild, Store};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::error::BuildError;
+use crate::evidence;
+use crate::progress::{BuildEvent, Progress};
+use crate::toe::{self, ComponentRun, PhaseRecord, StageContext};
+
+/// Label on every container and snapshot a build creates.
+pub const BUILD_LABEL: &str = "autopatch.build";
+
+/// The engine network builds and instances use.
+pub const NETWORK: &str = "autopatch";
+
+/// The parent image, resolved to something the engine can run.
+#[derive(Debug, Clone)]
+pub struct ResolvedParent {
+    /// As the recipe named it.
+    pub requested: String,
+    /// The autopatch image version, when the parent is one.
+    pub image_version: Option<String>,
+    /// What the engine runs (a tag or image id).
+    pub engine_reference: String,
+    pub engine_image_id: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+}
+
+/// Everything a build needs, resolved and validated beforehand.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub pipeline: Option<String>,
+    pub recipe_name: String,
+    pub recipe_version: String,
+    /// The documents as run, saved in the artifact folder: (file name, text).
+    pub documents: Vec<(String, String)>,
+    pub components: Vec<ComponentRun>,
+    pub parent: ResolvedParent,
+    pub tests_enabled: bool,
+    pub test_timeout: Duration,
+    pub build_timeout: Duration,
+    pub cpus: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// Idempotency token: a second start with the same token returns the first build.
+    pub client_token: Option<String>,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub build: BuildRow,
+    /// The published image, when the build reached `AVAILABLE`.
+    pub image: Option<ImageRow>,
+    /// False when the client token named an earlier build.
+    pub started: bool,
+}
+
+/// Runs builds against an engine and a store.
+pub struct Builder<E: Engine> {
+    pub engine: Arc<E>,
+    pub store: Arc<Store>,
+    /// Root of the per-build artifact folders.
+    pub artifacts_root: PathBuf,
+}
+
+/// Durations of the parts of a build that are not step commands.
+#[derive(Debug, Default, Clone, Serialize)]
+struct Timings {
+    build_container_create_ms: u64,
+    parent_manifest_ms: u64,
+    build_stage_ms: u64,
+    evidence_ms: u64,
+    commit_ms: u64,
+    test_container_create_ms: u64,
+    test_stage_ms: u64,
+    publish_ms: u64,
+    cleanup_ms: u64,
+    total_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct DetailedOutput<'a> {
+    build_id: &'a str,
+    image_version: String,
+    pipeline: Option<&'a str>,
+    parent: &'a str,
+    parent_engine_image_id: &'a str,
+    state: &'static str,
+    reason: Option<&'a str>,
+    started_at: String,
+    finished_at: String,
+    timings: &'a Timings,
+    phases: &'a [PhaseRecord],
+}
+
+impl<E: Engine + 'static> Builder<E> {
+    /// Runs a build to its end. `cancel` (or a cancel request in the store)
+    /// stops it, ending `CANCELLED`.
+    pub async fn run(
+        &self,
+        request: &BuildRequest,
+        progress: &dyn Progress,
+        cancel: &CancellationToken,
+    ) -> Result<BuildOutcome, BuildError> {
+        let build_id = new_build_id();
+        let artifacts_root = self.artifacts_root.display().to_string();
+        let (build, created) = self.store.create_build(&NewBuild {
+            id: &build_id,
+            pipeline: request.pipeline.as_deref(),
+            recipe: &request.recipe_name,
+            recipe_version: &request.recipe_version,
+            client_token: request.client_token.as_deref(),
+            parent_image: &request.parent.requested,
+            artifact_dir_root: &artifacts_root,
+            owner_pid: Some(std::process::id()),
+            now: clock::now(),
+        })?;
+        if !created {
+            let image = self.store.image(&build.image_version())?;
+            return Ok(BuildOutcome { build, image, started: false });
+        }
+        self.event(&build, "state", ImageState::Pending.as_str())?;
+        progress.event(BuildEvent::State { state: ImageState::Pending, reason: None });
+
+        // Watch the store for a cancel request from another process.
+        let watcher_cancel = cancel.child_token();
+        let watcher = {
+            let store = Arc::clone(&self.store);
+            let token = watcher_cancel.clone();
+            let id = build.id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    if store.cancel_requested(&id).unwrap_or(false) {
+                        token.cancel();
+                        return;
+                    }
+                }
+            })
+        };
+
+        let started_at = clock::now();
+        let mut timings = Timings::default();
+        let mut phases = Vec::new();
+        let total = tokio::time::Instant::now();
+        let result = self
+            .execute(&build, request, progress, &watcher_cancel, &mut timings, &mut phases)
+            .await;
+
+        // Whatever happened, leave no container and no unpublished snapshot.
+        let cleanup = tokio::time::Instant::now();
+        let cleanup_result = self.remove_build_resources(&build.id, result.as_ref().ok()).await;
+        timings.cleanup_ms = toe::millis(cleanup.elapsed());
+        timings.total_ms = toe::millis(total.elapsed());
+        watcher_cancel.cancel();
+        let _ = watcher.await;
+
+        let (state, reason, image) = match result {
+            Ok(Published::Image(image)) => (ImageState::Available, None, Some(*image)),
+            Ok(Published::Failed(reason)) => (ImageState::Failed, Some(reason), None),
+            Err(BuildError::Cancelled) => {
+                (ImageState::Cancelled, Some("cancelled".to_owned()), None)
+            }
+            Err(error) => (ImageState::Failed, Some(error_chain(&error)), None),
+        };
+        let finished_at = clock::now();
+        self.write_detailed_output(
+            &build,
+            request,
+            state,
+            reason.as_deref(),
+            started_at,
+            finished_at,
+            &timings,
+            &phases,
+        );
+        self.store.set_build_state(&build.id, state, reason.as_deref(), finished_at)?;
+        self.event(
+            &build,
+            "state",
+            &format!("{state}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()),
+        )?;
+        progress.event(BuildEvent::State { state, reason: reason.clone() });
+        if let Err(error) = cleanup_result {
+            progress.event(BuildEvent::Note {
+                message: format!("cleanup incomplete: {}", error_chain(&error)),
+            });
+        }
+        let build = self
+            .store
+            .build(&build.id)?
+            .ok_or_else(|| BuildError::NotFound { id: build.id.clone() })?;
+        Ok(BuildOutcome { build, image, started: true })
+    }
+
+    fn event(&self, build: &BuildRow, kind: &str, detail: &str) -> Result<(), BuildError> {
+        self.store.append_event(&format!("build/{}", build.id), kind, detail, clock::now())?;
+        Ok(())
+    }
+
+    async fn set_state(
+        &self,
+        build: &BuildRow,
+        state: ImageState,
+        progress: &dyn Progress,
+    ) -> Result<(), BuildError> {
+        self.store.set_build_state(&build.id, state, None, clock::now())?;
+        self.event(build, "state", state.as_str())?;
+        progress.event(BuildEvent::State { state, reason: None });
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        build: &BuildRow,
+        request: &BuildRequest,
+        progress: &dyn Progress,
+        cancel: &CancellationToken,
+        timings: &mut Timings,
+        phases: &mut Vec<PhaseRecord>,
+    ) -> Result<Published, BuildError> {
+        let artifact_dir = PathBuf::from(&build.artifact_dir);
+        write_documents(&artifact_dir, &request.documents)?;
+        let log_dir = artifact_dir.join("logs");
+        let image_version = build.image_version();
+
+        // Build stage.
+        self.set_state(build, ImageState::Building, progress).await?;
+        self.engine.network_ensure(NETWORK).await?;
+        let started = tokio::time::Instant::now();
+        let container = self
+            .create_container(build, request, &request.parent.engine_reference, "build")
+            .await?;
+        timings.build_container_create_ms = toe::millis(started.elapsed());
+        progress.event(BuildEvent::StageStarted { stage: "build", container: container.clone() });
+        progress.event(BuildEvent::Timing {
+            what: "build container create".into(),
+            duration_ms: timings.build_container_create_ms,
+        });
+
+        let started = tokio::time::Instant::now();
+        let parent_manifest = evidence::read_manifest(self.engine.as_ref(), &container).await?;
+        timings.parent_manifest_ms = toe::millis(started.elapsed());
+
+        let mut reboots = 0;
+        let started = tokio::time::Instant::now();
+        let stage = {
+            let mut ctx = StageContext {
+                engine: self.engine.as_ref(),
+                container: &container,
+                log_dir: &log_dir.join("build"),
+                progress,
+                cancel,
+                reboots: &mut reboots,
+            };
+            let run = toe::run_stage(
+                &mut ctx,
+                &request.components,
+                &[PhaseName::Build, PhaseName::Validate],
+            );
+            match tokio::time::timeout(request.build_timeout, run).await {
+                Ok(stage) => stage?,
+                Err(_) => {
+                    return Ok(Published::Failed(format!(
+                        "the build stage ran past the build timeout of {} minutes",
+                        request.build_timeout.as_secs() / 60
+                    )));
+                }
+            }
+        };
+        timings.build_stage_ms = toe::millis(started.elapsed());
+        phases.extend(stage.phases);
+        if let Some(failure) = stage.failure {
+            return Ok(Published::Failed(failure));
+        }
+
+        // Evidence, read from the build container: exactly the snapshot's files.
+        let started = tokio::time::Instant::now();
+        let image_evidence = evidence::collect(
+            self.engine.as_ref(),
+            &container,
+            &parent_manifest,
+            &image_version,
+            request.parent.image_version.as_deref().unwrap_or(&request.parent.requested),
+        )
+        .await?;
+        timings.evidence_ms = toe::millis(started.elapsed());
+        progress.event(BuildEvent::Timing {
+            what: "evidence".into(),
+            duration_ms: timings.evidence_ms,
+        });
+
+        // Snapshot.
+        if cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        let started = tokio::time::Instant::now();
+        let snapshot_reference = snapshot_reference(&build.id);
+        let changes = image_changes(build, request, &image_version);
+        let snapshot = self.engine.commit(&container, &snapshot_reference, &changes).await?;
+        self.engine.container_remove(&container).await?;
+        timings.commit_ms = toe::millis(started.elapsed());
+        progress.event(BuildEvent::Timing {
+            what: "snapshot (commit)".into(),
+            duration_ms: timings.commit_ms,
+        });
+
+        // Test stage.
+        self.set_state(build, ImageState::Testing, progress).await?;
+        let has_tests = request
+            .components
+            .iter()
+            .any(|c| c.document.phases.iter().any(|p| p.name == PhaseName::Test));
+        if request.tests_enabled && has_tests {
+            let started = tokio::time::Instant::now();
+            let test_container =
+                self.create_container(build, request, &snapshot.id, "test").await?;
+            write_instance_metadata(self.engine.as_ref(), &test_container, &image_version, build)
+                .await?;
+            timings.test_container_create_ms = toe::millis(started.elapsed());
+            progress.event(BuildEvent::StageStarted {
+                stage: "test",
+                container: test_container.clone(),
+            });
+            let started = tokio::time::Instant::now();
+            let mut ctx = StageContext {
+                engine: self.engine.as_ref(),
+                container: &test_container,
+                log_dir: &log_dir.join("test"),
+                progress,
+                cancel,
+                reboots: &mut reboots,
+            };
+            let run = toe::run_stage(&mut ctx, &request.components, &[PhaseName::Test]);
+            let stage = match tokio::time::timeout(request.test_timeout, run).await {
+                Ok(stage) => stage?,
+                Err(_) => {
+                    return Ok(Published::Failed(format!(
+                        "the test stage ran past its timeout of {} minutes",
+                        request.test_timeout.as_secs() / 60
+                    )));
+                }
+            };
+            timings.test_stage_ms = toe::millis(started.elapsed());
+            phases.extend(stage.phases);
+            self.engine.container_remove(&test_container).await?;
+            if let Some(failure) = stage.failure {
+                return Ok(Published::Failed(failure));
+            }
+        } else {
+            let why = if request.tests_enabled {
+                "no component has a test phase"
+            } else {
+                "image tests are disabled"
+            };
+            progress.event(BuildEvent::Note { message: format!("test stage skipped: {why}") });
+        }
+
+        // Publish: tag, then the row. The row makes it visible; until it is
+        // written, recovery treats the tag as an unpublished leftover.
+        if cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        let started = tokio::time::Instant::now();
+        let reference =
+            engine_reference(&request.recipe_name, &request.recipe_version, build.build_number);
+        self.engine.image_tag(&snapshot.id, &reference).await?;
+        let evidence_json =
+            serde_json::to_string(&image_evidence).unwrap_or_else(|_| "{}".to_owned());
+        fs_err::write(
+            artifact_dir.join("evidence.json"),
+            serde_json::to_vec_pretty(&image_evidence).unwrap_or_default(),
+        )
+        .map_err(|source| BuildError::Artifacts { source })?;
+        let image = ImageRow {
+            version: image_version.clone(),
+            recipe: request.recipe_name.clone(),
+            recipe_version: request.recipe_version.clone(),
+            build_number: build.build_number,
+            build_id: Some(build.id.clone()),
+            pipeline: request.pipeline.clone(),
+            engine_image_id: snapshot.id.clone(),
+            engine_reference: reference,
+            parent: Some(
+                request
+                    .parent
+                    .image_version
+                    .clone()
+                    .unwrap_or_else(|| request.parent.requested.clone()),
+            ),
+            parent_engine_image_id: Some(request.parent.engine_image_id.clone()),
+            manifest: image_evidence.manifest_text.clone(),
+            evidence: evidence_json,
+            created_at: clock::now(),
+        };
+        self.store.insert_image(&image)?;
+        timings.publish_ms = toe::millis(started.elapsed());
+        Ok(Published::Image(Box::new(image)))
+    }
+
+    async fn create_container(
+        &self,
+        build: &BuildRow,
+        request: &BuildRequest,
+        image: &str,
+        role: &str,
+    ) -> Result<String, BuildError> {
+        let mut spec = ContainerSpec {
+            name: Some(format!("autopatch-{role}-{}", build.id)),
+            image: image.to_owned(),
+            cmd: vec!["sleep".into(), "infinity".into()],
+            network: Some(NETWORK.to_owned()),
+            hostname: Some(format!("{role}-{}", build.build_number)),
+            init: true,
+            cpus: request.cpus,
+            memory_bytes: request.memory_bytes,
+            ..ContainerSpec::default()
+        };
+        if request.parent.entrypoint.is_some() {
+            spec.entrypoint = Some(vec!["sleep".into()]);
+            spec.cmd = vec!["infinity".into()];
+        }
+        spec.labels.insert(BUILD_LABEL.to_owned(), build.id.clone());
+        spec.labels.insert("autopatch.role".to_owned(), role.to_owned());
+        let container = self.engine.container_create(&spec).await?;
+        self.engine.container_start(&container.id).await?;
+        Ok(container.id)
+    }
+
+    /// Removes a build's containers, and its snapshot unless it was published.
+    async fn remove_build_resources(
+        &self,
+        build_id: &str,
+        outcome: Option<&Published>,
+    ) -> Result<(), EngineError> {
+        let label = [(BUILD_LABEL.to_owned(), build_id.to_owned())];
+        for container in self.engine.container_list(&label).await? {
+            self.engine.container_remove(&container.id).await?;
+        }
+        match outcome {
+            // The published tag keeps the image; drop only the private tag.
+            Some(Published::Image(_)) => {
+                self.engine.image_remove(&snapshot_reference(build_id)).await
+            }
+            _ => self.engine.image_remove(&snapshot_reference(build_id)).await,
+        }
+    }
+
+    /// Finishes what a dead runner left: builds still in progress whose owner
+    /// process is gone end `FAILED`, and their containers and unpublished
+    /// snapshots are removed. Returns the ids of the builds it ended.
+    pub async fn recover(&self) -> Result<Vec<String>, BuildError> {
+        let mut ended = Vec::new();
+        for build in self.store.builds()? {
+            if build.state.is_terminal() {
+                continue;
+            }
+            let owner_alive = build.owner_pid.is_some_and(process_alive);
+            if owner_alive {
+                continue;
+            }
+            self.remove_build_resources(&build.id, None).await?;
+            // A tag made just before the runner died, without its row.
+            if self.store.image(&build.image_version())?.is_none() {
+                self.engine
+                    .image_remove(&engine_reference(
+                        &build.recipe,
+                        &build.recipe_version,
+                        build.build_number,
+                    ))
+                    .await?;
+            }
+            let reason = format!(
+                "the process running the build (pid {}) exited before the build finished",
+                build.owner_pid.map(|pid| pid.to_string()).unwrap_or_else(|| "unknown".into())
+            );
+            self.store.set_build_state(
+                &build.id,
+                ImageState::Failed,
+                Some(&reason),
+                clock::now(),
+            )?;
+            self.event(&build, "state", &format!("FAILED: {reason}"))?;
+            ended.push(build.id);
+        }
+        Ok(ended)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call site, all plain data for the report")]
+    fn write_detailed_output(
+        &self,
+        build: &BuildRow,
+        request: &BuildRequest,
+        state: ImageState,
+        reason: Option<&str>,
+        started_at: Timestamp,
+        finished_at: Timestamp,
+        timings: &Timings,
+        phases: &[PhaseRecord],
+    ) {
+        let output = DetailedOutput {
+            build_id: &build.id,
+            image_version: build.image_version(),
+            pipeline: request.pipeline.as_deref(),
+            parent: &request.parent.requested,
+            parent_engine_image_id: &request.parent.engine_image_id,
+            state: state.as_str(),
+            reason,
+            started_at: started_at.to_string(),
+            finished_at: finished_at.to_string(),
+            timings,
+            phases,
+        };
+        let path = Path::new(&build.artifact_dir).join("detailedoutput.json");
+        // Best effort: the state in the store is the record of truth.
+        if let Ok(json) = serde_json::to_vec_pretty(&output) {
+            let _ = fs_err::create_dir_all(&build.artifact_dir);
+            let _ = fs_err::write(path, json);
+        }
+    }
+}
+
+enum Published {
+    Image(Box<ImageRow>),
+    Failed(String),
+}
+
+/// The engine tag of a published image.
+pub fn engine_reference(recipe: &str, version: &str, build_number: u32) -> String {
+    format!("localhost/autopatch/{recipe}:{version}-{build_number}")
+}
+
+/// The build-private tag of a snapshot that is not published yet.
+fn snapshot_reference(build_id: &str) -> String {
+    format!("localhost/autopatch-snapshot/{build_id}:snapshot")
+}
+
+/// Dockerfile instructions applied at commit: restore the parent's command
+/// (the build container ran `sleep`) and label the image with its identity.
+fn image_changes(build: &BuildRow, request: &BuildRequest, image_version: &str) -> Vec<String> {
+    let json = |list: &Vec<String>| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+    let mut changes = Vec::new();
+    match &request.parent.cmd {
+        Some(cmd) if !cmd.is_empty() => changes.push(format!("CMD {}", json(cmd))),
+        _ => changes.push(r#"CMD ["/bin/sh"]"#.to_owned()),
+    }
+    if let Some(entrypoint) = &request.parent.entrypoint {
+        changes.push(format!("ENTRYPOINT {}", json(entrypoint)));
+    }
+    changes.push(format!("LABEL autopatch.image-version={image_version}"));
+    changes.push(format!("LABEL autopatch.recipe={}", request.recipe_name));
+    changes.push(format!("LABEL {BUILD_LABEL}={}", build.id));
+    changes.push(format!("LABEL autopatch.parent={}", request.parent.engine_image_id));
+    changes
+}
+
+/// Instance metadata for the test container, in the IMDS layout, so pages
+/// that show the image id work in tests as on instances.
+async fn write_instance_metadata<E: Engine>(
+    engine: &E,
+    container: &str,
+    image_version: &str,
+    build: &BuildRow,
+) -> Result<(), BuildError> {
+    let root = "/var/lib/autopatch/imds/latest/meta-data";
+    let entries = [
+        ("ami-id", image_version.to_owned()),
+        ("instance-id", format!("test-{}", build.id)),
+        ("instance-type", "build".to_owned()),
+        ("local-ipv4", "127.0.0.1".to_owned()),
+        ("placement/availability-zone", "local-a".to_owned()),
+    ];
+    for (key, value) in entries {
+        engine.put_file(container, &format!("{root}/{key}"), value.as_bytes(), 0o644).await?;
+    }
+    Ok(())
+}
+
+fn write_documents(artifact_dir: &Path, documents: &[(String, String)]) -> Result<(), BuildError> {
+    let directory = artifact_dir.join("documents");
+    fs_err::create_dir_all(&directory).map_err(|source| BuildError::Artifacts { source })?;
+    for (name, text) in documents {
+        fs_err::write(directory.join(name), text)
+            .map_err(|source| BuildError::Artifacts { source })?;
+    }
+    Ok(())
+}
+
+/// A build id: time-ordered and unique across processes, and safe in tags
+/// and file names.
+fn new_build_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let random = hasher.finish() & 0xff_ffff;
+    let millis = clock::now().millis();
+    format!("b-{millis:x}-{random:06x}")
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The error and its causes, one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,346 @@
+//! The catalog of registered documents (components, recipes, pipelines) and
+//! the resolution of references between them, with the operations Image
+//! Builder names: CreateComponent, CreateImageRecipe, CreateImagePipeline.
+//!
+//! Architecture invariant: a document is validated whole, including its
+//! references (registered components, the parent image, the recipe), before
+//! anything is written; every problem is reported at once with its position.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use autopatch_documents::{
+    ComponentDocument, Diagnostic, Diagnostics, ParentImage, PipelineDocument, Position,
+    RecipeDocument, SourceFile, Span,
+};
+use autopatch_engine::Engine;
+use autopatch_model::SemanticVersion;
+use autopatch_store::{ComponentRow, ImageRow, PipelineRow, Store};
+use sha2::{Digest, Sha256};
+
+use crate::build::ResolvedParent;
+use crate::clock;
+use crate::error::RegistryError;
+use crate::toe::ComponentRun;
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub kind: &'static str,
+    pub name: String,
+    pub version: Option<String>,
+    /// False when the same document was already registered (a no-op).
+    pub created: bool,
+}
+
+/// Registers a component document under `name` (default: the document's
+/// `name`) and `version` (default 1.0.0).
+pub fn create_component(
+    store: &Store,
+    file: &SourceFile,
+    name: Option<&str>,
+    version: Option<&str>,
+) -> Result<Registered, RegistryError> {
+    let document = autopatch_documents::parse_component(file).map_err(RegistryError::Invalid)?;
+    let whole_file = Span::at(Position { line: 1, column: 1 });
+    let mut problems = Vec::new();
+    let name = match name.map(str::to_owned).or_else(|| document.name.clone()) {
+        Some(name) => name,
+        None => {
+            problems.push(diagnostic(
+                file,
+                whole_file,
+                "the component has no name: add `name:` to the document or pass --name",
+            ));
+            String::new()
+        }
+    };
+    let version = version.unwrap_or("1.0.0");
+    if let Err(error) = version.parse::<SemanticVersion>() {
+        problems.push(diagnostic(file, whole_file, &format!("{error}")));
+    }
+    if !problems.is_empty() {
+        return Err(RegistryError::Invalid(Diagnostics(problems)));
+    }
+    let created = store.put_component(&ComponentRow {
+        name: name.clone(),
+        version: version.to_owned(),
+        source_name: file.name.clone(),
+        document: file.text.clone(),
+        sha256: sha256(&file.text),
+        created_at: clock::now(),
+    })?;
+    Ok(Registered { kind: "component", name, version: Some(version.to_owned()), created })
+}
+
+/// Registers an image recipe after checking its components (registered,
+/// parameters given) and its parent image (exists).
+pub async fn create_recipe<E: Engine>(
+    store: &Store,
+    engine: &Arc<E>,
+    file: &SourceFile,
+) -> Result<Registered, RegistryError> {
+    let recipe = autopatch_documents::parse_recipe(file).map_err(RegistryError::Invalid)?;
+    let mut problems = Vec::new();
+    for reference in &recipe.components {
+        match resolve_component(store, &reference.name, reference.version) {
+            Ok(Some((_, document))) => {
+                problems.extend(autopatch_documents::check_parameter_values(
+                    &document,
+                    &reference.parameters,
+                    &file.name,
+                    reference.span,
+                ));
+            }
+            Ok(None) => problems.push(diagnostic(
+                file,
+                reference.span,
+                &format!(
+                    "component {} is not registered; register it with `autopatch component create --file <component.yml>`{}",
+                    describe(&reference.name, reference.version),
+                    known(store.components()?.iter().map(|c| format!("{}/{}", c.name, c.version)))
+                ),
+            )),
+            Err(error) => problems.push(diagnostic(file, reference.span, &crate::build::error_chain(&error))),
+        }
+    }
+    if let Err(message) =
+        resolve_parent(store, engine.as_ref(), &parent_text(&recipe.parent_image)).await?
+    {
+        problems.push(diagnostic(file, recipe.parent_image_span, &message));
+    }
+    if !problems.is_empty() {
+        return Err(RegistryError::Invalid(Diagnostics(problems)));
+    }
+    let version = recipe.semantic_version.to_string();
+    let created = store.put_recipe(&ComponentRow {
+        name: recipe.name.clone(),
+        version: version.clone(),
+        source_name: file.name.clone(),
+        document: file.text.clone(),
+        sha256: sha256(&file.text),
+        created_at: clock::now(),
+    })?;
+    Ok(Registered { kind: "recipe", name: recipe.name, version: Some(version), created })
+}
+
+/// Creates or updates an image pipeline after checking its recipe exists.
+pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, RegistryError> {
+    let pipeline = autopatch_documents::parse_pipeline(file).map_err(RegistryError::Invalid)?;
+    let recipe = &pipeline.image_recipe;
+    if store.recipe(&recipe.name, recipe.version.map(|v| v.to_string()).as_deref())?.is_none() {
+        return Err(RegistryError::Invalid(Diagnostics(vec![diagnostic(
+            file,
+            recipe.span,
+            &format!(
+                "recipe {} is not registered; register it with `autopatch recipe create --file <recipe.yml>`{}",
+                describe(&recipe.name, recipe.version),
+                known(store.recipes()?.iter().map(|r| format!("{}/{}", r.name, r.version)))
+            ),
+        )])));
+    }
+    let now = clock::now();
+    let existed = store.put_pipeline(&PipelineRow {
+        name: pipeline.name.clone(),
+        source_name: file.name.clone(),
+        document: file.text.clone(),
+        sha256: sha256(&file.text),
+        created_at: now,
+        updated_at: now,
+    })?;
+    Ok(Registered { kind: "pipeline", name: pipeline.name, version: None, created: !existed })
+}
+
+/// A registered component and its parsed document.
+pub(crate) fn resolve_component(
+    store: &Store,
+    name: &str,
+    version: Option<SemanticVersion>,
+) -> Result<Option<(ComponentRow, ComponentDocument)>, RegistryError> {
+    let Some(row) = store.component(name, version.map(|v| v.to_string()).as_deref())? else {
+        return Ok(None);
+    };
+    let document = autopatch_documents::parse_component(&SourceFile::new(
+        row.source_name.clone(),
+        row.document.clone(),
+    ))
+    .map_err(RegistryError::Invalid)?;
+    Ok(Some((row, document)))
+}
+
+/// A pipeline with its recipe and components, parsed, ready to build.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline {
+    pub pipeline: PipelineDocument,
+    pub pipeline_row: PipelineRow,
+    pub recipe: RecipeDocument,
+    pub recipe_text: (String, String),
+    pub components: Vec<ComponentRun>,
+    pub component_texts: Vec<(String, String)>,
+}
+
+/// Loads a pipeline and everything it refers to.
+pub fn load_pipeline(store: &Store, name: &str) -> Result<LoadedPipeline, RegistryError> {
+    let Some(pipeline_row) = store.pipeline(name)? else {
+        return Err(RegistryError::NotFound {
+            kind: "pipeline",
+            name: name.to_owned(),
+            hint: known(store.pipelines()?.iter().map(|p| p.name.clone())),
+        });
+    };
+    let pipeline = autopatch_documents::parse_pipeline(&SourceFile::new(
+        pipeline_row.source_name.clone(),
+        pipeline_row.document.clone(),
+    ))
+    .map_err(RegistryError::Invalid)?;
+    let reference = &pipeline.image_recipe;
+    let Some(recipe_row) =
+        store.recipe(&reference.name, reference.version.map(|v| v.to_string()).as_deref())?
+    else {
+        return Err(RegistryError::NotFound {
+            kind: "recipe",
+            name: describe(&reference.name, reference.version),
+            hint: String::new(),
+        });
+    };
+    let recipe = autopatch_documents::parse_recipe(&SourceFile::new(
+        recipe_row.source_name.clone(),
+        recipe_row.document.clone(),
+    ))
+    .map_err(RegistryError::Invalid)?;
+    let mut components = Vec::new();
+    let mut component_texts = Vec::new();
+    for reference in &recipe.components {
+        let Some((row, document)) = resolve_component(store, &reference.name, reference.version)?
+        else {
+            return Err(RegistryError::NotFound {
+                kind: "component",
+                name: describe(&reference.name, reference.version),
+                hint: String::new(),
+            });
+        };
+        let mut parameters: BTreeMap<String, String> = document
+            .parameters
+            .iter()
+            .filter_map(|p| p.default.clone().map(|d| (p.name.clone(), d)))
+            .collect();
+        parameters.extend(reference.parameters.clone());
+        component_texts
+            .push((format!("component-{}-{}.yml", row.name, row.version), row.document.clone()));
+        components.push(ComponentRun {
+            name: row.name,
+            version: row.version,
+            document,
+            parameters,
+        });
+    }
+    Ok(LoadedPipeline {
+        recipe_text: (
+            format!("recipe-{}-{}.yml", recipe_row.name, recipe_row.version),
+            recipe_row.document,
+        ),
+        pipeline,
+        pipeline_row,
+        recipe,
+        components,
+        component_texts,
+    })
+}
+
+/// Resolves an image reference: an autopatch image version `name/x.y.z/N`,
+/// `name/x.y.z` or `name/x.x.x` or `name` (the latest build), or anything the
+/// engine knows (tag or id). The inner `Err` says why it does not resolve.
+pub async fn resolve_parent<E: Engine>(
+    store: &Store,
+    engine: &E,
+    reference: &str,
+) -> Result<Result<ResolvedParent, String>, RegistryError> {
+    if let Some(image) = find_image(store, reference)? {
+        return Ok(match engine.image_inspect(&image.engine_image_id).await? {
+            Some(info) => Ok(ResolvedParent {
+                requested: reference.to_owned(),
+                image_version: Some(image.version.clone()),
+                engine_reference: image.engine_reference.clone(),
+                engine_image_id: info.id,
+                cmd: info.cmd,
+                entrypoint: info.entrypoint,
+            }),
+            None => Err(format!(
+                "image {} is registered but its engine image {} is gone from the engine",
+                image.version, image.engine_image_id
+            )),
+        });
+    }
+    Ok(match engine.image_inspect(reference).await? {
+        Some(info) => Ok(ResolvedParent {
+            requested: reference.to_owned(),
+            image_version: None,
+            engine_reference: reference.to_owned(),
+            engine_image_id: info.id,
+            cmd: info.cmd,
+            entrypoint: info.entrypoint,
+        }),
+        None => Err(format!(
+            "parent image {reference:?} does not exist: expected an autopatch image (name, name/x.y.z or name/x.y.z/N){} or an image in the container engine",
+            known(store.images()?.iter().map(|i| i.version.clone()))
+        )),
+    })
+}
+
+/// Finds a registered image by version reference (see [`resolve_parent`]).
+pub fn find_image(store: &Store, reference: &str) -> Result<Option<ImageRow>, RegistryError> {
+    let images = store.images()?;
+    if let Some(image) = images.iter().find(|image| image.version == reference) {
+        return Ok(Some(image.clone()));
+    }
+    let mut parts = reference.split('/');
+    let (Some(name), version, None) = (parts.next(), parts.next(), parts.nth(1)) else {
+        return Ok(None);
+    };
+    let wanted: Option<SemanticVersion> = match version {
+        None | Some("x.x.x") => None,
+        Some(version) => match version.parse() {
+            Ok(version) => Some(version),
+            Err(_) => return Ok(None),
+        },
+    };
+    // The highest version, then the highest build.
+    Ok(images
+        .into_iter()
+        .filter(|image| image.recipe == name)
+        .filter_map(|image| {
+            image.recipe_version.parse::<SemanticVersion>().ok().map(|v| (v, image))
+        })
+        .filter(|(version, _)| wanted.is_none_or(|wanted| *version == wanted))
+        .max_by_key(|(version, image)| (*version, image.build_number))
+        .map(|(_, image)| image))
+}
+
+/// The parent image reference as text, for resolution and messages.
+pub(crate) fn parent_text(parent: &ParentImage) -> String {
+    match parent {
+        ParentImage::Image(version) => version.to_string(),
+        ParentImage::EngineReference(reference) => reference.clone(),
+    }
+}
+
+fn describe(name: &str, version: Option<SemanticVersion>) -> String {
+    match version {
+        Some(version) => format!("{name}/{version}"),
+        None => name.to_owned(),
+    }
+}
+
+fn known(names: impl Iterator<Item = String>) -> String {
+    let names: Vec<String> = names.collect();
+    if names.is_empty() { String::new() } else { format!(" (registered: {})", names.join(", ")) }
+}
+
+fn diagnostic(file: &SourceFile, span: Span, message: &str) -> Diagnostic {
+    Diagnostic { file: file.name.clone(), span, message: message.to_owned() }
+}
+
+pub(crate) fn sha256(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}

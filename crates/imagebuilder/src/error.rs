@@ -1,0 +1,49 @@
+//! Errors of the image pipeline, by operation. Messages say what failed;
+//! causes are chained as sources.
+
+use autopatch_documents::Diagnostics;
+use autopatch_engine::EngineError;
+use autopatch_store::StoreError;
+
+/// Registering or resolving documents (components, recipes, pipelines).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The document is invalid: every problem, with file:line:col.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("failed to read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{kind} {name} is not registered{hint}")]
+    NotFound { kind: &'static str, name: String, hint: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// A build that could not run to its end. A failing step is not an error
+/// here (the build ends `FAILED`); these are the faults around it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the build was cancelled")]
+    Cancelled,
+    #[error("failed to write the build's artifacts")]
+    Artifacts {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("build {id} not found")]
+    NotFound { id: String },
+    #[error("failed to read the package manifest of {image}: {message}")]
+    Manifest { image: String, message: String },
+}

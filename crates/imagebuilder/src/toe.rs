@@ -1,0 +1,580 @@
+//! The AWSTOE executor: runs component documents' phases inside a container,
+//! step by step, the way AWS Task Orchestrator and Executor does on an
+//! Image Builder instance.
+//!
+//! Design notes:
+//! - Phases run phase-major within a stage: every component's `build`, then
+//!   every component's `validate` (build stage); every component's `test`
+//!   (test stage).
+//! - `ExecuteBash` runs its commands as one bash script (no `set -e`, like
+//!   AWSTOE), under coreutils `timeout` for `timeoutSeconds`; exit 124 or 137
+//!   from it means the step timed out.
+//! - What follows an attempt is decided by the pure [`crate::decide`] table.
+//! - Every step's output goes to its own log file as it arrives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use autopatch_documents::{
+    Action, ComponentDocument, CreateFileInput, OnFailure, PhaseName, Segment, Step, Template,
+};
+use autopatch_engine::{Engine, ExecSpec, OutputSink, OutputStream};
+use autopatch_model::StepStatus;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::decide::{AttemptOutcome, StepDecision, after_attempt};
+use crate::error::BuildError;
+use crate::progress::{BuildEvent, Progress};
+
+/// A component as a build runs it: its document and the recipe's parameter values.
+#[derive(Debug, Clone)]
+pub struct ComponentRun {
+    pub name: String,
+    pub version: String,
+    pub document: ComponentDocument,
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The record of one step, written to the detailed output JSON.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StepRecord {
+    pub(crate) name: String,
+    pub(crate) action: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) attempts: u32,
+    pub(crate) reboots: u32,
+    pub(crate) duration_ms: u64,
+    pub(crate) outputs: BTreeMap<String, String>,
+    pub(crate) log: String,
+    pub(crate) failure_message: Option<String>,
+}
+
+/// The record of one phase of one component.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PhaseRecord {
+    pub(crate) component: String,
+    pub(crate) component_version: String,
+    pub(crate) phase: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) duration_ms: u64,
+    pub(crate) steps: Vec<StepRecord>,
+}
+
+/// Where and how a stage runs.
+pub(crate) struct StageContext<'a, E: Engine> {
+    pub(crate) engine: &'a E,
+    pub(crate) container: &'a str,
+    pub(crate) log_dir: &'a Path,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) cancel: &'a CancellationToken,
+    /// Restarts left in this build for exit-194 reboots.
+    pub(crate) reboots: &'a mut u32,
+}
+
+/// The outcome of a stage.
+pub(crate) struct StageOutcome {
+    pub(crate) phases: Vec<PhaseRecord>,
+    /// The first failure, if the stage failed.
+    pub(crate) failure: Option<String>,
+}
+
+/// Runs `phases` of every component, phase-major, in the stage's container.
+pub(crate) async fn run_stage<E: Engine>(
+    ctx: &mut StageContext<'_, E>,
+    components: &[ComponentRun],
+    phases: &[PhaseName],
+) -> Result<StageOutcome, BuildError> {
+    let mut records = Vec::new();
+    // Step outputs per component, for `{{ phase.Step.outputs.stdout }}`.
+    let mut outputs: HashMap<(usize, PhaseName, String), String> = HashMap::new();
+    for phase_name in phases {
+        for (component_index, component) in components.iter().enumerate() {
+            let Some(phase) =
+                component.document.phases.iter().find(|phase| phase.name == *phase_name)
+            else {
+                continue;
+            };
+            let started = tokio::time::Instant::now();
+            let mut steps = Vec::new();
+            let mut phase_failed = false;
+            let mut abort = None;
+            for step in &phase.steps {
+                if abort.is_some() {
+                    steps.push(skipped(step));
+                    continue;
+                }
+                let lookup = |phase: PhaseName, step: &str| {
+                    outputs.get(&(component_index, phase, step.to_owned())).cloned()
+                };
+                let record = run_step(ctx, component, *phase_name, step, &lookup).await?;
+                if record.status == StepStatus::Failed.as_str() {
+                    phase_failed = true;
+                    if step.on_failure == OnFailure::Abort {
+                        abort = Some(format!(
+                            "step {} of component {} ({} phase) failed: {}",
+                            step.name,
+                            component.name,
+                            phase_name.as_str(),
+                            record.failure_message.clone().unwrap_or_default()
+                        ));
+                    }
+                }
+                if let Some(stdout) = record.outputs.get("stdout") {
+                    outputs
+                        .insert((component_index, *phase_name, step.name.clone()), stdout.clone());
+                }
+                steps.push(record);
+            }
+            let status = if phase_failed { StepStatus::Failed } else { StepStatus::Success };
+            records.push(PhaseRecord {
+                component: component.name.clone(),
+                component_version: component.version.clone(),
+                phase: phase_name.as_str(),
+                status: status.as_str(),
+                duration_ms: millis(started.elapsed()),
+                steps,
+            });
+            if phase_failed {
+                let failure = abort.unwrap_or_else(|| {
+                    format!(
+                        "component {} failed its {} phase (a step with onFailure: Continue failed)",
+                        component.name,
+                        phase_name.as_str()
+                    )
+                });
+                return Ok(StageOutcome { phases: records, failure: Some(failure) });
+            }
+        }
+    }
+    Ok(StageOutcome { phases: records, failure: None })
+}
+
+fn skipped(step: &Step) -> StepRecord {
+    StepRecord {
+        name: step.name.clone(),
+        action: step.action.name(),
+        status: StepStatus::Skipped.as_str(),
+        exit_code: None,
+        attempts: 0,
+        reboots: 0,
+        duration_ms: 0,
+        outputs: BTreeMap::new(),
+        log: String::new(),
+        failure_message: None,
+    }
+}
+
+async fn run_step<E: Engine>(
+    ctx: &mut StageContext<'_, E>,
+    component: &ComponentRun,
+    phase: PhaseName,
+    step: &Step,
+    lookup: &dyn Fn(PhaseName, &str) -> Option<String>,
+) -> Result<StepRecord, BuildError> {
+    let log_path =
+        ctx.log_dir.join(&component.name).join(phase.as_str()).join(format!("{}.log", step.name));
+    if let Some(parent) = log_path.parent() {
+        fs_err::create_dir_all(parent).map_err(|source| BuildError::Artifacts { source })?;
+    }
+    let mut log = LogSink::create(&log_path, ctx.progress)?;
+    let started = tokio::time::Instant::now();
+    let mut attempt = 1;
+    let mut reboots = 0;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        ctx.progress.event(BuildEvent::StepStarted {
+            component: component.name.clone(),
+            phase: phase.as_str(),
+            step: step.name.clone(),
+            action: step.action.name(),
+            attempt,
+        });
+        log.line(&format!(
+            "autopatch: step {} attempt {attempt} ({})",
+            step.name,
+            step.action.name()
+        ));
+        let result = run_action(ctx, component, step, lookup, &mut log).await?;
+        let outcome = match &result {
+            ActionResult::Exited { code, .. } if *code == 0 => AttemptOutcome::Succeeded,
+            ActionResult::Exited { code: 194, .. } => AttemptOutcome::RebootRequested,
+            ActionResult::Exited { .. } => AttemptOutcome::Failed,
+            ActionResult::TimedOut => AttemptOutcome::TimedOut,
+            ActionResult::Invalid { .. } => AttemptOutcome::Failed,
+        };
+        let decision =
+            after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots);
+        match decision {
+            StepDecision::Reboot => {
+                *ctx.reboots += 1;
+                reboots += 1;
+                log.line(
+                    "autopatch: exit code 194, restarting the container and running the step again",
+                );
+                ctx.progress.event(BuildEvent::Rebooting { step: step.name.clone() });
+                ctx.engine.container_stop(ctx.container, Duration::from_secs(10)).await?;
+                ctx.engine.container_start(ctx.container).await?;
+            }
+            StepDecision::Retry { attempt: next } => {
+                log.line(&format!(
+                    "autopatch: attempt {attempt} failed ({}), retrying",
+                    result.describe()
+                ));
+                attempt = next;
+            }
+            StepDecision::Continue { status } | StepDecision::Abort { status } => {
+                let exit_code = result.exit_code();
+                let duration_ms = millis(started.elapsed());
+                ctx.progress.event(BuildEvent::StepFinished {
+                    component: component.name.clone(),
+                    phase: phase.as_str(),
+                    step: step.name.clone(),
+                    status,
+                    exit_code,
+                    duration_ms,
+                });
+                let mut outputs = BTreeMap::new();
+                if let ActionResult::Exited { stdout, .. } = &result {
+                    outputs.insert("stdout".to_owned(), stdout.trim_end_matches('\n').to_owned());
+                }
+                let failure_message = (status != StepStatus::Success).then(|| {
+                    let tail = log.tail();
+                    let attempts = if attempt > 1 {
+                        format!(" after {attempt} attempts")
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{attempts}; last output:\n{tail}", result.describe())
+                });
+                return Ok(StepRecord {
+                    name: step.name.clone(),
+                    action: step.action.name(),
+                    status: status.as_str(),
+                    exit_code,
+                    attempts: attempt,
+                    reboots,
+                    duration_ms,
+                    outputs,
+                    log: log_path.display().to_string(),
+                    failure_message,
+                });
+            }
+        }
+    }
+}
+
+enum ActionResult {
+    Exited {
+        code: i64,
+        stdout: String,
+    },
+    TimedOut,
+    /// The step could not run at all (bad interpolation, no package manager...).
+    Invalid {
+        message: String,
+    },
+}
+
+impl ActionResult {
+    fn exit_code(&self) -> Option<i64> {
+        match self {
+            ActionResult::Exited { code, .. } => Some(*code),
+            ActionResult::TimedOut | ActionResult::Invalid { .. } => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ActionResult::Exited { code, .. } => format!("exit code {code}"),
+            ActionResult::TimedOut => "timed out".to_owned(),
+            ActionResult::Invalid { message } => message.clone(),
+        }
+    }
+}
+
+/// Renders a template with the component's parameters and earlier outputs.
+fn render(
+    template: &Template,
+    component: &ComponentRun,
+    lookup: &dyn Fn(PhaseName, &str) -> Option<String>,
+) -> Result<String, String> {
+    let mut text = String::new();
+    for segment in &template.segments {
+        match segment {
+            Segment::Literal(literal) => text.push_str(literal),
+            Segment::Parameter(name) => match component.parameters.get(name) {
+                Some(value) => text.push_str(value),
+                None => return Err(format!("parameter {name} has no value")),
+            },
+            Segment::StepOutput { phase, step } => match lookup(*phase, step) {
+                Some(value) => text.push_str(&value),
+                None => {
+                    return Err(format!(
+                        "step {}.{step} has no output (it did not run)",
+                        phase.as_str()
+                    ));
+                }
+            },
+        }
+    }
+    Ok(text)
+}
+
+/// The in-container directory for step scripts.
+const SCRIPT_DIR: &str = "/tmp/autopatch-toe";
+
+async fn run_action<E: Engine>(
+    ctx: &mut StageContext<'_, E>,
+    component: &ComponentRun,
+    step: &Step,
+    lookup: &dyn Fn(PhaseName, &str) -> Option<String>,
+    log: &mut LogSink<'_>,
+) -> Result<ActionResult, BuildError> {
+    let script = match &step.action {
+        Action::ExecuteBash { commands } => {
+            let mut script = String::new();
+            for command in commands {
+                match render(command, component, lookup) {
+                    Ok(command) => {
+                        script.push_str(&command);
+                        script.push('\n');
+                    }
+                    Err(message) => return Ok(ActionResult::Invalid { message }),
+                }
+            }
+            script
+        }
+        Action::UpdateOs { include, exclude } => {
+            let render_all = |templates: &[Template]| -> Result<Vec<String>, String> {
+                templates.iter().map(|template| render(template, component, lookup)).collect()
+            };
+            match (render_all(include), render_all(exclude)) {
+                (Ok(include), Ok(exclude)) => update_os_script(&include, &exclude),
+                (Err(message), _) | (_, Err(message)) => {
+                    return Ok(ActionResult::Invalid { message });
+                }
+            }
+        }
+        Action::CreateFile { files } => {
+            return create_files(ctx, component, files, lookup, log).await;
+        }
+    };
+    let script_path = format!("{SCRIPT_DIR}/{}-{}.sh", component.name, step.name);
+    ctx.engine.put_file(ctx.container, &script_path, script.as_bytes(), 0o700).await?;
+    let mut cmd = Vec::new();
+    if let Some(seconds) = step.timeout_seconds {
+        cmd.extend(["timeout", "-k", "10"].map(String::from));
+        cmd.push(format!("{seconds}s"));
+    }
+    cmd.extend(["bash".to_owned(), script_path]);
+    let spec = ExecSpec {
+        cmd,
+        env: vec!["DEBIAN_FRONTEND=noninteractive".to_owned()],
+        ..ExecSpec::default()
+    };
+    // The in-container timeout ends the step; this host-side limit only
+    // guards against an exec that never returns.
+    let host_limit = step.timeout_seconds.map(|seconds| Duration::from_secs(seconds + 60));
+    let exec = ctx.engine.exec(ctx.container, &spec, log);
+    let result = tokio::select! {
+        _ = ctx.cancel.cancelled() => return Err(BuildError::Cancelled),
+        result = with_limit(host_limit, exec) => result,
+    };
+    match result {
+        None => Ok(ActionResult::TimedOut),
+        Some(result) => {
+            let result = result?;
+            let timed_out = step.timeout_seconds.is_some() && matches!(result.exit_code, 124 | 137);
+            if timed_out {
+                Ok(ActionResult::TimedOut)
+            } else {
+                Ok(ActionResult::Exited { code: result.exit_code, stdout: result.stdout_text() })
+            }
+        }
+    }
+}
+
+async fn with_limit<F: std::future::Future>(
+    limit: Option<Duration>,
+    future: F,
+) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+/// The UpdateOS action as a script: apt-get on Debian and Ubuntu, dnf or yum
+/// on RPM distributions, and a clear failure when none exists.
+pub(crate) fn update_os_script(include: &[String], exclude: &[String]) -> String {
+    let quote =
+        |packages: &[String]| packages.iter().map(|p| shell_quote(p)).collect::<Vec<_>>().join(" ");
+    let include = quote(include);
+    let exclude = quote(exclude);
+    format!(
+        r#"set -eu
+include="{include}"
+exclude="{exclude}"
+if command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  if [ -n "$exclude" ]; then apt-mark hold $exclude; fi
+  if [ -n "$include" ]; then
+    apt-get install -y --only-upgrade -o Dpkg::Options::=--force-confold $include
+  else
+    apt-get dist-upgrade -y -o Dpkg::Options::=--force-confold
+  fi
+  if [ -n "$exclude" ]; then apt-mark unhold $exclude; fi
+  apt-get clean
+elif command -v dnf >/dev/null 2>&1; then
+  dnf -y upgrade ${{exclude:+$(printf -- '--exclude=%s ' $exclude)}} $include
+  dnf clean all
+elif command -v yum >/dev/null 2>&1; then
+  yum -y update ${{exclude:+$(printf -- '--exclude=%s ' $exclude)}} $include
+  yum clean all
+else
+  echo "UpdateOS: no known package manager (apt-get, dnf, yum) in this image" >&2
+  exit 3
+fi
+"#
+    )
+}
+
+fn shell_quote(text: &str) -> String {
+    if text.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:=/".contains(&b)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+async fn create_files<E: Engine>(
+    ctx: &mut StageContext<'_, E>,
+    component: &ComponentRun,
+    files: &[CreateFileInput],
+    lookup: &dyn Fn(PhaseName, &str) -> Option<String>,
+    log: &mut LogSink<'_>,
+) -> Result<ActionResult, BuildError> {
+    for file in files {
+        let path = match render(&file.path, component, lookup) {
+            Ok(path) => path,
+            Err(message) => return Ok(ActionResult::Invalid { message }),
+        };
+        let content = match file
+            .content
+            .as_ref()
+            .map(|content| render(content, component, lookup))
+            .transpose()
+        {
+            Ok(content) => content.unwrap_or_default(),
+            Err(message) => return Ok(ActionResult::Invalid { message }),
+        };
+        if !file.overwrite {
+            let check = ExecSpec {
+                cmd: vec!["test".into(), "-e".into(), path.clone()],
+                ..ExecSpec::default()
+            };
+            if ctx.engine.exec(ctx.container, &check, &mut ()).await?.exit_code == 0 {
+                log.line(&format!(
+                    "autopatch: {path} exists and overwrite is false: left as it is"
+                ));
+                continue;
+            }
+        }
+        let mode = file.permissions.unwrap_or(0o644);
+        ctx.engine.put_file(ctx.container, &path, content.as_bytes(), mode).await?;
+        if file.owner.is_some() || file.group.is_some() {
+            let render_optional = |template: &Option<Template>| {
+                template
+                    .as_ref()
+                    .map(|template| render(template, component, lookup))
+                    .transpose()
+                    .map(Option::unwrap_or_default)
+            };
+            let (owner, group) = match (render_optional(&file.owner), render_optional(&file.group))
+            {
+                (Ok(owner), Ok(group)) => (owner, group),
+                (Err(message), _) | (_, Err(message)) => {
+                    return Ok(ActionResult::Invalid { message });
+                }
+            };
+            let owner = format!("{owner}:{group}");
+            let chown = ExecSpec {
+                cmd: vec!["chown".into(), owner.trim_end_matches(':').to_owned(), path.clone()],
+                ..ExecSpec::default()
+            };
+            let result = ctx.engine.exec(ctx.container, &chown, log).await?;
+            if result.exit_code != 0 {
+                return Ok(ActionResult::Exited { code: result.exit_code, stdout: String::new() });
+            }
+        }
+        log.line(&format!("autopatch: wrote {path} ({} bytes, mode {mode:04o})", content.len()));
+    }
+    Ok(ActionResult::Exited { code: 0, stdout: String::new() })
+}
+
+/// Streams a step's output to its log file and to progress, and keeps the
+/// last lines for the failure message.
+struct LogSink<'a> {
+    file: std::fs::File,
+    progress: &'a dyn Progress,
+    tail: Vec<u8>,
+}
+
+const TAIL_BYTES: usize = 2000;
+
+impl<'a> LogSink<'a> {
+    fn create(path: &Path, progress: &'a dyn Progress) -> Result<LogSink<'a>, BuildError> {
+        let file = fs_err::File::create(path).map_err(|source| BuildError::Artifacts { source })?;
+        Ok(LogSink { file: file.into_parts().0, progress, tail: Vec::new() })
+    }
+
+    fn line(&mut self, text: &str) {
+        // Log writes are best effort: a full disk must not fail the build
+        // halfway through a step; the detailed output still records it.
+        let _ = writeln!(self.file, "{text}");
+    }
+
+    fn tail(&self) -> String {
+        String::from_utf8_lossy(&self.tail).trim_end().to_owned()
+    }
+}
+
+impl OutputSink for LogSink<'_> {
+    fn output(&mut self, _stream: OutputStream, bytes: &[u8]) {
+        let _ = self.file.write_all(bytes);
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > TAIL_BYTES {
+            let cut = self.tail.len() - TAIL_BYTES;
+            self.tail.drain(..cut);
+        }
+        self.progress
+            .event(BuildEvent::StepOutput { text: String::from_utf8_lossy(bytes).into_owned() });
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_os_script_quotes_and_covers_package_managers() {
+        let script =
+            update_os_script(&["openssl".into()], &["linux-image-amd64".into(), "it's".into()]);
+        assert!(script.contains(r#"include="openssl""#));
+        assert!(script.contains(r#"exclude="linux-image-amd64 'it'\''s'""#));
+        assert!(script.contains("apt-get dist-upgrade -y"));
+        assert!(script.contains("dnf -y upgrade"));
+        assert!(script.contains("no known package manager (apt-get, dnf, yum)"));
+    }
+}

@@ -1,0 +1,109 @@
+//! Pending updates of an image, without changing it: a throwaway container
+//! from the image runs `apt-get update` and `apt-get -s dist-upgrade`.
+
+use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
+use autopatch_evidence::PendingChange;
+
+use crate::build::NETWORK;
+use crate::error::BuildError;
+
+/// Which package sources the check uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// Only the sources configured in the image: what the image itself would
+    /// receive. Pipelines use this for "only if updates are available".
+    Image,
+    /// The image's sources plus, on Debian, the release's `-security` and
+    /// `-updates` archives: what is published for the image's release.
+    WithDebianArchives,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone)]
+pub struct PendingUpdates {
+    pub image: String,
+    pub updates: Vec<PendingChange>,
+    /// False when the image has no apt: nothing could be checked.
+    pub supported: bool,
+}
+
+impl PendingUpdates {
+    pub fn security_count(&self) -> usize {
+        self.updates.iter().filter(|update| update.is_security()).count()
+    }
+}
+
+const NO_APT_MARKER: &str = "@@autopatch-no-apt";
+
+fn check_script(sources: Sources) -> String {
+    let archives = match sources {
+        Sources::Image => "",
+        Sources::WithDebianArchives => {
+            r#"if [ -r /etc/os-release ]; then . /etc/os-release; fi
+if [ "${ID:-}" = debian ] && [ -n "${VERSION_CODENAME:-}" ]; then
+  {
+    echo "deb http://deb.debian.org/debian ${VERSION_CODENAME}-updates main"
+    echo "deb http://deb.debian.org/debian-security ${VERSION_CODENAME}-security main"
+  } > /etc/apt/sources.list.d/autopatch-check.list
+fi
+"#
+        }
+    };
+    format!(
+        "set -eu\nif ! command -v apt-get >/dev/null 2>&1; then echo {NO_APT_MARKER}; exit 0; fi\n{archives}apt-get update -qq >&2\napt-get -s -o Debug::NoLocking=1 dist-upgrade\n"
+    )
+}
+
+/// Lists the updates pending for `image` (an engine reference or id).
+pub async fn check_updates<E: Engine>(
+    engine: &E,
+    image: &str,
+    sources: Sources,
+) -> Result<PendingUpdates, BuildError> {
+    engine.network_ensure(NETWORK).await?;
+    let mut spec = ContainerSpec {
+        image: image.to_owned(),
+        cmd: vec!["sleep".into(), "infinity".into()],
+        network: Some(NETWORK.to_owned()),
+        init: true,
+        ..ContainerSpec::default()
+    };
+    spec.labels.insert("autopatch.role".into(), "check-updates".into());
+    let container = engine.container_create(&spec).await?;
+    let result = async {
+        engine.container_start(&container.id).await?;
+        let exec = ExecSpec {
+            cmd: vec!["sh".into(), "-c".into(), check_script(sources)],
+            ..ExecSpec::default()
+        };
+        let result = engine.exec(&container.id, &exec, &mut ()).await?;
+        Ok::<_, BuildError>(result)
+    }
+    .await;
+    // The check container never outlives the check.
+    let removed = engine.container_remove(&container.id).await;
+    let result = result?;
+    removed?;
+    let stdout = result.stdout_text();
+    if stdout.contains(NO_APT_MARKER) {
+        return Ok(PendingUpdates {
+            image: image.to_owned(),
+            updates: Vec::new(),
+            supported: false,
+        });
+    }
+    if result.exit_code != 0 {
+        return Err(BuildError::Manifest {
+            image: image.to_owned(),
+            message: format!(
+                "apt-get failed (exit {}): {}",
+                result.exit_code,
+                result.stderr_text().trim()
+            ),
+        });
+    }
+    let updates = autopatch_evidence::parse_apt_simulation(&stdout).map_err(|error| {
+        BuildError::Manifest { image: image.to_owned(), message: error.to_string() }
+    })?;
+    Ok(PendingUpdates { image: image.to_owned(), updates, supported: true })
+}
