@@ -1,1 +1,39 @@
-//! Placeholder: being written.
+//! autopatch's documents: the AWS formats themselves, parsed and validated
+//! with exact source positions.
+//!
+//! - AWSTOE component documents ([`parse_component`]);
+//! - image recipes and image pipelines shaped like Image Builder's
+//!   `CreateImageRecipe` and `CreateImagePipeline` requests ([`parse_recipe`],
+//!   [`parse_pipeline`]);
+//! - underneath, a spanned YAML tree ([`yaml`]) that keeps tags such as
+//!   CloudFormation's `!Ref`.
+//!
+//! Architecture invariant: this crate is pure. Callers pass text in and get
+//! values or [`Diagnostics`] out; nothing here reads files, clocks or the
+//! network. Validation reports every problem at once, each as
+//! `file:line:col: error: message`.
+
+#![forbid(unsafe_code)]
+
+mod component;
+mod diagnostic;
+mod pipeline;
+mod recipe;
+mod reference;
+mod source;
+mod template;
+pub mod yaml;
+
+pub use component::{
+    Action, ComponentDocument, CreateFileInput, DEFAULT_TIMEOUT_SECONDS, FileEncoding, OnFailure,
+    ParameterDeclaration, Phase, PhaseName, SCHEMA_VERSION, Stage, Step, check_parameter_values,
+    parse_component,
+};
+pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
+pub use pipeline::{
+    ImageTestsConfiguration, InfrastructureConfiguration, PipelineDocument, PipelineStatus,
+    RecipeReference, Schedule, StartCondition, parse_pipeline,
+};
+pub use recipe::{ComponentReference, ParentImage, RecipeDocument, parse_recipe};
+pub use source::{Position, SourceFile, Span};
+pub use template::{RenderError, Segment, Template};

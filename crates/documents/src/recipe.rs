@@ -1,0 +1,525 @@
+//! Image recipe files, shaped like Image Builder's `CreateImageRecipe`
+//! request: a name and version, a parent image and the components to run on
+//! it, in order.
+//!
+//! Only the shape is checked here. Whether the parent image exists and the
+//! components are registered is checked against the store by the caller, at
+//! the spans kept for that purpose.
+
+use std::collections::BTreeMap;
+
+use autopatch_model::{ImageVersion, SemanticVersion};
+
+use crate::diagnostic::{Diagnostics, Reporter};
+use crate::reference::{BuildPart, is_name, name_error, parse_reference};
+use crate::source::{SourceFile, Span};
+use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
+
+/// An image recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeDocument {
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    /// From `semanticVersion` (or its alias `version`).
+    pub semantic_version: SemanticVersion,
+    pub description: Option<String>,
+    pub parent_image: ParentImage,
+    /// Where `parentImage`'s value is, to report a missing parent there.
+    pub parent_image_span: Span,
+    /// Never empty; in run order.
+    pub components: Vec<ComponentReference>,
+    /// An absolute path in the build container.
+    pub working_directory: Option<String>,
+}
+
+/// The image a recipe builds on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentImage {
+    /// An image autopatch built: `name/x.y.z/N`, or an Image Builder image ARN
+    /// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<N>`.
+    Image(ImageVersion),
+    /// An image the container engine can pull or already has, as written,
+    /// like `docker.io/library/debian:12`.
+    EngineReference(String),
+}
+
+/// A component entry of a recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentReference {
+    /// `componentArn` as written.
+    pub reference: String,
+    /// The registered component's name.
+    pub name: String,
+    /// `None`: the latest version (a bare name, or `x.x.x` in an ARN).
+    pub version: Option<SemanticVersion>,
+    /// A build number, when the reference gives one.
+    pub build: Option<u32>,
+    /// Parameter values, by name.
+    pub parameters: BTreeMap<String, String>,
+    /// The entry's mapping, to report an unregistered component or bad
+    /// parameters there.
+    pub span: Span,
+}
+
+/// Parses and validates an image recipe file.
+///
+/// # Errors
+/// Returns every problem found: YAML syntax, unknown or missing keys, wrong
+/// types, bad names, versions and references.
+pub fn parse_recipe(file: &SourceFile) -> Result<RecipeDocument, Diagnostics> {
+    let mut reporter = Reporter::new(file.name.clone());
+    let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
+        return reporter.finish_option(None);
+    };
+    let recipe = recipe(&root, &mut reporter);
+    reporter.finish_option(recipe)
+}
+
+fn recipe(root: &Node, reporter: &mut Reporter) -> Option<RecipeDocument> {
+    let mut map = MappingReader::new(root, reporter)?;
+    let name = map
+        .required("name", reporter)
+        .and_then(|node| resource_name(node, "recipe name", reporter));
+    let semantic_version = semantic_version(&mut map, reporter);
+    let description = map
+        .optional("description")
+        .and_then(|node| node.expect_string(reporter))
+        .map(str::to_owned);
+    let parent_node = map.required("parentImage", reporter);
+    let parent_image = parent_node.and_then(|node| parent_image(node, reporter));
+    let components =
+        map.required("components", reporter).and_then(|node| components(node, reporter));
+    let working_directory = map.optional("workingDirectory").and_then(|node| {
+        let text = node.expect_string(reporter)?;
+        if !text.starts_with('/') {
+            reporter.error(
+                node.span,
+                format!("found the working directory {text:?}; expected an absolute path"),
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    });
+    map.finish(reporter);
+    Some(RecipeDocument {
+        name: name?,
+        semantic_version: semantic_version?,
+        description,
+        parent_image: parent_image?,
+        parent_image_span: parent_node?.span,
+        components: components?,
+        working_directory,
+    })
+}
+
+/// A resource name (letters, digits, `-`, `_`), else `None` after reporting.
+pub(crate) fn resource_name(node: &Node, what: &str, reporter: &mut Reporter) -> Option<String> {
+    let text = node.expect_string(reporter)?;
+    if !is_name(text) {
+        reporter.error(node.span, name_error(what, text));
+        return None;
+    }
+    Some(text.to_owned())
+}
+
+/// `semanticVersion`, or its alias `version`, exactly one of them.
+fn semantic_version(
+    map: &mut MappingReader<'_>,
+    reporter: &mut Reporter,
+) -> Option<SemanticVersion> {
+    let canonical = map.entry("semanticVersion");
+    let alias = map.entry("version");
+    let node = match (canonical, alias) {
+        (Some((_, node)), None) | (None, Some((_, node))) => node,
+        (Some(_), Some((alias_key, _))) => {
+            reporter.error(
+                alias_key.span,
+                "found both `semanticVersion` and its alias `version`; expected one",
+            );
+            return None;
+        }
+        (None, None) => {
+            reporter.error(map.span(), "missing required key `semanticVersion`");
+            return None;
+        }
+    };
+    let text = node.expect_string(reporter)?;
+    match text.parse::<SemanticVersion>() {
+        Ok(version) => Some(version),
+        Err(error) => {
+            reporter.error(
+                node.span,
+                format!(
+                    "found the version {text:?}; expected a semantic version x.y.z: {}",
+                    error.reason
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parent_image(node: &Node, reporter: &mut Reporter) -> Option<ParentImage> {
+    let text = node.expect_string(reporter)?;
+    let mut error = |message: String| {
+        reporter.error(node.span, message);
+        None
+    };
+    if text.starts_with("arn:") {
+        return match parse_reference(text, "image", BuildPart::Optional) {
+            Ok(image) => match (image.version, image.build) {
+                (Some(version), Some(build)) => {
+                    Some(ParentImage::Image(ImageVersion { recipe: image.name, version, build }))
+                }
+                _ => error(format!(
+                    "found the image ARN {text:?}; expected arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build>"
+                )),
+            },
+            Err(message) => error(message),
+        };
+    }
+    if looks_like_image_version(text) {
+        return match text.parse::<ImageVersion>() {
+            Ok(image) if is_name(&image.recipe) => Some(ParentImage::Image(image)),
+            Ok(image) => error(name_error("image name", &image.recipe)),
+            Err(version_error) => error(format!(
+                "found the parent image {text:?}; expected an image version name/x.y.z/N: {}",
+                version_error.reason
+            )),
+        };
+    }
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return error(format!(
+            "found the parent image {text:?}; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"
+        ));
+    }
+    Some(ParentImage::EngineReference(text.to_owned()))
+}
+
+/// Whether `text` is meant as `name/x.y.z/N` rather than an engine reference:
+/// three parts, the last a number and the middle made of digits and dots.
+fn looks_like_image_version(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts[..] {
+        [_, version, build] => {
+            !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && !build.is_empty()
+                && build.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+fn components(node: &Node, reporter: &mut Reporter) -> Option<Vec<ComponentReference>> {
+    let items = node.expect_sequence(reporter)?;
+    if items.is_empty() {
+        reporter.error(node.span, "expected at least one component, found an empty sequence");
+        return None;
+    }
+    let entries: Vec<Option<ComponentReference>> =
+        items.iter().map(|item| component(item, reporter)).collect();
+    entries.into_iter().collect()
+}
+
+fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference> {
+    let mut map = MappingReader::new(item, reporter)?;
+    let reference = map.required("componentArn", reporter).and_then(|node| {
+        let text = node.expect_string(reporter)?;
+        match parse_reference(text, "component", BuildPart::Optional) {
+            Ok(name) => Some((text.to_owned(), name)),
+            Err(message) => {
+                reporter.error(node.span, message);
+                None
+            }
+        }
+    });
+    let parameters = match map.optional("parameters") {
+        None => Some(BTreeMap::new()),
+        Some(node) => component_parameters(node, reporter),
+    };
+    map.finish(reporter);
+    let (reference, name) = reference?;
+    Some(ComponentReference {
+        reference,
+        name: name.name,
+        version: name.version,
+        build: name.build,
+        parameters: parameters?,
+        span: item.span,
+    })
+}
+
+/// `[ { name: N, value: [V] } ]`; a scalar `value` is taken as `[value]`.
+fn component_parameters(node: &Node, reporter: &mut Reporter) -> Option<BTreeMap<String, String>> {
+    let items = node.expect_sequence(reporter)?;
+    let mut parameters = BTreeMap::new();
+    let mut first_given = BTreeMap::new();
+    let mut complete = true;
+    for item in items {
+        let Some(mut map) = MappingReader::new(item, reporter) else {
+            complete = false;
+            continue;
+        };
+        let name_node = map.required("name", reporter);
+        let name = name_node.and_then(|node| node.expect_string(reporter));
+        let value =
+            map.required("value", reporter).and_then(|node| parameter_value(node, reporter));
+        map.finish(reporter);
+        let (Some(name_node), Some(name), Some(value)) = (name_node, name, value) else {
+            complete = false;
+            continue;
+        };
+        if let Some(first) = first_given.get(name) {
+            reporter.error(
+                name_node.span,
+                format!("duplicate parameter `{name}`, first given at {first}"),
+            );
+            complete = false;
+            continue;
+        }
+        first_given.insert(name.to_owned(), name_node.span.start);
+        parameters.insert(name.to_owned(), value);
+    }
+    complete.then_some(parameters)
+}
+
+fn parameter_value(node: &Node, reporter: &mut Reporter) -> Option<String> {
+    let Some(items) = node.as_sequence().filter(|_| node.tag.is_none()) else {
+        return node.expect_string(reporter).map(str::to_owned);
+    };
+    match items {
+        [single] => single.expect_string(reporter).map(str::to_owned),
+        _ => {
+            reporter.error(
+                node.span,
+                format!(
+                    "found {} values; expected exactly one value, like `value: [\"x\"]`",
+                    items.len()
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use super::*;
+
+    fn check(text: &str, expect: Expect) {
+        let file = SourceFile::new("recipe.yaml", text);
+        let actual = match parse_recipe(&file) {
+            Ok(recipe) => format!("{recipe:#?}"),
+            Err(diagnostics) => diagnostics.to_string(),
+        };
+        expect.assert_eq(&actual);
+    }
+
+    #[test]
+    fn lab_recipe() {
+        check(
+            r#"
+name: PatchedWebServer
+version: 1.0.1
+description: the lab's recipe
+parentImage: golden/1.0.0/3
+components:
+  - componentArn: ConfigureOS
+  - componentArn: arn:aws:imagebuilder:eu-west-1:123456789012:component/configure-web/2.0.0/1
+    parameters:
+      - name: Greeting
+        value: ["Welcome to Re:Invent 2020"]
+      - name: Port
+        value: 8080
+workingDirectory: /tmp
+"#,
+            expect![[r#"
+                RecipeDocument {
+                    name: "PatchedWebServer",
+                    semantic_version: SemanticVersion {
+                        major: 1,
+                        minor: 0,
+                        patch: 1,
+                    },
+                    description: Some(
+                        "the lab's recipe",
+                    ),
+                    parent_image: Image(
+                        ImageVersion {
+                            recipe: "golden",
+                            version: SemanticVersion {
+                                major: 1,
+                                minor: 0,
+                                patch: 0,
+                            },
+                            build: 3,
+                        },
+                    ),
+                    parent_image_span: Span {
+                        start: Position {
+                            line: 5,
+                            column: 14,
+                        },
+                        end: Position {
+                            line: 5,
+                            column: 28,
+                        },
+                    },
+                    components: [
+                        ComponentReference {
+                            reference: "ConfigureOS",
+                            name: "ConfigureOS",
+                            version: None,
+                            build: None,
+                            parameters: {},
+                            span: Span {
+                                start: Position {
+                                    line: 7,
+                                    column: 5,
+                                },
+                                end: Position {
+                                    line: 8,
+                                    column: 3,
+                                },
+                            },
+                        },
+                        ComponentReference {
+                            reference: "arn:aws:imagebuilder:eu-west-1:123456789012:component/configure-web/2.0.0/1",
+                            name: "configure-web",
+                            version: Some(
+                                SemanticVersion {
+                                    major: 2,
+                                    minor: 0,
+                                    patch: 0,
+                                },
+                            ),
+                            build: Some(
+                                1,
+                            ),
+                            parameters: {
+                                "Greeting": "Welcome to Re:Invent 2020",
+                                "Port": "8080",
+                            },
+                            span: Span {
+                                start: Position {
+                                    line: 8,
+                                    column: 5,
+                                },
+                                end: Position {
+                                    line: 14,
+                                    column: 1,
+                                },
+                            },
+                        },
+                    ],
+                    working_directory: Some(
+                        "/tmp",
+                    ),
+                }"#]],
+        );
+    }
+
+    #[test]
+    fn parent_images() {
+        let parent = |text: &str| match parse_recipe(&SourceFile::new(
+            "r.yaml",
+            format!(
+                "name: r\nsemanticVersion: 1.0.0\nparentImage: {text}\ncomponents: [{{componentArn: c}}]\n"
+            ),
+        )) {
+            Ok(recipe) => format!("{:?}", recipe.parent_image),
+            Err(diagnostics) => diagnostics.to_string(),
+        };
+        let actual = [
+            "docker.io/library/debian:12",
+            "debian",
+            "localhost/autopatch/golden:1.0.0-1",
+            "golden/1.0.0/1",
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.2.3/4",
+            "golden/1.0/1",
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/x.x.x",
+            "'with space'",
+            "''",
+        ]
+        .map(parent)
+        .join("\n");
+        expect![[r#"
+            EngineReference("docker.io/library/debian:12")
+            EngineReference("debian")
+            EngineReference("localhost/autopatch/golden:1.0.0-1")
+            Image(ImageVersion { recipe: "golden", version: SemanticVersion { major: 1, minor: 0, patch: 0 }, build: 1 })
+            Image(ImageVersion { recipe: "golden", version: SemanticVersion { major: 1, minor: 2, patch: 3 }, build: 4 })
+            r.yaml:3:14: error: found the parent image "golden/1.0/1"; expected an image version name/x.y.z/N: expected three numbers separated by dots, like 1.0.0
+            r.yaml:3:14: error: found the image ARN "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/x.x.x"; expected arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build>
+            r.yaml:3:14: error: found the parent image "with space"; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12
+            r.yaml:3:14: error: found the parent image ""; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"#]]
+        .assert_eq(&actual);
+    }
+
+    #[test]
+    fn missing_keys() {
+        check(
+            "description: nothing else\n",
+            expect![[r#"
+                recipe.yaml:1:1: error: missing required key `name`
+                recipe.yaml:1:1: error: missing required key `semanticVersion`
+                recipe.yaml:1:1: error: missing required key `parentImage`
+                recipe.yaml:1:1: error: missing required key `components`"#]],
+        );
+    }
+
+    #[test]
+    fn many_problems_at_once() {
+        check(
+            r#"
+name: my recipe
+semanticVersion: 1.0
+version: 1.0.0
+parentImage: [debian]
+components:
+  - componentArn: UpdateOS/1.0
+  - componentArn: arn:aws:imagebuilder:eu-west-1:1:image-recipe/x/1.0.0
+  - componentArn: ok
+    parameters:
+      - name: A
+        value: [a, b]
+      - name: B
+        value: b
+      - name: B
+        value: c
+      - value: d
+  - component: UpdateOS
+  - ConfigureOS
+workingDirectory: tmp
+tags: {}
+"#,
+            expect![[r#"
+                recipe.yaml:2:7: error: found the recipe name "my recipe"; expected a name made of letters, digits, `-` and `_`
+                recipe.yaml:4:1: error: found both `semanticVersion` and its alias `version`; expected one
+                recipe.yaml:5:14: error: expected a string, found a sequence
+                recipe.yaml:7:19: error: found the version "1.0" in "UpdateOS/1.0"; expected x.y.z: expected three numbers separated by dots, like 1.0.0
+                recipe.yaml:8:19: error: found the ARN "arn:aws:imagebuilder:eu-west-1:1:image-recipe/x/1.0.0"; expected arn:aws:imagebuilder:<region>:<account>:component/<name>/<x.y.z>[/<build>]
+                recipe.yaml:12:16: error: found 2 values; expected exactly one value, like `value: ["x"]`
+                recipe.yaml:15:15: error: duplicate parameter `B`, first given at 13:15
+                recipe.yaml:17:9: error: missing required key `name`
+                recipe.yaml:18:5: error: missing required key `componentArn`
+                recipe.yaml:18:5: error: unknown key `component`; expected one of `componentArn`, `parameters`
+                recipe.yaml:19:5: error: expected a mapping, found the string "ConfigureOS"
+                recipe.yaml:20:19: error: found the working directory "tmp"; expected an absolute path
+                recipe.yaml:21:1: error: unknown key `tags`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`"#]],
+        );
+    }
+
+    #[test]
+    fn bad_version_and_empty_components() {
+        check(
+            "name: r\nsemanticVersion: 1.0.0.0\nparentImage: debian\ncomponents: []\n",
+            expect![[r#"
+                recipe.yaml:2:18: error: found the version "1.0.0.0"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0
+                recipe.yaml:4:13: error: expected at least one component, found an empty sequence"#]],
+        );
+    }
+}
