@@ -1,0 +1,113 @@
+//! Deterministic patch evidence: a parent image with our own package at
+//! version 1 and a local apt repository holding version 2, whose changelog
+//! names two CVEs. Nothing here depends on the Debian mirror's state.
+
+use std::process::Command;
+
+use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
+use autopatch_imagebuilder::{ImageEvidence, NETWORK, Sources, StartOutcome};
+use autopatch_model::ImageState;
+
+use crate::support::{Fixture, GOLDEN, repo_root};
+
+/// Builds `localhost/autopatch-test/demo-parent:<pid>`: golden + autopatch-demo
+/// 1.0-1 installed + only the local repository as a package source.
+async fn demo_parent(fixture: &Fixture) -> String {
+    let repo = fixture.root.join("apt");
+    let script = repo_root().join("crates/imagebuilder/tests/fixtures/make-apt-repo.sh");
+    let status = Command::new("bash").arg(&script).arg(&repo).status().unwrap();
+    assert!(status.success(), "make-apt-repo.sh failed");
+
+    let engine = &fixture.builder.engine;
+    engine.network_ensure(NETWORK).await.unwrap();
+    let spec = ContainerSpec {
+        image: GOLDEN.into(),
+        cmd: vec!["sleep".into(), "infinity".into()],
+        init: true,
+        network: Some(NETWORK.into()),
+        ..ContainerSpec::default()
+    };
+    let container = engine.container_create(&spec).await.unwrap();
+    engine.container_start(&container.id).await.unwrap();
+    for (local, remote) in [
+        ("v1/autopatch-demo_1.0-1_all.deb", "/srv/v1/autopatch-demo_1.0-1_all.deb"),
+        ("repo/autopatch-demo_2.0-1_all.deb", "/srv/demo-repo/autopatch-demo_2.0-1_all.deb"),
+        ("repo/Packages", "/srv/demo-repo/Packages"),
+        ("repo/Packages.gz", "/srv/demo-repo/Packages.gz"),
+        ("repo/Release", "/srv/demo-repo/Release"),
+    ] {
+        let bytes = std::fs::read(repo.join(local)).unwrap();
+        engine.put_file(&container.id, remote, &bytes, 0o644).await.unwrap();
+    }
+    let setup = "set -e
+dpkg -i /srv/v1/autopatch-demo_1.0-1_all.deb
+rm -rf /srv/v1 /etc/apt/sources.list /etc/apt/sources.list.d/*
+echo 'deb [trusted=yes] file:/srv/demo-repo ./' > /etc/apt/sources.list.d/demo.list";
+    let result = engine
+        .exec(
+            &container.id,
+            &ExecSpec { cmd: vec!["sh".into(), "-c".into(), setup.into()], ..ExecSpec::default() },
+            &mut (),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, 0, "{}", result.stderr_text());
+    let reference = format!("localhost/autopatch-test/demo-parent:{}", std::process::id());
+    engine.commit(&container.id, &reference, &[r#"CMD ["/bin/sh"]"#.to_owned()]).await.unwrap();
+    engine.container_remove(&container.id).await.unwrap();
+    reference
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_repository_upgrade_is_reported_with_its_cves() {
+    let fixture = Fixture::new().await;
+    let parent = demo_parent(&fixture).await;
+
+    // Before: the parent has exactly our update pending, marked security.
+    let pending = autopatch_imagebuilder::check_updates(
+        fixture.builder.engine.as_ref(),
+        &parent,
+        Sources::Image,
+    )
+    .await
+    .unwrap();
+    assert!(pending.supported);
+    let names: Vec<(&str, Option<&str>, &str)> = pending
+        .updates
+        .iter()
+        .map(|u| (u.package.as_str(), u.current.as_deref(), u.candidate.as_str()))
+        .collect();
+    assert_eq!(names, [("autopatch-demo", Some("1.0-1"), "2.0-1")]);
+    assert_eq!(pending.security_count(), 1, "the repository's Label is Demo-Security");
+
+    fixture.component("local-update", "name: local-update\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: UpdateOS\n        action: UpdateOS\n");
+    fixture
+        .recipe(&format!("name: demo\nsemanticVersion: 2.1.0\nparentImage: {parent}\ncomponents:\n  - componentArn: local-update\n"))
+        .await;
+    fixture.pipeline(
+        "name: demo\nimageRecipeArn: demo\nschedule:\n  scheduleExpression: rate(1 day)\n  startCondition: updates-available\n",
+    );
+    let (outcome, _) = fixture.start("demo").await;
+    let StartOutcome::Built(outcome) = outcome else { panic!("the first run must build") };
+    assert_eq!(outcome.build.state, ImageState::Available, "{:?}", outcome.build.reason);
+    let image = outcome.image.unwrap();
+    assert_eq!(image.version, "demo/2.1.0/1");
+    let evidence: ImageEvidence = serde_json::from_str(&image.evidence).unwrap();
+    let upgraded: Vec<(&str, &str, &str)> = evidence
+        .upgraded
+        .iter()
+        .map(|u| (u.name.as_str(), u.from.as_str(), u.to.as_str()))
+        .collect();
+    assert_eq!(upgraded, [("autopatch-demo", "1.0-1", "2.0-1")]);
+    assert_eq!(evidence.cves, ["CVE-2026-0001", "CVE-2026-0002"]);
+    assert!(evidence.added.is_empty() && evidence.removed.is_empty());
+
+    // The image itself now has nothing pending: a rerun publishes nothing.
+    let (outcome, _) = fixture.start("demo").await;
+    assert!(matches!(outcome, StartOutcome::Skipped { .. }), "{outcome:?}");
+    assert_eq!(fixture.builder.store.images().unwrap().len(), 1);
+
+    assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
+    fixture.remove_images().await;
+    fixture.builder.engine.image_remove(&parent).await.unwrap();
+}

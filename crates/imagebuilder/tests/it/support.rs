@@ -1,0 +1,131 @@
+//! Shared set-up: the engine, the golden image, a fresh state per test, and
+//! helpers to register documents from text and run pipelines.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use autopatch_documents::SourceFile;
+use autopatch_engine::{DockerEngine, Engine};
+use autopatch_imagebuilder::{
+    BUILD_LABEL, BootstrapRequest, Builder, CollectProgress, StartOptions, StartOutcome,
+};
+use autopatch_store::Store;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
+
+static GOLDEN_READY: OnceCell<()> = OnceCell::const_new();
+
+/// A test's own state directory, store and builder.
+pub(crate) struct Fixture {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) root: PathBuf,
+    pub(crate) builder: Builder<DockerEngine>,
+}
+
+impl Fixture {
+    pub(crate) async fn new() -> Fixture {
+        let engine = Arc::new(
+            DockerEngine::connect().await.expect("a container engine (run scripts/setup-host.sh)"),
+        );
+        ensure_golden(&engine).await;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let store = Arc::new(Store::open(&root.join("autopatch.db")).unwrap());
+        let builder = Builder { engine, store, artifacts_root: root.join("builds") };
+        Fixture { _dir: dir, root, builder }
+    }
+
+    pub(crate) fn component(&self, name: &str, text: &str) {
+        let file = SourceFile::new(format!("{name}.yml"), text);
+        autopatch_imagebuilder::create_component(&self.builder.store, &file, Some(name), None)
+            .unwrap();
+    }
+
+    pub(crate) fn shipped_component(&self, name: &str) {
+        let path = repo_root().join("components").join(format!("{name}.yml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        self.component(name, &text);
+    }
+
+    pub(crate) async fn recipe(&self, text: &str) {
+        let file = SourceFile::new("recipe.yml", text);
+        autopatch_imagebuilder::create_recipe(&self.builder.store, &self.builder.engine, &file)
+            .await
+            .unwrap();
+    }
+
+    pub(crate) fn pipeline(&self, text: &str) {
+        let file = SourceFile::new("pipeline.yml", text);
+        autopatch_imagebuilder::create_pipeline(&self.builder.store, &file).unwrap();
+    }
+
+    pub(crate) async fn start(&self, pipeline: &str) -> (StartOutcome, CollectProgress) {
+        let progress = CollectProgress::default();
+        let outcome = autopatch_imagebuilder::start_pipeline(
+            &self.builder,
+            pipeline,
+            &StartOptions::default(),
+            &progress,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        (outcome, progress)
+    }
+
+    /// Containers any build of this fixture left behind.
+    pub(crate) async fn leftover_containers(&self) -> Vec<String> {
+        let mut leftovers = Vec::new();
+        for build in self.builder.store.builds().unwrap() {
+            let label = [(BUILD_LABEL.to_owned(), build.id.clone())];
+            for container in self.builder.engine.container_list(&label).await.unwrap() {
+                leftovers.push(format!("{} ({})", container.name, build.id));
+            }
+        }
+        leftovers
+    }
+
+    /// Removes the images this fixture published.
+    pub(crate) async fn remove_images(&self) {
+        for image in self.builder.store.images().unwrap() {
+            let _ = self.builder.engine.image_remove(&image.engine_reference).await;
+        }
+    }
+}
+
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Makes sure the golden test image exists, bootstrapping it once if not.
+async fn ensure_golden(engine: &Arc<DockerEngine>) {
+    GOLDEN_READY
+        .get_or_init(|| async {
+            if engine.image_inspect(GOLDEN).await.unwrap().is_some() {
+                return;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(&dir.path().join("bootstrap.db")).unwrap());
+            let request = BootstrapRequest {
+                suite: "bookworm".into(),
+                mirror: "http://deb.debian.org/debian".into(),
+                name: "golden-test".into(),
+                version: "1.0.0".into(),
+                include: Vec::new(),
+                work_dir: dir.path().to_owned(),
+            };
+            let image = autopatch_imagebuilder::bootstrap(
+                engine,
+                &store,
+                &request,
+                &CollectProgress::default(),
+            )
+            .await
+            .expect("bootstrap the golden test image with mmdebstrap");
+            engine.image_tag(&image.engine_image_id, GOLDEN).await.unwrap();
+            engine.image_remove(&image.engine_reference).await.unwrap();
+        })
+        .await;
+}
