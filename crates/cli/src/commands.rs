@@ -483,7 +483,12 @@ async fn diff_images<E: Engine + 'static>(
         ..ContainerSpec::default()
     };
     spec.labels.insert("autopatch.role".into(), "diff".into());
-    let container = engine.create_container_for_diff(&spec).await?;
+    let container = engine.container_create(&spec).await.map_err(CliError::from_error)?;
+    if let Err(error) = engine.container_start(&container.id).await {
+        let _ = engine.container_remove(&container.id).await;
+        return Err(CliError::from_error(error));
+    }
+    let container = container.id;
     let result = autopatch_imagebuilder::diff_in_container(
         engine.as_ref(),
         &container,
@@ -494,21 +499,6 @@ async fn diff_images<E: Engine + 'static>(
     .await;
     engine.container_remove(&container).await.map_err(CliError::from_error)?;
     result.map_err(CliError::from_error)
-}
-
-trait DiffContainer {
-    async fn create_container_for_diff(&self, spec: &ContainerSpec) -> Result<String, CliError>;
-}
-
-impl<E: Engine> DiffContainer for E {
-    async fn create_container_for_diff(&self, spec: &ContainerSpec) -> Result<String, CliError> {
-        let container = self.container_create(spec).await.map_err(CliError::from_error)?;
-        if let Err(error) = self.container_start(&container.id).await {
-            let _ = self.container_remove(&container.id).await;
-            return Err(CliError::from_error(error));
-        }
-        Ok(container.id)
-    }
 }
 
 fn evidence_of(image: &ImageRow) -> Option<ImageEvidence> {

@@ -176,7 +176,16 @@ impl<E: Engine + 'static> Builder<E> {
 
         // Whatever happened, leave no container and no unpublished snapshot.
         let cleanup = tokio::time::Instant::now();
-        let cleanup_result = self.remove_build_resources(&build.id, result.as_ref().ok()).await;
+        let mut cleanup_result = self.remove_build_resources(&build.id).await;
+        if !matches!(result, Ok(Published::Image(_))) {
+            // A failed build publishes nothing, not even a tag: publishing
+            // may have tagged the snapshot (or the engine did and the answer
+            // was lost) before the build failed.
+            let reference =
+                engine_reference(&request.recipe_name, &request.recipe_version, build.build_number);
+            let untagged = self.engine.image_remove(&reference).await;
+            cleanup_result = cleanup_result.and(untagged);
+        }
         timings.cleanup_ms = toe::millis(cleanup.elapsed());
         timings.total_ms = toe::millis(total.elapsed());
         watcher_cancel.cancel();
@@ -454,23 +463,15 @@ impl<E: Engine + 'static> Builder<E> {
         Ok(container.id)
     }
 
-    /// Removes a build's containers, and its snapshot unless it was published.
-    async fn remove_build_resources(
-        &self,
-        build_id: &str,
-        outcome: Option<&Published>,
-    ) -> Result<(), EngineError> {
+    /// Removes a build's containers and its private snapshot tag. For a
+    /// published build the version tag keeps the image; otherwise removing
+    /// the snapshot tag removes the image itself.
+    async fn remove_build_resources(&self, build_id: &str) -> Result<(), EngineError> {
         let label = [(BUILD_LABEL.to_owned(), build_id.to_owned())];
         for container in self.engine.container_list(&label).await? {
             self.engine.container_remove(&container.id).await?;
         }
-        match outcome {
-            // The published tag keeps the image; drop only the private tag.
-            Some(Published::Image(_)) => {
-                self.engine.image_remove(&snapshot_reference(build_id)).await
-            }
-            _ => self.engine.image_remove(&snapshot_reference(build_id)).await,
-        }
+        self.engine.image_remove(&snapshot_reference(build_id)).await
     }
 
     /// Finishes what a dead runner left: builds still in progress whose owner
@@ -486,7 +487,7 @@ impl<E: Engine + 'static> Builder<E> {
             if owner_alive {
                 continue;
             }
-            self.remove_build_resources(&build.id, None).await?;
+            self.remove_build_resources(&build.id).await?;
             // A tag made just before the runner died, without its row.
             if self.store.image(&build.image_version())?.is_none() {
                 self.engine
@@ -624,6 +625,8 @@ fn new_build_id() -> String {
     format!("b-{millis:x}-{random:06x}")
 }
 
+/// Whether a process with this pid exists. A reused pid makes a dead
+/// runner look alive, which only delays recovery until that process ends.
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -109,6 +109,8 @@ pub async fn create_recipe<E: Engine>(
     {
         problems.push(diagnostic(file, recipe.parent_image_span, &message));
     }
+    // `Diagnostics` are sorted by position; the checks above ran out of order.
+    problems.sort_by_key(|problem| problem.span.start);
     if !problems.is_empty() {
         return Err(RegistryError::Invalid(Diagnostics(problems)));
     }

@@ -23,6 +23,7 @@ pub struct StartOptions {
 }
 
 #[derive(Debug, Clone)]
+#[expect(clippy::large_enum_variant, reason = "one value per pipeline run; boxing buys nothing")]
 pub enum StartOutcome {
     Built(BuildOutcome),
     /// "Only if updates are available" and none are: nothing was built.

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use autopatch_documents::{
-    Action, ComponentDocument, CreateFileInput, OnFailure, PhaseName, Segment, Step, Template,
+    Action, ComponentDocument, CreateFileInput, FileEncoding, OnFailure, PhaseName, Segment, Step,
+    Template,
 };
 use autopatch_engine::{Engine, ExecSpec, OutputSink, OutputStream};
 use autopatch_model::StepStatus;
@@ -487,8 +488,23 @@ async fn create_files<E: Engine>(
                 continue;
             }
         }
+        let bytes = match file.encoding {
+            FileEncoding::Utf8 => content.into_bytes(),
+            FileEncoding::Base64 => {
+                use base64::Engine as _;
+                let compact: String = content.split_whitespace().collect();
+                match base64::engine::general_purpose::STANDARD.decode(compact) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        return Ok(ActionResult::Invalid {
+                            message: format!("the content of {path} is not valid base64: {error}"),
+                        });
+                    }
+                }
+            }
+        };
         let mode = file.permissions.unwrap_or(0o644);
-        ctx.engine.put_file(ctx.container, &path, content.as_bytes(), mode).await?;
+        ctx.engine.put_file(ctx.container, &path, &bytes, mode).await?;
         if file.owner.is_some() || file.group.is_some() {
             let render_optional = |template: &Option<Template>| {
                 template
@@ -514,7 +530,7 @@ async fn create_files<E: Engine>(
                 return Ok(ActionResult::Exited { code: result.exit_code, stdout: String::new() });
             }
         }
-        log.line(&format!("autopatch: wrote {path} ({} bytes, mode {mode:04o})", content.len()));
+        log.line(&format!("autopatch: wrote {path} ({} bytes, mode {mode:04o})", bytes.len()));
     }
     Ok(ActionResult::Exited { code: 0, stdout: String::new() })
 }

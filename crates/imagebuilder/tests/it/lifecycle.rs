@@ -228,12 +228,12 @@ phases:
         // Cancel from "another process": through the store, once the build runs.
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            if let Some(build) = store.builds().unwrap().first() {
-                if build.state == ImageState::Building {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    assert!(store.request_cancel(&build.id).unwrap());
-                    return;
-                }
+            if let Some(build) = store.builds().unwrap().first()
+                && build.state == ImageState::Building
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                assert!(store.request_cancel(&build.id).unwrap());
+                return;
             }
         }
     });
