@@ -1,0 +1,86 @@
+//! `Builder::recover`: builds whose runner process died end `FAILED`, and
+//! their containers, snapshot and unpublished tag are removed; builds whose
+//! runner lives are left alone.
+
+use autopatch_engine::{ContainerSpec, Engine};
+use autopatch_imagebuilder::{BUILD_LABEL, NETWORK, engine_reference};
+use autopatch_model::{ImageState, Timestamp};
+use autopatch_store::NewBuild;
+
+use crate::harness::{PARENT, RECIPE, Sim};
+
+/// A pid no process can have (above Linux's `pid_max` limit of 2^22).
+const DEAD_PID: u32 = 999_999_999;
+
+/// Records a build in `BUILDING` owned by `owner_pid`, with a running
+/// container labelled for it, as a runner would have left it.
+async fn build_in_progress(sim: &Sim, id: &str, owner_pid: u32) -> (u32, String) {
+    let root = sim.builder.artifacts_root.display().to_string();
+    let (build, created) = sim
+        .builder
+        .store
+        .create_build(&NewBuild {
+            id,
+            pipeline: Some("pipe"),
+            recipe: RECIPE,
+            recipe_version: "1.0.0",
+            client_token: None,
+            parent_image: PARENT,
+            artifact_dir_root: &root,
+            owner_pid: Some(owner_pid),
+            now: Timestamp(1),
+        })
+        .unwrap();
+    assert!(created);
+    sim.builder.store.set_build_state(id, ImageState::Building, None, Timestamp(2)).unwrap();
+    sim.engine.network_ensure(NETWORK).await.unwrap();
+    let mut spec = ContainerSpec {
+        name: Some(format!("autopatch-build-{id}")),
+        image: PARENT.to_owned(),
+        network: Some(NETWORK.to_owned()),
+        ..ContainerSpec::default()
+    };
+    spec.labels.insert(BUILD_LABEL.to_owned(), id.to_owned());
+    let container = sim.engine.container_create(&spec).await.unwrap();
+    sim.engine.container_start(&container.id).await.unwrap();
+    (build.build_number, container.id)
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn recover_fails_builds_of_dead_runners_and_removes_what_they_left() {
+    let sim = Sim::new();
+    let (number, container) = build_in_progress(&sim, "b-dead", DEAD_PID).await;
+    // The dead runner got as far as a snapshot and its version tag, but not
+    // the image row: a half-published image.
+    let snapshot = sim
+        .engine
+        .commit(&container, "localhost/autopatch-snapshot/b-dead:snapshot", &[])
+        .await
+        .unwrap();
+    let half_published = engine_reference(RECIPE, "1.0.0", number);
+    sim.engine.image_tag(&snapshot.id, &half_published).await.unwrap();
+    // A build whose runner is this very test process: alive, not touched.
+    let (_, live_container) = build_in_progress(&sim, "b-live", std::process::id()).await;
+
+    let ended = sim.builder.recover().await.unwrap();
+
+    assert_eq!(ended, ["b-dead"]);
+    let dead = sim.builder.store.build("b-dead").unwrap().unwrap();
+    assert_eq!(dead.state, ImageState::Failed);
+    let reason = dead.reason.unwrap_or_default();
+    assert!(reason.contains(&format!("pid {DEAD_PID}")), "{reason}");
+    assert!(dead.finished_at.is_some());
+    let events = sim.builder.store.events("build/b-dead").unwrap();
+    assert!(events.iter().any(|e| e.detail.starts_with("FAILED: ")), "{events:?}");
+
+    assert_eq!(
+        sim.engine.containers().into_iter().map(|c| c.id).collect::<Vec<_>>(),
+        [live_container]
+    );
+    assert_eq!(sim.tags(), [PARENT], "the snapshot and the unpublished tag are gone");
+    let live = sim.builder.store.build("b-live").unwrap().unwrap();
+    assert_eq!(live.state, ImageState::Building);
+
+    // Idempotent: nothing more to do.
+    assert_eq!(sim.builder.recover().await.unwrap(), Vec::<String>::new());
+}

@@ -1,0 +1,56 @@
+//! CreateImageRecipe validates the whole recipe, references included, and
+//! reports every problem at its position before registering anything.
+
+use autopatch_documents::SourceFile;
+use autopatch_imagebuilder::RegistryError;
+
+use crate::harness::{Sim, update_and_smoke};
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_recipe_with_an_unregistered_component_and_a_missing_parent_changes_nothing() {
+    let sim = Sim::new();
+    for component in update_and_smoke() {
+        sim.register_component(&component);
+    }
+    let text = "\
+name: recipe
+semanticVersion: 1.0.0
+parentImage: localhost/test/missing:1
+components:
+  - componentArn: update
+  - componentArn: ghost
+";
+    let file = SourceFile::new("recipe.yml", text);
+
+    let result =
+        autopatch_imagebuilder::create_recipe(&sim.builder.store, &sim.builder.engine, &file).await;
+
+    let Err(RegistryError::Invalid(diagnostics)) = result else {
+        panic!("expected RegistryError::Invalid, got {result:?}")
+    };
+    let found: Vec<(u32, u32, String)> = diagnostics
+        .iter()
+        .map(|d| (d.span.start.line, d.span.start.column, d.message.clone()))
+        .collect();
+    assert_eq!(found.len(), 2, "{diagnostics}");
+    // Sorted by position, as `Diagnostics` promises: the parent (line 3)
+    // before the component (line 6).
+    let (line, column, message) = &found[0];
+    assert_eq!((*line, *column), (3, 14), "{message}");
+    assert!(
+        message.contains(r#"parent image "localhost/test/missing:1" does not exist"#),
+        "{message}"
+    );
+    let (line, column, message) = &found[1];
+    assert_eq!((*line, *column), (6, 5), "{message}");
+    assert!(message.starts_with("component ghost is not registered"), "{message}");
+    assert!(message.contains("registered: smoke/1.0.0, update/1.0.0"), "{message}");
+    assert!(diagnostics.iter().all(|d| d.file == "recipe.yml"));
+
+    assert_eq!(sim.builder.store.recipes().unwrap(), []);
+    // A pipeline naming it is refused too: nothing was registered.
+    let pipeline = SourceFile::new("pipeline.yml", "name: pipe\nimageRecipeArn: recipe\n");
+    let refused = autopatch_imagebuilder::create_pipeline(&sim.builder.store, &pipeline);
+    assert!(matches!(refused, Err(RegistryError::Invalid(_))), "{refused:?}");
+    assert_eq!(sim.builder.store.pipelines().unwrap(), []);
+}

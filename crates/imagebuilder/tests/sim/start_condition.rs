@@ -1,0 +1,90 @@
+//! The pipeline start condition "only if updates are available": the first
+//! run builds; later runs on the same recipe and parent check the latest
+//! image for pending updates in a throwaway container and build only when
+//! there are some.
+
+use autopatch_engine::{Call, Operation};
+use autopatch_imagebuilder::{StartOptions, StartOutcome};
+use autopatch_model::ImageState;
+
+use crate::harness::{Sim, update_and_smoke};
+
+const SCHEDULE: &str = "\
+schedule:
+  scheduleExpression: cron(0 3 * * ? *)
+  pipelineExecutionStartCondition: EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE
+";
+
+const SECURITY_UPDATE: &str = "Inst openssl [3.0.11-1~deb12u2] (3.0.11-1~deb12u3 Debian-Security:12/stable-security [amd64])\nConf openssl (3.0.11-1~deb12u3 Debian-Security:12/stable-security [amd64])\n";
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_run_without_pending_updates_builds_nothing() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), SCHEDULE).await;
+
+    // First run: no image yet, so it builds without checking.
+    let (first, _) = sim.build().await;
+    assert_eq!(first.build.state, ImageState::Available, "reason: {:?}", first.build.reason);
+    let latest = first.image.expect("the first image");
+    assert_eq!(latest.version, "recipe/1.0.0/1");
+    let check_containers = || {
+        sim.engine
+            .calls_of(Operation::ContainerCreate)
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::ContainerCreate { spec } => Some(spec),
+                _ => None,
+            })
+            .filter(|spec| {
+                spec.labels.get("autopatch.role").map(String::as_str) == Some("check-updates")
+            })
+            .map(|spec| spec.image)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(check_containers(), Vec::<String>::new(), "the first run does not check");
+
+    // Second run: the latest image has nothing pending.
+    sim.world().pending_updates =
+        "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n".into();
+    let (second, _) = sim.start_with(&StartOptions::default()).await;
+    match second {
+        Ok(StartOutcome::Skipped { reason, latest: skipped_latest }) => {
+            assert_eq!(skipped_latest.version, latest.version);
+            assert!(reason.contains("no updates are available for recipe/1.0.0/1"), "{reason}");
+        }
+        other => panic!("expected Skipped, got {other:?}"),
+    }
+    assert_eq!(check_containers(), [latest.engine_image_id.as_str()], "checked the latest image");
+    assert_eq!(sim.builder.store.builds().unwrap().len(), 1, "no build row");
+    assert_eq!(sim.builder.store.images().unwrap().len(), 1);
+    assert_eq!(sim.tags_besides_parent(), ["localhost/autopatch/recipe:1.0.0-1"]);
+    assert_eq!(sim.container_names(), Vec::<String>::new(), "the check container is removed");
+
+    // Third run: a security update is pending, so it builds build 2.
+    sim.world().pending_updates = SECURITY_UPDATE.into();
+    let (third, progress) = sim.build().await;
+    assert_eq!(third.build.state, ImageState::Available, "reason: {:?}", third.build.reason);
+    assert_eq!(third.build.build_number, 2);
+    assert_eq!(third.image.map(|image| image.version).as_deref(), Some("recipe/1.0.0/2"));
+    assert!(
+        crate::harness::notes(&progress)
+            .iter()
+            .any(|n| n == "1 update(s) pending (1 security): building"),
+        "{:?}",
+        crate::harness::notes(&progress)
+    );
+    assert_eq!(check_containers().len(), 2);
+    assert_eq!(
+        sim.tags_besides_parent(),
+        ["localhost/autopatch/recipe:1.0.0-1", "localhost/autopatch/recipe:1.0.0-2"]
+    );
+    assert_eq!(sim.container_names(), Vec::<String>::new());
+
+    // `force` builds even with nothing pending, without checking.
+    sim.world().pending_updates = String::new();
+    let forced = StartOptions { client_token: None, force: true };
+    let (fourth, _) = sim.start_with(&forced).await;
+    let Ok(StartOutcome::Built(fourth)) = fourth else { panic!("forced start: {fourth:?}") };
+    assert_eq!(fourth.build.build_number, 3);
+    assert_eq!(check_containers().len(), 2, "a forced run does not check");
+    sim.assert_commands_understood();
+}
