@@ -482,7 +482,7 @@ async fn diff_images<E: Engine + 'static>(
         init: true,
         ..ContainerSpec::default()
     };
-    spec.labels.insert("autopatch.role".into(), "diff".into());
+    spec.labels = autopatch_imagebuilder::ownership_labels("diff");
     let container = engine.container_create(&spec).await.map_err(CliError::from_error)?;
     if let Err(error) = engine.container_start(&container.id).await {
         let _ = engine.container_remove(&container.id).await;

@@ -10,7 +10,7 @@ use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_store::{ImageRow, Store};
 use tokio::process::Command;
 
-use crate::build::{BUILD_LABEL, engine_reference};
+use crate::build::{engine_reference, ownership_labels};
 use crate::clock;
 use crate::error::BuildError;
 use crate::evidence;
@@ -131,7 +131,7 @@ pub async fn bootstrap<E: Engine>(
         init: true,
         ..ContainerSpec::default()
     };
-    spec.labels.insert(BUILD_LABEL.into(), format!("bootstrap-{}", std::process::id()));
+    spec.labels = ownership_labels("bootstrap");
     let container = engine.container_create(&spec).await?;
     let reading = async {
         engine.container_start(&container.id).await?;

@@ -33,6 +33,19 @@ use crate::toe::{self, ComponentRun, PhaseRecord, StageContext};
 /// Label on every container and snapshot a build creates.
 pub const BUILD_LABEL: &str = "autopatch.build";
 
+/// Label on every container autopatch creates, with the pid of the process
+/// that owns it, so [`Builder::recover`] can remove what a dead process left.
+pub const OWNER_LABEL: &str = "autopatch.owner-pid";
+
+/// The labels every container autopatch creates carries: its role and its
+/// owner process.
+pub fn ownership_labels(role: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("autopatch.role".to_owned(), role.to_owned()),
+        (OWNER_LABEL.to_owned(), std::process::id().to_string()),
+    ])
+}
+
 /// The engine network builds and instances use.
 pub const NETWORK: &str = "autopatch";
 
@@ -456,8 +469,8 @@ impl<E: Engine + 'static> Builder<E> {
             spec.entrypoint = Some(vec!["sleep".into()]);
             spec.cmd = vec!["infinity".into()];
         }
+        spec.labels = ownership_labels(role);
         spec.labels.insert(BUILD_LABEL.to_owned(), build.id.clone());
-        spec.labels.insert("autopatch.role".to_owned(), role.to_owned());
         let container = self.engine.container_create(&spec).await?;
         self.engine.container_start(&container.id).await?;
         Ok(container.id)
@@ -478,6 +491,22 @@ impl<E: Engine + 'static> Builder<E> {
     /// process is gone end `FAILED`, and their containers and unpublished
     /// snapshots are removed. Returns the ids of the builds it ended.
     pub async fn recover(&self) -> Result<Vec<String>, BuildError> {
+        // Containers of any role (check, diff, bootstrap) whose owner died.
+        for role in ["build", "test", "check-updates", "diff", "bootstrap"] {
+            let label = [("autopatch.role".to_owned(), role.to_owned())];
+            for container in self.engine.container_list(&label).await? {
+                let owner = container.labels.get(OWNER_LABEL).and_then(|pid| pid.parse().ok());
+                let finished_build = match container.labels.get(BUILD_LABEL) {
+                    Some(id) => {
+                        self.store.build(id)?.is_some_and(|build| build.state.is_terminal())
+                    }
+                    None => false,
+                };
+                if finished_build || owner.is_some_and(|pid| !process_alive(pid)) {
+                    self.engine.container_remove(&container.id).await?;
+                }
+            }
+        }
         let mut ended = Vec::new();
         for build in self.store.builds()? {
             if build.state.is_terminal() {

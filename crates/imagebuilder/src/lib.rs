@@ -27,8 +27,8 @@ mod updates;
 
 pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap};
 pub use build::{
-    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, ResolvedParent, engine_reference,
-    error_chain,
+    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ResolvedParent,
+    engine_reference, error_chain, ownership_labels,
 };
 pub use catalog::{
     LoadedPipeline, Registered, create_component, create_pipeline, create_recipe, find_image,

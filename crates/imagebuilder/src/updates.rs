@@ -4,7 +4,7 @@
 use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
 use autopatch_evidence::PendingChange;
 
-use crate::build::NETWORK;
+use crate::build::{NETWORK, ownership_labels};
 use crate::error::BuildError;
 
 /// Which package sources the check uses.
@@ -68,7 +68,7 @@ pub async fn check_updates<E: Engine>(
         init: true,
         ..ContainerSpec::default()
     };
-    spec.labels.insert("autopatch.role".into(), "check-updates".into());
+    spec.labels = ownership_labels("check-updates");
     let container = engine.container_create(&spec).await?;
     let result = async {
         engine.container_start(&container.id).await?;

@@ -84,3 +84,21 @@ async fn recover_fails_builds_of_dead_runners_and_removes_what_they_left() {
     // Idempotent: nothing more to do.
     assert_eq!(sim.builder.recover().await.unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn recover_removes_containers_of_any_role_whose_owner_died() {
+    let sim = Sim::new();
+    let mut orphan = ContainerSpec { image: PARENT.into(), ..ContainerSpec::default() };
+    orphan.labels = autopatch_imagebuilder::ownership_labels("check-updates");
+    orphan.labels.insert(autopatch_imagebuilder::OWNER_LABEL.into(), DEAD_PID.to_string());
+    let mut live = ContainerSpec { image: PARENT.into(), ..ContainerSpec::default() };
+    live.labels = autopatch_imagebuilder::ownership_labels("diff");
+    let orphan = sim.engine.container_create(&orphan).await.unwrap();
+    let live = sim.engine.container_create(&live).await.unwrap();
+
+    sim.builder.recover().await.unwrap();
+
+    let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
+    assert!(!left.contains(&orphan.id), "the dead owner's check container is removed");
+    assert!(left.contains(&live.id), "a container of a live process is left alone");
+}
