@@ -1,0 +1,246 @@
+//! [`LoadBalancer`]: one listener and one target group, with the API the
+//! daemon uses (register, deregister, describe target health, history).
+//!
+//! Invariant 7: the listener and every target are on loopback addresses;
+//! anything else is refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::checker::{self, HttpProber, Prober};
+use crate::health::{
+    History, Target, TargetGroupHealth, TargetHealthDescription, TargetId, TargetState,
+};
+use crate::proxy;
+use crate::registry::Registry;
+use crate::settings::{HealthCheckSettings, SettingsError};
+
+/// How long [`LoadBalancer::shutdown`] lets open client connections finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A target group's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerConfig {
+    /// The health checks.
+    pub health_check: HealthCheckSettings,
+    /// `deregistration_delay.timeout_seconds` (AWS's default is 300 s).
+    pub deregistration_delay: Duration,
+}
+
+impl Default for LoadBalancerConfig {
+    fn default() -> Self {
+        Self {
+            health_check: HealthCheckSettings::default(),
+            deregistration_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the load balancer refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadBalancerError {
+    /// Only loopback addresses are allowed (invariant 7).
+    #[error("use {addr}: only loopback addresses are allowed")]
+    NotLoopback { addr: SocketAddr },
+    /// The listener could not be bound.
+    #[error("bind listener on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The health-check settings are invalid.
+    #[error("apply health check settings")]
+    Settings {
+        #[source]
+        source: SettingsError,
+    },
+}
+
+/// A running load balancer: a listener forwarding to one target group.
+/// Dropping it stops it; [`LoadBalancer::shutdown`] also waits for the tasks.
+pub struct LoadBalancer {
+    local_addr: SocketAddr,
+    registry: Arc<Registry>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for LoadBalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancer").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl LoadBalancer {
+    /// Starts a load balancer on `listen` (port 0 picks a free port) with
+    /// AWS's default target group settings and real HTTP health checks.
+    /// Must be called inside a tokio runtime.
+    pub async fn start(listen: SocketAddr) -> Result<Self, LoadBalancerError> {
+        Self::start_with(listen, LoadBalancerConfig::default(), Arc::new(HttpProber)).await
+    }
+
+    /// Starts a load balancer with the given settings and prober.
+    pub async fn start_with(
+        listen: SocketAddr,
+        config: LoadBalancerConfig,
+        prober: Arc<dyn Prober>,
+    ) -> Result<Self, LoadBalancerError> {
+        ensure_loopback(listen)?;
+        config.health_check.validate().map_err(|source| LoadBalancerError::Settings { source })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| LoadBalancerError::Bind { addr: listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| LoadBalancerError::Bind { addr: listen, source })?;
+        let registry = Arc::new(Registry::new(TargetGroupHealth::new(
+            config.health_check,
+            config.deregistration_delay,
+        )));
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(proxy::serve(listener, registry.clone(), shutdown_receiver.clone())),
+            tokio::spawn(checker::run(registry.clone(), prober, shutdown_receiver)),
+        ];
+        Ok(Self {
+            local_addr,
+            registry,
+            shutdown,
+            tasks,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `RegisterTargets`: each target starts `initial` and gets traffic only
+    /// once healthy. Nothing is registered if any address is not loopback.
+    pub fn register_targets(&self, targets: &[Target]) -> Result<(), LoadBalancerError> {
+        for target in targets {
+            ensure_loopback(target.addr)?;
+        }
+        self.registry.update(|health, now| {
+            for target in targets {
+                health.register(target.clone(), now);
+            }
+        });
+        Ok(())
+    }
+
+    /// `DeregisterTargets`: each target stops getting new requests and is
+    /// removed once its in-flight requests finish or the deregistration delay
+    /// ends. Unknown ids are ignored.
+    pub fn deregister_targets(&self, ids: &[TargetId]) {
+        let started: Vec<TargetId> = self.registry.update(|health, now| {
+            ids.iter().filter(|id| health.deregister(id, now)).cloned().collect()
+        });
+        for id in started {
+            let registry = self.registry.clone();
+            let mut shutdown = self.shutdown.subscribe();
+            self.runtime.spawn(async move {
+                tokio::select! {
+                    _ = drain(registry, id) => {}
+                    _ = crate::proxy::stopped(&mut shutdown) => {}
+                }
+            });
+        }
+    }
+
+    /// `DescribeTargetHealth` for every registered target (draining ones included).
+    pub fn describe_target_health(&self) -> Vec<TargetHealthDescription> {
+        self.registry.read(|health| health.describe())
+    }
+
+    /// `ModifyTargetGroup` for the health-check settings.
+    pub fn set_health_check(&self, settings: HealthCheckSettings) -> Result<(), LoadBalancerError> {
+        settings.validate().map_err(|source| LoadBalancerError::Settings { source })?;
+        self.registry.update(|health, _| health.set_settings(settings));
+        Ok(())
+    }
+
+    /// `ModifyTargetGroupAttributes` for `deregistration_delay.timeout_seconds`.
+    pub fn set_deregistration_delay(&self, delay: Duration) {
+        self.registry.update(|health, _| health.set_deregistration_delay(delay));
+    }
+
+    /// Every state transition so far, with times since [`LoadBalancer::epoch`].
+    pub fn history(&self) -> History {
+        self.registry.read(|health| health.history().clone())
+    }
+
+    /// The (tokio) instant the history's times count from.
+    pub fn epoch(&self) -> tokio::time::Instant {
+        self.registry.epoch()
+    }
+
+    /// Requests in flight to a registered target.
+    pub fn in_flight(&self, id: &TargetId) -> Option<u64> {
+        self.registry.backend(id).map(|backend| backend.in_flight())
+    }
+
+    /// A receiver that changes whenever target states or settings change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.registry.subscribe()
+    }
+
+    /// Waits until `target` is in `state` (`unused` waits for removal).
+    pub async fn wait_for_state(&self, target: &TargetId, state: TargetState) {
+        let mut changes = self.registry.subscribe();
+        loop {
+            if self.registry.read(|health| health.state(target)) == state {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops accepting connections and health checks, lets open client
+    /// connections finish their current requests (for up to 5 s), and waits
+    /// for the tasks to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.shutdown.closed()).await;
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn drain(registry: Arc<Registry>, id: TargetId) {
+    let Some(backend) = registry.backend(&id) else { return };
+    loop {
+        let drained = backend.drained();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        let in_flight = backend.in_flight();
+        let ended = registry.update(|health, now| health.finish_draining(&id, in_flight, now));
+        let deadline = registry.read(|health| health.drain_deadline(&id));
+        let (None, Some(deadline)) = (ended, deadline) else { return };
+        tokio::select! {
+            _ = drained => {}
+            _ = tokio::time::sleep_until(registry.epoch() + deadline) => {}
+        }
+    }
+}
+
+fn ensure_loopback(addr: SocketAddr) -> Result<(), LoadBalancerError> {
+    if addr.ip().is_loopback() { Ok(()) } else { Err(LoadBalancerError::NotLoopback { addr }) }
+}

@@ -1,0 +1,30 @@
+//! autopatch's L7 load balancer: the local stand-in for an Application Load
+//! Balancer, its listener and one target group.
+//!
+//! - [`health`] is the pure state machine: AWS's target states (`initial`,
+//!   `healthy`, `unhealthy`, `draining`, `unused`), thresholds, draining and
+//!   a history of every transition. No I/O, no clock.
+//! - [`settings`] holds the health-check settings with AWS's defaults.
+//! - The checker probes targets through the [`Prober`] trait ([`HttpProber`]
+//!   for real, [`ScriptedProber`] for tests) on `tokio::time`.
+//! - The proxy forwards HTTP/1.1 round robin to healthy targets over pooled
+//!   keep-alive connections, retrying connect failures on another target.
+//! - [`LoadBalancer`] ties them together with the daemon's API.
+
+#![forbid(unsafe_code)]
+
+mod balancer;
+mod checker;
+pub mod health;
+mod proxy;
+mod registry;
+pub mod settings;
+mod upstream;
+
+pub use balancer::{LoadBalancer, LoadBalancerConfig, LoadBalancerError};
+pub use checker::{HttpProber, ProbeFuture, ProbeRequest, Prober, ScriptedAnswer, ScriptedProber};
+pub use health::{
+    DrainEnd, History, ProbeResult, Reason, Target, TargetGroupHealth, TargetHealthDescription,
+    TargetId, TargetState, Transition,
+};
+pub use settings::{HealthCheckPort, HealthCheckSettings, Matcher, SettingsError};

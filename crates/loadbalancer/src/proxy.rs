@@ -1,0 +1,256 @@
+//! The data plane: an HTTP/1.1 listener with keep-alive that forwards each
+//! request round robin to a healthy target.
+//!
+//! - `X-Forwarded-For` gets the client's address appended; `X-Forwarded-Proto`
+//!   and `X-Forwarded-Port` are set to the listener's.
+//! - A request whose connection to the chosen target cannot be made is sent to
+//!   the next healthy target; a request is never sent twice.
+//! - No healthy target: 503. A target that fails after the request was sent,
+//!   before the response head: 502. A failure after the head aborts the
+//!   client's connection, since the status is already on its way.
+//! - Each forwarded request counts as in flight to its target until the
+//!   response body is finished or dropped, so draining can wait for it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::registry::{InFlight, Registry};
+use crate::upstream::{self, AttemptError, Exchange};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Accepts connections until `shutdown` turns true. Each connection task
+/// holds a clone of `shutdown`, so its sender's `closed()` tells when all
+/// connections are done.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listen_port = listener.local_addr().map(|addr| addr.port()).unwrap_or_default();
+    let listen_port = HeaderValue::from(listen_port);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut shutdown) => return,
+        };
+        // Accept errors (such as running out of file descriptors) are transient.
+        let Ok((stream, client)) = accepted else { continue };
+        let _ = stream.set_nodelay(true);
+        let registry = registry.clone();
+        let listen_port = listen_port.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let registry = registry.clone();
+                let listen_port = listen_port.clone();
+                async move {
+                    Ok::<_, Infallible>(forward(request, &registry, client, listen_port).await)
+                }
+            });
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped(&mut shutdown) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn forward(
+    request: Request<Incoming>,
+    registry: &Registry,
+    client: SocketAddr,
+    listen_port: HeaderValue,
+) -> Response<ProxyBody> {
+    let (routes, start) = registry.pick();
+    if routes.is_empty() {
+        return short_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable\n",
+        );
+    }
+    let mut request = prepare_request(request, client, listen_port);
+    for offset in 0..routes.len() {
+        let backend = &routes[(start + offset) % routes.len()];
+        let in_flight = InFlight::start(backend.clone());
+        match upstream::send(backend, request).await {
+            Ok(Exchange { response, sender }) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let body = ProxyBody::Upstream(UpstreamBody {
+                    body,
+                    in_flight,
+                    sender: Some(sender),
+                    done: false,
+                });
+                return Response::from_parts(parts, body);
+            }
+            Err(AttemptError::NotSent(unsent)) => request = *unsent,
+            Err(AttemptError::Failed) => {
+                return short_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            }
+        }
+    }
+    short_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+}
+
+fn prepare_request(
+    request: Request<Incoming>,
+    client: SocketAddr,
+    listen_port: HeaderValue,
+) -> Request<Incoming> {
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let client_ip = client.ip().to_string();
+    let forwarded_for =
+        match parts.headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
+            Some(previous) => format!("{previous}, {client_ip}"),
+            None => client_ip,
+        };
+    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        parts.headers.insert(X_FORWARDED_FOR, value);
+    }
+    parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    parts.headers.insert(X_FORWARDED_PORT, listen_port);
+    // Targets get origin-form request targets, as from any client.
+    if parts.uri.scheme().is_some()
+        && let Some(Ok(uri)) = parts.uri.path_and_query().map(|path| path.as_str().parse())
+    {
+        parts.uri = uri;
+    }
+    parts.version = http::Version::HTTP_11;
+    Request::from_parts(parts, body)
+}
+
+/// Removes the headers that describe one hop (RFC 9110, section 7.6.1),
+/// including those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn short_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut response =
+        Response::new(ProxyBody::Local(Full::new(Bytes::from_static(body.as_bytes()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// A response body: from a target, or made here.
+pub(crate) enum ProxyBody {
+    Upstream(UpstreamBody),
+    Local(Full<Bytes>),
+}
+
+/// A target's response body, counted in flight until done or dropped. When it
+/// ends cleanly its connection goes back to the pool.
+pub(crate) struct UpstreamBody {
+    body: Incoming,
+    in_flight: InFlight,
+    sender: Option<SendRequest<Incoming>>,
+    done: bool,
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if (self.done || self.body.is_end_stream())
+            && let Some(sender) = self.sender.take()
+        {
+            self.in_flight.backend().put_idle(sender);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Upstream(upstream) => {
+                let polled = Pin::new(&mut upstream.body).poll_frame(cx);
+                if let Poll::Ready(None) = polled {
+                    upstream.done = true;
+                }
+                polled
+            }
+            Self::Local(full) => match Pin::new(full).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Upstream(upstream) => upstream.body.is_end_stream(),
+            Self::Local(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Upstream(upstream) => upstream.body.size_hint(),
+            Self::Local(full) => full.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The shared state of one target group: the pure health state machine, one
+//! [`Backend`] per registered target (its in-flight count and idle upstream
+//! connections) and the routing snapshot the data plane reads.
+//!
+//! Design note: requests never take the health lock. Every change to the
+//! state machine goes through [`Registry::update`], which rebuilds the
+//! snapshot of healthy backends; the data plane only clones that snapshot
+//! (an `Arc`) under a read lock and advances an atomic round-robin cursor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::health::{Target, TargetGroupHealth, TargetId};
+
+/// Idle upstream connections kept per target; more are closed when returned.
+const MAX_IDLE_PER_TARGET: usize = 256;
+
+/// One registered target as the data plane sees it.
+pub(crate) struct Backend {
+    pub(crate) target: Target,
+    in_flight: AtomicU64,
+    idle: Mutex<Vec<SendRequest<Incoming>>>,
+    drained: Notify,
+}
+
+impl Backend {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            in_flight: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
+            drained: Notify::new(),
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Waits until the in-flight count may have dropped to zero. Create the
+    /// future before reading the count so that no wake-up is missed.
+    pub(crate) fn drained(&self) -> tokio::sync::futures::Notified<'_> {
+        self.drained.notified()
+    }
+
+    pub(crate) fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+        lock(&self.idle).pop()
+    }
+
+    pub(crate) fn put_idle(&self, sender: SendRequest<Incoming>) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_PER_TARGET {
+            idle.push(sender);
+        }
+    }
+}
+
+/// Counts one request in flight to a backend until dropped.
+pub(crate) struct InFlight {
+    backend: Arc<Backend>,
+}
+
+impl InFlight {
+    pub(crate) fn start(backend: Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self { backend }
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.backend.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.backend.drained.notify_waiters();
+        }
+    }
+}
+
+/// Target group state shared by the proxy, the health checker and the API.
+pub(crate) struct Registry {
+    epoch: Instant,
+    health: Mutex<TargetGroupHealth>,
+    backends: Mutex<HashMap<TargetId, Arc<Backend>>>,
+    routes: RwLock<Arc<[Arc<Backend>]>>,
+    cursor: AtomicUsize,
+    changes: watch::Sender<u64>,
+}
+
+impl Registry {
+    pub(crate) fn new(health: TargetGroupHealth) -> Self {
+        Self {
+            epoch: Instant::now(),
+            health: Mutex::new(health),
+            backends: Mutex::new(HashMap::new()),
+            routes: RwLock::new(Arc::from(Vec::new())),
+            cursor: AtomicUsize::new(0),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    /// Time since the load balancer started: the pure layer's `now`.
+    pub(crate) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Reads the health state.
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&TargetGroupHealth) -> R) -> R {
+        read(&lock(&self.health))
+    }
+
+    /// Changes the health state at `now`, then rebuilds the backends and the
+    /// routing snapshot and tells subscribers.
+    pub(crate) fn update<R>(
+        &self,
+        change: impl FnOnce(&mut TargetGroupHealth, Duration) -> R,
+    ) -> R {
+        let mut health = lock(&self.health);
+        let result = change(&mut health, self.now());
+        let mut backends = lock(&self.backends);
+        backends.retain(|id, backend| {
+            health.targets().any(|target| &target.id == id && target.addr == backend.target.addr)
+        });
+        for target in health.targets() {
+            backends
+                .entry(target.id.clone())
+                .or_insert_with(|| Arc::new(Backend::new(target.clone())));
+        }
+        let routes: Vec<Arc<Backend>> =
+            health.routable().filter_map(|target| backends.get(&target.id).cloned()).collect();
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(routes);
+        drop(backends);
+        drop(health);
+        self.changes.send_modify(|generation| *generation += 1);
+        result
+    }
+
+    pub(crate) fn backend(&self, id: &TargetId) -> Option<Arc<Backend>> {
+        lock(&self.backends).get(id).cloned()
+    }
+
+    /// The healthy backends and where round robin starts this time.
+    pub(crate) fn pick(&self) -> (Arc<[Arc<Backend>]>, usize) {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let start = if routes.is_empty() {
+            0
+        } else {
+            self.cursor.fetch_add(1, Ordering::Relaxed) % routes.len()
+        };
+        (routes, start)
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+/// Locks a mutex, ignoring poison: every critical section leaves the data
+/// consistent before anything that could panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the load balancer: one binary (see the style guide).
+
+mod health_table;
