@@ -1,0 +1,213 @@
+//! Real HTTP through the proxy on 127.0.0.1, with tiny hyper backends started
+//! by each test. Assertions are on behaviour (who served what, statuses),
+//! never on timings.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autopatch_loadbalancer::{
+    HttpProber, LoadBalancer, LoadBalancerConfig, ProbeResult, ScriptedAnswer, ScriptedProber,
+    Target, TargetId, TargetState,
+};
+use hyper::StatusCode;
+
+use crate::support::{TestBackend, broken_backend, connect, fast_checks, get, send, wait_for};
+
+const LOOPBACK_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+async fn start_lb(
+    prober: Arc<dyn autopatch_loadbalancer::Prober>,
+    deregistration_delay: Duration,
+) -> LoadBalancer {
+    let config = LoadBalancerConfig { health_check: fast_checks(), deregistration_delay };
+    LoadBalancer::start_with(LOOPBACK_ANY_PORT, config, prober).await.unwrap()
+}
+
+#[tokio::test]
+async fn round_robin_across_two_healthy_backends() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let lb = start_lb(Arc::new(HttpProber), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+    let mut client = connect(lb.local_addr()).await;
+    for _ in 0..200 {
+        let (status, _) = send(&mut client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!((a.hits(), b.hits()), (100, 100));
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn responds_503_only_when_no_target_is_healthy() {
+    let lb = start_lb(Arc::new(HttpProber), Duration::from_secs(1)).await;
+    let (status, body) = get(lb.local_addr(), "/").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n")
+    );
+
+    // A registered target that refuses connections turns unhealthy: still 503.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    lb.register_targets(&[Target::new("gone", closed_addr)]).unwrap();
+    wait_for(&lb, "gone", TargetState::Unhealthy).await;
+    assert_eq!(get(lb.local_addr(), "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
+
+    let a = TestBackend::start("a").await;
+    lb.register_targets(&[Target::new("a", a.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    let (status, body) = get(lb.local_addr(), "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("a "), "{body}");
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn initial_target_gets_no_traffic() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let prober = Arc::new(ScriptedProber::new());
+    // b flaps: never two passes in a row (the healthy threshold) nor two
+    // failures in a row (the unhealthy threshold), so it stays `initial`
+    // whatever the machine's speed.
+    let flapping = (0..2000).map(|check| {
+        ScriptedAnswer::Result(ProbeResult::Status(if check % 2 == 0 { 200 } else { 500 }))
+    });
+    prober.script(&TargetId::new("b"), flapping);
+    let lb = start_lb(prober, Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    let mut client = connect(lb.local_addr()).await;
+    for _ in 0..20 {
+        let (status, body) = send(&mut client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("a "), "{body}");
+    }
+    assert_eq!(b.hits(), 0);
+    let history = lb.history();
+    assert!(
+        history
+            .transitions()
+            .iter()
+            .all(|t| t.target.as_str() != "b" || t.to == TargetState::Initial)
+    );
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn draining_target_finishes_its_in_flight_request_and_gets_no_new_ones() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let lb = start_lb(Arc::new(ScriptedProber::new()), Duration::from_secs(60)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+
+    // Round robin starts with the first target in id order: a.
+    let listen = lb.local_addr();
+    let slow = tokio::spawn(async move { get(listen, "/slow").await });
+    let a_id = TargetId::new("a");
+    while lb.in_flight(&a_id) != Some(1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lb.deregister_targets(std::slice::from_ref(&a_id));
+    assert_eq!(lb.describe_target_health()[0].state, TargetState::Draining);
+
+    let mut client = connect(lb.local_addr()).await;
+    for _ in 0..10 {
+        let (status, body) = send(&mut client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("b "), "{body}");
+    }
+    assert_eq!(a.hits(), 1);
+    assert_eq!(lb.describe_target_health()[0].state, TargetState::Draining);
+
+    a.release_slow();
+    let (status, body) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("a "), "{body}");
+    // Removed once its last request finished, long before the 60 s delay.
+    wait_for(&lb, "a", TargetState::Unused).await;
+    let a_transitions: Vec<(TargetState, TargetState)> = lb
+        .history()
+        .transitions()
+        .iter()
+        .filter(|t| t.target == a_id)
+        .map(|t| (t.from, t.to))
+        .collect();
+    assert_eq!(
+        a_transitions,
+        [
+            (TargetState::Unused, TargetState::Initial),
+            (TargetState::Initial, TargetState::Healthy),
+            (TargetState::Healthy, TargetState::Draining),
+            (TargetState::Draining, TargetState::Unused),
+        ]
+    );
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_connection_is_retried_on_the_other_target() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    // The scripted prober keeps a "healthy" after it dies, so every request
+    // routed to a must take the retry path.
+    let lb = start_lb(Arc::new(ScriptedProber::new()), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+    let mut client = connect(lb.local_addr()).await;
+    for _ in 0..10 {
+        assert_eq!(send(&mut client, "/").await.0, StatusCode::OK);
+    }
+    assert_eq!((a.hits(), b.hits()), (5, 5));
+    a.shut_down().await;
+    let mut failed = 0;
+    for _ in 0..100 {
+        let (status, body) = send(&mut client, "/").await;
+        if status != StatusCode::OK || !body.starts_with("b ") {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0);
+    assert_eq!(b.hits(), 105);
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_and_forwarded_headers() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(Arc::new(HttpProber), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    // Several requests on one client connection.
+    let mut client = connect(lb.local_addr()).await;
+    let port = lb.local_addr().port();
+    for _ in 0..5 {
+        let (status, body) = send(&mut client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("a xff=127.0.0.1 proto=http port={port}"));
+    }
+    assert!(!client.is_closed());
+    assert_eq!(a.hits(), 5);
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_breaking_mid_response_gives_502() {
+    let (addr, task) = broken_backend().await;
+    let lb = start_lb(Arc::new(ScriptedProber::new()), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("broken", addr)]).unwrap();
+    wait_for(&lb, "broken", TargetState::Healthy).await;
+    let (status, body) = get(lb.local_addr(), "/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"));
+    task.abort();
+    lb.shutdown().await;
+}
