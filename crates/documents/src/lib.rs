@@ -5,6 +5,8 @@
 //! - image recipes and image pipelines shaped like Image Builder's
 //!   `CreateImageRecipe` and `CreateImagePipeline` requests ([`parse_recipe`],
 //!   [`parse_pipeline`]);
+//! - CloudFormation templates, their intrinsic functions, parameters and
+//!   resource order ([`cloudformation`]);
 //! - underneath, a spanned YAML tree ([`yaml`]) that keeps tags such as
 //!   CloudFormation's `!Ref`.
 //!
@@ -15,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cloudformation;
 mod component;
 mod diagnostic;
 mod pipeline;

@@ -1,0 +1,346 @@
+//! Whole-template checks, after reading: every name referred to exists,
+//! resource types and properties are supported, conditions and resources do
+//! not depend on themselves. Every problem is reported, each where it is
+//! written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cloudformation::document::{ResourceName, Template};
+use crate::cloudformation::expr::{Expr, ExprKind, Reference, is_pseudo_parameter};
+use crate::cloudformation::order::{resource_dependencies, resource_exprs, topological_order};
+use crate::cloudformation::reader::Broken;
+use crate::cloudformation::types::{resource_type, resource_types};
+use crate::diagnostic::Reporter;
+use crate::source::Span;
+
+/// Where an expression is: what it may refer to depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The `Conditions` section: parameters and pseudo parameters only.
+    Conditions,
+    /// Resources and outputs: anything declared.
+    Anywhere,
+}
+
+pub(crate) fn validate(template: &Template, broken: &Broken, reporter: &mut Reporter) {
+    let checker = Checker { template, broken };
+    for resource in template.resources.values() {
+        if let Some(parameter) = template.parameters.get(resource.name.as_str()) {
+            reporter.error(
+                resource.span,
+                format!(
+                    "found the resource `{}`, whose name is also a parameter's (at {}); expected names unique across parameters and resources",
+                    resource.name, parameter.span.start
+                ),
+            );
+        }
+    }
+    for condition in template.conditions.values() {
+        checker.expr(&condition.expr, Place::Conditions, reporter);
+    }
+    for resource in template.resources.values() {
+        checker.resource_type_and_properties(resource, reporter);
+        for expr in resource_exprs(resource) {
+            checker.expr(expr, Place::Anywhere, reporter);
+        }
+        for other in &resource.depends_on {
+            if other.value == resource.name.as_str() {
+                reporter.error(
+                    other.span,
+                    format!(
+                        "found `{}` depending on itself; expected another resource",
+                        other.value
+                    ),
+                );
+            } else if !template.resources.contains_key(other.value.as_str())
+                && !broken.names.contains(&other.value)
+            {
+                reporter.error(
+                    other.span,
+                    format!("found DependsOn `{}`, which is not a resource of this template; expected a resource{}", other.value, checker.suggest_resource(&other.value)),
+                );
+            }
+        }
+        if let Some(condition) = &resource.condition {
+            checker.condition_name(&condition.value, condition.span, reporter);
+        }
+    }
+    for output in template.outputs.values() {
+        checker.expr(&output.value, Place::Anywhere, reporter);
+        if let Some(export_name) = &output.export_name {
+            checker.expr(export_name, Place::Anywhere, reporter);
+        }
+        if let Some(condition) = &output.condition {
+            checker.condition_name(&condition.value, condition.span, reporter);
+        }
+    }
+    condition_cycles(template, reporter);
+    resource_cycles(template, reporter);
+}
+
+struct Checker<'a> {
+    template: &'a Template,
+    broken: &'a Broken,
+}
+
+impl Checker<'_> {
+    fn expr(&self, expr: &Expr, place: Place, reporter: &mut Reporter) {
+        for reference in expr.references() {
+            self.reference(reference, place, reporter);
+        }
+        expr.walk(&mut |expr| match &expr.kind {
+            ExprKind::If { condition, .. } | ExprKind::Condition(condition) => {
+                self.condition_name(&condition.value, condition.span, reporter);
+            }
+            ExprKind::FindInMap { map, top_key, second_key } => {
+                self.find_in_map(map, top_key, second_key, reporter);
+            }
+            _ => {}
+        });
+    }
+
+    fn reference(&self, reference: Reference<'_>, place: Place, reporter: &mut Reporter) {
+        let template = self.template;
+        let target = reference.target();
+        if self.broken.names.contains(target) {
+            return;
+        }
+        match reference {
+            Reference::Ref(name, span) => {
+                let is_resource = template.resources.contains_key(name);
+                if is_pseudo_parameter(name) || template.parameters.contains_key(name) {
+                    return;
+                }
+                if is_resource && place == Place::Conditions {
+                    reporter.error(span, format!("found a reference to the resource `{name}` in a condition; expected a parameter or pseudo parameter"));
+                } else if !is_resource {
+                    let hint = if name.starts_with("AWS::") {
+                        format!(
+                            " (pseudo parameters: {})",
+                            crate::cloudformation::expr::PSEUDO_PARAMETERS.join(", ")
+                        )
+                    } else {
+                        self.suggest_any(name)
+                    };
+                    reporter.error(span, format!("found a reference to `{name}`, which is not declared; expected a parameter, a resource or a pseudo parameter{hint}"));
+                }
+            }
+            Reference::GetAtt { resource, attribute, span } => {
+                if place == Place::Conditions {
+                    reporter.error(span, format!("found the attribute `{resource}.{attribute}` in a condition; expected a parameter or pseudo parameter"));
+                    return;
+                }
+                let Some(declared) = template.resources.get(resource) else {
+                    let what = if template.parameters.contains_key(resource) {
+                        " (it is a parameter)".to_owned()
+                    } else {
+                        self.suggest_resource(resource)
+                    };
+                    reporter.error(span, format!("found the attribute `{resource}.{attribute}` of `{resource}`, which is not a resource of this template; expected a resource{what}"));
+                    return;
+                };
+                let Some(spec) = resource_type(&declared.resource_type.value) else { return };
+                if !spec.has_attribute(attribute) {
+                    let expected = if spec.attributes.is_empty() {
+                        format!("{} has no attributes", spec.name)
+                    } else {
+                        format!("expected one of {}", spec.attributes.join(", "))
+                    };
+                    reporter.error(
+                        span,
+                        format!(
+                            "found the attribute `{attribute}` of `{resource}` ({}); {expected}",
+                            spec.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn condition_name(&self, name: &str, span: Span, reporter: &mut Reporter) {
+        if self.template.conditions.contains_key(name) || self.broken.names.contains(name) {
+            return;
+        }
+        let declared: Vec<&str> = self.template.conditions.keys().map(String::as_str).collect();
+        let expected = if declared.is_empty() {
+            "expected a condition of the Conditions section, which is empty".to_owned()
+        } else {
+            format!("expected one of {}", declared.join(", "))
+        };
+        reporter.error(
+            span,
+            format!("found the condition `{name}`, which is not declared; {expected}"),
+        );
+    }
+
+    fn find_in_map(&self, map: &Expr, top_key: &Expr, second_key: &Expr, reporter: &mut Reporter) {
+        let Some(map_name) = map.as_str() else { return };
+        if self.broken.names.contains(map_name) {
+            return;
+        }
+        let Some(mapping) = self.template.mappings.get(map_name) else {
+            let declared: Vec<&str> = self.template.mappings.keys().map(String::as_str).collect();
+            let expected = if declared.is_empty() {
+                "expected a mapping of the Mappings section, which is empty".to_owned()
+            } else {
+                format!("expected one of {}", declared.join(", "))
+            };
+            reporter.error(
+                map.span,
+                format!("found the mapping `{map_name}`, which is not declared; {expected}"),
+            );
+            return;
+        };
+        let Some(top) = top_key.scalar_text() else { return };
+        let Some(seconds) = mapping.entries.get(&top) else {
+            reporter.error(top_key.span, format!("found the key `{top}`, which mapping `{map_name}` does not have; expected one of {}", keys(mapping.entries.keys())));
+            return;
+        };
+        let Some(second) = second_key.scalar_text() else { return };
+        if !seconds.contains_key(&second) {
+            reporter.error(second_key.span, format!("found the key `{second}`, which mapping `{map_name}` does not have under `{top}`; expected one of {}", keys(seconds.keys())));
+        }
+    }
+
+    fn resource_type_and_properties(
+        &self,
+        resource: &crate::cloudformation::document::Resource,
+        reporter: &mut Reporter,
+    ) {
+        let type_name = &resource.resource_type;
+        let Some(spec) = resource_type(&type_name.value) else {
+            let supported: Vec<&str> = resource_types().iter().map(|spec| spec.name).collect();
+            reporter.error(
+                type_name.span,
+                format!("found the unsupported resource type `{}`; expected one of the supported types: {}", type_name.value, supported.join(", ")),
+            );
+            return;
+        };
+        if !spec.accepts_policies {
+            if let Some(policy) = &resource.creation_policy {
+                reporter.error(policy.span, format!("found a CreationPolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
+            }
+            if let Some(policy) = &resource.update_policy {
+                reporter.error(policy.span, format!("found an UpdatePolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
+            }
+        }
+        let given = match &resource.properties {
+            None => Vec::new(),
+            Some(properties) => match &properties.kind {
+                ExprKind::Map(entries) => entries.iter().map(|(name, _)| name).collect(),
+                // `Fn::If` choosing between property maps: checked when evaluated.
+                ExprKind::If { .. } => return,
+                _ => {
+                    reporter.error(properties.span, "expected a mapping of properties");
+                    return;
+                }
+            },
+        };
+        for name in &given {
+            if !spec.has_property(&name.value) {
+                let suggestion = spec
+                    .properties
+                    .iter()
+                    .find(|known| known.eq_ignore_ascii_case(&name.value))
+                    .map(|known| format!("did you mean `{known}`? "))
+                    .unwrap_or_default();
+                reporter.error(
+                    name.span,
+                    format!("found the property `{}`, which {} does not have; {suggestion}expected one of {}", name.value, spec.name, spec.properties.join(", ")),
+                );
+            }
+        }
+        for required in spec.required {
+            if !given.iter().any(|name| name.value == *required) {
+                let at = resource
+                    .properties
+                    .as_ref()
+                    .map_or(resource.span, |properties| properties.span);
+                reporter.error(
+                    at,
+                    format!("missing the required property `{required}` of {}", spec.name),
+                );
+            }
+        }
+    }
+
+    fn suggest_resource(&self, name: &str) -> String {
+        suggest(name, self.template.resources.keys().map(ResourceName::as_str))
+    }
+
+    fn suggest_any(&self, name: &str) -> String {
+        suggest(
+            name,
+            self.template
+                .resources
+                .keys()
+                .map(ResourceName::as_str)
+                .chain(self.template.parameters.keys().map(String::as_str)),
+        )
+    }
+}
+
+fn keys<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    keys.map(|key| format!("`{key}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// ` (did you mean `X`?)` when a declared name differs only in case or by
+/// one character.
+fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .filter(|candidate| close(name, candidate))
+        .min()
+        .map(|candidate| format!(" (did you mean `{candidate}`?)"))
+        .unwrap_or_default()
+}
+
+fn close(left: &str, right: &str) -> bool {
+    if left.eq_ignore_ascii_case(right) {
+        return true;
+    }
+    let (left, right): (Vec<char>, Vec<char>) = (left.chars().collect(), right.chars().collect());
+    let (short, long) = if left.len() <= right.len() { (&left, &right) } else { (&right, &left) };
+    match long.len() - short.len() {
+        0 => short.iter().zip(long.iter()).filter(|(a, b)| a != b).count() == 1,
+        1 => (0..long.len()).any(|skip| {
+            long.iter().enumerate().filter(|(idx, _)| *idx != skip).map(|(_, c)| c).eq(short.iter())
+        }),
+        _ => false,
+    }
+}
+
+fn condition_cycles(template: &Template, reporter: &mut Reporter) {
+    // Conditions are resources here only to reuse the ordering.
+    let mut dependencies: BTreeMap<ResourceName, BTreeSet<ResourceName>> = BTreeMap::new();
+    for (name, condition) in &template.conditions {
+        let mut needs = BTreeSet::new();
+        condition.expr.walk(&mut |expr| {
+            if let ExprKind::Condition(other) = &expr.kind
+                && template.conditions.contains_key(&other.value)
+            {
+                needs.insert(ResourceName(other.value.clone()));
+            }
+        });
+        dependencies.insert(ResourceName(name.clone()), needs);
+    }
+    if let Err(cycle) = topological_order(&dependencies) {
+        let names: Vec<&str> = cycle.cycle.iter().map(ResourceName::as_str).collect();
+        let at = cycle.cycle.first().and_then(|first| template.conditions.get(first.as_str()));
+        if let Some(first) = at {
+            reporter.error(
+                first.span,
+                format!("found a circular dependency between conditions: {}", names.join(" -> ")),
+            );
+        }
+    }
+}
+
+fn resource_cycles(template: &Template, reporter: &mut Reporter) {
+    if let Err(cycle) = topological_order(&resource_dependencies(template)) {
+        let at = cycle.cycle.first().and_then(|first| template.resources.get(first));
+        if let Some(first) = at {
+            reporter.error(first.span, cycle.to_string());
+        }
+    }
+}
