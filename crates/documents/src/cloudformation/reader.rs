@@ -128,9 +128,13 @@ fn section<T>(
         let name = match (&key.value, &key.tag) {
             (Value::String(name), None) if is_logical_id(name) => name.clone(),
             _ => {
+                let found = match key.scalar_text() {
+                    Some(text) if key.tag.is_none() => format!("the name `{text}`"),
+                    _ => key.describe(),
+                };
                 reader.reporter.error(
                     key.span,
-                    format!("found the name {}; expected letters and digits only", key.describe()),
+                    format!("found {found}; expected a name of letters and digits only"),
                 );
                 if let Some(text) = key.scalar_text() {
                     broken.names.insert(text.to_owned());

@@ -1,6 +1,8 @@
 //! Integration tests of autopatch-documents through its public API, on the
 //! fixture files in `tests/fixtures`.
 
+mod cloudformation;
+
 use std::collections::BTreeMap;
 
 use autopatch_documents::{
