@@ -121,8 +121,9 @@ pub enum SubPart {
     Variable(Spanned<String>),
 }
 
-/// The name of an intrinsic function, for messages.
 impl ExprKind {
+    /// The long name of the intrinsic function, like `Fn::Join`; `None` for
+    /// literals, lists and maps.
     pub fn function_name(&self) -> Option<&'static str> {
         Some(match self {
             ExprKind::Null

@@ -347,7 +347,18 @@ fn setting<T: SettingValue>(
     let is_function =
         node.tag.is_some() || matches!(&node.value, Value::Mapping(entries) if entries.len() == 1);
     if is_function {
-        return reader.expr(node).map(Setting::Computed);
+        let expr = reader.expr(node)?;
+        if expr.kind.function_name().is_none() {
+            reader.reporter.error(
+                node.span,
+                format!(
+                    "expected a single value or an intrinsic function, found {}",
+                    node.describe()
+                ),
+            );
+            return None;
+        }
+        return Some(Setting::Computed(expr));
     }
     let text = match &node.value {
         Value::Sequence(_) | Value::Mapping(_) | Value::Null => None,

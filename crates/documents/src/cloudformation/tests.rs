@@ -390,6 +390,8 @@ Outputs:
   Out:
     Value: !If [Nope, a, !FindInMap [Nomap, a, b]]
     Condition: AlsoNope
+  Imported:
+    Value: !ImportValue {'Fn::Sub': '${Env}-${Bucket}'}
 ",
         expect![[r#"
             t.yaml:5:3: error: found a circular dependency between resources: Bucket -> Bucket
@@ -402,7 +404,8 @@ Outputs:
             t.yaml:10:59: error: found the attribute `Env.Arn` of `Env`, which is not a resource of this template; expected a resource (it is a parameter)
             t.yaml:13:17: error: found the condition `Nope`, which is not declared; expected a condition of the Conditions section, which is empty
             t.yaml:13:38: error: found the mapping `Nomap`, which is not declared; expected a mapping of the Mappings section, which is empty
-            t.yaml:14:16: error: found the condition `AlsoNope`, which is not declared; expected a condition of the Conditions section, which is empty"#]],
+            t.yaml:14:16: error: found the condition `AlsoNope`, which is not declared; expected a condition of the Conditions section, which is empty
+            t.yaml:16:45: error: found the resource `Bucket` in the name of Fn::ImportValue; expected a name made of parameters and pseudo parameters only"#]],
     );
 }
 
@@ -458,7 +461,7 @@ Resources:
         SuspendProcesses: [Launch, Dance]
         WaitOnResourceSignals: maybe
     CreationPolicy:
-      ResourceSignal: {Count: 2, Timeout: 5 minutes}
+      ResourceSignal: {Count: {Two: 2}, Timeout: 5 minutes}
 ",
         expect![[r#"
             t.yaml:4:11: error: found the unsupported resource type `AWS::EC2::Instance`; expected one of the supported types: AWS::AutoScaling::AutoScalingGroup, AWS::AutoScaling::LaunchConfiguration, AWS::EC2::EIP, AWS::EC2::InternetGateway, AWS::EC2::LaunchTemplate, AWS::EC2::NatGateway, AWS::EC2::Route, AWS::EC2::RouteTable, AWS::EC2::SecurityGroup, AWS::EC2::Subnet, AWS::EC2::SubnetRouteTableAssociation, AWS::EC2::VPC, AWS::EC2::VPCGatewayAttachment, AWS::ElasticLoadBalancingV2::Listener, AWS::ElasticLoadBalancingV2::LoadBalancer, AWS::ElasticLoadBalancingV2::TargetGroup, AWS::IAM::InstanceProfile, AWS::IAM::Policy, AWS::IAM::Role, AWS::ImageBuilder::Component, AWS::ImageBuilder::ImagePipeline, AWS::ImageBuilder::ImageRecipe, AWS::ImageBuilder::InfrastructureConfiguration, AWS::S3::Bucket, AWS::SSM::Document
@@ -471,7 +474,8 @@ Resources:
             t.yaml:18:40: error: found "101"; expected a percentage from 0 to 100
             t.yaml:19:36: error: found the scaling process `Dance`; expected one of AZRebalance, AddToLoadBalancer, AlarmNotification, HealthCheck, InstanceRefresh, Launch, ReplaceUnhealthy, ScheduledActions, Terminate
             t.yaml:20:32: error: found "maybe"; expected a boolean (true or false)
-            t.yaml:22:43: error: found "5 minutes"; expected an ISO 8601 duration like PT5M, PT1H30M or PT45S"#]],
+            t.yaml:22:31: error: expected a single value or an intrinsic function, found a mapping
+            t.yaml:22:50: error: found "5 minutes"; expected an ISO 8601 duration like PT5M, PT1H30M or PT45S"#]],
     );
 }
 

@@ -95,6 +95,13 @@ impl Checker<'_> {
             ExprKind::FindInMap { map, top_key, second_key } => {
                 self.find_in_map(map, top_key, second_key, reporter);
             }
+            ExprKind::ImportValue(name) => {
+                for reference in name.references() {
+                    if self.template.resources.contains_key(reference.target()) {
+                        reporter.error(reference.span(), format!("found the resource `{}` in the name of Fn::ImportValue; expected a name made of parameters and pseudo parameters only", reference.target()));
+                    }
+                }
+            }
             _ => {}
         });
     }
