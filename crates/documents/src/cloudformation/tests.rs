@@ -535,7 +535,7 @@ fn json_template() {
       "Type": "AWS::IAM::Role",
       "Properties": {
         "AssumeRolePolicyDocument": {"Statement": []},
-        "Policies": {"Fn::If": ["IsProd", [{"Fn::Sub": "${Logs.Arn}"}], {"Ref": "AWS::NoValue"}]}
+        "Policies": {"Fn::If": ["IsProd", [{"PolicyName": "logs", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Sub": "${Logs.Arn}/*"}}]}}], {"Ref": "AWS::NoValue"}]}
       }
     }
   },
