@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -23,15 +24,14 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::registry::{InFlight, Registry};
-use crate::upstream::{self, AttemptError, Exchange};
+use crate::upstream::{self, AttemptError, Exchange, UpstreamConnection};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -39,20 +39,24 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Accepts connections until `shutdown` turns true. Each connection task
-/// holds a clone of `shutdown`, so its sender's `closed()` tells when all
-/// connections are done.
+/// Accepts connections until `shutdown` turns true, then lets open
+/// connections finish their current request for up to `grace`. `worker`
+/// picks the upstream pools this worker uses.
 pub(crate) async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
+    worker: usize,
     mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
 ) {
     let listen_port = listener.local_addr().map(|addr| addr.port()).unwrap_or_default();
     let listen_port = HeaderValue::from(listen_port);
+    // Every connection task holds a sender; `recv` returns `None` once all are done.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped(&mut shutdown) => return,
+            _ = stopped(&mut shutdown) => break,
         };
         // Accept errors (such as running out of file descriptors) are transient.
         let Ok((stream, client)) = accepted else { continue };
@@ -60,12 +64,15 @@ pub(crate) async fn serve(
         let registry = registry.clone();
         let listen_port = listen_port.clone();
         let mut shutdown = shutdown.clone();
+        let open = open_tx.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let registry = registry.clone();
                 let listen_port = listen_port.clone();
                 async move {
-                    Ok::<_, Infallible>(forward(request, &registry, client, listen_port).await)
+                    Ok::<_, Infallible>(
+                        forward(request, &registry, worker, client, listen_port).await,
+                    )
                 }
             });
             let connection = http1::Builder::new()
@@ -79,8 +86,12 @@ pub(crate) async fn serve(
                     let _ = connection.await;
                 }
             }
+            drop(open);
         });
     }
+    drop(listener);
+    drop(open_tx);
+    let _ = tokio::time::timeout(grace, open_rx.recv()).await;
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -91,6 +102,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn forward(
     request: Request<Incoming>,
     registry: &Registry,
+    worker: usize,
     client: SocketAddr,
     listen_port: HeaderValue,
 ) -> Response<ProxyBody> {
@@ -105,14 +117,15 @@ async fn forward(
     for offset in 0..routes.len() {
         let backend = &routes[(start + offset) % routes.len()];
         let in_flight = InFlight::start(backend.clone());
-        match upstream::send(backend, request).await {
-            Ok(Exchange { response, sender }) => {
+        match upstream::send(backend, worker, request).await {
+            Ok(Exchange { response, connection }) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 let body = ProxyBody::Upstream(UpstreamBody {
                     body,
                     in_flight,
-                    sender: Some(sender),
+                    worker,
+                    connection: Some(connection),
                     done: false,
                 });
                 return Response::from_parts(parts, body);
@@ -196,21 +209,24 @@ pub(crate) enum ProxyBody {
     Local(Full<Bytes>),
 }
 
-/// A target's response body, counted in flight until done or dropped. When it
-/// ends cleanly its connection goes back to the pool.
+/// A target's response body, counted in flight until done or dropped. Its
+/// connection is driven while the body is read and goes back to the pool
+/// when the body ends cleanly.
 pub(crate) struct UpstreamBody {
     body: Incoming,
     in_flight: InFlight,
-    sender: Option<SendRequest<Incoming>>,
+    worker: usize,
+    connection: Option<UpstreamConnection>,
     done: bool,
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if (self.done || self.body.is_end_stream())
-            && let Some(sender) = self.sender.take()
+            && let Some(connection) = self.connection.take()
+            && connection.is_open()
         {
-            self.in_flight.backend().put_idle(sender);
+            self.in_flight.backend().put_idle(self.worker, connection);
         }
     }
 }
@@ -225,6 +241,9 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Upstream(upstream) => {
+                if let Some(connection) = &mut upstream.connection {
+                    connection.drive(cx);
+                }
                 let polled = Pin::new(&mut upstream.body).poll_frame(cx);
                 if let Poll::Ready(None) = polled {
                     upstream.done = true;

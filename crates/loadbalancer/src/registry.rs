@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::health::{Target, TargetGroupHealth, TargetId};
+use crate::upstream::UpstreamConnection;
 
 /// Idle upstream connections kept per target; more are closed when returned.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -26,18 +25,16 @@ const MAX_IDLE_PER_TARGET: usize = 256;
 pub(crate) struct Backend {
     pub(crate) target: Target,
     in_flight: AtomicU64,
-    idle: Mutex<Vec<SendRequest<Incoming>>>,
+    /// Idle connections, one pool per worker: a connection is driven by the
+    /// runtime of the worker that opened it.
+    idle: Box<[Mutex<Vec<UpstreamConnection>>]>,
     drained: Notify,
 }
 
 impl Backend {
-    fn new(target: Target) -> Self {
-        Self {
-            target,
-            in_flight: AtomicU64::new(0),
-            idle: Mutex::new(Vec::new()),
-            drained: Notify::new(),
-        }
+    fn new(target: Target, workers: usize) -> Self {
+        let idle = (0..workers.max(1)).map(|_| Mutex::new(Vec::new())).collect();
+        Self { target, in_flight: AtomicU64::new(0), idle, drained: Notify::new() }
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -50,14 +47,14 @@ impl Backend {
         self.drained.notified()
     }
 
-    pub(crate) fn take_idle(&self) -> Option<SendRequest<Incoming>> {
-        lock(&self.idle).pop()
+    pub(crate) fn take_idle(&self, worker: usize) -> Option<UpstreamConnection> {
+        lock(&self.idle[worker % self.idle.len()]).pop()
     }
 
-    pub(crate) fn put_idle(&self, sender: SendRequest<Incoming>) {
-        let mut idle = lock(&self.idle);
+    pub(crate) fn put_idle(&self, worker: usize, connection: UpstreamConnection) {
+        let mut idle = lock(&self.idle[worker % self.idle.len()]);
         if idle.len() < MAX_IDLE_PER_TARGET {
-            idle.push(sender);
+            idle.push(connection);
         }
     }
 }
@@ -88,6 +85,7 @@ impl Drop for InFlight {
 
 /// Target group state shared by the proxy, the health checker and the API.
 pub(crate) struct Registry {
+    workers: usize,
     epoch: Instant,
     health: Mutex<TargetGroupHealth>,
     backends: Mutex<HashMap<TargetId, Arc<Backend>>>,
@@ -97,8 +95,10 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(health: TargetGroupHealth) -> Self {
+    /// A registry whose backends keep one idle pool for each of `workers`.
+    pub(crate) fn new(health: TargetGroupHealth, workers: usize) -> Self {
         Self {
+            workers,
             epoch: Instant::now(),
             health: Mutex::new(health),
             backends: Mutex::new(HashMap::new()),
@@ -137,7 +137,7 @@ impl Registry {
         for target in health.targets() {
             backends
                 .entry(target.id.clone())
-                .or_insert_with(|| Arc::new(Backend::new(target.clone())));
+                .or_insert_with(|| Arc::new(Backend::new(target.clone(), self.workers)));
         }
         let routes: Vec<Arc<Backend>> =
             health.routable().filter_map(|target| backends.get(&target.id).cloned()).collect();

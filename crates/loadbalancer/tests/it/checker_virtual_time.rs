@@ -21,7 +21,11 @@ fn settings() -> HealthCheckSettings {
 }
 
 async fn start(prober: Arc<ScriptedProber>, health_check: HealthCheckSettings) -> LoadBalancer {
-    let config = LoadBalancerConfig { health_check, deregistration_delay: Duration::from_secs(60) };
+    let config = LoadBalancerConfig {
+        health_check,
+        deregistration_delay: Duration::from_secs(60),
+        ..LoadBalancerConfig::default()
+    };
     LoadBalancer::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), config, prober).await.unwrap()
 }
 

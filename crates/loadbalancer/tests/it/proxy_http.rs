@@ -21,7 +21,16 @@ async fn start_lb(
     prober: Arc<dyn autopatch_loadbalancer::Prober>,
     deregistration_delay: Duration,
 ) -> LoadBalancer {
-    let config = LoadBalancerConfig { health_check: fast_checks(), deregistration_delay };
+    start_lb_on(prober, deregistration_delay, 0).await
+}
+
+async fn start_lb_on(
+    prober: Arc<dyn autopatch_loadbalancer::Prober>,
+    deregistration_delay: Duration,
+    worker_threads: usize,
+) -> LoadBalancer {
+    let config =
+        LoadBalancerConfig { health_check: fast_checks(), deregistration_delay, worker_threads };
     LoadBalancer::start_with(LOOPBACK_ANY_PORT, config, prober).await.unwrap()
 }
 
@@ -39,6 +48,49 @@ async fn round_robin_across_two_healthy_backends() {
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!((a.hits(), b.hits()), (100, 100));
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn worker_threads_serve_round_robin_and_retry_refused_connections() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let lb = start_lb_on(Arc::new(ScriptedProber::new()), Duration::from_secs(1), 2).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+    // Several client connections, so both workers get some.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(connect(lb.local_addr()).await);
+    }
+    for _ in 0..25 {
+        for client in &mut clients {
+            assert_eq!(send(client, "/").await.0, StatusCode::OK);
+        }
+    }
+    assert_eq!(a.hits() + b.hits(), 200);
+    assert_eq!(a.hits(), 100);
+    a.shut_down().await;
+    for client in &mut clients {
+        let (status, body) = send(client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("b "), "{body}");
+    }
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_bodies_are_forwarded() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(Arc::new(ScriptedProber::new()), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    let payload = "x".repeat(100_000);
+    let (status, body) = crate::support::post(lb.local_addr(), "/echo", payload.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), payload.len());
+    assert!(body == payload);
     lb.shutdown().await;
 }
 

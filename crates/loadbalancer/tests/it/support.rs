@@ -56,6 +56,11 @@ impl TestBackend {
                                     )));
                                 }
                                 hits.fetch_add(1, Ordering::SeqCst);
+                                if request.uri().path() == "/echo" {
+                                    let body =
+                                        request.into_body().collect().await.unwrap().to_bytes();
+                                    return Ok(Response::new(Full::new(body)));
+                                }
                                 if request.uri().path() == "/slow" {
                                     slow_gate.acquire().await.unwrap().forget();
                                 }
@@ -121,6 +126,20 @@ pub(crate) async fn broken_backend() -> (SocketAddr, JoinHandle<()>) {
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
     let mut sender = connect(addr).await;
     send(&mut sender, path).await
+}
+
+/// A POST with a body on a new connection: status and body.
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: String) -> (StatusCode, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request =
+        Request::post(path).header("host", "app.test").body(Full::new(Bytes::from(body))).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A client connection with keep-alive.
