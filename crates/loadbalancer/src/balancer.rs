@@ -287,6 +287,10 @@ impl Drop for LoadBalancer {
     }
 }
 
+/// Removes a draining target once it has no requests in flight or its
+/// delay ends. A request that picked the target from the routing snapshot
+/// just before deregistration may start after the count was read as zero; it
+/// still completes, since the backend lives as long as its requests.
 async fn drain(registry: Arc<Registry>, id: TargetId) {
     let Some(backend) = registry.backend(&id) else { return };
     loop {

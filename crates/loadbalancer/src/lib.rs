@@ -8,8 +8,14 @@
 //! - The checker probes targets through the [`Prober`] trait ([`HttpProber`]
 //!   for real, [`ScriptedProber`] for tests) on `tokio::time`.
 //! - The proxy forwards HTTP/1.1 round robin to healthy targets over pooled
-//!   keep-alive connections, retrying connect failures on another target.
+//!   keep-alive connections, retrying connect failures on another target. It
+//!   runs on the caller's runtime or on one worker thread per core
+//!   ([`LoadBalancerConfig::worker_threads`]).
 //! - [`LoadBalancer`] ties them together with the daemon's API.
+//!
+//! Not supported yet: HTTPS listeners, HTTP/2, protocol upgrades
+//! (WebSocket), an idle timeout (ALB's 60 s), more than one target group
+//! per listener, and listener rules.
 
 #![forbid(unsafe_code)]
 
