@@ -263,3 +263,64 @@ async fn target_breaking_mid_response_gives_502() {
     task.abort();
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn replacing_targets_under_load_fails_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let c = TestBackend::start("c").await;
+    let lb = start_lb(Arc::new(HttpProber), Duration::from_secs(5)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+
+    // Eight paced keep-alive clients, at most 500 requests in all.
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
+        let listen = lb.local_addr();
+        clients.push(tokio::spawn(async move {
+            let mut client = connect(listen).await;
+            while !stop.load(Ordering::SeqCst) && done.fetch_add(1, Ordering::SeqCst) < 500 {
+                if send(&mut client, "/").await.0 != StatusCode::OK {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let wait_for_requests = |count: usize| {
+        let done = done.clone();
+        async move {
+            while done.load(Ordering::SeqCst) < count {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    wait_for_requests(50).await;
+    let cutover_start = lb.epoch().elapsed();
+    lb.register_targets(&[Target::new("c", c.addr)]).unwrap();
+    wait_for(&lb, "c", TargetState::Healthy).await;
+    lb.deregister_targets(&[TargetId::new("a"), TargetId::new("b")]);
+    wait_for(&lb, "a", TargetState::Unused).await;
+    wait_for(&lb, "b", TargetState::Unused).await;
+    let old_hits = (a.hits(), b.hits());
+    let requests_at_removal = done.load(Ordering::SeqCst);
+    // More requests after the removal (bounded by the cap of 500).
+    wait_for_requests((requests_at_removal + 40).min(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!((a.hits(), b.hits()), old_hits, "removed targets got requests");
+    assert!(c.hits() > 0);
+    assert_eq!(lb.history().min_healthy_since(cutover_start), Some(1));
+    lb.shutdown().await;
+}
