@@ -12,7 +12,6 @@
 //!   response body is finished or dropped, so draining can wait for it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -60,6 +59,10 @@ pub(crate) async fn serve(
         };
         // Accept errors (such as running out of file descriptors) are transient.
         let Ok((stream, client)) = accepted else { continue };
+        // Rendered once per connection for X-Forwarded-For; an IP address is
+        // always a valid header value.
+        let client_ip = HeaderValue::try_from(client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
         let listen_port = listen_port.clone();
@@ -69,9 +72,10 @@ pub(crate) async fn serve(
             let service = service_fn(move |request| {
                 let registry = registry.clone();
                 let listen_port = listen_port.clone();
+                let client_ip = client_ip.clone();
                 async move {
                     Ok::<_, Infallible>(
-                        forward(request, &registry, worker, client, listen_port).await,
+                        forward(request, &registry, worker, &client_ip, listen_port).await,
                     )
                 }
             });
@@ -103,7 +107,7 @@ async fn forward(
     request: Request<Incoming>,
     registry: &Registry,
     worker: usize,
-    client: SocketAddr,
+    client_ip: &HeaderValue,
     listen_port: HeaderValue,
 ) -> Response<ProxyBody> {
     let (routes, start) = registry.pick();
@@ -113,7 +117,7 @@ async fn forward(
             "503 Service Temporarily Unavailable\n",
         );
     }
-    let mut request = prepare_request(request, client, listen_port);
+    let mut request = prepare_request(request, client_ip, listen_port);
     for offset in 0..routes.len() {
         let backend = &routes[(start + offset) % routes.len()];
         let in_flight = InFlight::start(backend.clone());
@@ -141,18 +145,20 @@ async fn forward(
 
 fn prepare_request(
     request: Request<Incoming>,
-    client: SocketAddr,
+    client_ip: &HeaderValue,
     listen_port: HeaderValue,
 ) -> Request<Incoming> {
     let (mut parts, body) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let client_ip = client.ip().to_string();
     let forwarded_for =
         match parts.headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
-            Some(previous) => format!("{previous}, {client_ip}"),
-            None => client_ip,
+            Some(previous) => {
+                let client_ip = String::from_utf8_lossy(client_ip.as_bytes());
+                HeaderValue::try_from(format!("{previous}, {client_ip}")).ok()
+            }
+            None => Some(client_ip.clone()),
         };
-    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+    if let Some(value) = forwarded_for {
         parts.headers.insert(X_FORWARDED_FOR, value);
     }
     parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));

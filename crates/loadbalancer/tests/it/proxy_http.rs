@@ -247,8 +247,12 @@ async fn keep_alive_and_forwarded_headers() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, format!("a xff=127.0.0.1 proto=http port={port}"));
     }
+    // An X-Forwarded-For from the client gets the client's address appended.
+    let (_, body) =
+        crate::support::send_with(&mut client, "/", &[("x-forwarded-for", "203.0.113.7")]).await;
+    assert_eq!(body, format!("a xff=203.0.113.7, 127.0.0.1 proto=http port={port}"));
     assert!(!client.is_closed());
-    assert_eq!(a.hits(), 5);
+    assert_eq!(a.hits(), 6);
     lb.shutdown().await;
 }
 

@@ -155,8 +155,21 @@ pub(crate) async fn send(
     sender: &mut SendRequest<Empty<Bytes>>,
     path: &str,
 ) -> (StatusCode, String) {
+    send_with(sender, path, &[]).await
+}
+
+/// A GET with extra headers on an existing connection.
+pub(crate) async fn send_with(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
     sender.ready().await.unwrap();
-    let request = Request::get(path).header("host", "app.test").body(Empty::new()).unwrap();
+    let mut request = Request::get(path).header("host", "app.test");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::new()).unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
