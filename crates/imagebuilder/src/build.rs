@@ -180,15 +180,16 @@ impl<E: Engine + 'static> Builder<E> {
         };
 
         let started_at = clock::now();
-        let mut timings = Timings::default();
-        let mut phases = Vec::new();
+        let mut record = RunRecord::default();
         let total = tokio::time::Instant::now();
-        let result = self
-            .execute(&build, request, progress, &watcher_cancel, &mut timings, &mut phases)
-            .await;
+        let result = self.execute(&build, request, progress, &watcher_cancel, &mut record).await;
 
         // Whatever happened, leave no container and no unpublished snapshot.
         let cleanup = tokio::time::Instant::now();
+        if let Some(removal) = record.pending_removal.take() {
+            // A failed removal is retried by the cleanup below.
+            let _ = removal.await;
+        }
         let mut cleanup_result = self.remove_build_resources(&build.id).await;
         if !matches!(result, Ok(Published::Image(_))) {
             // A failed build publishes nothing, not even a tag: publishing
@@ -199,8 +200,8 @@ impl<E: Engine + 'static> Builder<E> {
             let untagged = self.engine.image_remove(&reference).await;
             cleanup_result = cleanup_result.and(untagged);
         }
-        timings.cleanup_ms = toe::millis(cleanup.elapsed());
-        timings.total_ms = toe::millis(total.elapsed());
+        record.timings.cleanup_ms = toe::millis(cleanup.elapsed());
+        record.timings.total_ms = toe::millis(total.elapsed());
         watcher_cancel.cancel();
         let _ = watcher.await;
 
@@ -220,8 +221,8 @@ impl<E: Engine + 'static> Builder<E> {
             reason.as_deref(),
             started_at,
             finished_at,
-            &timings,
-            &phases,
+            &record.timings,
+            &record.phases,
         );
         self.store.set_build_state(&build.id, state, reason.as_deref(), finished_at)?;
         self.event(
@@ -265,9 +266,9 @@ impl<E: Engine + 'static> Builder<E> {
         request: &BuildRequest,
         progress: &dyn Progress,
         cancel: &CancellationToken,
-        timings: &mut Timings,
-        phases: &mut Vec<PhaseRecord>,
+        record: &mut RunRecord,
     ) -> Result<Published, BuildError> {
+        let RunRecord { timings, phases, pending_removal } = record;
         let artifact_dir = PathBuf::from(&build.artifact_dir);
         write_documents(&artifact_dir, &request.documents)?;
         let log_dir = artifact_dir.join("logs");
@@ -347,8 +348,13 @@ impl<E: Engine + 'static> Builder<E> {
         let snapshot_reference = snapshot_reference(&build.id);
         let changes = image_changes(build, request, &image_version);
         let snapshot = self.engine.commit(&container, &snapshot_reference, &changes).await?;
-        self.engine.container_remove(&container).await?;
         timings.commit_ms = toe::millis(started.elapsed());
+        // The build container is done with: remove it while the test stage
+        // runs. `run` awaits this before its cleanup.
+        let engine = Arc::clone(&self.engine);
+        let removed_container = container.clone();
+        *pending_removal =
+            Some(tokio::spawn(async move { engine.container_remove(&removed_container).await }));
         progress.event(BuildEvent::Timing {
             what: "snapshot (commit)".into(),
             duration_ms: timings.commit_ms,
@@ -392,7 +398,7 @@ impl<E: Engine + 'static> Builder<E> {
             };
             timings.test_stage_ms = toe::millis(started.elapsed());
             phases.extend(stage.phases);
-            self.engine.container_remove(&test_container).await?;
+            // The final cleanup removes the test container (by its label).
             if let Some(failure) = stage.failure {
                 return Ok(Published::Failed(failure));
             }
@@ -575,6 +581,15 @@ impl<E: Engine + 'static> Builder<E> {
             let _ = fs_err::write(path, json);
         }
     }
+}
+
+/// What a run accumulates as it goes, whatever way it ends.
+#[derive(Default)]
+struct RunRecord {
+    timings: Timings,
+    phases: Vec<PhaseRecord>,
+    /// The build container's removal, running while the test stage does.
+    pending_removal: Option<tokio::task::JoinHandle<Result<(), EngineError>>>,
 }
 
 enum Published {

@@ -432,7 +432,9 @@ if command -v apt-get >/dev/null 2>&1; then
     apt-get dist-upgrade -y -o Dpkg::Options::=--force-confold
   fi
   if [ -n "$exclude" ]; then apt-mark unhold $exclude; fi
+  # Keep images small (and snapshots quick): no package cache, no indexes.
   apt-get clean
+  rm -rf /var/lib/apt/lists/*
 elif command -v dnf >/dev/null 2>&1; then
   dnf -y upgrade ${{exclude:+$(printf -- '--exclude=%s ' $exclude)}} $include
   dnf clean all
