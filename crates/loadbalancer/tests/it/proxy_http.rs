@@ -294,7 +294,7 @@ async fn replacing_targets_under_load_fails_no_request() {
                 if send(&mut client, "/").await.0 != StatusCode::OK {
                     failed.fetch_add(1, Ordering::SeqCst);
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }));
     }
@@ -326,5 +326,38 @@ async fn replacing_targets_under_load_fails_no_request() {
     assert_eq!((a.hits(), b.hits()), old_hits, "removed targets got requests");
     assert!(c.hits() > 0);
     assert_eq!(lb.history().min_healthy_since(cutover_start), Some(1));
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn real_health_checks_report_aws_reasons() {
+    use autopatch_loadbalancer::{HealthCheckSettings, Reason};
+
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(Arc::new(HttpProber), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+
+    let cases = [
+        (
+            "/health/500",
+            Reason::ResponseCodeMismatch,
+            "Health checks failed with these codes: [500]",
+        ),
+        ("/health/hang", Reason::Timeout, "Request timed out"),
+    ];
+    for (path, reason, description) in cases {
+        lb.set_health_check(HealthCheckSettings { path: path.to_owned(), ..fast_checks() })
+            .unwrap();
+        wait_for(&lb, "a", TargetState::Unhealthy).await;
+        let health = &lb.describe_target_health()[0];
+        assert_eq!(
+            (health.reason, health.description.as_deref()),
+            (Some(reason), Some(description))
+        );
+        assert_eq!(get(lb.local_addr(), "/").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        lb.set_health_check(fast_checks()).unwrap();
+        wait_for(&lb, "a", TargetState::Healthy).await;
+    }
     lb.shutdown().await;
 }

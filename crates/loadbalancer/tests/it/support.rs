@@ -55,6 +55,14 @@ impl TestBackend {
                                         Bytes::from_static(b"ok"),
                                     )));
                                 }
+                                if request.uri().path() == "/health/500" {
+                                    let mut response = Response::new(Full::new(Bytes::new()));
+                                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                                    return Ok(response);
+                                }
+                                if request.uri().path() == "/health/hang" {
+                                    std::future::pending::<()>().await;
+                                }
                                 hits.fetch_add(1, Ordering::SeqCst);
                                 if request.uri().path() == "/echo" {
                                     let body =
@@ -176,12 +184,14 @@ pub(crate) async fn send_with(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Fast health checks for real-time tests: every 50 ms, 2 passes to turn healthy.
+/// Fast health checks for real-time tests: every 200 ms, 2 passes to turn
+/// healthy. The timeout is generous so that a loaded machine does not turn a
+/// healthy backend unhealthy in the middle of a test.
 pub(crate) fn fast_checks() -> HealthCheckSettings {
     HealthCheckSettings {
         path: "/health".to_owned(),
-        interval: Duration::from_millis(50),
-        timeout: Duration::from_millis(50),
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(200),
         healthy_threshold: 2,
         unhealthy_threshold: 2,
         ..HealthCheckSettings::default()
