@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         deregistration_delay: Duration::from_secs(5),
         // One data-plane worker per core, like nginx's `worker_processes auto`.
         worker_threads: std::thread::available_parallelism().map_or(1, usize::from),
+        ..LoadBalancerConfig::default()
     };
     let lb = LoadBalancer::start_with(listen, config, Arc::new(HttpProber)).await?;
     lb.register_targets(&targets)?;

@@ -43,6 +43,9 @@ pub struct LoadBalancerConfig {
     /// Data-plane threads: 0 serves on the caller's runtime; n starts n
     /// worker threads (one per core is what a daemon wants).
     pub worker_threads: usize,
+    /// `idle_timeout.timeout_seconds` (AWS's default is 60 s): a target that
+    /// has not started its response by then gets the client a 504.
+    pub idle_timeout: Duration,
 }
 
 impl Default for LoadBalancerConfig {
@@ -51,6 +54,7 @@ impl Default for LoadBalancerConfig {
             health_check: HealthCheckSettings::default(),
             deregistration_delay: Duration::from_secs(300),
             worker_threads: 0,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -118,6 +122,7 @@ impl LoadBalancer {
         let registry = Arc::new(Registry::new(
             TargetGroupHealth::new(config.health_check, config.deregistration_delay),
             config.worker_threads,
+            config.idle_timeout,
         ));
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };

@@ -14,7 +14,8 @@
 //! - [`LoadBalancer`] ties them together with the daemon's API.
 //!
 //! Not supported yet: HTTPS listeners, HTTP/2, protocol upgrades
-//! (WebSocket), an idle timeout (ALB's 60 s), more than one target group
+//! (WebSocket), the idle timeout while a response body streams (it covers
+//! only the wait for the response head), more than one target group
 //! per listener, and listener rules.
 
 #![forbid(unsafe_code)]

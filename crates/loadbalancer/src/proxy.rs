@@ -6,7 +6,8 @@
 //! - A request whose connection to the chosen target cannot be made is sent to
 //!   the next healthy target; a request is never sent twice.
 //! - No healthy target: 503. A target that fails after the request was sent,
-//!   before the response head: 502. A failure after the head aborts the
+//!   before the response head: 502. A target that has not started its
+//!   response within the idle timeout: 504. A failure after the head aborts the
 //!   client's connection, since the status is already on its way.
 //! - Each forwarded request counts as in flight to its target until the
 //!   response body is finished or dropped, so draining can wait for it.
@@ -121,7 +122,12 @@ async fn forward(
     for offset in 0..routes.len() {
         let backend = &routes[(start + offset) % routes.len()];
         let in_flight = InFlight::start(backend.clone());
-        match upstream::send(backend, worker, request).await {
+        let attempt =
+            tokio::time::timeout(registry.idle_timeout, upstream::send(backend, worker, request));
+        let Ok(attempt) = attempt.await else {
+            return short_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
+        };
+        match attempt {
             Ok(Exchange { response, connection }) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);

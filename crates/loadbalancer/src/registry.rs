@@ -86,6 +86,8 @@ impl Drop for InFlight {
 /// Target group state shared by the proxy, the health checker and the API.
 pub(crate) struct Registry {
     workers: usize,
+    /// How long a target may take to start its response.
+    pub(crate) idle_timeout: Duration,
     epoch: Instant,
     health: Mutex<TargetGroupHealth>,
     backends: Mutex<HashMap<TargetId, Arc<Backend>>>,
@@ -96,9 +98,10 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// A registry whose backends keep one idle pool for each of `workers`.
-    pub(crate) fn new(health: TargetGroupHealth, workers: usize) -> Self {
+    pub(crate) fn new(health: TargetGroupHealth, workers: usize, idle_timeout: Duration) -> Self {
         Self {
             workers,
+            idle_timeout,
             epoch: Instant::now(),
             health: Mutex::new(health),
             backends: Mutex::new(HashMap::new()),

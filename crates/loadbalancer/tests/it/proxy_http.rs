@@ -29,8 +29,12 @@ async fn start_lb_on(
     deregistration_delay: Duration,
     worker_threads: usize,
 ) -> LoadBalancer {
-    let config =
-        LoadBalancerConfig { health_check: fast_checks(), deregistration_delay, worker_threads };
+    let config = LoadBalancerConfig {
+        health_check: fast_checks(),
+        deregistration_delay,
+        worker_threads,
+        ..LoadBalancerConfig::default()
+    };
     LoadBalancer::start_with(LOOPBACK_ANY_PORT, config, prober).await.unwrap()
 }
 
@@ -359,5 +363,26 @@ async fn real_health_checks_report_aws_reasons() {
         lb.set_health_check(fast_checks()).unwrap();
         wait_for(&lb, "a", TargetState::Healthy).await;
     }
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_that_never_answers_gets_504_after_the_idle_timeout() {
+    let a = TestBackend::start("a").await;
+    let config = LoadBalancerConfig {
+        health_check: fast_checks(),
+        idle_timeout: Duration::from_millis(300),
+        ..LoadBalancerConfig::default()
+    };
+    let lb = LoadBalancer::start_with(LOOPBACK_ANY_PORT, config, Arc::new(ScriptedProber::new()))
+        .await
+        .unwrap();
+    lb.register_targets(&[Target::new("a", a.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    let (status, body) = get(lb.local_addr(), "/slow").await;
+    assert_eq!((status, body.as_str()), (StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"));
+    // The request no longer counts as in flight, and the target keeps serving.
+    assert_eq!(lb.in_flight(&TargetId::new("a")), Some(0));
+    assert_eq!(get(lb.local_addr(), "/").await.0, StatusCode::OK);
     lb.shutdown().await;
 }
