@@ -111,7 +111,9 @@ async fn ensure_golden(engine: &Arc<DockerEngine>) {
             let request = BootstrapRequest {
                 suite: "bookworm".into(),
                 mirror: "http://deb.debian.org/debian".into(),
-                name: "golden-test".into(),
+                // Unique per process: nextest runs tests as processes, and
+                // two may bootstrap at once on a fresh machine.
+                name: format!("golden-test-{}", std::process::id()),
                 version: "1.0.0".into(),
                 include: Vec::new(),
                 work_dir: dir.path().to_owned(),
