@@ -24,13 +24,15 @@ step "register the components, recipes and pipelines"
 for c in update-os webapp webapp-test; do autopatch component create --file "components/$c.yml"; done
 autopatch recipe create --file pipelines/webapp.recipe.yml
 autopatch pipeline create --file pipelines/webapp.pipeline.yml
-autopatch recipe create --file pipelines/webapp-patched.recipe.yml
-autopatch pipeline create --file pipelines/webapp-patched.pipeline.yml
 
 step "bake the webapp image (golden + webapp, tested)"
 if ! autopatch --output json image list | python3 -c 'import json,sys; sys.exit(0 if any(i["recipe"]=="webapp" for i in json.load(sys.stdin)) else 1)'; then
   autopatch pipeline start webapp
 fi
+
+# The patch recipe's parent is the webapp image: register it once that exists.
+autopatch recipe create --file pipelines/webapp-patched.recipe.yml
+autopatch pipeline create --file pipelines/webapp-patched.pipeline.yml
 
 step "pending updates of the webapp image"
 autopatch image check-updates webapp | head -20

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapRequest, ImageEvidence, NETWORK, Registered, Sources, StartOptions, StartOutcome,
+    BootstrapRequest, BuildError, ImageEvidence, NETWORK, Registered, Sources, StartOptions,
+    StartOutcome,
 };
 use autopatch_model::ImageState;
 use autopatch_store::{BuildRow, ImageRow};
@@ -61,13 +62,13 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
                 name.as_deref(),
                 Some(&version),
             )
-            .map_err(CliError::from_error)?;
+            .map_err(CliError::from_registry)?;
             registered(result, json)
         }
         ComponentCommand::Validate { file } => {
             let source = read_source(&file)?;
-            let document =
-                autopatch_documents::parse_component(&source).map_err(CliError::from_error)?;
+            let document = autopatch_documents::parse_component(&source)
+                .map_err(CliError::from_diagnostics)?;
             let steps: usize = document.phases.iter().map(|p| p.steps.len()).sum();
             if json {
                 render::json(
@@ -116,7 +117,7 @@ async fn recipe(ctx: &Context, command: RecipeCommand, json: bool) -> Result<Exi
             let engine = ctx.engine().await?;
             let result = autopatch_imagebuilder::create_recipe(&ctx.store, &engine, &source)
                 .await
-                .map_err(CliError::from_error)?;
+                .map_err(CliError::from_registry)?;
             registered(result, json)
         }
         RecipeCommand::List => {
@@ -140,7 +141,7 @@ async fn pipeline(
         PipelineCommand::Create { file } => {
             let source = read_source(&file)?;
             let result = autopatch_imagebuilder::create_pipeline(&ctx.store, &source)
-                .map_err(CliError::from_error)?;
+                .map_err(CliError::from_registry)?;
             registered(result, json)
         }
         PipelineCommand::List => {
@@ -167,7 +168,10 @@ async fn pipeline(
                 &builder, &name, &options, &progress, &cancel,
             )
             .await
-            .map_err(CliError::from_error)?;
+            .map_err(|error| match error {
+                BuildError::Registry(error) => CliError::from_registry(error),
+                error => CliError::from_error(error),
+            })?;
             match outcome {
                 StartOutcome::Skipped { reason, latest } => {
                     if json {

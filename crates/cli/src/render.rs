@@ -14,16 +14,33 @@ pub(crate) struct CliError {
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
     pub(crate) code: u8,
+    /// The message is diagnostics (`file:line:col: error: ...` lines) and
+    /// is printed as it is, without another `error:` prefix.
+    pub(crate) diagnostics: bool,
 }
 
 impl CliError {
     pub(crate) fn new(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), hint: None, code: 2 }
+        CliError { message: message.into(), hint: None, code: 2, diagnostics: false }
     }
 
     pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> CliError {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Every problem of an invalid document, one per line.
+    pub(crate) fn from_diagnostics(diagnostics: autopatch_documents::Diagnostics) -> CliError {
+        CliError { diagnostics: true, ..CliError::new(diagnostics.to_string()) }
+    }
+
+    pub(crate) fn from_registry(error: autopatch_imagebuilder::RegistryError) -> CliError {
+        match error {
+            autopatch_imagebuilder::RegistryError::Invalid(diagnostics) => {
+                CliError::from_diagnostics(diagnostics)
+            }
+            error => CliError::from_error(error),
+        }
     }
 
     /// The error with its whole cause chain.
@@ -41,7 +58,11 @@ pub(crate) fn fail(message: &str, hint: Option<&str>) -> ExitCode {
 }
 
 pub(crate) fn report(error: &CliError) -> ExitCode {
-    eprintln!("error: {}", error.message);
+    if error.diagnostics {
+        eprintln!("{}", error.message);
+    } else {
+        eprintln!("error: {}", error.message);
+    }
     if let Some(hint) = &error.hint {
         eprintln!("hint: {hint}");
     }
