@@ -50,6 +50,7 @@ fn an_invalid_component_reports_every_problem_with_its_position_and_registers_no
     let output = cli.run(&["component", "create", "--file", &path]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let errors = stderr(&output);
+    assert!(errors.starts_with(&format!("{path}:")), "diagnostics print as they are: {errors}");
     assert!(
         errors.contains(&format!("{path}:7:17: error:")) && errors.contains("Reboot"),
         "{errors}"
