@@ -248,7 +248,7 @@ impl<E: Engine + 'static> Builder<E> {
         Ok(())
     }
 
-    async fn set_state(
+    fn set_state(
         &self,
         build: &BuildRow,
         state: ImageState,
@@ -275,7 +275,7 @@ impl<E: Engine + 'static> Builder<E> {
         let image_version = build.image_version();
 
         // Build stage.
-        self.set_state(build, ImageState::Building, progress).await?;
+        self.set_state(build, ImageState::Building, progress)?;
         self.engine.network_ensure(NETWORK).await?;
         let started = tokio::time::Instant::now();
         let container = self
@@ -361,7 +361,7 @@ impl<E: Engine + 'static> Builder<E> {
         });
 
         // Test stage.
-        self.set_state(build, ImageState::Testing, progress).await?;
+        self.set_state(build, ImageState::Testing, progress)?;
         let has_tests = request
             .components
             .iter()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use autopatch_engine::{Engine, ExecSpec};
-use autopatch_evidence::{ChangelogRequest, Manifest, ManifestDiff, UpgradeEvidence};
+use autopatch_evidence::{ChangelogRequest, Manifest, UpgradeEvidence};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BuildError;
@@ -152,7 +152,15 @@ pub(crate) async fn collect<E: Engine>(
         parent: Some(parent_name.to_owned()),
         package_count: current.manifest.packages.len(),
         upgraded,
-        downgraded: changes(&diff, true),
+        downgraded: diff
+            .downgraded
+            .iter()
+            .map(|c| VersionChange {
+                name: c.name.clone(),
+                from: c.from.to_string(),
+                to: c.to.to_string(),
+            })
+            .collect(),
         added: diff
             .added
             .iter()
@@ -168,17 +176,6 @@ pub(crate) async fn collect<E: Engine>(
         notes,
         manifest_text: current.text,
     })
-}
-
-fn changes(diff: &ManifestDiff, downgraded: bool) -> Vec<VersionChange> {
-    let list = if downgraded { &diff.downgraded } else { &diff.upgraded };
-    list.iter()
-        .map(|c| VersionChange {
-            name: c.name.clone(),
-            from: c.from.to_string(),
-            to: c.to.to_string(),
-        })
-        .collect()
 }
 
 /// Evidence for an image with no parent (a bootstrapped golden image).

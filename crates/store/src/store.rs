@@ -155,11 +155,11 @@ impl Store {
     }
 
     pub fn components(&self) -> Result<Vec<ComponentRow>, StoreError> {
-        self.all_versioned("components")
+        self.documents("components", None)
     }
 
     pub fn recipes(&self) -> Result<Vec<RecipeRow>, StoreError> {
-        self.all_versioned("recipes")
+        self.documents("recipes", None)
     }
 
     fn versioned(
@@ -168,8 +168,7 @@ impl Store {
         name: &str,
         version: Option<&str>,
     ) -> Result<Option<ComponentRow>, StoreError> {
-        let rows: Vec<ComponentRow> =
-            self.all_versioned(table)?.into_iter().filter(|row| row.name == name).collect();
+        let rows = self.documents(table, Some(name))?;
         Ok(match version {
             Some(version) => rows.into_iter().find(|row| row.version == version),
             // Highest semantic version, not the latest registered.
@@ -177,13 +176,17 @@ impl Store {
         })
     }
 
-    fn all_versioned(&self, table: &str) -> Result<Vec<ComponentRow>, StoreError> {
+    /// The rows of `table`, all of them or those of one name.
+    fn documents(&self, table: &str, name: Option<&str>) -> Result<Vec<ComponentRow>, StoreError> {
         let connection = self.lock();
         let mut statement = connection
-            .prepare(&format!("SELECT name, version, source_name, document, sha256, created_at FROM {table} ORDER BY name, created_at"))
+            .prepare(&format!(
+                "SELECT name, version, source_name, document, sha256, created_at FROM {table}
+                 WHERE ?1 IS NULL OR name = ?1 ORDER BY name, created_at"
+            ))
             .context("list documents")?;
         let rows = statement
-            .query_map([], |r| {
+            .query_map([name], |r| {
                 Ok(ComponentRow {
                     name: r.get(0)?,
                     version: r.get(1)?,
@@ -221,16 +224,23 @@ impl Store {
     }
 
     pub fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError> {
-        Ok(self.pipelines()?.into_iter().find(|row| row.name == name))
+        Ok(self.pipeline_rows(Some(name))?.pop())
     }
 
     pub fn pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {
+        self.pipeline_rows(None)
+    }
+
+    fn pipeline_rows(&self, name: Option<&str>) -> Result<Vec<PipelineRow>, StoreError> {
         let connection = self.lock();
         let mut statement = connection
-            .prepare("SELECT name, source_name, document, sha256, created_at, updated_at FROM pipelines ORDER BY name")
+            .prepare(
+                "SELECT name, source_name, document, sha256, created_at, updated_at FROM pipelines
+                 WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+            )
             .context("list pipelines")?;
         let rows = statement
-            .query_map([], |r| {
+            .query_map([name], |r| {
                 Ok(PipelineRow {
                     name: r.get(0)?,
                     source_name: r.get(1)?,

@@ -17,6 +17,12 @@ async fn single_component_pipeline(fixture: &Fixture, component: &str, tests_ena
     ));
 }
 
+/// A build's `detailedoutput.json`.
+fn detailed_output(build: &autopatch_store::BuildRow) -> serde_json::Value {
+    let path = std::path::Path::new(&build.artifact_dir).join("detailedoutput.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 async fn run(fixture: &Fixture) -> autopatch_imagebuilder::BuildOutcome {
     match fixture.start("probe").await.0 {
         StartOutcome::Built(outcome) => outcome,
@@ -75,13 +81,7 @@ phases:
     )
     .unwrap();
     assert!(log.contains("about to fail"), "the step log keeps the output: {log}");
-    let detail: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(&outcome.build.artifact_dir).join("detailedoutput.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let detail = detailed_output(&outcome.build);
     assert_eq!(detail["state"], "FAILED");
     assert_eq!(detail["phases"][0]["steps"][0]["exit_code"], 3);
     assert_eq!(detail["phases"][0]["steps"][1]["status"], "skipped");
@@ -187,13 +187,7 @@ phases:
     assert!(
         events.iter().any(|e| matches!(e, BuildEvent::Rebooting { step } if step == "Reboots"))
     );
-    let detail: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(&outcome.build.artifact_dir).join("detailedoutput.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let detail = detailed_output(&outcome.build);
     let steps = &detail["phases"][0]["steps"];
     assert_eq!(steps[0]["attempts"], 3, "FailsTwice succeeded on its third attempt");
     assert_eq!(steps[1]["reboots"], 1);
