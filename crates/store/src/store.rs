@@ -82,7 +82,7 @@ impl Store {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent
         // (statements are atomic), so a poisoned lock is still usable.
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
