@@ -9,8 +9,10 @@
 //! and a long build in another process can share the file.
 
 mod error;
+mod instances;
 mod rows;
 mod schema;
+mod stacks;
 mod store;
 
 pub use error::StoreError;

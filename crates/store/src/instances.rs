@@ -1,0 +1,1 @@
+//! Fleet instances: one row per instance an Auto Scaling group launched.

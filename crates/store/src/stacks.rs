@@ -1,0 +1,1 @@
+//! Stacks, their resources and their events.
