@@ -12,3 +12,5 @@ pub use image::{BuildId, ImageState, ImageVersion, StepStatus};
 pub use version::{SemanticVersion, VersionError};
 mod time;
 pub use time::Timestamp;
+mod stack;
+pub use stack::{ResourceStatus, StackStatus, UnknownStatus};
