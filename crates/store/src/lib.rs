@@ -17,4 +17,5 @@ mod store;
 
 pub use error::StoreError;
 pub use rows::{BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow};
+pub use stacks::{InsertStack, StackEventRow, StackResourceRow, StackRow};
 pub use store::{NewBuild, Store};
