@@ -10,6 +10,10 @@
 #      settings from docs/engine.md. An existing file is never overwritten.
 #   3. Starts `podman system service` on /run/podman/podman.sock when no engine
 #      socket answers (there is no systemd on CI machines).
+#   4. Installs cfn-lint (pinned, from PyPI) into the venv
+#      /opt/autopatch-tools/venv, made with Debian's python3; scripts/test.sh
+#      lints the shipped templates with it. Skipped when that version is
+#      already there.
 #
 # Environment: AUTOPATCH_SETUP_SKIP_APT=1 skips step 1.
 set -euo pipefail
@@ -21,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(podman runc catatonit mmdebstrap uidmap apt-utils curl ca-certificates sqlite3 wrk nginx-light hyperfine)
+packages=(podman runc catatonit mmdebstrap uidmap apt-utils curl ca-certificates sqlite3 wrk nginx-light hyperfine python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -76,3 +80,14 @@ if [ -z "$socket" ]; then
   answers "$socket" || { log "podman API did not come up; see /var/log/podman-service.log"; exit 1; }
 fi
 log "engine API answering on unix://$socket"
+
+# cfn-lint, the external oracle for templates/*.yml, in its own venv so that
+# neither Debian's python3 nor any other Python on the host is changed.
+cfn_lint_version=1.58.0
+tools_venv=/opt/autopatch-tools/venv
+if [ "$("$tools_venv/bin/cfn-lint" --version 2>/dev/null)" != "cfn-lint $cfn_lint_version" ]; then
+  log "installing cfn-lint $cfn_lint_version into $tools_venv"
+  /usr/bin/python3 -m venv "$tools_venv"
+  "$tools_venv/bin/pip" install -q "cfn-lint==$cfn_lint_version"
+fi
+log "cfn-lint $cfn_lint_version at $tools_venv/bin/cfn-lint"
