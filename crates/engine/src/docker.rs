@@ -23,6 +23,9 @@
 //! - bollard's request timeout covers the wait for response headers, not a
 //!   streamed response body; import and commit get a long one because the
 //!   engine answers only when the image is written.
+//! - Bind mounts go in `HostConfig.Binds` as `source:target:rw|ro`, the form
+//!   both engines accept; a path holding `:` or `,` is refused rather than
+//!   split wrongly.
 //! - Dropping an `exec` future closes the connection: nothing panics, but the
 //!   command keeps running in the container (the API cannot signal it).
 
@@ -255,6 +258,11 @@ impl Engine for DockerEngine {
 
     async fn container_create(&self, spec: &ContainerSpec) -> Result<ContainerInfo, EngineError> {
         let object = spec.name.as_deref().unwrap_or(&spec.image).to_string();
+        check_mounts(spec).map_err(|source| EngineError::Api {
+            operation: "create container",
+            object: object.clone(),
+            source: source.into(),
+        })?;
         let options = CreateContainerOptions { name: spec.name.clone(), platform: String::new() };
         let response = self
             .docker
@@ -479,6 +487,14 @@ impl Engine for DockerEngine {
             Err(error) => Err(self.error(OPERATION, name, error)),
         }
     }
+
+    async fn network_remove(&self, name: &str) -> Result<(), EngineError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(self.error("remove network", name, error)),
+        }
+    }
 }
 
 impl DockerEngine {
@@ -549,6 +565,25 @@ fn check_changes(
     }
 }
 
+/// Refuses mounts the `Binds` syntax cannot express (see the module notes).
+fn check_mounts(spec: &ContainerSpec) -> Result<(), String> {
+    for mount in &spec.mounts {
+        let source = mount
+            .source
+            .to_str()
+            .ok_or_else(|| format!("mount source {} is not valid UTF-8", mount.source.display()))?;
+        for (what, path) in [("source", source), ("target", mount.target.as_str())] {
+            if !path.starts_with('/') {
+                return Err(format!("mount {what} {path:?} is not an absolute path"));
+            }
+            if path.contains([':', ',']) {
+                return Err(format!("mount {what} {path:?} contains ':' or ','"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn is_not_found(error: &BollardError) -> bool {
     matches!(error, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
@@ -605,6 +640,15 @@ fn container_create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         init: spec.init.then_some(true),
         nano_cpus: spec.cpus.map(|cpus| (cpus * 1e9).round() as i64),
         memory: spec.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        binds: (!spec.mounts.is_empty()).then(|| {
+            spec.mounts
+                .iter()
+                .map(|mount| {
+                    let mode = if mount.read_only { "ro" } else { "rw" };
+                    format!("{}:{}:{mode}", mount.source.display(), mount.target)
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -749,6 +793,21 @@ mod tests {
     }
 
     #[test]
+    fn mounts_the_binds_syntax_cannot_express_are_refused() {
+        for (source, target) in [("relative", "/x"), ("/a:b", "/x"), ("/a", "x"), ("/a", "/x,y")] {
+            let spec = ContainerSpec {
+                mounts: vec![crate::Mount {
+                    source: source.into(),
+                    target: target.to_string(),
+                    read_only: false,
+                }],
+                ..Default::default()
+            };
+            assert!(check_mounts(&spec).is_err(), "{source} -> {target} should be refused");
+        }
+    }
+
+    #[test]
     fn create_body_publishes_ports_and_limits() {
         let spec = ContainerSpec {
             image: "localhost/app:1".to_string(),
@@ -761,8 +820,21 @@ mod tests {
             cpus: Some(0.5),
             memory_bytes: Some(256 << 20),
             network: Some("autopatch".to_string()),
+            mounts: vec![
+                crate::Mount {
+                    source: "/srv/instances/i-1".into(),
+                    target: "/var/lib/autopatch".to_string(),
+                    read_only: false,
+                },
+                crate::Mount {
+                    source: "/srv/shared".into(),
+                    target: "/shared".to_string(),
+                    read_only: true,
+                },
+            ],
             ..Default::default()
         };
+        check_mounts(&spec).expect("plain absolute paths are accepted");
         let body = container_create_body(&spec);
         assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
         let host_config = body.host_config.expect("host config is set");
@@ -770,6 +842,13 @@ mod tests {
         assert_eq!(host_config.nano_cpus, Some(500_000_000));
         assert_eq!(host_config.memory, Some(256 << 20));
         assert_eq!(host_config.network_mode.as_deref(), Some("autopatch"));
+        assert_eq!(
+            host_config.binds,
+            Some(vec![
+                "/srv/instances/i-1:/var/lib/autopatch:rw".to_string(),
+                "/srv/shared:/shared:ro".to_string(),
+            ])
+        );
         let bindings = host_config.port_bindings.expect("ports are bound");
         assert_eq!(
             bindings.get("80/tcp"),

@@ -103,6 +103,7 @@ pub enum Operation {
     PutFile,
     Commit,
     NetworkEnsure,
+    NetworkRemove,
 }
 
 impl Operation {
@@ -124,6 +125,7 @@ impl Operation {
             Operation::PutFile => "write a file into",
             Operation::Commit => "commit container",
             Operation::NetworkEnsure => "create network",
+            Operation::NetworkRemove => "remove network",
         }
     }
 }
@@ -146,6 +148,7 @@ pub enum Call {
     PutFile { id: String, path: String, contents: Vec<u8>, mode: u32 },
     Commit { id: String, reference: String, changes: Vec<String> },
     NetworkEnsure { name: String },
+    NetworkRemove { name: String },
 }
 
 impl Call {
@@ -166,6 +169,7 @@ impl Call {
             Call::PutFile { .. } => Operation::PutFile,
             Call::Commit { .. } => Operation::Commit,
             Call::NetworkEnsure { .. } => Operation::NetworkEnsure,
+            Call::NetworkRemove { .. } => Operation::NetworkRemove,
         }
     }
 
@@ -192,7 +196,9 @@ impl Call {
                     labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
                 format!("with labels {}", labels.join(","))
             }
-            Call::NetworkEnsure { name } => format!("network {name}"),
+            Call::NetworkEnsure { name } | Call::NetworkRemove { name } => {
+                format!("network {name}")
+            }
         }
     }
 }
@@ -392,9 +398,17 @@ impl FakeEngine {
         self.lock().containers.values().map(|container| container.info.clone()).collect()
     }
 
-    /// Every network created with `network_ensure`.
+    /// Every network created with `network_ensure` and not removed since.
     pub fn networks(&self) -> BTreeSet<String> {
         self.lock().networks.clone()
+    }
+
+    /// The spec a container was created from (by id or name), e.g. to find
+    /// the host directories it mounts; `None` when the container is absent.
+    pub fn container_spec(&self, container_id: &str) -> Option<ContainerSpec> {
+        let state = self.lock();
+        let id = state.find_container(container_id)?;
+        Some(state.containers[&id].spec.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -986,6 +1000,25 @@ impl Engine for FakeEngine {
             Ok(())
         })
     }
+
+    async fn network_remove(&self, name: &str) -> Result<(), EngineError> {
+        self.run(Call::NetworkRemove { name: name.to_string() }, |state| {
+            // Like Podman: a network any container (running or not) is on stays.
+            if let Some(user) = state
+                .containers
+                .values()
+                .find(|container| container.spec.network.as_deref() == Some(name))
+            {
+                return Err(refused(
+                    Operation::NetworkRemove,
+                    format!("network {name}"),
+                    format!("the network is in use by container {}", user.info.id),
+                ));
+            }
+            state.networks.remove(name);
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1166,6 +1199,22 @@ mod tests {
         engine.clear_faults();
         engine.put_file(&container.id, "/etc/x", b"", 0o644).await.expect("cleared");
         assert_eq!(engine.calls_of(Operation::Commit).len(), 4, "failed calls are recorded too");
+    }
+
+    #[tokio::test]
+    async fn specs_are_kept_and_networks_in_use_stay() {
+        let engine = FakeEngine::new();
+        engine.add_image("localhost/golden:bookworm");
+        let container = running_container(&engine, "localhost/golden:bookworm").await;
+        let spec = engine.container_spec(&container.name).expect("the spec is kept");
+        assert_eq!(spec.network.as_deref(), Some("fleet"));
+        let error = engine.network_remove("fleet").await.expect_err("in use");
+        assert!(matches!(error, EngineError::Api { operation: "remove network", .. }));
+        engine.container_remove(&container.id).await.expect("remove");
+        assert_eq!(engine.container_spec(&container.id), None);
+        engine.network_remove("fleet").await.expect("unused now");
+        engine.network_remove("fleet").await.expect("absent is fine");
+        assert!(engine.networks().is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use fake::{
 };
 pub use types::{
     ContainerInfo, ContainerSpec, ContainerState, EngineInfo, ExecResult, ExecSpec, ImageInfo,
-    OutputSink, OutputStream, PortBinding,
+    Mount, OutputSink, OutputStream, PortBinding,
 };
 
 use std::future::Future;
@@ -129,4 +129,8 @@ pub trait Engine: Send + Sync {
 
     /// Creates the named network unless it exists.
     fn network_ensure(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Removes the named network. Absent is not an error; a network still
+    /// used by containers is refused.
+    fn network_remove(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 }

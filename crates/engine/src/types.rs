@@ -2,6 +2,7 @@
 //! results, and what inspection returns.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// What the engine is, as reported by its version endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,16 @@ pub struct PortBinding {
     pub host_port: u16,
 }
 
+/// A host directory bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The host directory (absolute; it must exist).
+    pub source: PathBuf,
+    /// Where it appears in the container (absolute).
+    pub target: String,
+    pub read_only: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerSpec {
     pub name: Option<String>,
@@ -55,6 +66,8 @@ pub struct ContainerSpec {
     /// CPU limit in cores (fractions allowed).
     pub cpus: Option<f64>,
     pub memory_bytes: Option<u64>,
+    /// Host directories bind-mounted into the container.
+    pub mounts: Vec<Mount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,12 @@
 //! Containers: create and start on a named network with a published port,
-//! exec with streamed output, put_file, commit, list by label, stop, remove.
+//! exec with streamed output, put_file, commit, list by label, stop, remove,
+//! bind mounts, network removal.
 
 use std::time::Duration;
 
-use autopatch_engine::{ContainerState, Engine, EngineError, ExecSpec, OutputStream, PortBinding};
+use autopatch_engine::{
+    ContainerState, Engine, EngineError, ExecSpec, Mount, OutputStream, PortBinding,
+};
 
 use crate::support::{
     Cleanup, NETWORK, Recorder, TEST_LABEL, TestResult, command, engine, golden, sleeper,
@@ -297,5 +300,61 @@ async fn absent_containers_are_none_or_not_found() -> TestResult {
     engine.network_ensure(NETWORK).await?;
     let error = engine.container_create(&spec).await.expect_err("no such image");
     assert!(matches!(error, EngineError::Api { .. } | EngineError::NotFound { .. }), "{error:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bind_mounts_share_a_host_directory_read_write_or_read_only() -> TestResult {
+    let engine = engine().await?;
+    let image = golden(&engine).await?;
+    let mut cleanup = Cleanup::new(&engine);
+    engine.network_ensure(NETWORK).await?;
+    let host = tempfile::tempdir()?;
+    fs_err::create_dir(host.path().join("rw"))?;
+    fs_err::create_dir(host.path().join("ro"))?;
+    fs_err::write(host.path().join("ro/given"), "from the host\n")?;
+    let mut spec = sleeper(image, &unique_name("mounts"));
+    spec.mounts = vec![
+        Mount { source: host.path().join("rw"), target: "/mnt/rw".to_string(), read_only: false },
+        Mount { source: host.path().join("ro"), target: "/mnt/ro".to_string(), read_only: true },
+    ];
+    let container = engine.container_create(&spec).await?;
+    cleanup.container(&container.id);
+    engine.container_start(&container.id).await?;
+    let script = "cat /mnt/ro/given; echo written > /mnt/rw/out; \
+                  if touch /mnt/ro/refused 2>/dev/null; then echo writable; else echo read-only; fi";
+    let result = engine
+        .exec(
+            &container.id,
+            &ExecSpec { cmd: command(&["sh", "-c", script]), ..Default::default() },
+            &mut (),
+        )
+        .await?;
+    assert_eq!(result.stdout_text(), "from the host\nread-only\n", "{}", result.stderr_text());
+    assert_eq!(fs_err::read_to_string(host.path().join("rw/out"))?, "written\n");
+    assert!(!host.path().join("ro/refused").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_network_is_removed_once_unused_and_absent_is_fine() -> TestResult {
+    let engine = engine().await?;
+    let image = golden(&engine).await?;
+    let mut cleanup = Cleanup::new(&engine);
+    let network = unique_name("network");
+    engine.network_ensure(&network).await?;
+    let mut spec = sleeper(image, &unique_name("on-network"));
+    spec.network = Some(network.clone());
+    let container = engine.container_create(&spec).await?;
+    cleanup.container(&container.id);
+    engine.container_start(&container.id).await?;
+    let error = engine.network_remove(&network).await.expect_err("the network is in use");
+    assert!(matches!(error, EngineError::Api { operation: "remove network", .. }), "{error:?}");
+    engine.container_remove(&container.id).await?;
+    engine.network_remove(&network).await?;
+    engine.network_remove(&network).await?;
+    // Creating it again works: it is really gone, not just hidden.
+    engine.network_ensure(&network).await?;
+    engine.network_remove(&network).await?;
     Ok(())
 }
