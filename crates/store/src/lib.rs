@@ -16,6 +16,7 @@ mod stacks;
 mod store;
 
 pub use error::StoreError;
+pub use instances::{HealthStatus, InstanceRow, LifecycleState};
 pub use rows::{BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow};
 pub use stacks::{InsertStack, StackEventRow, StackResourceRow, StackRow};
 pub use store::{NewBuild, Store};
