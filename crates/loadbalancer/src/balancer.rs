@@ -203,6 +203,24 @@ impl LoadBalancer {
         Ok(())
     }
 
+    /// Re-adoption after a daemon restart: each target, which the previous
+    /// daemon process had seen pass its health checks, is registered as
+    /// `healthy` at once and gets traffic; the history records the adoption
+    /// (reason [`crate::Reason::Adopted`]). Adopted targets are checked as
+    /// usual from then on. Targets already registered are left as they are.
+    /// Nothing is adopted if any address is not loopback.
+    pub fn adopt_targets(&self, targets: &[Target]) -> Result<(), LoadBalancerError> {
+        for target in targets {
+            ensure_loopback(target.addr)?;
+        }
+        self.registry.update(|health, now| {
+            for target in targets {
+                health.adopt(target.clone(), now);
+            }
+        });
+        Ok(())
+    }
+
     /// `DeregisterTargets`: each target stops getting new requests and is
     /// removed once its in-flight requests finish or the deregistration delay
     /// ends. Unknown ids are ignored.

@@ -16,6 +16,11 @@
 //!   target is then removed and its last transition is to `unused`.
 //! - Unregistered targets are `unused`, so a registration is recorded as a
 //!   transition from `unused` to `initial`.
+//! - Adoption is the one way to `healthy` without passing checks here: after
+//!   a daemon restart, a target the previous process had seen pass its checks
+//!   is adopted straight to `healthy` (recorded as `unused` to `healthy` with
+//!   the reason [`Reason::Adopted`]) so that it keeps serving. It is then
+//!   checked as usual: `unhealthy_threshold` failures make it `unhealthy`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -111,6 +116,10 @@ pub enum Reason {
     DeregistrationInProgress,
     /// `Target.NotRegistered`.
     NotRegistered,
+    /// `Autopatch.Adopted`: not an AWS code. It appears only in the history,
+    /// on the transition of an adopted target to `healthy`; a healthy target
+    /// has no reason in `DescribeTargetHealth`.
+    Adopted,
 }
 
 impl Reason {
@@ -123,6 +132,7 @@ impl Reason {
             Self::FailedHealthChecks => "Target.FailedHealthChecks",
             Self::DeregistrationInProgress => "Target.DeregistrationInProgress",
             Self::NotRegistered => "Target.NotRegistered",
+            Self::Adopted => "Autopatch.Adopted",
         }
     }
 }
@@ -172,7 +182,8 @@ pub struct Transition {
     pub from: TargetState,
     /// The state after (`unused` for a removal).
     pub to: TargetState,
-    /// The reason code of the new state, if any.
+    /// The reason code of the new state, if any; [`Reason::Adopted`] for an
+    /// adoption.
     pub reason: Option<Reason>,
 }
 
@@ -309,6 +320,33 @@ impl TargetGroupHealth {
                 );
             }
         }
+    }
+
+    /// Adopts a target that a previous process of the daemon had seen pass
+    /// its health checks: an unregistered one becomes `healthy` at once, as if
+    /// it had just passed `healthy_threshold` checks. Returns false, changing
+    /// nothing, when the target is already registered (draining included):
+    /// adoption only fills a target group that starts empty after a restart,
+    /// and never lifts a target this process is checking or draining.
+    pub fn adopt(&mut self, target: Target, now: Duration) -> bool {
+        if self.targets.contains_key(&target.id) {
+            return false;
+        }
+        let id = target.id.clone();
+        self.targets.insert(
+            id.clone(),
+            TargetRecord {
+                target,
+                state: TargetState::Healthy,
+                reason: None,
+                description: None,
+                consecutive_passes: self.settings.healthy_threshold,
+                consecutive_failures: 0,
+                draining_since: None,
+            },
+        );
+        self.record(now, id, TargetState::Unused, TargetState::Healthy, Some(Reason::Adopted));
+        true
     }
 
     /// Starts draining a registered target. Returns false when it is not

@@ -9,6 +9,9 @@ use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, LoadBalancer, LoadBalancerConfig, ProbeResult, Reason,
     ScriptedAnswer, ScriptedProber, Target, TargetId, TargetState,
 };
+use hyper::StatusCode;
+
+use crate::support::{TestBackend, get};
 
 fn settings() -> HealthCheckSettings {
     HealthCheckSettings {
@@ -141,6 +144,51 @@ async fn draining_target_without_requests_is_removed_and_no_longer_checked() {
             "t=20s a draining -> unused (Target.NotRegistered)"
         ]
     );
+    lb.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn adopted_target_gets_traffic_at_once() {
+    let backend = TestBackend::start("a").await;
+    let prober = Arc::new(ScriptedProber::new());
+    let lb = start(prober, settings()).await;
+    // Registered, it would need three passing checks (20 s) before traffic.
+    lb.adopt_targets(&[Target::new("a", backend.addr)]).unwrap();
+    let description = &lb.describe_target_health()[0];
+    assert_eq!((description.state, description.reason), (TargetState::Healthy, None));
+    let (status, body) = get(lb.local_addr(), "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("a "), "{body}");
+    assert_eq!(backend.hits(), 1);
+    // Served by the adoption itself: no other transition happened.
+    assert_eq!(history(&lb), ["t=0ns a unused -> healthy (Autopatch.Adopted)"]);
+    lb.shutdown().await;
+    backend.shut_down().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn adopted_target_failing_its_checks_turns_unhealthy_at_the_threshold() {
+    let prober = Arc::new(ScriptedProber::new());
+    let a = TargetId::new("a");
+    prober.script(&a, [ScriptedAnswer::Result(ProbeResult::Status(500))]);
+    let lb = start(prober.clone(), settings()).await;
+    lb.adopt_targets(&[target("a")]).unwrap();
+    lb.wait_for_state(&a, TargetState::Unhealthy).await;
+    // Checks at 0 and 10 s: the second failure reaches UnhealthyThresholdCount 2.
+    assert_eq!(
+        history(&lb),
+        [
+            "t=0ns a unused -> healthy (Autopatch.Adopted)",
+            "t=10s a healthy -> unhealthy (Target.ResponseCodeMismatch)",
+        ]
+    );
+    assert_eq!(prober.probes().len(), 2);
+    // Adopting it again does not lift it; other addresses are refused whole.
+    lb.adopt_targets(&[target("a")]).unwrap();
+    assert_eq!(lb.describe_target_health()[0].state, TargetState::Unhealthy);
+    let outside = Target::new("b", SocketAddr::from(([192, 0, 2, 1], 80)));
+    assert!(lb.adopt_targets(&[target("c"), outside]).is_err());
+    assert_eq!(lb.describe_target_health().len(), 1);
     lb.shutdown().await;
 }
 

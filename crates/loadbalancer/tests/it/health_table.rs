@@ -13,6 +13,7 @@ use expect_test::{Expect, expect};
 /// One scripted event at a time in seconds.
 enum Event {
     Register(&'static str),
+    Adopt(&'static str),
     Deregister(&'static str),
     Check(&'static str, ProbeResult),
     FinishDraining(&'static str, u64),
@@ -49,6 +50,11 @@ fn run(
         let now = Duration::from_secs(seconds);
         match event {
             Register(id) => group.register(Target::new(id, addr(id)), now),
+            Adopt(id) => {
+                if !group.adopt(Target::new(id, addr(id)), now) {
+                    writeln!(notes, "t={seconds}s adopt {id}: ignored").unwrap();
+                }
+            }
             Deregister(id) => {
                 let started = group.deregister(&TargetId::new(id), now);
                 if !started {
@@ -127,6 +133,43 @@ fn initial_target_turns_unhealthy_after_unhealthy_threshold_failures() {
         expect![[r#"
             t=0s a unused -> initial (Elb.InitialHealthChecking)
             t=20s a initial -> unhealthy (Target.Timeout)
+        "#]],
+    );
+}
+
+#[test]
+fn adopted_target_is_healthy_at_once_and_then_checked_as_usual() {
+    let (group, _) = run(settings(3, 2), 300, vec![(0, Adopt("a"))]);
+    assert_eq!(group.routable().map(|target| target.id.as_str()).collect::<Vec<_>>(), ["a"]);
+    let description = &group.describe()[0];
+    assert_eq!((description.state, description.reason), (TargetState::Healthy, None));
+    assert_eq!(description.description, None);
+    assert_eq!(group.history().min_healthy_since(Duration::ZERO), Some(1));
+
+    // Failures count from the adoption; adopting a registered target (here
+    // `initial` and `unhealthy` ones) changes nothing.
+    check(
+        settings(3, 2),
+        300,
+        vec![
+            (0, Adopt("a")),
+            (0, Register("b")),
+            (0, Adopt("b")),
+            (0, Check("a", pass())),
+            (10, Check("a", fail())),
+            (20, Check("a", fail())),
+            (25, Adopt("a")),
+            (30, Check("a", pass())),
+            (40, Check("a", pass())),
+            (50, Check("a", pass())),
+        ],
+        expect![[r#"
+            t=0s a unused -> healthy (Autopatch.Adopted)
+            t=0s b unused -> initial (Elb.InitialHealthChecking)
+            t=20s a healthy -> unhealthy (Target.ResponseCodeMismatch)
+            t=50s a unhealthy -> healthy
+            t=0s adopt b: ignored
+            t=25s adopt a: ignored
         "#]],
     );
 }
