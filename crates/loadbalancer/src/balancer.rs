@@ -13,6 +13,18 @@
 //! machine, this served about 40% more requests per second than one
 //! multi-threaded runtime (docs/benchmarks.md). Health checks, draining and
 //! the API stay on the caller's runtime.
+//!
+//! Design note on handing a listener over: a daemon that must tell a load
+//! balancer's address (its `DNSName`) before the load balancer runs reserves
+//! the port with [`LoadBalancer::reserve_listener`] and later passes the
+//! socket to [`LoadBalancer::start_on`], so no other process can take the
+//! port in between. With worker threads, the handed-over socket serves the
+//! first worker and the others bind `SO_REUSEPORT` sockets on its address,
+//! which needs `SO_REUSEPORT` on the handed-over socket too
+//! (`reserve_listener` sets it). A listener without it, such as one from
+//! `std::net::TcpListener::bind`, still works: every worker then accepts from
+//! the same socket (as nginx workers do without `reuseport`), and the
+//! workers compete for connections instead of the kernel spreading them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +90,13 @@ pub enum LoadBalancerError {
         #[source]
         source: std::io::Error,
     },
+    /// A handed-over listener could not be taken over.
+    #[error("take over listener on {addr}")]
+    TakeOver {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The health-check settings are invalid.
     #[error("apply health check settings")]
     Settings {
@@ -119,60 +138,151 @@ impl LoadBalancer {
     ) -> Result<Self, LoadBalancerError> {
         ensure_loopback(listen)?;
         config.health_check.validate().map_err(|source| LoadBalancerError::Settings { source })?;
+        let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
+        let (local_addr, listeners) = if config.worker_threads == 0 {
+            let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+            (listener.local_addr().map_err(bind_error)?, Listeners::Caller(listener))
+        } else {
+            // The first socket picks the port when `listen` asks for any port;
+            // the others bind the same address with SO_REUSEPORT.
+            let first = reuse_port_socket(listen).map_err(bind_error)?;
+            let local_addr = first.local_addr().map_err(bind_error)?;
+            let mut sockets = vec![WorkerListener::Bound(first)];
+            for _ in 1..config.worker_threads {
+                sockets.push(WorkerListener::Bound(
+                    reuse_port_socket(local_addr).map_err(bind_error)?,
+                ));
+            }
+            (local_addr, Listeners::Workers(sockets))
+        };
+        Self::launch(local_addr, listeners, config, prober)
+    }
+
+    /// Reserves a loopback address for a load balancer started later with
+    /// [`LoadBalancer::start_on`]: a listening socket with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT`, so that worker threads can join it (port 0 picks a
+    /// free port; `local_addr` tells which). Connections made before the
+    /// load balancer starts wait in the socket's backlog. Must be called
+    /// inside a tokio runtime.
+    pub fn reserve_listener(
+        listen: SocketAddr,
+    ) -> Result<std::net::TcpListener, LoadBalancerError> {
+        ensure_loopback(listen)?;
+        let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
+        let socket = reuse_port_socket(listen).map_err(bind_error)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+        listener.into_std().map_err(bind_error)
+    }
+
+    /// Starts a load balancer on a listener the caller bound earlier, such as
+    /// one from [`LoadBalancer::reserve_listener`]; it must be listening on a
+    /// loopback address. With worker threads, see the module's design note
+    /// on `SO_REUSEPORT`. Must be called inside a tokio runtime.
+    pub async fn start_on(
+        listener: std::net::TcpListener,
+        config: LoadBalancerConfig,
+        prober: Arc<dyn Prober>,
+    ) -> Result<Self, LoadBalancerError> {
+        // The address is unknown when it cannot be read; any address stands in.
+        let local_addr = listener.local_addr().map_err(|source| LoadBalancerError::TakeOver {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        ensure_loopback(local_addr)?;
+        config.health_check.validate().map_err(|source| LoadBalancerError::Settings { source })?;
+        let take_over_error = |source| LoadBalancerError::TakeOver { addr: local_addr, source };
+        listener.set_nonblocking(true).map_err(take_over_error)?;
+        let listeners = if config.worker_threads == 0 {
+            Listeners::Caller(TcpListener::from_std(listener).map_err(take_over_error)?)
+        } else {
+            let mut others = Vec::new();
+            for _ in 1..config.worker_threads {
+                match reuse_port_socket(local_addr) {
+                    Ok(socket) => others.push(WorkerListener::Bound(socket)),
+                    // The handed-over socket has no SO_REUSEPORT: share it.
+                    Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                        others.clear();
+                        break;
+                    }
+                    Err(source) => {
+                        return Err(LoadBalancerError::Bind { addr: local_addr, source });
+                    }
+                }
+            }
+            let mut sockets = Vec::with_capacity(config.worker_threads);
+            if others.is_empty() {
+                for _ in 1..config.worker_threads {
+                    sockets.push(WorkerListener::Listening(
+                        listener.try_clone().map_err(take_over_error)?,
+                    ));
+                }
+            }
+            sockets.insert(0, WorkerListener::Listening(listener));
+            sockets.extend(others);
+            Listeners::Workers(sockets)
+        };
+        Self::launch(local_addr, listeners, config, prober)
+    }
+
+    /// Serves on `listeners`, bound to `local_addr`, and starts the health
+    /// checks; the settings are already validated and the address checked.
+    fn launch(
+        local_addr: SocketAddr,
+        listeners: Listeners,
+        config: LoadBalancerConfig,
+        prober: Arc<dyn Prober>,
+    ) -> Result<Self, LoadBalancerError> {
         let registry = Arc::new(Registry::new(
             TargetGroupHealth::new(config.health_check, config.deregistration_delay),
             config.worker_threads,
             config.idle_timeout,
         ));
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
         let mut tasks = Vec::new();
         let mut workers = Vec::new();
-        let local_addr = if config.worker_threads == 0 {
-            let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-            let local_addr = listener.local_addr().map_err(bind_error)?;
-            let serve = proxy::serve(
-                listener,
-                registry.clone(),
-                0,
-                shutdown_receiver.clone(),
-                SHUTDOWN_GRACE,
-            );
-            tasks.push(tokio::spawn(serve));
-            local_addr
-        } else {
-            // The first socket picks the port when `listen` asks for any port;
-            // the others bind the same address with SO_REUSEPORT.
-            let mut sockets = vec![reuse_port_socket(listen).map_err(bind_error)?];
-            let local_addr = sockets[0].local_addr().map_err(bind_error)?;
-            for _ in 1..config.worker_threads {
-                sockets.push(reuse_port_socket(local_addr).map_err(bind_error)?);
+        match listeners {
+            Listeners::Caller(listener) => {
+                let serve = proxy::serve(
+                    listener,
+                    registry.clone(),
+                    0,
+                    shutdown_receiver.clone(),
+                    SHUTDOWN_GRACE,
+                );
+                tasks.push(tokio::spawn(serve));
             }
-            for (worker, socket) in sockets.into_iter().enumerate() {
-                let registry = registry.clone();
-                let shutdown = shutdown_receiver.clone();
-                let (done, done_receiver) = oneshot::channel();
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|source| LoadBalancerError::Worker { source })?;
-                std::thread::Builder::new()
-                    .name(format!("autopatch-lb-{worker}"))
-                    .spawn(move || {
-                        runtime.block_on(async move {
-                            // Listening registers the socket with this thread's runtime.
-                            if let Ok(listener) = socket.listen(1024) {
-                                proxy::serve(listener, registry, worker, shutdown, SHUTDOWN_GRACE)
+            Listeners::Workers(sockets) => {
+                for (worker, socket) in sockets.into_iter().enumerate() {
+                    let registry = registry.clone();
+                    let shutdown = shutdown_receiver.clone();
+                    let (done, done_receiver) = oneshot::channel();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|source| LoadBalancerError::Worker { source })?;
+                    std::thread::Builder::new()
+                        .name(format!("autopatch-lb-{worker}"))
+                        .spawn(move || {
+                            runtime.block_on(async move {
+                                // Registers the socket with this thread's runtime.
+                                if let Ok(listener) = socket.into_listener() {
+                                    proxy::serve(
+                                        listener,
+                                        registry,
+                                        worker,
+                                        shutdown,
+                                        SHUTDOWN_GRACE,
+                                    )
                                     .await;
-                            }
-                        });
-                        let _ = done.send(());
-                    })
-                    .map_err(|source| LoadBalancerError::Worker { source })?;
-                workers.push(done_receiver);
+                                }
+                            });
+                            let _ = done.send(());
+                        })
+                        .map_err(|source| LoadBalancerError::Worker { source })?;
+                    workers.push(done_receiver);
+                }
             }
-            local_addr
-        };
+        }
         tasks.push(tokio::spawn(checker::run(registry.clone(), prober, shutdown_receiver)));
         Ok(Self {
             local_addr,
@@ -327,6 +437,35 @@ async fn drain(registry: Arc<Registry>, id: TargetId) {
         tokio::select! {
             _ = drained => {}
             _ = tokio::time::sleep_until(registry.epoch() + deadline) => {}
+        }
+    }
+}
+
+/// The listen backlog of every socket the load balancer binds.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// What the data plane accepts connections on.
+enum Listeners {
+    /// `worker_threads: 0`: one listener on the caller's runtime.
+    Caller(TcpListener),
+    /// One socket per worker thread, registered with the worker's runtime
+    /// once the thread runs.
+    Workers(Vec<WorkerListener>),
+}
+
+enum WorkerListener {
+    /// Bound with `SO_REUSEPORT`, not yet listening.
+    Bound(TcpSocket),
+    /// Listening already: a handed-over listener, or a clone of it.
+    Listening(std::net::TcpListener),
+}
+
+impl WorkerListener {
+    /// The tokio listener, registered with the current runtime.
+    fn into_listener(self) -> std::io::Result<TcpListener> {
+        match self {
+            Self::Bound(socket) => socket.listen(LISTEN_BACKLOG),
+            Self::Listening(listener) => TcpListener::from_std(listener),
         }
     }
 }

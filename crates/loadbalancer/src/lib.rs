@@ -11,7 +11,12 @@
 //!   keep-alive connections, retrying connect failures on another target. It
 //!   runs on the caller's runtime or on one worker thread per core
 //!   ([`LoadBalancerConfig::worker_threads`]).
-//! - [`LoadBalancer`] ties them together with the daemon's API.
+//! - [`LoadBalancer`] ties them together with the daemon's API. Two entry
+//!   points serve the daemon's life cycle: [`LoadBalancer::start_on`] serves
+//!   on a listener reserved earlier ([`LoadBalancer::reserve_listener`]), so
+//!   a load balancer's address is known before it runs, and
+//!   [`LoadBalancer::adopt_targets`] puts back, after a restart, targets the
+//!   previous daemon process had seen healthy.
 //!
 //! Not supported yet: HTTPS listeners, HTTP/2, protocol upgrades
 //! (WebSocket), the idle timeout while a response body streams (it covers

@@ -386,3 +386,70 @@ async fn target_that_never_answers_gets_504_after_the_idle_timeout() {
     assert_eq!(get(lb.local_addr(), "/").await.0, StatusCode::OK);
     lb.shutdown().await;
 }
+
+/// Starts a load balancer on `listener` with backends `a` and `b` healthy,
+/// then sends 40 requests over 8 connections plus one on `early`, a
+/// connection made before the load balancer started. Returns the hits of
+/// `a` and `b`.
+async fn serve_on_handed_over_listener(
+    listener: std::net::TcpListener,
+    worker_threads: usize,
+) -> (usize, usize) {
+    let addr = listener.local_addr().unwrap();
+    // The port is reserved: a client can connect before anything serves it.
+    let mut early = connect(addr).await;
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let config = LoadBalancerConfig {
+        health_check: fast_checks(),
+        deregistration_delay: Duration::from_secs(1),
+        worker_threads,
+        ..LoadBalancerConfig::default()
+    };
+    let lb =
+        LoadBalancer::start_on(listener, config, Arc::new(ScriptedProber::new())).await.unwrap();
+    assert_eq!(lb.local_addr(), addr);
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+    assert_eq!(send(&mut early, "/").await.0, StatusCode::OK);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(connect(addr).await);
+    }
+    for _ in 0..5 {
+        for client in &mut clients {
+            assert_eq!(send(client, "/").await.0, StatusCode::OK);
+        }
+    }
+    lb.shutdown().await;
+    (a.hits(), b.hits())
+}
+
+#[tokio::test]
+async fn start_on_serves_a_listener_bound_earlier() {
+    let reserved = LoadBalancer::reserve_listener(LOOPBACK_ANY_PORT).unwrap();
+    assert_eq!(serve_on_handed_over_listener(reserved, 0).await, (21, 20));
+    let plain = std::net::TcpListener::bind(LOOPBACK_ANY_PORT).unwrap();
+    assert_eq!(serve_on_handed_over_listener(plain, 0).await, (21, 20));
+}
+
+#[tokio::test]
+async fn start_on_with_worker_threads_joins_or_shares_the_listener() {
+    // With SO_REUSEPORT (reserve_listener) the other workers join the port;
+    // without it (std's bind) they share the one socket. Both serve every
+    // request, round robin across the workers.
+    let reserved = LoadBalancer::reserve_listener(LOOPBACK_ANY_PORT).unwrap();
+    assert_eq!(serve_on_handed_over_listener(reserved, 2).await, (21, 20));
+    let plain = std::net::TcpListener::bind(LOOPBACK_ANY_PORT).unwrap();
+    assert_eq!(serve_on_handed_over_listener(plain, 2).await, (21, 20));
+}
+
+#[tokio::test]
+async fn reserving_a_listener_refuses_other_addresses() {
+    let outside = SocketAddr::from(([192, 0, 2, 1], 80));
+    assert!(matches!(
+        LoadBalancer::reserve_listener(outside),
+        Err(autopatch_loadbalancer::LoadBalancerError::NotLoopback { .. })
+    ));
+}
