@@ -1,3 +1,28 @@
-//! autopatch's control plane daemon and its client.
+//! autopatch's control plane: `autopatch serve` and the client of its API.
 //!
-//! (Being written: see issue 3.)
+//! - [`serve`] runs the daemon: one per state directory ([`InstanceLock`]),
+//!   the store, the engine, the [`StackService`](autopatch_stacks::StackService),
+//!   and the HTTP API on `<state_dir>/autopatch.sock`.
+//! - [`Server`] is the HTTP/1.1 API, generic over [`Operations`]:
+//!   `POST /<service>/<Operation>` with AWS's JSON request shape, answered
+//!   with the response shape or `{"Error": {"Code": ..., "Message": ...}}`.
+//! - [`Operations`] is the dispatch from `(service, operation, JSON)` to
+//!   typed methods; [`StackService`](autopatch_stacks::StackService)
+//!   implements it.
+//! - [`Client`] calls operations over the socket (the CLI's `stack`
+//!   commands, `up` and `down` use it).
+
+mod client;
+mod daemon;
+mod instance;
+mod log;
+mod operations;
+pub mod protocol;
+mod server;
+
+pub use client::{Client, ClientError, DEFAULT_TIMEOUT};
+pub use daemon::{DaemonConfig, DaemonError, serve, serve_with_engine};
+pub use instance::{InstanceError, InstanceLock, process_running, read_pid};
+pub use operations::{Operations, decode, encode};
+pub use protocol::{PingOutput, ShutdownOutput, socket_path};
+pub use server::{ServeError, Server, ServerConfig, StopReason};

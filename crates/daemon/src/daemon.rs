@@ -1,0 +1,195 @@
+//! [`serve`]: the control plane's whole life. Take the state directory's
+//! lock, open the store, connect the engine, open the stack service (which
+//! re-adopts running instances), serve the API until a signal or
+//! `autopatch/Shutdown`, then stop the service and let go of everything.
+//!
+//! Stopping the daemon stops the control plane only: listeners close and
+//! fleet controllers stop, but instances keep running, to be re-adopted by
+//! the next daemon.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autopatch_engine::{DockerEngine, Engine, EngineError};
+use autopatch_stacks::api::ApiError;
+use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
+use autopatch_store::{Store, StoreError};
+
+use crate::instance::{InstanceError, InstanceLock};
+use crate::log::{Level, log};
+use crate::protocol::socket_path;
+use crate::server::{ServeError, Server, ServerConfig, StopReason};
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    /// Which local port each load balancer listener gets.
+    pub listener_ports: ListenerPorts,
+    /// Also serve the API on this loopback TCP address.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why the daemon could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("failed to create the state directory {}", .path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Instance(InstanceError),
+    #[error("failed to open the store {}", .path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error("failed to open the stack service")]
+    Service(#[source] ApiError),
+    #[error(transparent)]
+    Serve(ServeError),
+    #[error("failed to listen for signals")]
+    Signals(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// What to do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            DaemonError::Instance(InstanceError::AlreadyRunning { .. }) => {
+                Some("stop it with `autopatch down`, or use another --state-dir")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the daemon on the real engine ([`DockerEngine::connect`]) until
+/// SIGTERM, SIGINT or `autopatch/Shutdown`.
+pub async fn serve(config: DaemonConfig) -> Result<StopReason, DaemonError> {
+    let lock = prepare(&config)?;
+    let stop = signals()?;
+    let engine = DockerEngine::connect().await.map_err(DaemonError::Engine)?;
+    let endpoint = engine.endpoint().to_owned();
+    run(config, lock, Arc::new(engine), endpoint, stop).await
+}
+
+/// Runs the daemon on `engine` until `stop` completes or a client calls
+/// `autopatch/Shutdown`.
+pub async fn serve_with_engine<E: Engine + 'static>(
+    config: DaemonConfig,
+    engine: Arc<E>,
+    engine_endpoint: String,
+    stop: impl Future<Output = ()>,
+) -> Result<StopReason, DaemonError> {
+    let lock = prepare(&config)?;
+    run(config, lock, engine, engine_endpoint, stop).await
+}
+
+/// Checks the configuration and takes the state directory's lock, before
+/// anything slower.
+fn prepare(config: &DaemonConfig) -> Result<InstanceLock, DaemonError> {
+    if let Some(address) = config.listen
+        && !address.ip().is_loopback()
+    {
+        return Err(DaemonError::Serve(ServeError::NotLoopback { address }));
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|source| DaemonError::StateDir { path: config.state_dir.clone(), source })?;
+    InstanceLock::acquire(&config.state_dir).map_err(DaemonError::Instance)
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn signals() -> Result<impl Future<Output = ()>, DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        log(Level::Info, "signal received", &[("signal", &name)]);
+    })
+}
+
+async fn run<E: Engine + 'static>(
+    config: DaemonConfig,
+    lock: InstanceLock,
+    engine: Arc<E>,
+    engine_endpoint: String,
+    stop: impl Future<Output = ()>,
+) -> Result<StopReason, DaemonError> {
+    let state_dir = config.state_dir.clone();
+    log(
+        Level::Info,
+        "starting",
+        &[
+            ("pid", &std::process::id()),
+            ("state_dir", &state_dir.display()),
+            ("engine", &engine_endpoint),
+        ],
+    );
+    let store_path = state_dir.join("autopatch.db");
+    let store = Store::open(&store_path)
+        .map_err(|source| DaemonError::Store { path: store_path.clone(), source })?;
+    let service_config = ServiceConfig {
+        state_dir: state_dir.clone(),
+        region: "local".into(),
+        account_id: "000000000000".into(),
+        listener_ports: config.listener_ports,
+        load_balancer_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        fleet_interval: Duration::from_secs(1),
+    };
+    let service = StackService::open(service_config, engine, Arc::new(store))
+        .await
+        .map_err(DaemonError::Service)?;
+    let server_config = ServerConfig {
+        socket_path: socket_path(&state_dir),
+        listen: config.listen,
+        state_dir: state_dir.clone(),
+        engine_endpoint,
+        drain_timeout: Duration::from_secs(10),
+    };
+    let server = match Server::bind(server_config, Arc::clone(&service)).await {
+        Ok(server) => server,
+        Err(error) => {
+            service.shutdown().await;
+            return Err(DaemonError::Serve(error));
+        }
+    };
+    let listen = server.tcp_address().map(|address| address.to_string());
+    log(
+        Level::Info,
+        "listening",
+        &[
+            ("socket", &server.socket_path().display()),
+            ("listen", &listen.as_deref().unwrap_or("-")),
+            ("pid", &std::process::id()),
+        ],
+    );
+    let reason = server.run(stop).await;
+    log(
+        Level::Info,
+        "stopping: the API is closed; stopping listeners and fleet controllers (instances keep running)",
+        &[(
+            "reason",
+            &match reason {
+                StopReason::Requested => "shutdown requested",
+                StopReason::Stopped => "signal",
+            },
+        )],
+    );
+    service.shutdown().await;
+    drop(lock);
+    log(Level::Info, "stopped", &[("pid", &std::process::id())]);
+    Ok(reason)
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the daemon crate: the server over a real unix
+//! socket with a test [`Operations`](autopatch_daemon::Operations), the
+//! client, single-instance locking, and the daemon's life on a fake engine.
+
+mod daemon;
+mod instance;
+mod server;
+mod support;
