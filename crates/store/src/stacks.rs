@@ -300,6 +300,49 @@ impl Store {
         rows.collect::<Result<_, _>>().context("read stack resources")
     }
 
+    /// The resource of a live stack with this physical id (subnets, target
+    /// groups and launch configurations are looked up across stacks).
+    pub fn stack_resource_by_physical_id(
+        &self,
+        physical_id: &str,
+    ) -> Result<Option<StackResourceRow>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM stack_resources WHERE physical_id = ?1 \
+                     AND status NOT IN ('DELETE_COMPLETE', 'DELETE_SKIPPED') \
+                     AND stack_id IN (SELECT stack_id FROM stacks WHERE deleted_at IS NULL) \
+                     ORDER BY rowid DESC LIMIT 1"
+                ),
+                [physical_id],
+                resource_from_row,
+            )
+            .optional()
+            .context("find resource by physical id")
+    }
+
+    /// A live stack's `AWS::EC2::LaunchTemplate` by its `LaunchTemplateName`.
+    pub fn launch_template_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<StackResourceRow>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM stack_resources \
+                     WHERE resource_type = 'AWS::EC2::LaunchTemplate' \
+                     AND json_extract(attributes, '$.\"autopatch:Local\".Name') = ?1 \
+                     AND status NOT IN ('DELETE_COMPLETE', 'DELETE_SKIPPED') \
+                     AND stack_id IN (SELECT stack_id FROM stacks WHERE deleted_at IS NULL) \
+                     ORDER BY rowid DESC LIMIT 1"
+                ),
+                [name],
+                resource_from_row,
+            )
+            .optional()
+            .context("find launch template by name")
+    }
+
     /// Appends an event. Events are never changed or removed.
     pub fn append_stack_event(&self, row: &StackEventRow) -> Result<i64, StoreError> {
         let connection = self.lock();
