@@ -1,0 +1,759 @@
+//! The fleet controller: one reconcile loop per Auto Scaling group.
+//!
+//! Every `interval` (or at once when woken), a group's loop observes (its
+//! containers by the `autopatch.group` label, its live rows, what its target
+//! groups say), asks [`plan`](crate::plan::plan) what to do, and applies the
+//! actions, writing each transition to the store before acting. A failed
+//! action is recorded and planned again on a later tick; failed launches
+//! back off (the loop's interval, doubling, up to five minutes).
+//!
+//! Design notes:
+//!
+//! - Observation also repairs what a restart interrupted: a `Pending` row
+//!   whose container runs is put in service, a running in-service instance
+//!   unknown to a target group is registered again, and a container of the
+//!   group without a live row is removed.
+//! - Only a group's own loop launches and terminates its instances while it
+//!   runs; `delete_group` and `stop` end the loop (letting its current tick
+//!   finish) before acting, and `remove_orphans` leaves running groups alone.
+//! - Time is `tokio::time` only, measured from the fleet's creation, so tests
+//!   can pause it. An adopted instance's grace period starts at adoption: the
+//!   target groups of a restarted daemon check it from scratch as well.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use autopatch_engine::{ContainerInfo, ContainerState, Engine};
+use autopatch_store::{InstanceRow, LifecycleState, Store};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{EngineContext, StoreContext, error_chain};
+use crate::launch::{
+    Context, GROUP_LABEL, GroupSpec, INSTANCE_LABEL, INSTANCE_ROLE, ROLE_LABEL, begin_termination,
+    complete_launch, finish_termination, launch,
+};
+use crate::metadata::InstanceFolder;
+use crate::plan::{Action, ContainerStatus, GroupView, InstanceView, combine_target_states, plan};
+use crate::signal::Signal;
+use crate::signal_store::{archive_signals, signals_of};
+use crate::{FleetError, clock};
+
+/// How long a terminating instance may drain in the loop before it is
+/// stopped anyway: the longest deregistration delay an ALB allows (3600 s).
+/// The target group normally lets it go much sooner.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest wait between launch attempts after failures.
+const MAX_LAUNCH_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How often `delete_group` asks the target groups whether draining ended.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+/// What a fleet needs of a load balancer target group.
+pub trait TargetGroupHandle: Send + Sync {
+    /// Starts sending the instance traffic (after its health checks pass).
+    fn register(&self, instance_id: &str, addr: SocketAddr);
+    /// Stops sending the instance new requests; it drains, then is forgotten.
+    fn deregister(&self, instance_id: &str);
+    /// "initial", "healthy", "unhealthy", "draining", "unused"; None when not registered at all.
+    fn state(&self, instance_id: &str) -> Option<String>;
+}
+
+/// A running group's controller state, as [`Fleet::group_status`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupStatus {
+    /// The spec the controller runs, with the current desired capacity.
+    pub spec: GroupSpec,
+    /// Launches that failed in a row (0 after a success).
+    pub launch_failures: u32,
+    /// The last failure (of a launch, a termination or an observation),
+    /// until the next successful launch.
+    pub last_error: Option<String>,
+}
+
+/// Instances and Auto Scaling groups on a container engine. Cheap to clone:
+/// clones share the same controllers.
+pub struct Fleet<E: Engine> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: Engine> Clone for Fleet<E> {
+    fn clone(&self) -> Self {
+        Fleet { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<E: Engine> std::fmt::Debug for Fleet<E> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups: Vec<String> = lock(&self.inner.groups).keys().cloned().collect();
+        formatter
+            .debug_struct("Fleet")
+            .field("instances_dir", &self.inner.shared.instances_dir)
+            .field("groups", &groups)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<E> {
+    shared: Arc<Shared<E>>,
+    groups: Mutex<BTreeMap<String, GroupHandle>>,
+}
+
+impl<E> Drop for Inner<E> {
+    /// A fleet dropped without [`Fleet::stop`] still ends its loops.
+    fn drop(&mut self) {
+        for handle in lock(&self.groups).values() {
+            handle.group.stop.send_replace(true);
+        }
+    }
+}
+
+/// What every group's loop shares.
+struct Shared<E> {
+    engine: Arc<E>,
+    store: Arc<Store>,
+    instances_dir: PathBuf,
+    interval: Duration,
+    epoch: Instant,
+    host_cores: usize,
+    changes: watch::Sender<u64>,
+}
+
+impl<E: Engine> Shared<E> {
+    /// Time since the fleet was created, in tokio time.
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.epoch)
+    }
+
+    fn context(&self) -> Context<'_, E> {
+        Context {
+            engine: self.engine.as_ref(),
+            store: self.store.as_ref(),
+            instances_dir: &self.instances_dir,
+            host_cores: self.host_cores,
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+struct GroupHandle {
+    group: Arc<Group>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl GroupHandle {
+    /// Ends the loop, letting its current tick finish.
+    async fn stop(self) {
+        self.group.stop.send_replace(true);
+        if let Some(task) = self.task {
+            // A panicked loop has nothing left to stop.
+            let _ = task.await;
+        }
+    }
+}
+
+/// One group's controller.
+struct Group {
+    state: Mutex<GroupState>,
+    wake: Notify,
+    stop: watch::Sender<bool>,
+}
+
+struct GroupState {
+    spec: GroupSpec,
+    target_groups: Vec<Arc<dyn TargetGroupHandle>>,
+    /// When each live instance was launched or adopted (fleet time).
+    launched_at: BTreeMap<String, Duration>,
+    /// When each terminating instance began terminating (fleet time).
+    terminating_since: BTreeMap<String, Duration>,
+    launch_failures: u32,
+    launch_allowed_at: Duration,
+    last_error: Option<String>,
+}
+
+impl Group {
+    fn state(&self) -> MutexGuard<'_, GroupState> {
+        lock(&self.state)
+    }
+
+    fn record_error(&self, error: &FleetError) {
+        self.state().last_error = Some(error_chain(error));
+    }
+}
+
+/// Locks a mutex; a panic while it was held leaves plain data that is still
+/// usable, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<E: Engine + 'static> Fleet<E> {
+    /// A fleet over `engine` and `store`, keeping instance folders in
+    /// `instances_dir`, whose group loops look at their instances every
+    /// `interval`.
+    pub fn new(
+        engine: Arc<E>,
+        store: Arc<Store>,
+        instances_dir: PathBuf,
+        interval: Duration,
+    ) -> Self {
+        // Bind mounts need an absolute path; `absolute` fails only on an
+        // empty path, which the current directory stands for.
+        let instances_dir = std::path::absolute(&instances_dir).unwrap_or(instances_dir);
+        let host_cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shared = Shared {
+            engine,
+            store,
+            instances_dir,
+            interval,
+            epoch: Instant::now(),
+            host_cores,
+            changes: watch::Sender::new(0),
+        };
+        Fleet {
+            inner: Arc::new(Inner {
+                shared: Arc::new(shared),
+                groups: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Starts the group's controller. Instances of this group already in the
+    /// store whose containers still run are ADOPTED (re-registered with the
+    /// target groups, not relaunched); dead ones are replaced. Idempotent per
+    /// group name: a group already running is left as it is.
+    pub async fn start_group(
+        &self,
+        spec: GroupSpec,
+        target_groups: Vec<Arc<dyn TargetGroupHandle>>,
+    ) -> Result<(), FleetError> {
+        spec.validate(!target_groups.is_empty())?;
+        let name = spec.name.clone();
+        let group = {
+            let mut groups = lock(&self.inner.groups);
+            if groups.contains_key(&name) {
+                return Ok(());
+            }
+            let group = Arc::new(Group {
+                state: Mutex::new(GroupState {
+                    spec,
+                    target_groups,
+                    launched_at: BTreeMap::new(),
+                    terminating_since: BTreeMap::new(),
+                    launch_failures: 0,
+                    launch_allowed_at: Duration::ZERO,
+                    last_error: None,
+                }),
+                wake: Notify::new(),
+                stop: watch::Sender::new(false),
+            });
+            groups.insert(name.clone(), GroupHandle { group: Arc::clone(&group), task: None });
+            group
+        };
+        // Adoption: the first observation, before the first tick, so target
+        // groups know running instances at once.
+        if let Err(error) = observe(&self.inner.shared, &group).await {
+            lock(&self.inner.groups).remove(&name);
+            return Err(error);
+        }
+        let task = tokio::spawn(run(Arc::clone(&self.inner.shared), Arc::clone(&group)));
+        match lock(&self.inner.groups).get_mut(&name) {
+            Some(handle) if Arc::ptr_eq(&handle.group, &group) => handle.task = Some(task),
+            // Deleted or stopped meanwhile: the stop flag is already set.
+            _ => {
+                group.stop.send_replace(true);
+            }
+        }
+        self.inner.shared.changed();
+        Ok(())
+    }
+
+    /// Sets a running group's desired capacity (within its min and max size)
+    /// and wakes its loop.
+    pub fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), FleetError> {
+        let groups = lock(&self.inner.groups);
+        let handle = groups
+            .get(group)
+            .ok_or_else(|| FleetError::UnknownGroup { group: group.to_string() })?;
+        {
+            let mut state = handle.group.state();
+            let (min_size, max_size) = (state.spec.min_size, state.spec.max_size);
+            if !(min_size..=max_size).contains(&desired) {
+                return Err(FleetError::DesiredCapacityOutOfRange {
+                    group: group.to_string(),
+                    desired,
+                    min_size,
+                    max_size,
+                });
+            }
+            state.spec.desired_capacity = desired;
+        }
+        handle.group.wake.notify_one();
+        self.inner.shared.changed();
+        Ok(())
+    }
+
+    /// The group's live (not terminated) instances, oldest launch first,
+    /// whether or not its controller runs.
+    pub fn instances(&self, group: &str) -> Result<Vec<InstanceRow>, FleetError> {
+        self.inner.shared.store.instances_of_group(group, false).store_context("listing", group)
+    }
+
+    /// cfn-signal calls made by the group's instances, oldest first (read
+    /// from their folders, and from the store for terminated instances; they
+    /// survive daemon restarts since they are files and rows).
+    pub fn signals(&self, group: &str) -> Result<Vec<Signal>, FleetError> {
+        let shared = &self.inner.shared;
+        let rows = shared.store.instances_of_group(group, true).store_context("listing", group)?;
+        signals_of(&shared.store, &shared.instances_dir, &rows)
+    }
+
+    /// The host folder of an instance (metadata, signals, logs).
+    pub fn instance_dir(&self, instance_id: &str) -> PathBuf {
+        self.inner.shared.instances_dir.join(instance_id)
+    }
+
+    /// A running group's controller state; `None` when its controller does
+    /// not run here.
+    pub fn group_status(&self, group: &str) -> Option<GroupStatus> {
+        let groups = lock(&self.inner.groups);
+        let state = groups.get(group)?.group.state();
+        Some(GroupStatus {
+            spec: state.spec.clone(),
+            launch_failures: state.launch_failures,
+            last_error: state.last_error.clone(),
+        })
+    }
+
+    /// A receiver that changes whenever a group's instances or settings do
+    /// (a generation number), to wait for changes without polling.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.shared.changes.subscribe()
+    }
+
+    /// Terminates every instance (deregister, wait until the target is gone
+    /// or `drain_timeout`, stop, remove, folder removed), stops the
+    /// controller, leaves nothing. Works for groups whose controller does not
+    /// run (after a restart) too; deleting a group with no instances is fine.
+    pub async fn delete_group(
+        &self,
+        group: &str,
+        drain_timeout: Duration,
+    ) -> Result<(), FleetError> {
+        let handle = lock(&self.inner.groups).remove(group);
+        let target_groups = match handle {
+            Some(handle) => {
+                let target_groups = handle.group.state().target_groups.clone();
+                handle.stop().await;
+                target_groups
+            }
+            None => Vec::new(),
+        };
+        let shared = &self.inner.shared;
+        let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
+        for row in &rows {
+            if row.lifecycle == LifecycleState::Terminating {
+                for target_group in &target_groups {
+                    target_group.deregister(&row.instance_id);
+                }
+            } else {
+                begin_termination(
+                    &shared.store,
+                    &row.instance_id,
+                    "the Auto Scaling group is being deleted",
+                    false,
+                    &target_groups,
+                )?;
+            }
+        }
+        shared.changed();
+        let deadline = Instant::now() + drain_timeout;
+        loop {
+            let draining = rows.iter().any(|row| {
+                target_groups.iter().any(|target_group| {
+                    target_group.state(&row.instance_id).is_some_and(|state| state != "unused")
+                })
+            });
+            let now = Instant::now();
+            if !draining || now >= deadline {
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL.min(deadline - now)).await;
+        }
+        let context = shared.context();
+        let mut first_error = None;
+        for row in &rows {
+            if let Err(error) = finish_termination(&context, &row.instance_id, None).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        let leftovers = shared
+            .engine
+            .container_list(&[(GROUP_LABEL.to_string(), group.to_string())])
+            .await
+            .engine_context("listing the containers of", group)?;
+        for container in leftovers {
+            if let Err(error) = shared
+                .engine
+                .container_remove(&container.id)
+                .await
+                .engine_context("removing", &container.name)
+            {
+                first_error.get_or_insert(error);
+            }
+        }
+        shared.changed();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Daemon shutdown: stops every controller (each finishes its current
+    /// tick), keeps the instances running for the next start to adopt.
+    pub async fn stop(&self) {
+        let handles: Vec<GroupHandle> =
+            std::mem::take(&mut *lock(&self.inner.groups)).into_values().collect();
+        for handle in handles {
+            handle.stop().await;
+        }
+    }
+
+    /// Removes containers labelled `autopatch.role=instance` whose instance
+    /// row is missing or `Terminated`, or whose group is not in
+    /// `known_groups`; marks rows of vanished containers `Terminated`; removes
+    /// instance folders without a live row. Groups whose controller runs here
+    /// are left to it. Returns the names of the containers it removed.
+    pub async fn remove_orphans(&self, known_groups: &[String]) -> Result<Vec<String>, FleetError> {
+        let shared = &self.inner.shared;
+        let running_groups: Vec<String> = lock(&self.inner.groups).keys().cloned().collect();
+        let owned =
+            |group: Option<&String>| group.is_some_and(|group| running_groups.contains(group));
+        let containers = shared
+            .engine
+            .container_list(&[(ROLE_LABEL.to_string(), INSTANCE_ROLE.to_string())])
+            .await
+            .engine_context("listing", "instance containers")?;
+        let context = shared.context();
+        let mut removed = Vec::new();
+        let mut present = Vec::new();
+        for container in &containers {
+            let group = container.labels.get(GROUP_LABEL);
+            if owned(group) {
+                continue;
+            }
+            let instance_id = container.labels.get(INSTANCE_LABEL);
+            let row = match instance_id {
+                Some(id) => shared.store.instance(id).store_context("reading", id)?,
+                None => None,
+            };
+            let known = group.is_some_and(|group| known_groups.contains(group));
+            match row {
+                Some(row) if row.lifecycle != LifecycleState::Terminated && known => {
+                    present.push(row.instance_id);
+                }
+                Some(row) if row.lifecycle != LifecycleState::Terminated => {
+                    let reason = format!("its Auto Scaling group {} is gone", row.group_name);
+                    begin_termination(&shared.store, &row.instance_id, &reason, false, &[])?;
+                    finish_termination(&context, &row.instance_id, None).await?;
+                    removed.push(container.name.clone());
+                }
+                _ => {
+                    shared
+                        .engine
+                        .container_remove(&container.id)
+                        .await
+                        .engine_context("removing", &container.name)?;
+                    removed.push(container.name.clone());
+                }
+            }
+        }
+        // Rows whose containers vanished.
+        let live = shared.store.live_instances().store_context("listing", "live instances")?;
+        for row in live {
+            if owned(Some(&row.group_name)) || present.contains(&row.instance_id) {
+                continue;
+            }
+            begin_termination(
+                &shared.store,
+                &row.instance_id,
+                "its container vanished",
+                false,
+                &[],
+            )?;
+            finish_termination(&context, &row.instance_id, None).await?;
+        }
+        // Folders without a live row.
+        if let Ok(entries) = fs_err::read_dir(&shared.instances_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with("i-") {
+                    continue;
+                }
+                let row = shared.store.instance(&name).store_context("reading", &name)?;
+                if row.as_ref().is_some_and(|row| row.lifecycle != LifecycleState::Terminated) {
+                    continue;
+                }
+                let folder = InstanceFolder::new(&shared.instances_dir, &name);
+                if row.is_some() {
+                    archive_signals(&shared.store, &folder, &name)?;
+                }
+                folder.remove()?;
+            }
+        }
+        shared.changed();
+        Ok(removed)
+    }
+}
+
+/// A group's loop: tick, then sleep until the interval passes, a wake-up,
+/// or the stop.
+async fn run<E: Engine>(shared: Arc<Shared<E>>, group: Arc<Group>) {
+    let mut stop = group.stop.subscribe();
+    loop {
+        if *stop.borrow_and_update() {
+            break;
+        }
+        if let Err(error) = tick(&shared, &group).await {
+            group.record_error(&error);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(shared.interval) => {}
+            () = group.wake.notified() => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One activation: observe, plan, apply.
+async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetError> {
+    let instances = observe(shared, group).await?;
+    let now = shared.now();
+    let (view, spec, target_groups) = {
+        let state = group.state();
+        let spec = &state.spec;
+        let view = GroupView {
+            desired_capacity: spec.desired_capacity,
+            min_size: spec.min_size,
+            max_size: spec.max_size,
+            zones: spec.zones.iter().map(|zone| zone.name.clone()).collect(),
+            launch_config: spec.launch.name.clone(),
+            health_check_type: spec.health_check_type,
+            health_check_grace_period: spec.health_check_grace_period,
+            drain_timeout: DRAIN_TIMEOUT,
+            launch_allowed_at: state.launch_allowed_at,
+            instances,
+        };
+        (view, state.spec.clone(), state.target_groups.clone())
+    };
+    let actions = plan(&view, now);
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let context = shared.context();
+    let mut launch_failed = false;
+    for action in actions {
+        match action {
+            Action::Terminate { instance_id, reason } => {
+                let result = begin_termination(
+                    &shared.store,
+                    &instance_id,
+                    &reason.to_string(),
+                    reason.is_health_failure(),
+                    &target_groups,
+                );
+                match result {
+                    Ok(()) => {
+                        group.state().terminating_since.insert(instance_id, now);
+                    }
+                    Err(error) => group.record_error(&error),
+                }
+            }
+            Action::FinishTermination { instance_id } => {
+                match finish_termination(&context, &instance_id, None).await {
+                    Ok(()) => {
+                        let mut state = group.state();
+                        state.launched_at.remove(&instance_id);
+                        state.terminating_since.remove(&instance_id);
+                    }
+                    Err(error) => group.record_error(&error),
+                }
+            }
+            Action::Launch { zone } => {
+                if launch_failed {
+                    continue;
+                }
+                let Some(zone) = spec.zones.iter().find(|candidate| candidate.name == zone) else {
+                    continue;
+                };
+                match launch(&context, &spec, zone).await {
+                    Ok(row) => {
+                        register(&target_groups, &row);
+                        let mut state = group.state();
+                        state.launched_at.insert(row.instance_id, now);
+                        state.launch_failures = 0;
+                        state.launch_allowed_at = Duration::ZERO;
+                        state.last_error = None;
+                    }
+                    Err(error) => {
+                        launch_failed = true;
+                        let mut state = group.state();
+                        state.launch_failures += 1;
+                        state.launch_allowed_at =
+                            shared.now() + launch_backoff(shared.interval, state.launch_failures);
+                        state.last_error = Some(error_chain(&error));
+                    }
+                }
+            }
+        }
+    }
+    shared.changed();
+    Ok(())
+}
+
+/// How long to wait before the next launch after `failures` failed ones in
+/// a row: the interval, doubling, up to five minutes (or the interval, if
+/// longer).
+fn launch_backoff(interval: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    interval.saturating_mul(1 << doublings).min(MAX_LAUNCH_BACKOFF.max(interval))
+}
+
+/// Registers an in-service instance with every target group.
+fn register(target_groups: &[Arc<dyn TargetGroupHandle>], row: &InstanceRow) {
+    let Some(port) = row.host_port else { return };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    for target_group in target_groups {
+        target_group.register(&row.instance_id, addr);
+    }
+}
+
+/// Observes a group, repairs what a restart interrupted (see the module
+/// notes), records target health, and returns the planner's view of each
+/// live instance.
+async fn observe<E: Engine>(
+    shared: &Shared<E>,
+    group: &Group,
+) -> Result<Vec<InstanceView>, FleetError> {
+    let (spec, target_groups) = {
+        let state = group.state();
+        (state.spec.clone(), state.target_groups.clone())
+    };
+    let name = &spec.name;
+    let containers = shared
+        .engine
+        .container_list(&[(GROUP_LABEL.to_string(), name.clone())])
+        .await
+        .engine_context("listing the containers of", name)?;
+    let mut by_instance: BTreeMap<String, ContainerInfo> = BTreeMap::new();
+    for container in containers {
+        match container.labels.get(INSTANCE_LABEL) {
+            Some(instance_id) => {
+                by_instance.insert(instance_id.clone(), container);
+            }
+            None => shared
+                .engine
+                .container_remove(&container.id)
+                .await
+                .engine_context("removing", &container.name)?,
+        }
+    }
+    let rows = shared.store.instances_of_group(name, false).store_context("listing", name)?;
+    // Containers of the group without a live row: a removal that failed, or
+    // an instance given up while its container was made.
+    for (instance_id, container) in &by_instance {
+        if !rows.iter().any(|row| &row.instance_id == instance_id) {
+            shared
+                .engine
+                .container_remove(&container.id)
+                .await
+                .engine_context("removing", &container.name)?;
+        }
+    }
+    let now = shared.now();
+    let context = shared.context();
+    let mut views = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let container = by_instance.get(&row.instance_id);
+        let running = container.filter(|container| container.state == ContainerState::Running);
+        if row.lifecycle == LifecycleState::Pending
+            && let Some(running) = running
+        {
+            match complete_launch(&context, &spec, &row.instance_id, running).await {
+                Ok(completed) => row = completed,
+                Err(error) => group.record_error(&error),
+            }
+        }
+        if row.lifecycle == LifecycleState::InService && running.is_some() {
+            let unknown_to_some = target_groups
+                .iter()
+                .any(|target_group| target_group.state(&row.instance_id).is_none());
+            if unknown_to_some {
+                register(&target_groups, &row);
+            }
+        }
+        let states: Vec<String> = target_groups
+            .iter()
+            .filter_map(|target_group| target_group.state(&row.instance_id))
+            .collect();
+        let target_state = combine_target_states(states.iter().map(String::as_str));
+        if target_state != row.target_health {
+            shared
+                .store
+                .set_instance_target_health(&row.instance_id, target_state.as_deref(), clock::now())
+                .store_context("recording the target health of", &row.instance_id)?;
+        }
+        let container_status = match container {
+            None => ContainerStatus::Missing,
+            Some(container) if container.state == ContainerState::Running => {
+                ContainerStatus::Running
+            }
+            Some(container) => ContainerStatus::Stopped { exit_code: container.exit_code },
+        };
+        let (launched_at, terminating_since) = {
+            let mut state = group.state();
+            let launched_at = *state.launched_at.entry(row.instance_id.clone()).or_insert(now);
+            (launched_at, state.terminating_since.get(&row.instance_id).copied())
+        };
+        views.push(InstanceView {
+            instance_id: row.instance_id.clone(),
+            zone: row.zone.clone(),
+            launch_config: row.launch_config.clone(),
+            lifecycle: row.lifecycle,
+            container: container_status,
+            target_state,
+            launched_at,
+            terminating_since,
+        });
+    }
+    // Forget the times of instances no longer live.
+    {
+        let mut state = group.state();
+        state.launched_at.retain(|id, _| views.iter().any(|view| &view.instance_id == id));
+        state.terminating_since.retain(|id, _| views.iter().any(|view| &view.instance_id == id));
+    }
+    Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_backoff_doubles_from_the_interval_up_to_a_cap() {
+        let second = Duration::from_secs(1);
+        let backoffs: Vec<u64> =
+            (1..=11).map(|failures| launch_backoff(second, failures).as_secs()).collect();
+        assert_eq!(backoffs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(launch_backoff(600 * second, 3), 600 * second, "never below the interval");
+    }
+}

@@ -1,0 +1,96 @@
+//! Fleet errors: what failed, on which group or instance, and why.
+
+use std::path::PathBuf;
+
+use autopatch_engine::EngineError;
+use autopatch_store::StoreError;
+
+/// A fleet operation that failed. `Display` says what failed; the cause is in
+/// `source()` (see [`error_chain`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("unknown instance type {name}; known types: {known}")]
+    UnknownInstanceType { name: String, known: String },
+    #[error("invalid Auto Scaling group {group}: {reason}")]
+    InvalidGroup { group: String, reason: String },
+    #[error("no Auto Scaling group {group} is running")]
+    UnknownGroup { group: String },
+    #[error(
+        "desired capacity {desired} of Auto Scaling group {group} is outside its size {min_size}..={max_size}"
+    )]
+    DesiredCapacityOutOfRange { group: String, desired: u32, min_size: u32, max_size: u32 },
+    #[error("image {image} not found in the container engine")]
+    ImageNotFound { image: String },
+    #[error("container of instance {instance_id} is not running after its start")]
+    NotRunning { instance_id: String, exit_code: Option<i64> },
+    #[error("container of instance {instance_id} did not publish port {port}")]
+    PortNotPublished { instance_id: String, port: u16 },
+    #[error("instance {instance_id} was terminated while it launched")]
+    TerminatedDuringLaunch { instance_id: String },
+    #[error("failed to launch instance {instance_id} of group {group}")]
+    Launch {
+        group: String,
+        instance_id: String,
+        #[source]
+        source: Box<FleetError>,
+    },
+    #[error("container engine failed while {action} {object}")]
+    Engine {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("state store failed while {action} {object}")]
+    Store {
+        action: &'static str,
+        object: String,
+        /// Boxed: SQLite errors are large and this path is rare.
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("instance folder {path} could not be written or read")]
+    InstanceFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The error and its causes, on one line (`a: b: c`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Wraps engine errors with what the fleet was doing.
+pub(crate) trait EngineContext<T> {
+    fn engine_context(self, action: &'static str, object: &str) -> Result<T, FleetError>;
+}
+
+impl<T> EngineContext<T> for Result<T, EngineError> {
+    fn engine_context(self, action: &'static str, object: &str) -> Result<T, FleetError> {
+        self.map_err(|source| FleetError::Engine { action, object: object.to_string(), source })
+    }
+}
+
+/// Wraps store errors with what the fleet was doing.
+pub(crate) trait StoreContext<T> {
+    fn store_context(self, action: &'static str, object: &str) -> Result<T, FleetError>;
+}
+
+impl<T> StoreContext<T> for Result<T, StoreError> {
+    fn store_context(self, action: &'static str, object: &str) -> Result<T, FleetError> {
+        self.map_err(|source| FleetError::Store {
+            action,
+            object: object.to_string(),
+            source: Box::new(source),
+        })
+    }
+}
