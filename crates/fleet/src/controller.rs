@@ -598,6 +598,9 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 match launch(&context, &spec, zone).await {
                     Ok(row) => {
                         register(&target_groups, &row);
+                        if let Err(error) = record_target_health(shared, &target_groups, &row) {
+                            group.record_error(&error);
+                        }
                         let mut state = group.state();
                         state.launched_at.insert(row.instance_id, now);
                         state.launch_failures = 0;
@@ -635,6 +638,27 @@ fn register(target_groups: &[Arc<dyn TargetGroupHandle>], row: &InstanceRow) {
     for target_group in target_groups {
         target_group.register(&row.instance_id, addr);
     }
+}
+
+/// Records what the target groups say of an instance, when it changed, and
+/// returns it.
+fn record_target_health<E: Engine>(
+    shared: &Shared<E>,
+    target_groups: &[Arc<dyn TargetGroupHandle>],
+    row: &InstanceRow,
+) -> Result<Option<String>, FleetError> {
+    let states: Vec<String> = target_groups
+        .iter()
+        .filter_map(|target_group| target_group.state(&row.instance_id))
+        .collect();
+    let target_state = combine_target_states(states.iter().map(String::as_str));
+    if target_state != row.target_health {
+        shared
+            .store
+            .set_instance_target_health(&row.instance_id, target_state.as_deref(), clock::now())
+            .store_context("recording the target health of", &row.instance_id)?;
+    }
+    Ok(target_state)
 }
 
 /// Observes a group, repairs what a restart interrupted (see the module
@@ -701,17 +725,7 @@ async fn observe<E: Engine>(
                 register(&target_groups, &row);
             }
         }
-        let states: Vec<String> = target_groups
-            .iter()
-            .filter_map(|target_group| target_group.state(&row.instance_id))
-            .collect();
-        let target_state = combine_target_states(states.iter().map(String::as_str));
-        if target_state != row.target_health {
-            shared
-                .store
-                .set_instance_target_health(&row.instance_id, target_state.as_deref(), clock::now())
-                .store_context("recording the target health of", &row.instance_id)?;
-        }
+        let target_state = record_target_health(shared, &target_groups, &row)?;
         let container_status = match container {
             None => ContainerStatus::Missing,
             Some(container) if container.state == ContainerState::Running => {
