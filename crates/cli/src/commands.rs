@@ -19,17 +19,28 @@ use crate::{
     BuildCommand, Cli, Command, ComponentCommand, ImageCommand, OutputFormat, PipelineCommand,
     RecipeCommand,
 };
+use crate::{lifecycle, stack};
 
 pub(crate) async fn run(cli: Cli) -> ExitCode {
     let json = cli.output == OutputFormat::Json;
+    let state_dir = state_dir(cli.state_dir);
     let result = async {
-        let ctx = Context::open(state_dir(cli.state_dir))?;
+        // The control plane's commands and its clients do not open the store.
+        let ctx = || Context::open(state_dir.clone());
         match cli.command {
-            Command::Image(command) => image(&ctx, command, json).await,
-            Command::Component(command) => component(&ctx, command, json),
-            Command::Recipe(command) => recipe(&ctx, command, json).await,
-            Command::Pipeline(command) => pipeline(&ctx, command, json).await,
-            Command::Build(command) => build(&ctx, command, json),
+            Command::Image(command) => image(&ctx()?, command, json).await,
+            Command::Component(command) => component(&ctx()?, command, json),
+            Command::Recipe(command) => recipe(&ctx()?, command, json).await,
+            Command::Pipeline(command) => pipeline(&ctx()?, command, json).await,
+            Command::Build(command) => build(&ctx()?, command, json),
+            Command::Serve(args) => lifecycle::serve(&state_dir, args).await,
+            Command::Up(args) => lifecycle::up(&state_dir, args, json).await,
+            Command::Down => lifecycle::down(&state_dir, json).await,
+            Command::Stack(command) => stack::stack(&state_dir, command, json).await,
+            Command::Targets { target_group } => {
+                stack::targets(&state_dir, target_group, json).await
+            }
+            Command::Fleet { group } => stack::fleet(&state_dir, group, json).await,
         }
     }
     .await;

@@ -4,7 +4,9 @@
 
 mod commands;
 mod context;
+mod lifecycle;
 mod render;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///   autopatch pipeline create --file pipelines/webapp.pipeline.yml
 ///   autopatch pipeline start webapp                 # → webapp/1.0.0/1
 ///   autopatch image show webapp/1.0.0/1
+///
+/// Then run it as stacks behind autopatch's load balancer (docs/daemon.md):
+///
+///   autopatch up                                    # the control plane, in the background
+///   autopatch stack create pattern3-base --template templates/pattern3-base.yml
+///   autopatch stack create pattern3-app --template templates/pattern3-app.yml \
+///       --parameter BaselineVpcStack=pattern3-base --parameter AmazonMachineImage=webapp/1.0.0/1
+///   autopatch stack outputs pattern3-app            # the load balancer's URL
 #[derive(Debug, Parser)]
 #[command(name = "autopatch", version, verbatim_doc_comment, max_term_width = 100)]
 struct Cli {
@@ -65,6 +75,181 @@ enum Command {
     /// Builds: the executions of pipelines.
     #[command(subcommand)]
     Build(BuildCommand),
+    /// Run the control plane in the foreground (what `up` starts in the background)
+    ///
+    /// The control plane owns the stacks: their load balancers listen in it and
+    /// their Auto Scaling groups are kept at capacity by it. It serves an HTTP API
+    /// with AWS's operation names and shapes on <state dir>/autopatch.sock (see
+    /// docs/daemon.md); the `stack`, `targets` and `fleet` commands are its clients.
+    /// One daemon per state directory. It stops on SIGTERM, SIGINT or `autopatch
+    /// down`; log lines (logfmt) go to stderr.
+    ///
+    ///   autopatch serve                              # until Ctrl-C
+    ///   autopatch serve --listen 127.0.0.1:7070      # also on loopback TCP
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Start the control plane in the background, unless it is running already
+    ///
+    /// Starts `autopatch serve` detached, with its log appended to
+    /// <state dir>/daemon.log, and waits (up to 30 s) until it answers. Exits 0
+    /// when a daemon is running, 1 (with the log's last lines) when it did not start.
+    ///
+    ///   autopatch up
+    ///   autopatch up --listener-ports template      # load balancers on the templates' own ports
+    #[command(verbatim_doc_comment)]
+    Up(ServeArgs),
+    /// Stop the control plane; instances keep running
+    ///
+    /// Load balancer listeners close and fleets are no longer watched, but the
+    /// instances (containers) keep running: the next `autopatch up` re-adopts them
+    /// and reopens the listeners. Exits 0 when no daemon runs afterwards.
+    #[command(verbatim_doc_comment)]
+    Down,
+    /// CloudFormation stacks: create, update, delete, and follow them (needs `autopatch up`).
+    #[command(subcommand)]
+    Stack(StackCommand),
+    /// Target health of a load balancer's target group (DescribeTargetHealth)
+    ///
+    ///   autopatch stack resources pattern3-app       # the target group's ARN is its physical id
+    ///   autopatch targets --target-group arn:aws:elasticloadbalancing:local:000000000000:targetgroup/...
+    #[command(verbatim_doc_comment)]
+    Targets {
+        /// The target group's ARN (see `autopatch stack resources STACK`).
+        #[arg(long, value_name = "ARN")]
+        target_group: String,
+    },
+    /// Auto Scaling groups and their instances (DescribeAutoScalingGroups)
+    ///
+    ///   autopatch fleet                              # every group
+    ///   autopatch fleet --group pattern3-app-Pattern3ASG-1A2B3C
+    #[command(verbatim_doc_comment)]
+    Fleet {
+        /// Only this group (repeatable); by default every group.
+        #[arg(long, value_name = "NAME")]
+        group: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Which local port each load balancer listener gets: `free` (a free port on
+    /// 127.0.0.1, kept for the stack's life) or `template` (the template's own
+    /// port on 127.0.0.1; port 80 needs privileges).
+    #[arg(long, value_enum, default_value_t = ListenerPortsArg::Free)]
+    listener_ports: ListenerPortsArg,
+    /// Also serve the API on this TCP address; loopback addresses only (the API
+    /// has no authentication).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListenerPortsArg {
+    Free,
+    Template,
+}
+
+/// `KEY=VALUE` of `--parameter`.
+fn parse_parameter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum StackCommand {
+    /// Create a stack from a template (CreateStack) and follow its events
+    ///
+    /// The whole template is checked first: nothing is created when it has a
+    /// problem, and every problem is reported as `file:line:col: error: ...`.
+    /// Then events are printed as they happen, oldest first, until the stack is
+    /// CREATE_COMPLETE (exit 0) or failed (ROLLBACK_COMPLETE, CREATE_FAILED, ...:
+    /// exit 1, with the reason). Ctrl-C stops following, not the create.
+    ///
+    ///   autopatch stack create pattern3-base --template templates/pattern3-base.yml
+    ///   autopatch stack create pattern3-app --template templates/pattern3-app.yml \
+    ///       --parameter BaselineVpcStack=pattern3-base \
+    ///       --parameter AmazonMachineImage=webapp/1.0.0/1
+    ///   autopatch stack create pattern3-base --template templates/pattern3-base.yml --no-wait
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// The stack's name.
+        name: String,
+        /// The template (YAML or JSON), read by the daemon.
+        #[arg(long, value_name = "FILE")]
+        template: PathBuf,
+        /// A template parameter's value (repeatable).
+        #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
+        parameters: Vec<(String, String)>,
+        /// Keep what was created if the create fails (no rollback).
+        #[arg(long)]
+        disable_rollback: bool,
+        /// Return once the create has started; do not follow it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Update a stack (UpdateStack) and follow its events
+    ///
+    /// Parameters not given keep their previous values (AWS would reset them to
+    /// the template's defaults). Exits 0 when the stack is UPDATE_COMPLETE or
+    /// already current, 1 when the update failed (UPDATE_ROLLBACK_COMPLETE, ...).
+    ///
+    ///   autopatch stack update pattern3-app --use-previous-template \
+    ///       --parameter AmazonMachineImage=webapp/1.0.0/2
+    ///   autopatch stack update pattern3-app --template templates/pattern3-app.yml \
+    ///       --use-previous AmazonMachineImage
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["template", "use_previous_template"])))]
+    Update {
+        name: String,
+        /// A new template.
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// Keep the stack's current template.
+        #[arg(long)]
+        use_previous_template: bool,
+        /// A template parameter's new value (repeatable).
+        #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_parameter)]
+        parameters: Vec<(String, String)>,
+        /// Keep this parameter's previous value (repeatable; the default for
+        /// parameters not named anyway).
+        #[arg(long, value_name = "KEY")]
+        use_previous: Vec<String>,
+        /// Keep what was changed if the update fails (no rollback).
+        #[arg(long)]
+        disable_rollback: bool,
+        /// Return once the update has started; do not follow it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a stack (DeleteStack) and follow until it is DELETE_COMPLETE
+    ///
+    /// Refused while another stack imports one of its exports. Deleting a stack
+    /// that does not exist succeeds.
+    #[command(verbatim_doc_comment)]
+    Delete {
+        name: String,
+        /// Return once the delete has started; do not follow it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show a stack: status, reason, parameters, outputs (DescribeStacks).
+    Describe { name: String },
+    /// A stack's events, oldest first (DescribeStackEvents; JSON keeps AWS's newest-first order).
+    Events { name: String },
+    /// A stack's resources and their physical ids (DescribeStackResources).
+    Resources { name: String },
+    /// A stack's outputs: `KEY  VALUE  [export NAME]`, one per line.
+    Outputs { name: String },
+    /// List stacks (ListStacks).
+    List {
+        /// Also list deleted stacks (DELETE_COMPLETE).
+        #[arg(long)]
+        all: bool,
+    },
+    /// List the values stacks export for others to import (ListExports).
+    Exports,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 #![expect(clippy::print_stdout, clippy::print_stderr, reason = "this module is the CLI's output")]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use autopatch_imagebuilder::{BuildEvent, Progress};
@@ -43,10 +44,57 @@ impl CliError {
         }
     }
 
+    pub(crate) fn with_code(mut self, code: u8) -> CliError {
+        self.code = code;
+        self
+    }
+
+    /// A failed call to the daemon (exit 1). The daemon's refusals print their
+    /// message (template diagnostics as they are, one per line); everything
+    /// else prints its cause chain and, when there is one, what to do.
+    pub(crate) fn from_client(error: autopatch_daemon::ClientError, state_dir: &Path) -> CliError {
+        use autopatch_daemon::ClientError;
+        let error = match error {
+            ClientError::Api { error, .. } if is_diagnostics(&error.message) => {
+                CliError { diagnostics: true, ..CliError::new(error.message) }
+            }
+            ClientError::Api { error, .. } => {
+                CliError::new(format!("{} ({})", error.message, error.code))
+            }
+            ClientError::NotRunning { .. } => {
+                let hint = error.hint().unwrap_or_default();
+                CliError::new(error.to_string()).with_hint(hint)
+            }
+            error @ (ClientError::Connect { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Timeout { .. }) => CliError::from_error(error).with_hint(format!(
+                "see the daemon's log: {}",
+                state_dir.join("daemon.log").display()
+            )),
+            error => CliError::from_error(error),
+        };
+        error.with_code(1)
+    }
+
     /// The error with its whole cause chain.
     pub(crate) fn from_error(error: impl std::error::Error) -> CliError {
         CliError::new(autopatch_imagebuilder::error_chain(&error))
     }
+}
+
+/// Whether a message is template diagnostics: its first line is
+/// `file:line:col: error: ...`.
+pub(crate) fn is_diagnostics(message: &str) -> bool {
+    let first = message.lines().next().unwrap_or("");
+    let Some((location, _)) = first.split_once(": error: ") else {
+        return false;
+    };
+    let mut parts = location.rsplitn(3, ':');
+    let column = parts.next().unwrap_or("");
+    let line = parts.next().unwrap_or("");
+    let file = parts.next().unwrap_or("");
+    let number = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    !file.is_empty() && number(line) && number(column)
 }
 
 pub(crate) fn fail(message: &str, hint: Option<&str>) -> ExitCode {
@@ -83,13 +131,31 @@ pub(crate) fn note(text: &str) {
 
 /// Prints a table with aligned columns.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for line in aligned(Some(&header), rows) {
+        println!("{line}");
+    }
+}
+
+/// Prints rows with aligned columns and no header (trailing empty cells
+/// leave no trailing spaces).
+pub(crate) fn rows(rows: &[Vec<String>]) {
+    for line in aligned(None, rows) {
+        println!("{line}");
+    }
+}
+
+fn aligned(header: Option<&Vec<String>>, rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in header.into_iter().chain(rows) {
+        for (index, cell) in row.iter().enumerate() {
+            if widths.len() <= index {
+                widths.push(0);
+            }
+            widths[index] = widths[index].max(cell.chars().count());
         }
     }
-    let render = |cells: Vec<String>| {
+    let render = |cells: &Vec<String>| {
         let mut out = String::new();
         for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
             if index + 1 == cells.len() {
@@ -98,12 +164,9 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<width$}  "));
             }
         }
-        out
+        out.trim_end().to_owned()
     };
-    println!("{}", render(header.iter().map(|h| h.to_string()).collect()));
-    for row in rows {
-        println!("{}", render(row.clone()));
-    }
+    header.into_iter().chain(rows).map(render).collect()
 }
 
 /// Live build progress on stderr: a line per state, step start and end.
@@ -156,5 +219,22 @@ impl Progress for ProgressPrinter {
             }
             BuildEvent::Note { message } => eprintln!("    {message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_diagnostics;
+
+    #[test]
+    fn diagnostics_are_told_from_other_messages() {
+        assert!(is_diagnostics(
+            "/t/web.yml:3:5: error: unknown key \"Typo\"\n/t/web.yml:9:1: error: x"
+        ));
+        assert!(is_diagnostics("web.yml:10:12: error: x"));
+        assert!(!is_diagnostics("Stack with id web does not exist"));
+        assert!(!is_diagnostics("template: error: x"));
+        assert!(!is_diagnostics("a:b:c: error: x"));
+        assert!(!is_diagnostics(""));
     }
 }

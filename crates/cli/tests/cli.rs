@@ -134,3 +134,241 @@ fn the_shipped_components_and_documents_validate() {
         assert!(stdout(&output).contains(": valid ("), "{}", stdout(&output));
     }
 }
+
+// The control plane: `serve`, `up`, `down`, and the clients of its API.
+
+impl Cli {
+    fn socket(&self) -> std::path::PathBuf {
+        self.state.path().join("autopatch.sock")
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.state.path().join("autopatch.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Cli {
+    /// A test that failed halfway leaves no daemon behind.
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon_pid() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// Whether a process runs (a zombie has ended).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !matches!(
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z" | "X")
+        )
+    })
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}{}", stdout(output), stderr(output)))
+}
+
+#[test]
+fn stack_commands_without_a_daemon_say_how_to_start_one() {
+    let cli = Cli::new();
+    let template = cli.write("empty.yml", "Resources: {}\n");
+    let expected = format!(
+        "error: no autopatch daemon is running on {}\nhint: start it with `autopatch up`\n",
+        cli.socket().display()
+    );
+    for args in [
+        vec!["stack", "list"],
+        vec!["stack", "create", "web", "--template", &template],
+        vec!["stack", "delete", "web"],
+        vec!["stack", "outputs", "web"],
+        vec!["targets", "--target-group", "arn:x"],
+        vec!["fleet"],
+    ] {
+        let output = cli.run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", stderr(&output));
+        assert_eq!(stderr(&output), expected, "{args:?}");
+        assert_eq!(stdout(&output), "", "{args:?}");
+    }
+    assert!(!cli.state.path().join("autopatch.db").exists(), "clients do not open the store");
+
+    let down = cli.run(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert_eq!(
+        stdout(&down),
+        format!("no autopatch daemon is running on {}\n", cli.socket().display())
+    );
+}
+
+#[test]
+fn a_template_that_does_not_exist_is_refused_before_calling_the_daemon() {
+    let cli = Cli::new();
+    let output = cli.run(&["stack", "create", "web", "--template", "/nonexistent/web.yml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "error: template /nonexistent/web.yml not found\n");
+}
+
+#[test]
+fn up_starts_one_daemon_down_stops_it_and_instances_are_left_to_the_next_up() {
+    let cli = Cli::new();
+    let up = cli.run(&["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let pid = cli.daemon_pid().expect("the daemon wrote its pid file");
+    assert!(running(pid));
+    assert_eq!(
+        stdout(&up),
+        format!("autopatch daemon started (pid {pid}) on {}\n", cli.socket().display())
+    );
+    assert!(
+        std::fs::read_to_string(cli.state.path().join("daemon.log"))
+            .unwrap()
+            .contains("msg=listening")
+    );
+
+    let again = cli.run(&["--output", "json", "up"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let ping = json(&again);
+    assert_eq!(ping["Pid"], pid);
+    assert_eq!(ping["AlreadyRunning"], true);
+    assert_eq!(ping["StateDir"], cli.state.path().display().to_string());
+    assert!(ping["EngineEndpoint"].as_str().is_some_and(|e| !e.is_empty()), "{ping}");
+
+    // A second daemon on the same state directory is refused, naming the first.
+    let second = cli.run(&["serve"]);
+    assert_eq!(second.status.code(), Some(1));
+    let errors = stderr(&second);
+    assert!(
+        errors.contains(&format!(
+            "error: another autopatch daemon (pid {pid}) is already serving {}\n",
+            cli.state.path().display()
+        )),
+        "{errors}"
+    );
+    assert!(errors.contains("hint: stop it with `autopatch down`"), "{errors}");
+    assert!(running(pid), "the refused daemon left the running one alone");
+
+    // The API answers in AWS's shapes: ListStacks of a fresh state directory
+    // lists nothing; until the stack service implements it, it is refused by
+    // name (exit 1, the error's message and code).
+    let list = cli.run(&["--output", "json", "stack", "list"]);
+    match list.status.code() {
+        Some(0) => assert_eq!(json(&list), serde_json::json!({"StackSummaries": []})),
+        _ => {
+            assert_eq!(list.status.code(), Some(1));
+            assert_eq!(
+                stderr(&list),
+                "error: operation ListStacks of service cloudformation is not implemented by autopatch (UnsupportedOperation)\n"
+            );
+        }
+    }
+
+    let down = cli.run(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(stdout(&down).starts_with(&format!("autopatch daemon (pid {pid}) stopped;")));
+    assert!(!running(pid), "down returns once the process has ended");
+    assert!(!cli.socket().exists());
+    assert_eq!(cli.daemon_pid(), None);
+    let log = std::fs::read_to_string(cli.state.path().join("daemon.log")).unwrap();
+    assert!(log.contains("reason=\"shutdown requested\""), "{log}");
+    assert!(log.contains("msg=stopped"), "{log}");
+
+    let list = cli.run(&["stack", "list"]);
+    assert_eq!(list.status.code(), Some(1));
+    assert!(stderr(&list).starts_with("error: no autopatch daemon is running"));
+}
+
+#[test]
+fn a_killed_daemon_leaves_a_stale_socket_that_the_next_up_replaces() {
+    let cli = Cli::new();
+    let up = cli.run(&["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let pid = cli.daemon_pid().unwrap();
+    assert!(Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap().success());
+    wait_until("the killed daemon has ended", || !running(pid));
+    assert!(cli.socket().exists(), "kill -9 leaves the socket file");
+
+    let list = cli.run(&["stack", "list"]);
+    assert_eq!(list.status.code(), Some(1));
+    assert!(
+        stderr(&list).starts_with("error: no autopatch daemon is running"),
+        "{}",
+        stderr(&list)
+    );
+
+    let up = cli.run(&["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let new_pid = cli.daemon_pid().unwrap();
+    assert_ne!(new_pid, pid);
+    assert!(stdout(&up).starts_with(&format!("autopatch daemon started (pid {new_pid})")));
+    let down = cli.run(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(!running(new_pid));
+}
+
+#[test]
+fn serve_stops_on_sigterm_and_removes_its_socket() {
+    let cli = Cli::new();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_autopatch"))
+        .arg("--state-dir")
+        .arg(cli.state.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = cli.socket();
+    wait_until("serve listens", || {
+        if let Some(status) = serve.try_wait().unwrap() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut log).unwrap();
+            panic!("serve ended ({status}): {log}");
+        }
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    assert_eq!(cli.daemon_pid(), Some(serve.id()));
+    assert!(
+        Command::new("kill").arg("-TERM").arg(serve.id().to_string()).status().unwrap().success()
+    );
+    let output = serve.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("msg=\"signal received\" signal=SIGTERM"), "{log}");
+    assert!(log.contains("msg=stopped"), "{log}");
+    assert!(!socket.exists());
+    assert_eq!(cli.daemon_pid(), None);
+}
+
+#[test]
+fn up_reports_a_daemon_that_could_not_start_with_its_log() {
+    let cli = Cli::new();
+    let up = cli.run_with_env(&["up"], &[("DOCKER_HOST", "unix:///nonexistent/engine.sock")]);
+    assert_eq!(up.status.code(), Some(1));
+    let errors = stderr(&up);
+    assert!(
+        errors.contains("no container engine answers at unix:///nonexistent/engine.sock"),
+        "{errors}"
+    );
+    assert!(errors.contains("error: the daemon did not start (exit status: 1)"), "{errors}");
+    assert!(
+        errors
+            .contains(&format!("hint: its log: {}", cli.state.path().join("daemon.log").display())),
+        "{errors}"
+    );
+    assert_eq!(cli.daemon_pid(), None);
+
+    let up = cli.run(&["up", "--listen", "0.0.0.0:7070"]);
+    assert_eq!(up.status.code(), Some(1));
+    let errors = stderr(&up);
+    assert!(errors.contains("refusing to listen on 0.0.0.0:7070"), "{errors}");
+    assert!(!errors.contains("no container engine answers"), "only this run's log lines: {errors}");
+}

@@ -76,11 +76,13 @@ impl ClientError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             ClientError::NotRunning { .. } => Some("start it with `autopatch up`"),
-            ClientError::Connect { .. } | ClientError::Transport { .. } => {
-                Some("see the daemon's log in <state dir>/daemon.log")
-            }
             _ => None,
         }
+    }
+
+    /// Whether no daemon answers on the socket.
+    pub fn is_not_running(&self) -> bool {
+        matches!(self, ClientError::NotRunning { .. })
     }
 
     /// The daemon's refusal, if that is what this is.

@@ -1,0 +1,213 @@
+//! The control plane's life: `serve` (in the foreground), `up` (start it
+//! detached and wait until it answers) and `down` (stop it and wait until
+//! its process has ended).
+
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use autopatch_daemon::{Client, ClientError, DaemonConfig, PingOutput, process_running};
+use autopatch_stacks::ListenerPorts;
+use serde_json::json;
+
+use crate::render::{self, CliError};
+use crate::{ListenerPortsArg, ServeArgs};
+
+/// How long `up` waits for the daemon to answer, and `down` for it to end.
+const WAIT: Duration = Duration::from_secs(30);
+/// How many of the log's last lines `up` prints when the daemon did not start.
+const LOG_TAIL_LINES: usize = 20;
+
+/// The state directory as an absolute path: the daemon reports it, and `up`
+/// starts the daemon in `/`.
+fn absolute(state_dir: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(state_dir).map_err(|error| {
+        CliError::new(format!(
+            "failed to resolve the state directory {}: {error}",
+            state_dir.display()
+        ))
+        .with_code(1)
+    })
+}
+
+pub(crate) async fn serve(state_dir: &Path, args: ServeArgs) -> Result<ExitCode, CliError> {
+    let config = DaemonConfig {
+        state_dir: absolute(state_dir)?,
+        listener_ports: match args.listener_ports {
+            ListenerPortsArg::Free => ListenerPorts::Free,
+            ListenerPortsArg::Template => ListenerPorts::Template,
+        },
+        listen: args.listen,
+    };
+    match autopatch_daemon::serve(config).await {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            let hint = error.hint();
+            let mut error = CliError::from_error(error).with_code(1);
+            if let Some(hint) = hint {
+                error = error.with_hint(hint);
+            }
+            Err(error)
+        }
+    }
+}
+
+fn print_running(ping: &PingOutput, json: bool, already: bool) {
+    if json {
+        let mut value = serde_json::to_value(ping).unwrap_or_default();
+        value["AlreadyRunning"] = json!(already);
+        render::json(&value);
+        return;
+    }
+    let what = if already { "already running" } else { "started" };
+    render::line(&format!("autopatch daemon {what} (pid {}) on {}", ping.pid, ping.socket));
+    if let Some(listen) = &ping.listen {
+        render::line(&format!("also listening on http://{listen}"));
+    }
+}
+
+pub(crate) async fn up(
+    state_dir: &Path,
+    args: ServeArgs,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let state_dir = absolute(state_dir)?;
+    let client = Client::new(&state_dir).with_timeout(Duration::from_secs(5));
+    match client.ping().await {
+        Ok(ping) => {
+            print_running(&ping, json, true);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Nothing listens (or only a stale socket file): start one.
+        Err(ClientError::NotRunning { .. }) => {}
+        // Something is there but does not answer properly: starting another
+        // would only be refused by its lock.
+        Err(error) => return Err(CliError::from_client(error, &state_dir)),
+    }
+    let failed = |message: String| CliError::new(message).with_code(1);
+    std::fs::create_dir_all(&state_dir).map_err(|error| {
+        failed(format!("failed to create the state directory {}: {error}", state_dir.display()))
+    })?;
+    let log_path = state_dir.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|error| failed(format!("failed to open {}: {error}", log_path.display())))?;
+    let log_start = log.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let log_error = log
+        .try_clone()
+        .map_err(|error| failed(format!("failed to open {}: {error}", log_path.display())))?;
+    let executable = std::env::current_exe()
+        .map_err(|error| failed(format!("failed to find the autopatch executable: {error}")))?;
+
+    let mut command = std::process::Command::new(&executable);
+    command.arg("--state-dir").arg(&state_dir).arg("serve");
+    command.arg("--listener-ports").arg(match args.listener_ports {
+        ListenerPortsArg::Free => "free",
+        ListenerPortsArg::Template => "template",
+    });
+    if let Some(listen) = args.listen {
+        command.arg("--listen").arg(listen.to_string());
+    }
+    command
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_error)
+        // Its own process group: Ctrl-C in this terminal is not for it.
+        .process_group(0);
+    let mut child = command.spawn().map_err(|error| {
+        failed(format!("failed to start {} serve: {error}", executable.display()))
+    })?;
+    let pid = child.id();
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(ping) = client.ping().await {
+            print_running(&ping, json, false);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let exited = child.try_wait().map_err(|error| {
+            failed(format!("failed to check on the daemon (pid {pid}): {error}"))
+        })?;
+        if let Some(status) = exited {
+            print_log_tail(&log_path, log_start);
+            return Err(failed(format!("the daemon did not start ({status})"))
+                .with_hint(format!("its log: {}", log_path.display())));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            print_log_tail(&log_path, log_start);
+            return Err(failed(format!(
+                "the daemon (pid {pid}) did not answer on {} within {} s",
+                client.socket_path().display(),
+                WAIT.as_secs()
+            ))
+            .with_hint(format!(
+                "it may still be starting: its log is {}; stop it with `kill {pid}`",
+                log_path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints the last lines the daemon wrote to its log since `start`.
+fn print_log_tail(log_path: &Path, start: u64) {
+    let mut text = String::new();
+    let read = std::fs::File::open(log_path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(start))?;
+        file.read_to_string(&mut text)
+    });
+    if read.is_err() || text.trim().is_empty() {
+        return;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    render::note(&format!("the daemon's log ({}):", log_path.display()));
+    for line in tail {
+        render::note(&format!("  | {line}"));
+    }
+}
+
+pub(crate) async fn down(state_dir: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let state_dir = absolute(state_dir)?;
+    let client = Client::new(&state_dir).with_timeout(Duration::from_secs(10));
+    let pid = match client.shutdown().await {
+        Ok(answer) => answer.pid,
+        Err(error @ ClientError::NotRunning { .. }) => {
+            if json {
+                render::json(&json!({"Stopped": false}));
+            } else {
+                render::line(&error.to_string());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => return Err(CliError::from_client(error, &state_dir)),
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while process_running(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::new(format!(
+                "the daemon (pid {pid}) is still running {} s after it was asked to stop",
+                WAIT.as_secs()
+            ))
+            .with_hint(format!(
+                "its log is {}; `kill {pid}` stops it too",
+                state_dir.join("daemon.log").display()
+            ))
+            .with_code(1));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if json {
+        render::json(&json!({"Stopped": true, "Pid": pid}));
+    } else {
+        render::line(&format!(
+            "autopatch daemon (pid {pid}) stopped; instances keep running and the next `autopatch up` re-adopts them"
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

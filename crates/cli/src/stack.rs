@@ -1,0 +1,600 @@
+//! The `stack`, `targets` and `fleet` commands: thin clients of the
+//! daemon's API. Requests and responses are AWS's shapes (`--output json`
+//! prints the response as the daemon sent it); the text output is for
+//! people. Following an operation polls `DescribeStacks` and
+//! `DescribeStackEvents` every half second and prints each new event once,
+//! oldest first, on stderr.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use autopatch_daemon::Client;
+use autopatch_stacks::api::{
+    CreateStackInput, CreateStackOutput, DeleteStackInput, DescribeAutoScalingGroupsInput,
+    DescribeAutoScalingGroupsOutput, DescribeStackEventsInput, DescribeStackEventsOutput,
+    DescribeStackResourcesInput, DescribeStackResourcesOutput, DescribeStacksInput,
+    DescribeStacksOutput, DescribeTargetHealthInput, DescribeTargetHealthOutput, ListExportsInput,
+    ListExportsOutput, ListStacksInput, ListStacksOutput, Parameter, Stack, StackEvent,
+    UpdateStackInput, UpdateStackOutput,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::StackCommand;
+use crate::render::{self, CliError};
+
+/// How often an operation in progress is looked at.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The daemon's API, with its failures turned into the CLI's errors.
+struct Api {
+    client: Client,
+    state_dir: PathBuf,
+}
+
+impl Api {
+    fn new(state_dir: &Path) -> Api {
+        Api { client: Client::new(state_dir), state_dir: state_dir.to_path_buf() }
+    }
+
+    async fn call<I: Serialize, O: DeserializeOwned>(
+        &self,
+        service: &str,
+        operation: &str,
+        input: &I,
+    ) -> Result<O, CliError> {
+        self.client
+            .call(service, operation, input)
+            .await
+            .map_err(|error| CliError::from_client(error, &self.state_dir))
+    }
+
+    async fn cloudformation<I: Serialize, O: DeserializeOwned>(
+        &self,
+        operation: &str,
+        input: &I,
+    ) -> Result<O, CliError> {
+        self.call("cloudformation", operation, input).await
+    }
+
+    /// `DescribeStacks` of one stack, or `None` when it does not exist.
+    async fn stack(&self, name: &str) -> Result<Option<Stack>, CliError> {
+        let input = DescribeStacksInput { stack_name: Some(name.to_owned()) };
+        match self
+            .client
+            .call::<_, DescribeStacksOutput>("cloudformation", "DescribeStacks", &input)
+            .await
+        {
+            Ok(output) => Ok(output.stacks.into_iter().next()),
+            Err(error) if error.api_error().is_some_and(is_no_such_stack) => Ok(None),
+            Err(error) => Err(CliError::from_client(error, &self.state_dir)),
+        }
+    }
+}
+
+/// CloudFormation's answer for an unknown stack: `ValidationError`, "Stack
+/// with id NAME does not exist" (the code alone does not tell it apart).
+fn is_no_such_stack(error: &autopatch_stacks::api::ApiError) -> bool {
+    error.code == "ValidationError" && error.message.ends_with("does not exist")
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    render::json(&serde_json::to_value(value).unwrap_or_default());
+}
+
+pub(crate) async fn stack(
+    state_dir: &Path,
+    command: StackCommand,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let api = Api::new(state_dir);
+    match command {
+        StackCommand::Create { name, template, parameters, disable_rollback, no_wait } => {
+            let input = CreateStackInput {
+                stack_name: name.clone(),
+                template_url: Some(template_url(&template)?),
+                parameters: parameters.into_iter().map(given).collect(),
+                disable_rollback: disable_rollback.then_some(true),
+                ..CreateStackInput::default()
+            };
+            let output: CreateStackOutput = api.cloudformation("CreateStack", &input).await?;
+            if json {
+                print_json(&output);
+            } else {
+                render::note(&format!("creating stack {name} ({})", output.stack_id));
+            }
+            if no_wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&api, &name, &output.stack_id, HashSet::new(), Goal::Create, json).await
+        }
+        StackCommand::Update {
+            name,
+            template,
+            use_previous_template,
+            parameters,
+            use_previous,
+            disable_rollback,
+            no_wait,
+        } => {
+            let mut input_parameters: Vec<Parameter> = parameters.into_iter().map(given).collect();
+            input_parameters.extend(use_previous.into_iter().map(|key| Parameter {
+                parameter_key: key,
+                parameter_value: None,
+                use_previous_value: Some(true),
+            }));
+            let input = UpdateStackInput {
+                stack_name: name.clone(),
+                template_url: template.as_deref().map(template_url).transpose()?,
+                use_previous_template: use_previous_template.then_some(true),
+                parameters: input_parameters,
+                disable_rollback: disable_rollback.then_some(true),
+                ..UpdateStackInput::default()
+            };
+            // Events from before the update are not this update's.
+            let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
+            let output: UpdateStackOutput = api.cloudformation("UpdateStack", &input).await?;
+            if json {
+                print_json(&output);
+            } else {
+                render::note(&format!("updating stack {name} ({})", output.stack_id));
+            }
+            if no_wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&api, &name, &output.stack_id, seen, Goal::Update, json).await
+        }
+        StackCommand::Delete { name, no_wait } => {
+            let Some(stack) = api.stack(&name).await? else {
+                if json {
+                    render::json(&json!({}));
+                } else {
+                    render::line(&format!("stack {name} does not exist: nothing to delete"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let seen =
+                if no_wait { HashSet::new() } else { event_ids(&api, &stack.stack_id).await? };
+            let input = DeleteStackInput {
+                stack_name: stack.stack_id.clone(),
+                ..DeleteStackInput::default()
+            };
+            let output: serde_json::Value = api.cloudformation("DeleteStack", &input).await?;
+            if json {
+                render::json(&output);
+            } else {
+                render::note(&format!("deleting stack {name} ({})", stack.stack_id));
+            }
+            if no_wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&api, &name, &stack.stack_id, seen, Goal::Delete, json).await
+        }
+        StackCommand::Describe { name } => {
+            let input = DescribeStacksInput { stack_name: Some(name) };
+            let output: DescribeStacksOutput = api.cloudformation("DescribeStacks", &input).await?;
+            if json {
+                print_json(&output);
+            } else {
+                for stack in &output.stacks {
+                    print_stack(stack);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Events { name } => {
+            let input = DescribeStackEventsInput { stack_name: name };
+            let output: DescribeStackEventsOutput =
+                api.cloudformation("DescribeStackEvents", &input).await?;
+            if json {
+                print_json(&output);
+            } else {
+                let rows: Vec<Vec<String>> = oldest_first(output.stack_events.iter().collect())
+                    .into_iter()
+                    .map(|event| {
+                        vec![
+                            event.timestamp.clone(),
+                            event.logical_resource_id.clone(),
+                            event.resource_type.clone(),
+                            event.resource_status.clone(),
+                            event.resource_status_reason.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                render::table(&["TIME", "LOGICAL ID", "TYPE", "STATUS", "REASON"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Resources { name } => {
+            let input = DescribeStackResourcesInput { stack_name: name };
+            let output: DescribeStackResourcesOutput =
+                api.cloudformation("DescribeStackResources", &input).await?;
+            if json {
+                print_json(&output);
+            } else {
+                let rows: Vec<Vec<String>> = output
+                    .stack_resources
+                    .iter()
+                    .map(|resource| {
+                        vec![
+                            resource.logical_resource_id.clone(),
+                            resource.physical_resource_id.clone().unwrap_or_else(|| "-".into()),
+                            resource.resource_type.clone(),
+                            resource.resource_status.clone(),
+                            resource.resource_status_reason.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                render::table(&["LOGICAL ID", "PHYSICAL ID", "TYPE", "STATUS", "REASON"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Outputs { name } => {
+            let input = DescribeStacksInput { stack_name: Some(name) };
+            let output: DescribeStacksOutput = api.cloudformation("DescribeStacks", &input).await?;
+            let outputs: Vec<_> =
+                output.stacks.into_iter().flat_map(|stack| stack.outputs).collect();
+            if json {
+                render::json(&json!({ "Outputs": outputs }));
+            } else {
+                let rows: Vec<Vec<String>> = outputs
+                    .iter()
+                    .map(|output| {
+                        vec![
+                            output.output_key.clone(),
+                            output.output_value.clone(),
+                            output
+                                .export_name
+                                .as_ref()
+                                .map(|name| format!("export {name}"))
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                render::rows(&rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::List { all } => {
+            let mut output: ListStacksOutput =
+                api.cloudformation("ListStacks", &ListStacksInput::default()).await?;
+            if !all {
+                output.stack_summaries.retain(|summary| summary.stack_status != "DELETE_COMPLETE");
+            }
+            if json {
+                print_json(&output);
+            } else {
+                let rows: Vec<Vec<String>> = output
+                    .stack_summaries
+                    .iter()
+                    .map(|summary| {
+                        vec![
+                            summary.stack_name.clone(),
+                            summary.stack_status.clone(),
+                            summary.creation_time.clone(),
+                            summary.last_updated_time.clone().unwrap_or_else(|| "-".into()),
+                            first_line(summary.stack_status_reason.as_deref()),
+                        ]
+                    })
+                    .collect();
+                render::table(&["NAME", "STATUS", "CREATED", "UPDATED", "REASON"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Exports => {
+            let output: ListExportsOutput =
+                api.cloudformation("ListExports", &ListExportsInput::default()).await?;
+            if json {
+                print_json(&output);
+            } else {
+                let rows: Vec<Vec<String>> = output
+                    .exports
+                    .iter()
+                    .map(|export| {
+                        vec![
+                            export.name.clone(),
+                            export.value.clone(),
+                            export.exporting_stack_id.clone(),
+                        ]
+                    })
+                    .collect();
+                render::table(&["NAME", "VALUE", "EXPORTING STACK"], &rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub(crate) async fn targets(
+    state_dir: &Path,
+    target_group: String,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let api = Api::new(state_dir);
+    let input = DescribeTargetHealthInput { target_group_arn: target_group };
+    let output: DescribeTargetHealthOutput =
+        api.call("elasticloadbalancingv2", "DescribeTargetHealth", &input).await?;
+    if json {
+        print_json(&output);
+    } else {
+        let rows: Vec<Vec<String>> = output
+            .target_health_descriptions
+            .iter()
+            .map(|description| {
+                vec![
+                    format!("{}:{}", description.target.id, description.target.port),
+                    description.health_check_port.clone(),
+                    description.target_health.state.clone(),
+                    description.target_health.reason.clone().unwrap_or_default(),
+                    description.target_health.description.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        render::table(&["TARGET", "HEALTH CHECK PORT", "STATE", "REASON", "DESCRIPTION"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn fleet(
+    state_dir: &Path,
+    groups: Vec<String>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let api = Api::new(state_dir);
+    let input = DescribeAutoScalingGroupsInput { auto_scaling_group_names: groups };
+    let output: DescribeAutoScalingGroupsOutput =
+        api.call("autoscaling", "DescribeAutoScalingGroups", &input).await?;
+    if json {
+        print_json(&output);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (index, group) in output.auto_scaling_groups.iter().enumerate() {
+        if index > 0 {
+            render::line("");
+        }
+        render::line(&format!(
+            "group {}: desired {} (min {}, max {}); health check {}, grace {} s",
+            group.auto_scaling_group_name,
+            group.desired_capacity,
+            group.min_size,
+            group.max_size,
+            group.health_check_type,
+            group.health_check_grace_period
+        ));
+        if !group.target_group_arns.is_empty() {
+            render::line(&format!("target groups: {}", group.target_group_arns.join(" ")));
+        }
+        let rows: Vec<Vec<String>> = group
+            .instances
+            .iter()
+            .map(|instance| {
+                vec![
+                    instance.instance_id.clone(),
+                    instance.availability_zone.clone(),
+                    instance.lifecycle_state.clone(),
+                    instance.health_status.clone(),
+                    instance.image_id.clone().unwrap_or_else(|| "-".into()),
+                    instance.launch_configuration_name.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        render::table(
+            &["INSTANCE", "ZONE", "LIFECYCLE", "HEALTH", "IMAGE", "LAUNCH CONFIG"],
+            &rows,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `file:///absolute/path` of a template the daemon reads (its diagnostics
+/// then name the file as given here).
+fn template_url(template: &Path) -> Result<String, CliError> {
+    let path = std::path::absolute(template).map_err(|error| {
+        CliError::new(format!("failed to resolve {}: {error}", template.display())).with_code(1)
+    })?;
+    if !path.is_file() {
+        return Err(
+            CliError::new(format!("template {} not found", template.display())).with_code(1)
+        );
+    }
+    Ok(format!("file://{}", path.display()))
+}
+
+fn given((key, value): (String, String)) -> Parameter {
+    Parameter { parameter_key: key, parameter_value: Some(value), use_previous_value: None }
+}
+
+fn first_line(text: Option<&str>) -> String {
+    text.and_then(|text| text.lines().next()).unwrap_or("").to_owned()
+}
+
+/// The ids of a stack's events so far.
+async fn event_ids(api: &Api, stack: &str) -> Result<HashSet<String>, CliError> {
+    let input = DescribeStackEventsInput { stack_name: stack.to_owned() };
+    let output: DescribeStackEventsOutput =
+        api.cloudformation("DescribeStackEvents", &input).await?;
+    Ok(output.stack_events.into_iter().map(|event| event.event_id).collect())
+}
+
+/// Events in the order they happened (AWS lists them newest first).
+fn oldest_first(mut events: Vec<&StackEvent>) -> Vec<&StackEvent> {
+    events.reverse();
+    events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+    events
+}
+
+/// What a followed operation should end in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Goal {
+    fn success(self) -> &'static str {
+        match self {
+            Goal::Create => "CREATE_COMPLETE",
+            Goal::Update => "UPDATE_COMPLETE",
+            Goal::Delete => "DELETE_COMPLETE",
+        }
+    }
+}
+
+/// A status no operation is working towards any more.
+fn is_terminal(status: &str) -> bool {
+    !status.ends_with("_IN_PROGRESS")
+}
+
+/// Prints the stack's new events until it reaches a terminal status; exit 0
+/// when that is the goal's, 1 otherwise, 130 when interrupted (the
+/// operation goes on in the daemon).
+async fn follow(
+    api: &Api,
+    name: &str,
+    stack_id: &str,
+    mut seen: HashSet<String>,
+    goal: Goal,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut first_poll = true;
+    let mut first_failure: Option<String> = None;
+    loop {
+        // The status first: events written before it are then all listed.
+        let status = match api.stack(stack_id).await? {
+            Some(stack) => Some((stack.stack_status, stack.stack_status_reason)),
+            None if goal == Goal::Delete => Some((Goal::Delete.success().to_owned(), None)),
+            None => None,
+        };
+        let input = DescribeStackEventsInput { stack_name: stack_id.to_owned() };
+        let events = match api
+            .client
+            .call::<_, DescribeStackEventsOutput>("cloudformation", "DescribeStackEvents", &input)
+            .await
+        {
+            Ok(output) => output.stack_events,
+            Err(error) if error.api_error().is_some_and(is_no_such_stack) => Vec::new(),
+            Err(error) => return Err(CliError::from_client(error, &api.state_dir)),
+        };
+        let new: Vec<&StackEvent> =
+            events.iter().filter(|event| !seen.contains(&event.event_id)).collect();
+        let any_new = !new.is_empty();
+        for event in oldest_first(new) {
+            render::note(&event_line(event));
+            if first_failure.is_none()
+                && event.resource_status.ends_with("_FAILED")
+                && let Some(reason) = &event.resource_status_reason
+            {
+                first_failure = Some(format!("{}: {reason}", event.logical_resource_id));
+            }
+            seen.insert(event.event_id.clone());
+        }
+        let Some((status, reason)) = status else {
+            return Err(
+                CliError::new(format!("stack {name} ({stack_id}) no longer exists")).with_code(1)
+            );
+        };
+        if is_terminal(&status) {
+            if status == goal.success() {
+                if !json {
+                    render::line(&format!("stack {name} {status}"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            // The daemon marks an update in progress before it answers
+            // UpdateStack, so a terminal status with nothing new at once
+            // means there was nothing to update.
+            if goal == Goal::Update && first_poll && !any_new {
+                if !json {
+                    render::line(&format!("stack {name} is already current ({status})"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let reason = reason.or(first_failure).unwrap_or_else(|| "no reason given".into());
+            return Err(CliError::new(format!("stack {name} {status}: {reason}")).with_code(1));
+        }
+        first_poll = false;
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = &mut interrupted => {
+                render::note(&format!(
+                    "stopped following; the operation goes on in the daemon (see `autopatch stack events {name}`)"
+                ));
+                return Ok(ExitCode::from(130));
+            }
+        }
+    }
+}
+
+/// One event as a line: time, logical id, type, status, reason.
+fn event_line(event: &StackEvent) -> String {
+    let line = format!(
+        "{}  {:<24}  {:<38}  {:<20}  {}",
+        event.timestamp,
+        event.logical_resource_id,
+        event.resource_type,
+        event.resource_status,
+        event.resource_status_reason.as_deref().unwrap_or("")
+    );
+    line.trim_end().to_owned()
+}
+
+fn print_stack(stack: &Stack) {
+    render::line(&format!("stack        {}", stack.stack_name));
+    render::line(&format!("id           {}", stack.stack_id));
+    render::line(&format!("status       {}", stack.stack_status));
+    if let Some(reason) = &stack.stack_status_reason {
+        render::line(&format!("reason       {reason}"));
+    }
+    if let Some(description) = &stack.description {
+        render::line(&format!("description  {description}"));
+    }
+    render::line(&format!("created      {}", stack.creation_time));
+    if let Some(updated) = &stack.last_updated_time {
+        render::line(&format!("updated      {updated}"));
+    }
+    if let Some(deleted) = &stack.deletion_time {
+        render::line(&format!("deleted      {deleted}"));
+    }
+    render::line(&format!(
+        "rollback     {}",
+        if stack.disable_rollback { "disabled" } else { "on failure" }
+    ));
+    if !stack.parameters.is_empty() {
+        render::line("parameters:");
+        let rows: Vec<Vec<String>> = stack
+            .parameters
+            .iter()
+            .map(|parameter| {
+                vec![
+                    format!("  {}", parameter.parameter_key),
+                    parameter.parameter_value.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        render::rows(&rows);
+    }
+    if !stack.outputs.is_empty() {
+        render::line("outputs:");
+        let rows: Vec<Vec<String>> = stack
+            .outputs
+            .iter()
+            .map(|output| {
+                vec![
+                    format!("  {}", output.output_key),
+                    output.output_value.clone(),
+                    output
+                        .export_name
+                        .as_ref()
+                        .map(|name| format!("export {name}"))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        render::rows(&rows);
+    }
+}
