@@ -100,7 +100,9 @@ pub struct GroupSpec {
     pub health_check_grace_period: Duration,
     /// Tags, propagated to instances as labels `autopatch.tag.<key>`.
     pub tags: BTreeMap<String, String>,
-    /// What the instance metadata's `placement/region` says.
+    /// What the instance metadata's `placement/region` says; when empty, the
+    /// region is read from the zone's name (`ap-southeast-2a` and
+    /// `local-a` give `ap-southeast-2` and `local`).
     pub region: String,
 }
 
@@ -169,6 +171,19 @@ pub(crate) fn new_instance_id() -> String {
 /// `i-` and the low 68 bits of `bits` as 17 hex digits.
 fn format_instance_id(bits: u128) -> String {
     format!("i-{:017x}", bits & ((1u128 << 68) - 1))
+}
+
+/// The region an availability zone is in, by AWS's naming: the zone without
+/// its letter (`us-east-1a`), or without `-<letter>` (`local-a`); a name
+/// that follows neither is its own region.
+pub(crate) fn region_of_zone(zone: &str) -> &str {
+    let Some(without_letter) = zone.strip_suffix(|c: char| c.is_ascii_lowercase()) else {
+        return zone;
+    };
+    if let Some(region) = without_letter.strip_suffix('-') {
+        return region;
+    }
+    if without_letter.ends_with(|c: char| c.is_ascii_digit()) { without_letter } else { zone }
 }
 
 /// The container's name for an instance.
@@ -299,7 +314,11 @@ pub(crate) async fn launch<E: Engine>(
             instance_type: spec.launch.instance_type.clone(),
             hostname: instance_id.clone(),
             availability_zone: zone.name.clone(),
-            region: spec.region.clone(),
+            region: if spec.region.is_empty() {
+                region_of_zone(&zone.name).to_string()
+            } else {
+                spec.region.clone()
+            },
             security_groups: spec.launch.security_groups.clone(),
         };
         folder.create(&metadata, spec.launch.user_data.as_deref())?;
@@ -505,6 +524,20 @@ mod tests {
             cmd: cmd.map(words),
             entrypoint: entrypoint.map(words),
             env: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn regions_are_read_from_zone_names() {
+        for (zone, region) in [
+            ("ap-southeast-2a", "ap-southeast-2"),
+            ("us-east-1f", "us-east-1"),
+            ("local-a", "local"),
+            ("local-1b", "local-1"),
+            ("lab", "lab"),
+            ("zone-A", "zone-A"),
+        ] {
+            assert_eq!(region_of_zone(zone), region, "{zone}");
         }
     }
 
