@@ -78,6 +78,13 @@ pub(crate) async fn up(
     match client.ping().await {
         Ok(ping) => {
             print_running(&ping, json, true);
+            let wanted = args.listen.map(|address| address.to_string());
+            if wanted.is_some() && wanted != ping.listen {
+                render::note(&format!(
+                    "note: the running daemon does not listen on {}; `autopatch down` first to change its options",
+                    wanted.unwrap_or_default()
+                ));
+            }
             return Ok(ExitCode::SUCCESS);
         }
         // Nothing listens (or only a stale socket file): start one.
