@@ -51,6 +51,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The longest wait between launch attempts after failures.
 const MAX_LAUNCH_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The shortest loop interval (a zero interval would spin).
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// How often `delete_group` asks the target groups whether draining ended.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
@@ -197,8 +200,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<E: Engine + 'static> Fleet<E> {
     /// A fleet over `engine` and `store`, keeping instance folders in
-    /// `instances_dir`, whose group loops look at their instances every
-    /// `interval`.
+    /// `instances_dir` (made absolute, since containers mount them), whose
+    /// group loops look at their instances every `interval` (at least 10 ms).
     pub fn new(
         engine: Arc<E>,
         store: Arc<Store>,
@@ -209,6 +212,8 @@ impl<E: Engine + 'static> Fleet<E> {
         // empty path, which the current directory stands for.
         let instances_dir = std::path::absolute(&instances_dir).unwrap_or(instances_dir);
         let host_cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // A zero interval would make every loop spin.
+        let interval = interval.max(MIN_INTERVAL);
         let shared = Shared {
             engine,
             store,
