@@ -21,7 +21,10 @@ pub enum FleetError {
     DesiredCapacityOutOfRange { group: String, desired: u32, min_size: u32, max_size: u32 },
     #[error("image {image} not found in the container engine")]
     ImageNotFound { image: String },
-    #[error("container of instance {instance_id} is not running after its start")]
+    #[error(
+        "container of instance {instance_id} is not running after its start{}",
+        exit_code.map(|code| format!(" (it exited with {code})")).unwrap_or_default()
+    )]
     NotRunning { instance_id: String, exit_code: Option<i64> },
     #[error("container of instance {instance_id} did not publish port {port}")]
     PortNotPublished { instance_id: String, port: u16 },
@@ -92,5 +95,30 @@ impl<T> StoreContext<T> for Result<T, StoreError> {
             object: object.to_string(),
             source: Box::new(source),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_object_and_chains_join_causes() {
+        let exited = FleetError::NotRunning { instance_id: "i-1".into(), exit_code: Some(127) };
+        assert_eq!(
+            exited.to_string(),
+            "container of instance i-1 is not running after its start (it exited with 127)"
+        );
+        let unknown = FleetError::NotRunning { instance_id: "i-1".into(), exit_code: None };
+        assert_eq!(unknown.to_string(), "container of instance i-1 is not running after its start");
+        let launch = FleetError::Launch {
+            group: "web".into(),
+            instance_id: "i-1".into(),
+            source: Box::new(FleetError::ImageNotFound { image: "app:1".into() }),
+        };
+        assert_eq!(
+            error_chain(&launch),
+            "failed to launch instance i-1 of group web: image app:1 not found in the container engine"
+        );
     }
 }
