@@ -372,3 +372,281 @@ fn up_reports_a_daemon_that_could_not_start_with_its_log() {
     assert!(errors.contains("refusing to listen on 0.0.0.0:7070"), "{errors}");
     assert!(!errors.contains("no container engine answers"), "only this run's log lines: {errors}");
 }
+
+// Following stack operations, against a scripted daemon (no containers).
+
+#[path = "support/scripted.rs"]
+mod scripted;
+
+use scripted::{Daemon, Scripted, event, step};
+use std::sync::Arc;
+
+const STACK: &str = "AWS::CloudFormation::Stack";
+const GROUP: &str = "AWS::AutoScaling::AutoScalingGroup";
+
+fn serve_scripted(cli: &Cli, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
+    let scripted = Arc::new(scripted);
+    let daemon = Daemon::start(cli.state.path(), Arc::clone(&scripted));
+    (scripted, daemon)
+}
+
+#[test]
+fn stack_create_prints_each_event_once_oldest_first_and_exits_0_on_create_complete() {
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let (scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![
+            step("REVIEW_IN_PROGRESS", vec![]),
+            step(
+                "CREATE_IN_PROGRESS",
+                vec![event("01", "web", STACK, "CREATE_IN_PROGRESS", Some("User Initiated"))],
+            ),
+            step(
+                "CREATE_IN_PROGRESS",
+                vec![
+                    event("02", "Group", GROUP, "CREATE_IN_PROGRESS", None),
+                    event("03", "Group", GROUP, "CREATE_COMPLETE", None),
+                ],
+            ),
+            step("CREATE_COMPLETE", vec![event("04", "web", STACK, "CREATE_COMPLETE", None)]),
+        ]),
+    );
+    let output = cli.run(&[
+        "stack",
+        "create",
+        "web",
+        "--template",
+        &template,
+        "--parameter",
+        "ImageId=webapp/1.0.0/1",
+        "--parameter",
+        "Url=http://x/?a=b",
+        "--disable-rollback",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web CREATE_COMPLETE\n");
+    let progress = stderr(&output);
+    let lines: Vec<&str> = progress.lines().collect();
+    assert_eq!(lines[0], format!("creating stack web ({})", scripted::STACK_ID));
+    let events: Vec<&str> =
+        lines[1..].iter().map(|line| line.split_whitespace().take(4).last().unwrap()).collect();
+    assert_eq!(
+        lines[1..].iter().map(|line| line.split("  ").next().unwrap()).collect::<Vec<_>>(),
+        [
+            "2026-11-24T12:00:01.000Z",
+            "2026-11-24T12:00:02.000Z",
+            "2026-11-24T12:00:03.000Z",
+            "2026-11-24T12:00:04.000Z"
+        ],
+        "every event once, oldest first: {progress}"
+    );
+    assert_eq!(
+        events,
+        ["CREATE_IN_PROGRESS", "CREATE_IN_PROGRESS", "CREATE_COMPLETE", "CREATE_COMPLETE"]
+    );
+    assert!(lines[1].ends_with("CREATE_IN_PROGRESS    User Initiated"), "{}", lines[1]);
+
+    let (operation, input) = &scripted.calls()[0];
+    assert_eq!(operation, "CreateStack");
+    assert_eq!(
+        input,
+        &serde_json::json!({
+            "StackName": "web",
+            "TemplateURL": format!("file://{template}"),
+            "Parameters": [
+                {"ParameterKey": "ImageId", "ParameterValue": "webapp/1.0.0/1"},
+                {"ParameterKey": "Url", "ParameterValue": "http://x/?a=b"},
+            ],
+            "DisableRollback": true,
+            "Capabilities": [],
+        })
+    );
+}
+
+#[test]
+fn a_stack_create_that_rolls_back_exits_1_with_the_reason() {
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let mut rolled_back =
+        step("ROLLBACK_COMPLETE", vec![event("04", "web", STACK, "ROLLBACK_COMPLETE", None)]);
+    rolled_back.reason = Some("The following resource(s) failed to create: [Group]");
+    let (_scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![
+            step("REVIEW_IN_PROGRESS", vec![]),
+            step("CREATE_IN_PROGRESS", vec![event("01", "web", STACK, "CREATE_IN_PROGRESS", None)]),
+            step(
+                "ROLLBACK_IN_PROGRESS",
+                vec![
+                    event(
+                        "02",
+                        "Group",
+                        GROUP,
+                        "CREATE_FAILED",
+                        Some("2 of 2 instances did not signal within PT1M"),
+                    ),
+                    event("03", "web", STACK, "ROLLBACK_IN_PROGRESS", None),
+                ],
+            ),
+            rolled_back,
+        ]),
+    );
+    let output = cli.run(&["stack", "create", "web", "--template", &template]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+    let errors = stderr(&output);
+    assert!(
+        errors.contains("CREATE_FAILED         2 of 2 instances did not signal within PT1M"),
+        "{errors}"
+    );
+    assert!(
+        errors.ends_with("error: stack web ROLLBACK_COMPLETE: The following resource(s) failed to create: [Group]\n"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_template_the_daemon_refuses_prints_its_diagnostics_as_they_are() {
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let diagnostics = format!(
+        "{template}:3:5: error: unknown key \"Typo\"\n{template}:9:1: error: no resource \"Nope\""
+    );
+    let mut scripted = Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![])]);
+    scripted.refusal = Some(autopatch_stacks::api::ApiError::validation(diagnostics.clone()));
+    let (scripted, _daemon) = serve_scripted(&cli, scripted);
+    let output = cli.run(&["stack", "create", "web", "--template", &template]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), format!("{diagnostics}\n"));
+    assert_eq!(scripted.operations(), ["CreateStack"], "nothing followed");
+
+    let mut other = Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![])]);
+    other.refusal =
+        Some(autopatch_stacks::api::ApiError::already_exists("Stack [web] already exists"));
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let (_other, _daemon) = serve_scripted(&cli, other);
+    let output = cli.run(&["stack", "create", "web", "--template", &template]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "error: Stack [web] already exists (AlreadyExistsException)\n");
+}
+
+#[test]
+fn no_wait_prints_the_aws_response_and_does_not_follow() {
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let (scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![]), step("CREATE_IN_PROGRESS", vec![])]),
+    );
+    let output = cli.run(&[
+        "--output",
+        "json",
+        "stack",
+        "create",
+        "web",
+        "--template",
+        &template,
+        "--no-wait",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output), serde_json::json!({"StackId": scripted::STACK_ID}));
+    assert_eq!(scripted.operations(), ["CreateStack"]);
+}
+
+#[test]
+fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_apart() {
+    let old = || {
+        vec![
+            event("01", "web", STACK, "CREATE_IN_PROGRESS", None),
+            event("02", "web", STACK, "CREATE_COMPLETE", None),
+        ]
+    };
+    // An update that rolls back.
+    let cli = Cli::new();
+    let (scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![
+            step("CREATE_COMPLETE", old()),
+            step("UPDATE_IN_PROGRESS", vec![event("03", "web", STACK, "UPDATE_IN_PROGRESS", None)]),
+            step(
+                "UPDATE_ROLLBACK_COMPLETE",
+                vec![event("04", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+            ),
+        ]),
+    );
+    let output = cli.run(&[
+        "stack",
+        "update",
+        "web",
+        "--use-previous-template",
+        "--parameter",
+        "ImageId=webapp/1.0.0/2",
+        "--use-previous",
+        "Size",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(!errors.contains("CREATE_"), "events from before the update: {errors}");
+    assert!(
+        errors.contains("UPDATE_IN_PROGRESS") && errors.contains("UPDATE_ROLLBACK_COMPLETE"),
+        "{errors}"
+    );
+    assert!(
+        errors.ends_with("error: stack web UPDATE_ROLLBACK_COMPLETE: no reason given\n"),
+        "{errors}"
+    );
+    let update =
+        scripted.calls().into_iter().find(|(operation, _)| operation == "UpdateStack").unwrap().1;
+    assert_eq!(update["UsePreviousTemplate"], true);
+    assert_eq!(
+        update["Parameters"],
+        serde_json::json!([
+            {"ParameterKey": "ImageId", "ParameterValue": "webapp/1.0.0/2"},
+            {"ParameterKey": "Size", "UsePreviousValue": true},
+        ])
+    );
+
+    // An update with nothing to do: the stack stays as it was.
+    let cli = Cli::new();
+    let mut scripted = Scripted::new(vec![step("UPDATE_ROLLBACK_COMPLETE", old())]);
+    scripted.after_change = 0;
+    let (_scripted, _daemon) = serve_scripted(&cli, scripted);
+    let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web is already current (UPDATE_ROLLBACK_COMPLETE)\n");
+
+    // Clap: a template or the previous one, not neither.
+    let output = cli.run(&["stack", "update", "web"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn stack_delete_follows_to_delete_complete_and_a_missing_stack_is_nothing_to_delete() {
+    let cli = Cli::new();
+    let (scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![
+            step("CREATE_COMPLETE", vec![event("01", "web", STACK, "CREATE_COMPLETE", None)]),
+            step("DELETE_IN_PROGRESS", vec![event("02", "web", STACK, "DELETE_IN_PROGRESS", None)]),
+            step("DELETE_COMPLETE", vec![event("03", "web", STACK, "DELETE_COMPLETE", None)]),
+        ]),
+    );
+    let output = cli.run(&["stack", "delete", "web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web DELETE_COMPLETE\n");
+    assert!(!stderr(&output).contains("CREATE_COMPLETE"), "{}", stderr(&output));
+    let delete =
+        scripted.calls().into_iter().find(|(operation, _)| operation == "DeleteStack").unwrap().1;
+    assert_eq!(delete, serde_json::json!({"StackName": scripted::STACK_ID}), "deleted by id");
+
+    let cli = Cli::new();
+    let mut missing = Scripted::new(vec![step("DELETE_COMPLETE", vec![])]);
+    missing.missing = true;
+    let (missing, _daemon) = serve_scripted(&cli, missing);
+    let output = cli.run(&["stack", "delete", "web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web does not exist: nothing to delete\n");
+    assert_eq!(missing.operations(), ["DescribeStacks"]);
+}
