@@ -2,11 +2,25 @@
 //!
 //! [`StackService`] carries out the CloudFormation operations (and the
 //! Elastic Load Balancing and Auto Scaling reads a runbook needs) with the
-//! request and response shapes of [`api`]. Resources have real local effects:
-//! load balancers are autopatch's proxy on loopback, Auto Scaling groups are
-//! fleets of containers.
+//! request and response shapes of [`api`]. Resources have real local effects
+//! (see [`resources`]): load balancers are autopatch's proxy on loopback,
+//! Auto Scaling groups are fleets of containers.
+//!
+//! Design notes:
+//! - The [`planner`] is pure: the stack's status and its resources'
+//!   statuses give the next step. The executor (`operation.rs`) writes each
+//!   new status to the store before acting, so a restarted daemon resumes.
+//! - Everything running (listeners, target groups, fleets) is rebuilt from
+//!   the store by [`StackService::open`].
 
 pub mod api;
+mod clock;
+mod context;
+mod operation;
+pub mod planner;
+mod props;
+pub mod resources;
+mod runtime;
 mod service;
 
 pub use service::{ListenerPorts, ServiceConfig, StackService};

@@ -1,13 +1,31 @@
 //! [`StackService`]: the operations, one method each.
+//!
+//! Mutating operations validate the whole request first (template,
+//! parameters, imports, resource types) and change nothing when it is
+//! wrong; then they write the stack's new status and run the operation in
+//! the background. Reads answer from the store.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use autopatch_documents::SourceFile;
+use autopatch_documents::cloudformation::{
+    Expr, ExprKind, ParameterProblem, Template, dependency_order, evaluate, evaluate_conditions,
+    parse_template, resolve_parameters,
+};
 use autopatch_engine::Engine;
-use autopatch_store::Store;
+use autopatch_fleet::Fleet;
+use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
+use autopatch_store::{InsertStack, StackRow, Store, StoreError};
 
 use crate::api::*;
+use crate::clock;
+use crate::context::{StackContext, StackIdentity};
+use crate::operation::{self, stack_event};
+use crate::resources::{self, random_hex};
+use crate::runtime::{Runtime, lock};
 
 /// Which local port a listener gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,34 +56,278 @@ pub struct ServiceConfig {
 
 /// The stack operations over one engine and one store.
 pub struct StackService<E: Engine> {
-    #[allow(dead_code)]
-    engine: Arc<E>,
-    #[allow(dead_code)]
-    store: Arc<Store>,
-    #[allow(dead_code)]
-    config: ServiceConfig,
+    runtime: Arc<Runtime<E>>,
+    /// Stacks whose operation runs in this process.
+    running: Arc<Mutex<BTreeSet<String>>>,
+    /// Problems met while re-adopting, for the daemon's log.
+    recovery_notes: Vec<String>,
+}
+
+impl<E: Engine> std::fmt::Debug for StackService<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackService").finish_non_exhaustive()
+    }
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    ApiError::internal(resources::error_chain(&error))
 }
 
 impl<E: Engine + 'static> StackService<E> {
     /// Opens the service and recovers: re-adopts running instances, reopens
-    /// listeners, and resumes or rolls back operations left in progress.
+    /// listeners, removes orphaned instance containers, and resumes the
+    /// operations left in progress.
     pub async fn open(
         config: ServiceConfig,
         engine: Arc<E>,
         store: Arc<Store>,
     ) -> Result<Arc<Self>, ApiError> {
-        Ok(Arc::new(Self { engine, store, config }))
+        let fleet = Fleet::new(
+            engine.clone(),
+            store.clone(),
+            config.state_dir.join("instances"),
+            config.fleet_interval,
+        );
+        let runtime = Arc::new(Runtime {
+            engine,
+            store,
+            fleet,
+            config,
+            target_groups: Mutex::new(BTreeMap::new()),
+            reserved_ports: Mutex::new(BTreeMap::new()),
+        });
+        let mut service = StackService {
+            runtime,
+            running: Arc::new(Mutex::new(BTreeSet::new())),
+            recovery_notes: Vec::new(),
+        };
+        service.recover().await?;
+        let service = Arc::new(service);
+        for stack in service.runtime.store.stacks(false).map_err(store_error)? {
+            if stack.status.in_progress() {
+                service.spawn_operation(&stack.stack_id);
+            }
+        }
+        Ok(service)
+    }
+
+    /// What recovery could not re-adopt (each line names the stack and resource).
+    pub fn recovery_notes(&self) -> &[String] {
+        &self.recovery_notes
+    }
+
+    async fn recover(&mut self) -> Result<(), ApiError> {
+        let runtime = &self.runtime;
+        let mut groups = Vec::new();
+        for stack in runtime.store.stacks(false).map_err(store_error)? {
+            let loaded = match operation::load(
+                &runtime.store,
+                &stack.stack_id,
+                &runtime.config.region,
+                &runtime.config.account_id,
+            ) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    self.recovery_notes.push(format!("stack {}: {error}", stack.name));
+                    continue;
+                }
+            };
+            let rows = runtime.store.stack_resources(&stack.stack_id).map_err(store_error)?;
+            // Dependency order first, then anything else the store holds.
+            let mut ordered: Vec<_> = loaded
+                .order
+                .iter()
+                .filter_map(|name| rows.iter().find(|row| &row.logical_id == name))
+                .collect();
+            ordered.extend(rows.iter().filter(|row| !loaded.order.contains(&row.logical_id)));
+            for row in ordered {
+                let Some(physical) = &row.physical_id else { continue };
+                if row.resource_type == "AWS::AutoScaling::AutoScalingGroup"
+                    && row.status.may_exist()
+                {
+                    groups.push(physical.clone());
+                }
+                if !matches!(
+                    row.status,
+                    ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete
+                ) {
+                    continue;
+                }
+                let properties: serde_json::Value =
+                    serde_json::from_str(&row.properties).unwrap_or_default();
+                let attributes: serde_json::Value =
+                    serde_json::from_str(&row.attributes).unwrap_or_default();
+                let properties = crate::context::from_json(&properties);
+                if let Err(reason) = runtime
+                    .adopt_resource(&row.resource_type, physical, &properties, &attributes)
+                    .await
+                {
+                    self.recovery_notes.push(format!(
+                        "stack {} resource {} ({}): {reason}",
+                        stack.name, row.logical_id, row.resource_type
+                    ));
+                }
+            }
+        }
+        runtime
+            .fleet
+            .remove_orphans(&groups)
+            .await
+            .map_err(|error| ApiError::internal(format!("remove orphaned instances: {error}")))?;
+        Ok(())
+    }
+
+    fn spawn_operation(&self, stack_id: &str) {
+        if !lock(&self.running).insert(stack_id.to_owned()) {
+            return;
+        }
+        let runtime = self.runtime.clone();
+        let running = self.running.clone();
+        let stack_id = stack_id.to_owned();
+        tokio::spawn(async move {
+            // A store failure leaves the operation in progress; the next
+            // daemon start resumes it.
+            let _ = runtime.run_operation(&stack_id).await;
+            lock(&running).remove(&stack_id);
+        });
+    }
+
+    /// Waits until the stack's operation (if any) ends in this process.
+    pub async fn wait_idle(&self, stack_id: &str) {
+        while lock(&self.running).contains(stack_id) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `CreateStack`: validates everything first, then creates in the background.
     pub async fn create_stack(
         &self,
-        _input: CreateStackInput,
+        input: CreateStackInput,
     ) -> Result<CreateStackOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "CreateStack"))
+        let store = &self.runtime.store;
+        check_stack_name(&input.stack_name)?;
+        if let Some(existing) = store.stack(&input.stack_name).map_err(store_error)? {
+            if input.client_request_token.is_some()
+                && existing.client_token == input.client_request_token
+            {
+                return Ok(CreateStackOutput { stack_id: existing.stack_id });
+            }
+            return Err(ApiError::already_exists(format!(
+                "Stack [{}] already exists",
+                input.stack_name
+            )));
+        }
+        let (source, body) = template_text(input.template_body, input.template_url)?;
+        let template = parse_template(&SourceFile::new(source.clone(), body.clone()))
+            .map_err(|diagnostics| ApiError::validation(diagnostics.to_string()))?;
+        check_types(&template, &source)?;
+        let given = given_parameters(&input.parameters)?;
+        let parameters = resolve_parameters(&template, &given, None, &BTreeSet::new())
+            .map_err(parameter_errors)?;
+        let stack_id = format!(
+            "arn:aws:cloudformation:{}:{}:stack/{}/{}",
+            self.runtime.config.region,
+            self.runtime.config.account_id,
+            input.stack_name,
+            uuid()
+        );
+        let imports =
+            self.check_imports(&template, &source, &parameters, &input.stack_name, &stack_id)?;
+        let disable_rollback = input.disable_rollback.unwrap_or(false)
+            || input.on_failure.as_deref() == Some("DO_NOTHING");
+        let now = clock::now();
+        let row = StackRow {
+            stack_id: stack_id.clone(),
+            name: input.stack_name.clone(),
+            status: StackStatus::CreateInProgress,
+            status_reason: Some("User Initiated".into()),
+            template_body: body,
+            template_source: source,
+            parameters: serde_json::to_string(&parameters).unwrap_or_else(|_| "{}".into()),
+            outputs: "[]".into(),
+            imports: serde_json::to_string(&imports).unwrap_or_else(|_| "[]".into()),
+            disable_rollback,
+            client_token: input.client_request_token.clone(),
+            previous_template_body: None,
+            previous_template_source: None,
+            previous_parameters: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        match store.insert_stack(&row).map_err(store_error)? {
+            InsertStack::Inserted => {}
+            InsertStack::NameTaken(existing) => {
+                return Err(ApiError::already_exists(format!(
+                    "Stack [{}] already exists",
+                    existing.name
+                )));
+            }
+        }
+        stack_event(store, &row, StackStatus::CreateInProgress, Some("User Initiated"), now)
+            .map_err(store_error)?;
+        self.spawn_operation(&stack_id);
+        Ok(CreateStackOutput { stack_id })
     }
 
-    /// `UpdateStack`.
+    /// Every `Fn::ImportValue` whose name can be known before anything is
+    /// created must name an existing export.
+    fn check_imports(
+        &self,
+        template: &Template,
+        source: &str,
+        parameters: &BTreeMap<String, String>,
+        stack_name: &str,
+        stack_id: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let exports = operation::exports(&self.runtime.store, None).map_err(store_error)?;
+        let identity = StackIdentity {
+            stack_name,
+            stack_id,
+            region: &self.runtime.config.region,
+            account_id: &self.runtime.config.account_id,
+        };
+        let mut context = StackContext::new(template, parameters, &identity, BTreeMap::new());
+        let conditions = evaluate_conditions(template, &context).map_err(|error| {
+            ApiError::validation(format!("{source}:{}: error: {}", error.span.start, error.kind))
+        })?;
+        context.set_conditions(conditions.clone());
+        dependency_order(template, &conditions)
+            .map_err(|cycle| ApiError::validation(format!("{source}: error: {cycle}")))?;
+        let mut imports = BTreeSet::new();
+        let mut problems = Vec::new();
+        let mut visit = |expr: &Expr| {
+            if let ExprKind::ImportValue(name) = &expr.kind
+                && let Ok(name) = evaluate(name, &context)
+            {
+                {
+                    let name = name.as_scalar_text().unwrap_or_default();
+                    if !exports.contains_key(&name) {
+                        problems.push(format!(
+                            "{source}:{}: error: No export named {name} found (create the stack that exports it first)",
+                            expr.span.start
+                        ));
+                    }
+                    imports.insert(name);
+                }
+            }
+        };
+        for resource in template.resources.values() {
+            if let Some(properties) = &resource.properties {
+                properties.walk(&mut visit);
+            }
+        }
+        for output in template.outputs.values() {
+            output.value.walk(&mut visit);
+        }
+        if problems.is_empty() {
+            Ok(imports.into_iter().collect())
+        } else {
+            Err(ApiError::validation(problems.join("\n")))
+        }
+    }
+
+    /// `UpdateStack` (issue 4).
     pub async fn update_stack(
         &self,
         _input: UpdateStackInput,
@@ -73,55 +335,394 @@ impl<E: Engine + 'static> StackService<E> {
         Err(ApiError::not_implemented("cloudformation", "UpdateStack"))
     }
 
-    /// `DeleteStack`: refused while another stack imports one of its exports.
-    pub async fn delete_stack(&self, _input: DeleteStackInput) -> Result<(), ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "DeleteStack"))
+    /// `DeleteStack`: refused while another stack imports one of its
+    /// exports. Deleting a stack that does not exist succeeds, as on AWS.
+    pub async fn delete_stack(&self, input: DeleteStackInput) -> Result<(), ApiError> {
+        let store = &self.runtime.store;
+        let Some(stack) = store.stack(&input.stack_name).map_err(store_error)? else {
+            return Ok(());
+        };
+        if stack.status == StackStatus::DeleteComplete
+            || stack.status == StackStatus::DeleteInProgress
+        {
+            return Ok(());
+        }
+        if stack.status.in_progress() {
+            return Err(ApiError::validation(format!(
+                "Stack [{}] is in {} state and can not be deleted until the operation ends",
+                stack.name, stack.status
+            )));
+        }
+        let outputs: Vec<Output> = serde_json::from_str(&stack.outputs).unwrap_or_default();
+        let exported: BTreeSet<String> =
+            outputs.into_iter().filter_map(|output| output.export_name).collect();
+        for other in store.stacks(false).map_err(store_error)? {
+            if other.stack_id == stack.stack_id {
+                continue;
+            }
+            let imports: Vec<String> = serde_json::from_str(&other.imports).unwrap_or_default();
+            if let Some(name) = imports.iter().find(|name| exported.contains(*name)) {
+                return Err(ApiError::validation(format!(
+                    "Export {name} cannot be deleted as it is in use by {}",
+                    other.name
+                )));
+            }
+        }
+        let now = clock::now();
+        store
+            .set_stack_status(
+                &stack.stack_id,
+                StackStatus::DeleteInProgress,
+                Some("User Initiated"),
+                now,
+            )
+            .map_err(store_error)?;
+        stack_event(store, &stack, StackStatus::DeleteInProgress, Some("User Initiated"), now)
+            .map_err(store_error)?;
+        self.spawn_operation(&stack.stack_id);
+        Ok(())
     }
 
+    /// `DescribeStacks`.
     pub fn describe_stacks(
         &self,
-        _input: DescribeStacksInput,
+        input: DescribeStacksInput,
     ) -> Result<DescribeStacksOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "DescribeStacks"))
+        let stacks = match &input.stack_name {
+            Some(name) => vec![self.find_stack(name)?],
+            None => self.runtime.store.stacks(false).map_err(store_error)?,
+        };
+        Ok(DescribeStacksOutput { stacks: stacks.iter().map(describe_stack).collect() })
     }
 
+    /// `DescribeStackEvents`: newest first.
     pub fn describe_stack_events(
         &self,
-        _input: DescribeStackEventsInput,
+        input: DescribeStackEventsInput,
     ) -> Result<DescribeStackEventsOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "DescribeStackEvents"))
+        let stack = self.find_stack(&input.stack_name)?;
+        let mut events: Vec<StackEvent> = self
+            .runtime
+            .store
+            .stack_events(&stack.stack_id)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|event| StackEvent {
+                stack_id: event.stack_id,
+                event_id: event.event_id,
+                stack_name: event.stack_name,
+                logical_resource_id: event.logical_id,
+                physical_resource_id: event.physical_id,
+                resource_type: event.resource_type,
+                timestamp: event.at.to_string(),
+                resource_status: event.status,
+                resource_status_reason: event.reason,
+            })
+            .collect();
+        events.reverse();
+        Ok(DescribeStackEventsOutput { stack_events: events })
     }
 
+    /// `DescribeStackResources`.
     pub fn describe_stack_resources(
         &self,
-        _input: DescribeStackResourcesInput,
+        input: DescribeStackResourcesInput,
     ) -> Result<DescribeStackResourcesOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "DescribeStackResources"))
+        let stack = self.find_stack(&input.stack_name)?;
+        let resources = self
+            .runtime
+            .store
+            .stack_resources(&stack.stack_id)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|row| StackResource {
+                stack_name: stack.name.clone(),
+                stack_id: stack.stack_id.clone(),
+                logical_resource_id: row.logical_id,
+                physical_resource_id: row.physical_id,
+                resource_type: row.resource_type,
+                timestamp: row.updated_at.to_string(),
+                resource_status: row.status.as_str().to_owned(),
+                resource_status_reason: row.status_reason,
+            })
+            .collect();
+        Ok(DescribeStackResourcesOutput { stack_resources: resources })
     }
 
-    pub fn list_stacks(&self, _input: ListStacksInput) -> Result<ListStacksOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "ListStacks"))
+    /// `ListStacks`: every stack, deleted ones included, newest first.
+    pub fn list_stacks(&self, input: ListStacksInput) -> Result<ListStacksOutput, ApiError> {
+        let filter: BTreeSet<&str> = input.stack_status_filter.iter().map(String::as_str).collect();
+        let mut summaries: Vec<StackSummary> = self
+            .runtime
+            .store
+            .stacks(true)
+            .map_err(store_error)?
+            .iter()
+            .filter(|stack| filter.is_empty() || filter.contains(stack.status.as_str()))
+            .map(|stack| {
+                let described = describe_stack(stack);
+                StackSummary {
+                    stack_id: described.stack_id,
+                    stack_name: described.stack_name,
+                    creation_time: described.creation_time,
+                    last_updated_time: described.last_updated_time,
+                    deletion_time: described.deletion_time,
+                    stack_status: described.stack_status,
+                    stack_status_reason: described.stack_status_reason,
+                }
+            })
+            .collect();
+        summaries.reverse();
+        Ok(ListStacksOutput { stack_summaries: summaries })
     }
 
+    /// `ListExports`.
     pub fn list_exports(&self, _input: ListExportsInput) -> Result<ListExportsOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "ListExports"))
+        let exports = operation::exports(&self.runtime.store, None)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(name, (value, stack))| Export { exporting_stack_id: stack, name, value })
+            .collect();
+        Ok(ListExportsOutput { exports })
     }
 
+    /// Elastic Load Balancing `DescribeTargetHealth`.
     pub fn describe_target_health(
         &self,
-        _input: DescribeTargetHealthInput,
+        input: DescribeTargetHealthInput,
     ) -> Result<DescribeTargetHealthOutput, ApiError> {
-        Err(ApiError::not_implemented("elasticloadbalancingv2", "DescribeTargetHealth"))
+        let group = self.runtime.target_group(&input.target_group_arn).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "TargetGroupNotFound",
+                format!("One or more target groups not found: {}", input.target_group_arn),
+            )
+        })?;
+        Ok(DescribeTargetHealthOutput { target_health_descriptions: group.describe() })
     }
 
+    /// Auto Scaling `DescribeAutoScalingGroups`.
     pub fn describe_auto_scaling_groups(
         &self,
-        _input: DescribeAutoScalingGroupsInput,
+        input: DescribeAutoScalingGroupsInput,
     ) -> Result<DescribeAutoScalingGroupsOutput, ApiError> {
-        Err(ApiError::not_implemented("autoscaling", "DescribeAutoScalingGroups"))
+        let store = &self.runtime.store;
+        let mut groups = Vec::new();
+        for stack in store.stacks(false).map_err(store_error)? {
+            for row in store.stack_resources(&stack.stack_id).map_err(store_error)? {
+                let Some(name) = &row.physical_id else { continue };
+                if row.resource_type != "AWS::AutoScaling::AutoScalingGroup"
+                    || !matches!(
+                        row.status,
+                        ResourceStatus::CreateComplete
+                            | ResourceStatus::CreateInProgress
+                            | ResourceStatus::UpdateComplete
+                            | ResourceStatus::UpdateInProgress
+                    )
+                    || (!input.auto_scaling_group_names.is_empty()
+                        && !input.auto_scaling_group_names.contains(name))
+                {
+                    continue;
+                }
+                let attributes: serde_json::Value =
+                    serde_json::from_str(&row.attributes).unwrap_or_default();
+                let record = &attributes["autopatch:Local"]["Group"];
+                let number = |key: &str| record[key].as_u64().unwrap_or(0) as u32;
+                let instances = store
+                    .instances_of_group(name, false)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .map(|instance| AutoScalingInstance {
+                        instance_id: instance.instance_id,
+                        availability_zone: instance.zone,
+                        lifecycle_state: instance.lifecycle.as_str().to_owned(),
+                        health_status: instance.health.as_str().to_owned(),
+                        launch_configuration_name: Some(instance.launch_config),
+                        image_id: Some(instance.image),
+                    })
+                    .collect();
+                groups.push(AutoScalingGroup {
+                    auto_scaling_group_name: name.clone(),
+                    min_size: number("min_size"),
+                    max_size: number("max_size"),
+                    desired_capacity: number("desired_capacity"),
+                    health_check_type: if record["health_check_elb"].as_bool() == Some(true) {
+                        "ELB"
+                    } else {
+                        "EC2"
+                    }
+                    .into(),
+                    health_check_grace_period: record["grace_seconds"].as_u64().unwrap_or(0) as u32,
+                    target_group_arns: record["target_groups"]
+                        .as_array()
+                        .map(|arns| {
+                            arns.iter().filter_map(|arn| arn.as_str().map(str::to_owned)).collect()
+                        })
+                        .unwrap_or_default(),
+                    availability_zones: record["zones"]
+                        .as_array()
+                        .map(|zones| {
+                            zones
+                                .iter()
+                                .filter_map(|zone| zone[0].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    instances,
+                });
+            }
+        }
+        Ok(DescribeAutoScalingGroupsOutput { auto_scaling_groups: groups })
     }
 
     /// Stops listeners and fleet controllers; instances keep running, to be
     /// re-adopted by the next [`StackService::open`].
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.runtime.fleet.stop().await;
+        let groups: Vec<_> = lock(&self.runtime.target_groups).values().cloned().collect();
+        for group in groups {
+            if let Some(balancer) = group.detach() {
+                balancer.shutdown().await;
+            }
+        }
+        lock(&self.runtime.reserved_ports).clear();
+    }
+
+    fn find_stack(&self, name: &str) -> Result<StackRow, ApiError> {
+        self.runtime
+            .store
+            .stack(name)
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::validation(format!("Stack with id {name} does not exist")))
+    }
+}
+
+fn describe_stack(stack: &StackRow) -> Stack {
+    let parameters: BTreeMap<String, String> =
+        serde_json::from_str(&stack.parameters).unwrap_or_default();
+    let template = parse_template(&SourceFile::new(
+        stack.template_source.clone(),
+        stack.template_body.clone(),
+    ))
+    .ok();
+    let no_echo = |name: &str| {
+        template.as_ref().and_then(|t| t.parameters.get(name)).is_some_and(|p| p.no_echo)
+    };
+    Stack {
+        stack_id: stack.stack_id.clone(),
+        stack_name: stack.name.clone(),
+        description: template.as_ref().and_then(|t| t.description.clone()),
+        parameters: parameters
+            .into_iter()
+            .map(|(key, value)| Parameter {
+                parameter_value: Some(if no_echo(&key) { "****".into() } else { value }),
+                parameter_key: key,
+                use_previous_value: None,
+            })
+            .collect(),
+        creation_time: stack.created_at.to_string(),
+        last_updated_time: (stack.updated_at != stack.created_at)
+            .then(|| stack.updated_at.to_string()),
+        deletion_time: stack.deleted_at.map(|at: Timestamp| at.to_string()),
+        stack_status: stack.status.as_str().to_owned(),
+        stack_status_reason: stack.status_reason.clone(),
+        disable_rollback: stack.disable_rollback,
+        outputs: serde_json::from_str(&stack.outputs).unwrap_or_default(),
+    }
+}
+
+/// Stack names: a letter, then letters, digits and hyphens, at most 128.
+fn check_stack_name(name: &str) -> Result<(), ApiError> {
+    let valid = name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*"
+        )))
+    }
+}
+
+/// The template's name (for diagnostics) and text.
+fn template_text(body: Option<String>, url: Option<String>) -> Result<(String, String), ApiError> {
+    match (body, url) {
+        (Some(body), None) => Ok(("template".into(), body)),
+        (None, Some(url)) => {
+            let path = url.strip_prefix("file://").ok_or_else(|| {
+                ApiError::validation(format!(
+                    "TemplateURL {url}: only file:// URLs are supported locally"
+                ))
+            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ApiError::validation(format!("read template {path}: {error}")))?;
+            Ok((path.to_owned(), text))
+        }
+        (Some(_), Some(_)) => {
+            Err(ApiError::validation("Specify exactly one of TemplateBody and TemplateURL"))
+        }
+        (None, None) => {
+            Err(ApiError::validation("Either TemplateBody or TemplateURL must be specified"))
+        }
+    }
+}
+
+fn check_types(template: &Template, source: &str) -> Result<(), ApiError> {
+    let problems: Vec<String> = template
+        .resources
+        .values()
+        .filter(|resource| !resources::supported(&resource.resource_type.value))
+        .map(|resource| {
+            format!(
+                "{source}:{}: error: resource type {} is not supported by local stacks; supported: {}",
+                resource.resource_type.span.start,
+                resource.resource_type.value,
+                resources::supported_types().join(", ")
+            )
+        })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::validation(problems.join("\n"))) }
+}
+
+fn given_parameters(parameters: &[Parameter]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut given = BTreeMap::new();
+    for parameter in parameters {
+        if parameter.use_previous_value == Some(true) {
+            return Err(ApiError::validation(format!(
+                "UsePreviousValue is only valid for updates (parameter {})",
+                parameter.parameter_key
+            )));
+        }
+        let value = parameter.parameter_value.clone().ok_or_else(|| {
+            ApiError::validation(format!(
+                "Parameter {} has no ParameterValue",
+                parameter.parameter_key
+            ))
+        })?;
+        given.insert(parameter.parameter_key.clone(), value);
+    }
+    Ok(given)
+}
+
+fn parameter_errors(errors: Vec<autopatch_documents::cloudformation::ParameterError>) -> ApiError {
+    let missing: Vec<&str> = errors
+        .iter()
+        .filter(|error| matches!(error.problem, ParameterProblem::Missing))
+        .map(|error| error.parameter.as_str())
+        .collect();
+    let mut lines = Vec::new();
+    if !missing.is_empty() {
+        lines.push(format!("Parameters: [{}] must have values", missing.join(", ")));
+    }
+    for error in errors.iter().filter(|error| !matches!(error.problem, ParameterProblem::Missing)) {
+        lines.push(error.to_string());
+    }
+    ApiError::validation(lines.join("\n"))
+}
+
+fn uuid() -> String {
+    let hex = random_hex(32);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }

@@ -1,0 +1,225 @@
+//! The stack operation planner: given a stack's status and its resources'
+//! statuses, the one next thing to do. Pure: no I/O and no clock, so every
+//! interleaving of a crash and a restart is a table row in the tests.
+//!
+//! The executor asks [`next_step`], does the step (writing the new resource
+//! status before and after acting), and asks again, so an operation resumed
+//! after a crash continues from what the store says.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use autopatch_model::{ResourceStatus, StackStatus};
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create the resource (or finish creating it: handlers are idempotent).
+    Create(String),
+    /// Delete the resource.
+    Delete(String),
+    /// Keep the resource (`DeletionPolicy: Retain`) and record `DELETE_SKIPPED`.
+    Retain(String),
+    /// Every resource is created: evaluate the outputs, then complete.
+    Outputs,
+    /// The operation moves the stack to this status (a failure starting a
+    /// rollback, or the end of the operation), with a reason when failed.
+    Transition(StackStatus, Option<String>),
+    /// Nothing to do: the stack is not in an operation.
+    Idle,
+}
+
+/// The facts the planner needs.
+#[derive(Debug, Clone, Default)]
+pub struct StackView {
+    pub status: Option<StackStatus>,
+    /// The template's resources that exist under its conditions, in
+    /// dependency (create) order.
+    pub order: Vec<String>,
+    /// Resources the store knows, with their status.
+    pub resources: BTreeMap<String, ResourceStatus>,
+    /// Resources with `DeletionPolicy: Retain` (honoured by DeleteStack).
+    pub retain: BTreeSet<String>,
+    /// `DisableRollback` / `OnFailure: DO_NOTHING`.
+    pub disable_rollback: bool,
+}
+
+/// The next step of the stack's operation.
+pub fn next_step(view: &StackView) -> Step {
+    let Some(status) = view.status else { return Step::Idle };
+    match status {
+        StackStatus::CreateInProgress => next_create_step(view),
+        StackStatus::RollbackInProgress => next_delete_step(view, false)
+            .unwrap_or(Step::Transition(StackStatus::RollbackComplete, None)),
+        StackStatus::DeleteInProgress => next_delete_step(view, true)
+            .unwrap_or(Step::Transition(StackStatus::DeleteComplete, None)),
+        _ => Step::Idle,
+    }
+}
+
+fn next_create_step(view: &StackView) -> Step {
+    let failed: Vec<&str> = view
+        .resources
+        .iter()
+        .filter(|(_, status)| **status == ResourceStatus::CreateFailed)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        let reason =
+            format!("The following resource(s) failed to create: [{}].", failed.join(", "));
+        let next = if view.disable_rollback {
+            StackStatus::CreateFailed
+        } else {
+            StackStatus::RollbackInProgress
+        };
+        return Step::Transition(next, Some(reason));
+    }
+    for name in &view.order {
+        match view.resources.get(name) {
+            Some(ResourceStatus::CreateComplete) => continue,
+            _ => return Step::Create(name.clone()),
+        }
+    }
+    Step::Outputs
+}
+
+/// The next resource to delete, in reverse create order (resources the
+/// store knows but the template no longer names go first), or `None` when
+/// nothing is left. A failed delete ends the operation.
+fn next_delete_step(view: &StackView, honour_retain: bool) -> Option<Step> {
+    let failed: Vec<&str> = view
+        .resources
+        .iter()
+        .filter(|(_, status)| **status == ResourceStatus::DeleteFailed)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        let (status, verb) = if honour_retain {
+            (StackStatus::DeleteFailed, "delete")
+        } else {
+            (StackStatus::RollbackFailed, "delete during rollback")
+        };
+        let reason =
+            format!("The following resource(s) failed to {verb}: [{}].", failed.join(", "));
+        return Some(Step::Transition(status, Some(reason)));
+    }
+    let in_order: BTreeSet<&String> = view.order.iter().collect();
+    let unordered = view.resources.keys().filter(|name| !in_order.contains(name));
+    let reverse = unordered.chain(view.order.iter().rev());
+    for name in reverse {
+        let Some(status) = view.resources.get(name) else { continue };
+        if !status.may_exist() {
+            continue;
+        }
+        if honour_retain && view.retain.contains(name) {
+            return Some(Step::Retain(name.clone()));
+        }
+        return Some(Step::Delete(name.clone()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ResourceStatus as R;
+    use StackStatus as S;
+
+    fn view(status: S, resources: &[(&str, R)]) -> StackView {
+        StackView {
+            status: Some(status),
+            order: vec!["Vpc".into(), "Subnet".into(), "Group".into()],
+            resources: resources.iter().map(|(name, status)| (name.to_string(), *status)).collect(),
+            ..StackView::default()
+        }
+    }
+
+    #[test]
+    fn create_goes_in_dependency_order_and_resumes_in_progress_resources() {
+        assert_eq!(next_step(&view(S::CreateInProgress, &[])), Step::Create("Vpc".into()));
+        let partway = view(S::CreateInProgress, &[("Vpc", R::CreateComplete)]);
+        assert_eq!(next_step(&partway), Step::Create("Subnet".into()));
+        // A crash while Subnet was being created: the executor finishes it.
+        let crashed = view(
+            S::CreateInProgress,
+            &[("Vpc", R::CreateComplete), ("Subnet", R::CreateInProgress)],
+        );
+        assert_eq!(next_step(&crashed), Step::Create("Subnet".into()));
+        let all = view(
+            S::CreateInProgress,
+            &[
+                ("Vpc", R::CreateComplete),
+                ("Subnet", R::CreateComplete),
+                ("Group", R::CreateComplete),
+            ],
+        );
+        assert_eq!(next_step(&all), Step::Outputs);
+    }
+
+    #[test]
+    fn a_failed_create_rolls_back_unless_rollback_is_disabled() {
+        let failed =
+            view(S::CreateInProgress, &[("Vpc", R::CreateComplete), ("Subnet", R::CreateFailed)]);
+        let reason = Some("The following resource(s) failed to create: [Subnet].".to_owned());
+        assert_eq!(next_step(&failed), Step::Transition(S::RollbackInProgress, reason.clone()));
+        let kept = StackView { disable_rollback: true, ..failed };
+        assert_eq!(next_step(&kept), Step::Transition(S::CreateFailed, reason));
+    }
+
+    #[test]
+    fn rollback_deletes_in_reverse_order_including_failed_and_half_made_resources() {
+        let rolling = view(
+            S::RollbackInProgress,
+            &[
+                ("Vpc", R::CreateComplete),
+                ("Subnet", R::CreateFailed),
+                ("Group", R::DeleteComplete),
+            ],
+        );
+        assert_eq!(next_step(&rolling), Step::Delete("Subnet".into()));
+        let later = view(
+            S::RollbackInProgress,
+            &[("Vpc", R::DeleteInProgress), ("Subnet", R::DeleteComplete)],
+        );
+        assert_eq!(next_step(&later), Step::Delete("Vpc".into()));
+        let done = view(
+            S::RollbackInProgress,
+            &[("Vpc", R::DeleteComplete), ("Subnet", R::DeleteComplete)],
+        );
+        assert_eq!(next_step(&done), Step::Transition(S::RollbackComplete, None));
+    }
+
+    #[test]
+    fn rollback_ignores_retain_but_delete_honours_it() {
+        let mut rolling = view(S::RollbackInProgress, &[("Vpc", R::CreateComplete)]);
+        rolling.retain.insert("Vpc".into());
+        assert_eq!(next_step(&rolling), Step::Delete("Vpc".into()));
+        let deleting = StackView { status: Some(S::DeleteInProgress), ..rolling };
+        assert_eq!(next_step(&deleting), Step::Retain("Vpc".into()));
+        let skipped =
+            StackView { resources: [("Vpc".to_owned(), R::DeleteSkipped)].into(), ..deleting };
+        assert_eq!(next_step(&skipped), Step::Transition(S::DeleteComplete, None));
+    }
+
+    #[test]
+    fn a_failed_delete_ends_the_operation_failed() {
+        let deleting =
+            view(S::DeleteInProgress, &[("Vpc", R::CreateComplete), ("Subnet", R::DeleteFailed)]);
+        assert!(matches!(next_step(&deleting), Step::Transition(S::DeleteFailed, Some(_))));
+        let rolling = StackView { status: Some(S::RollbackInProgress), ..deleting };
+        assert!(matches!(next_step(&rolling), Step::Transition(S::RollbackFailed, Some(_))));
+    }
+
+    #[test]
+    fn resources_the_template_no_longer_names_are_deleted_first() {
+        let deleting =
+            view(S::DeleteInProgress, &[("Vpc", R::CreateComplete), ("Old", R::CreateComplete)]);
+        assert_eq!(next_step(&deleting), Step::Delete("Old".into()));
+    }
+
+    #[test]
+    fn stable_stacks_are_idle() {
+        for status in [S::CreateComplete, S::RollbackComplete, S::DeleteComplete, S::CreateFailed] {
+            assert_eq!(next_step(&view(status, &[("Vpc", R::CreateComplete)])), Step::Idle);
+        }
+    }
+}

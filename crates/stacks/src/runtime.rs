@@ -1,0 +1,200 @@
+//! The live side of stacks: load balancers listening, target groups with
+//! their targets, fleets of instances. Everything here can be rebuilt from
+//! the store after a restart ([`crate::resources`]' adopt).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use autopatch_engine::Engine;
+use autopatch_fleet::{Fleet, TargetGroupHandle};
+use autopatch_loadbalancer::{LoadBalancer, LoadBalancerConfig, Target, TargetId, TargetState};
+use autopatch_store::Store;
+
+use crate::service::ServiceConfig;
+
+/// Locks a std mutex, ignoring poisoning: every critical section here
+/// leaves the data consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Everything running for the service's stacks.
+pub(crate) struct Runtime<E: Engine> {
+    pub(crate) engine: Arc<E>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) fleet: Fleet<E>,
+    pub(crate) config: ServiceConfig,
+    /// Target groups by ARN.
+    pub(crate) target_groups: Mutex<BTreeMap<String, Arc<TargetGroupRuntime>>>,
+    /// Ports reserved for load balancers (by ARN) until a listener takes them.
+    pub(crate) reserved_ports: Mutex<BTreeMap<String, std::net::TcpListener>>,
+}
+
+impl<E: Engine + 'static> Runtime<E> {
+    pub(crate) fn target_group(&self, arn: &str) -> Option<Arc<TargetGroupRuntime>> {
+        lock(&self.target_groups).get(arn).cloned()
+    }
+}
+
+/// A target group: its settings, its targets, and the load balancer that
+/// serves it once a listener forwards to it. Before that its targets are
+/// `unused`, as on AWS.
+pub(crate) struct TargetGroupRuntime {
+    pub(crate) arn: String,
+    pub(crate) config: LoadBalancerConfig,
+    targets: Mutex<BTreeMap<String, SocketAddr>>,
+    balancer: Mutex<Option<LoadBalancer>>,
+    /// Instances the previous daemon saw healthy: re-registered as healthy
+    /// once (re-adoption after a restart), so traffic does not stop.
+    adoptable: Mutex<BTreeSet<String>>,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for TargetGroupRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetGroupRuntime").field("arn", &self.arn).finish_non_exhaustive()
+    }
+}
+
+impl TargetGroupRuntime {
+    pub(crate) fn new(
+        arn: String,
+        config: LoadBalancerConfig,
+        adoptable: BTreeSet<String>,
+        store: Arc<Store>,
+    ) -> Self {
+        Self {
+            arn,
+            config,
+            targets: Mutex::new(BTreeMap::new()),
+            balancer: Mutex::new(None),
+            adoptable: Mutex::new(adoptable),
+            store,
+        }
+    }
+
+    /// A listener starts serving this group: its targets are registered.
+    pub(crate) fn attach(self: &Arc<Self>, balancer: LoadBalancer) {
+        let targets: Vec<(String, SocketAddr)> =
+            lock(&self.targets).iter().map(|(id, addr)| (id.clone(), *addr)).collect();
+        for (id, addr) in targets {
+            self.register_with(&balancer, &id, addr);
+        }
+        let mut changes = balancer.subscribe();
+        *lock(&self.balancer) = Some(balancer);
+        // Record target health in the store, so a restarted daemon knows
+        // which targets had passed their checks.
+        let group = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(group) = group.upgrade() else { return };
+                group.record_health();
+            }
+        });
+    }
+
+    /// The listener goes away: the load balancer stops.
+    pub(crate) fn detach(&self) -> Option<LoadBalancer> {
+        lock(&self.balancer).take()
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        lock(&self.balancer).is_some()
+    }
+
+    /// `DescribeTargetHealth`.
+    pub(crate) fn describe(&self) -> Vec<crate::api::TargetHealthDescription> {
+        let balancer = lock(&self.balancer);
+        match balancer.as_ref() {
+            Some(balancer) => balancer
+                .describe_target_health()
+                .into_iter()
+                .map(|target| crate::api::TargetHealthDescription {
+                    target: crate::api::TargetDescription {
+                        id: target.id.as_str().to_owned(),
+                        port: target.port,
+                    },
+                    health_check_port: target.health_check_port.to_string(),
+                    target_health: crate::api::TargetHealth {
+                        state: target.state.as_str().to_owned(),
+                        reason: target.reason.map(|reason| reason.as_str().to_owned()),
+                        description: target.description,
+                    },
+                })
+                .collect(),
+            None => lock(&self.targets)
+                .iter()
+                .map(|(id, addr)| crate::api::TargetHealthDescription {
+                    target: crate::api::TargetDescription { id: id.clone(), port: addr.port() },
+                    health_check_port: addr.port().to_string(),
+                    target_health: crate::api::TargetHealth {
+                        state: "unused".into(),
+                        reason: Some("Target.NotInUse".into()),
+                        description: Some(
+                            "Target group is not configured to receive traffic from the load balancer"
+                                .into(),
+                        ),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn register_with(&self, balancer: &LoadBalancer, id: &str, addr: SocketAddr) {
+        let target = Target::new(id, addr);
+        let adopt = lock(&self.adoptable).remove(id);
+        // A refused (non-loopback) target stays unregistered; instance ports
+        // are always published on 127.0.0.1.
+        let _ = if adopt {
+            balancer.adopt_targets(&[target])
+        } else {
+            balancer.register_targets(&[target])
+        };
+    }
+
+    fn record_health(&self) {
+        let states: Vec<(String, TargetState)> = match lock(&self.balancer).as_ref() {
+            Some(balancer) => balancer
+                .describe_target_health()
+                .into_iter()
+                .map(|target| (target.id.as_str().to_owned(), target.state))
+                .collect(),
+            None => return,
+        };
+        for (id, state) in states {
+            let _ = self.store.set_instance_target_health(
+                &id,
+                Some(state.as_str()),
+                crate::clock::now(),
+            );
+        }
+    }
+}
+
+impl TargetGroupHandle for TargetGroupRuntime {
+    fn register(&self, instance_id: &str, addr: SocketAddr) {
+        lock(&self.targets).insert(instance_id.to_owned(), addr);
+        if let Some(balancer) = lock(&self.balancer).as_ref() {
+            self.register_with(balancer, instance_id, addr);
+        }
+    }
+
+    fn deregister(&self, instance_id: &str) {
+        lock(&self.targets).remove(instance_id);
+        if let Some(balancer) = lock(&self.balancer).as_ref() {
+            balancer.deregister_targets(&[TargetId::new(instance_id)]);
+        }
+    }
+
+    fn state(&self, instance_id: &str) -> Option<String> {
+        match lock(&self.balancer).as_ref() {
+            Some(balancer) => balancer
+                .describe_target_health()
+                .into_iter()
+                .find(|target| target.id.as_str() == instance_id)
+                .map(|target| target.state.as_str().to_owned()),
+            None => lock(&self.targets).contains_key(instance_id).then(|| "unused".to_owned()),
+        }
+    }
+}

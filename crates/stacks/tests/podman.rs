@@ -1,0 +1,188 @@
+//! The shipped lab stacks on real Podman: base and application stacks
+//! created from `templates/`, the page and `/details.php` served through
+//! autopatch's load balancer by both instances, exports guarding deletion,
+//! and deletes that leave no container behind.
+//!
+//! The application image is the shipped `webapp` recipe baked once by the
+//! real image pipeline and kept as `localhost/autopatch-test/webapp:bookworm`.
+
+mod support;
+
+use autopatch_engine::Engine;
+use autopatch_stacks::api::*;
+use support::{Fixture, curl};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_stacks_serve_the_page_from_both_instances_and_delete_cleanly() {
+    let fixture = Fixture::new().await;
+    let service = &fixture.service;
+
+    let base = fixture.create("pattern3-base", "pattern3-base.yml", &[]).await;
+    assert_eq!(base.stack_status, "CREATE_COMPLETE", "{base:?}");
+    let exports = service.list_exports(ListExportsInput {}).unwrap().exports;
+    let names: Vec<&str> = exports.iter().map(|export| export.name.as_str()).collect();
+    for name in
+        ["pattern3-base-VpcId", "pattern3-base-PrivateSubnet1", "pattern3-base-PrivateSubnet2"]
+    {
+        assert!(names.contains(&name), "export {name} missing from {names:?}");
+    }
+
+    let app = fixture
+        .create(
+            "pattern3-app",
+            "pattern3-app.yml",
+            &[("BaselineVpcStack", "pattern3-base"), ("AmazonMachineImage", support::WEBAPP)],
+        )
+        .await;
+    assert_eq!(app.stack_status, "CREATE_COMPLETE", "{app:?}");
+    let dns = app
+        .outputs
+        .iter()
+        .find(|output| output.output_key == "OutputPattern3ALBDNSName")
+        .expect("the DNS name output")
+        .output_value
+        .clone();
+    assert!(dns.starts_with("127.0.0.1:"), "the load balancer listens on loopback: {dns}");
+
+    // The base stack's exports are in use: it cannot be deleted.
+    let refused = service
+        .delete_stack(DeleteStackInput { stack_name: "pattern3-base".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(refused.message.contains("is in use by pattern3-app"), "{refused}");
+
+    // Both instances are healthy targets and both answer through the proxy.
+    let groups = service.describe_auto_scaling_groups(Default::default()).unwrap();
+    let group = &groups.auto_scaling_groups[0];
+    assert_eq!(group.instances.len(), 2, "{group:?}");
+    let zones: std::collections::BTreeSet<&str> =
+        group.instances.iter().map(|instance| instance.availability_zone.as_str()).collect();
+    assert_eq!(zones.len(), 2, "instances spread over the two private subnets' zones: {group:?}");
+    let target_group = &group.target_group_arns[0];
+    fixture.wait_healthy(target_group, 2).await;
+    for _ in 0..6 {
+        let page = curl(&format!("http://{dns}/"));
+        assert!(page.contains("Welcome to Re:Invent 2020 The Well Architected Way"), "{page}");
+        let details = curl(&format!("http://{dns}/details.php"));
+        assert!(
+            details.contains("Amazon Image Id:</b> localhost/autopatch-test/webapp:bookworm"),
+            "{details}"
+        );
+        assert!(details.contains("apache2 -  "), "the package list: {details}");
+    }
+    for instance in &group.instances {
+        let log = fixture.exec(&instance.instance_id, "cat /var/log/apache2/access.log").await;
+        assert!(
+            log.contains("GET /details.php"),
+            "instance {} served no /details.php request through the proxy: {log}",
+            instance.instance_id
+        );
+    }
+
+    fixture.delete("pattern3-app").await;
+    assert!(fixture.instance_containers().await.is_empty(), "instances left after delete");
+    fixture.delete("pattern3-base").await;
+    let stacks = service.list_stacks(Default::default()).unwrap().stack_summaries;
+    assert!(stacks.iter().all(|stack| stack.stack_status == "DELETE_COMPLETE"), "{stacks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_never_signal_roll_the_stack_back_and_leave_nothing() {
+    let fixture = Fixture::new().await;
+    let template = format!(
+        r#"
+Resources:
+  Config:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: {image}
+      InstanceType: t3.micro
+      UserData: !Base64 |
+        #!/bin/sh
+        exit 3
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    CreationPolicy:
+      ResourceSignal:
+        Count: 1
+        Timeout: PT3S
+    Properties:
+      MinSize: '1'
+      MaxSize: '1'
+      LaunchConfigurationName: !Ref Config
+      AvailabilityZones: !GetAZs ''
+"#,
+        image = support::WEBAPP
+    );
+    let stack = fixture.create_from_body("silent", &template).await;
+    assert_eq!(stack.stack_status, "ROLLBACK_COMPLETE", "{stack:?}");
+    let events = fixture
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: stack.stack_id.clone() })
+        .unwrap();
+    let failed = events
+        .stack_events
+        .iter()
+        .find(|event| {
+            event.logical_resource_id == "Group" && event.resource_status == "CREATE_FAILED"
+        })
+        .expect("the group's CREATE_FAILED event");
+    assert!(
+        failed
+            .resource_status_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("Failed to receive 1 resource signal"),
+        "{failed:?}"
+    );
+    assert!(fixture.instance_containers().await.is_empty(), "instances left after rollback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_signal_fails_the_create_at_once() {
+    let fixture = Fixture::new().await;
+    let template = format!(
+        r#"
+Resources:
+  Config:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: {image}
+      InstanceType: t3.micro
+      UserData: !Base64
+        Fn::Sub: |
+          #!/bin/bash
+          false
+          /opt/aws/bin/cfn-signal -e $? --stack ${{AWS::StackName}} --resource Group --region ${{AWS::Region}} --reason "configuration failed"
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    CreationPolicy:
+      ResourceSignal:
+        Count: 1
+        Timeout: PT10M
+    Properties:
+      MinSize: '1'
+      MaxSize: '1'
+      LaunchConfigurationName: !Ref Config
+"#,
+        image = support::WEBAPP
+    );
+    let stack = fixture.create_from_body("failing", &template).await;
+    assert_eq!(stack.stack_status, "ROLLBACK_COMPLETE", "{stack:?}");
+    let events = fixture
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: stack.stack_id.clone() })
+        .unwrap();
+    assert!(
+        events.stack_events.iter().any(|event| event
+            .resource_status_reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("Received FAILURE signal")
+                && reason.contains("configuration failed"))),
+        "{events:#?}"
+    );
+    assert!(fixture.instance_containers().await.is_empty());
+    let _ = fixture.service.describe_stacks(DescribeStacksInput::default());
+    let engine = &fixture.engine;
+    assert!(engine.info().await.is_ok());
+}

@@ -1,0 +1,257 @@
+//! Shared set-up for the Podman tests: the engine, the webapp test image
+//! (baked once by the real pipeline), a service over a fresh state
+//! directory, and helpers to create, delete and inspect stacks.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autopatch_documents::SourceFile;
+use autopatch_engine::{DockerEngine, Engine, ExecSpec};
+use autopatch_imagebuilder::{
+    BootstrapRequest, Builder, CollectProgress, StartOptions, StartOutcome,
+};
+use autopatch_stacks::api::*;
+use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
+use autopatch_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
+pub(crate) const WEBAPP: &str = "localhost/autopatch-test/webapp:bookworm";
+
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) engine: Arc<DockerEngine>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) service: Arc<StackService<DockerEngine>>,
+}
+
+impl Fixture {
+    pub(crate) async fn new() -> Fixture {
+        let engine = Arc::new(
+            DockerEngine::connect().await.expect("a container engine (run scripts/setup-host.sh)"),
+        );
+        ensure_images(&engine).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
+        let service =
+            StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
+        Fixture { dir, engine, store, service }
+    }
+
+    /// Creates a stack from a shipped template and waits for the operation.
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        template: &str,
+        parameters: &[(&str, &str)],
+    ) -> Stack {
+        let path = repo_root().join("templates").join(template);
+        let input = CreateStackInput {
+            stack_name: name.into(),
+            template_url: Some(format!("file://{}", path.display())),
+            parameters: parameters
+                .iter()
+                .map(|(key, value)| Parameter {
+                    parameter_key: (*key).into(),
+                    parameter_value: Some((*value).into()),
+                    use_previous_value: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.create_with(input).await
+    }
+
+    pub(crate) async fn create_from_body(&self, name: &str, body: &str) -> Stack {
+        let input = CreateStackInput {
+            stack_name: name.into(),
+            template_body: Some(body.into()),
+            ..Default::default()
+        };
+        self.create_with(input).await
+    }
+
+    async fn create_with(&self, input: CreateStackInput) -> Stack {
+        let created = self.service.create_stack(input).await.unwrap();
+        self.service.wait_idle(&created.stack_id).await;
+        self.describe(&created.stack_id)
+    }
+
+    pub(crate) fn describe(&self, name: &str) -> Stack {
+        let mut stacks = self
+            .service
+            .describe_stacks(DescribeStacksInput { stack_name: Some(name.into()) })
+            .unwrap()
+            .stacks;
+        stacks.remove(0)
+    }
+
+    pub(crate) async fn delete(&self, name: &str) {
+        let id = self.describe(name).stack_id;
+        self.service
+            .delete_stack(DeleteStackInput { stack_name: name.into(), ..Default::default() })
+            .await
+            .unwrap();
+        self.service.wait_idle(&id).await;
+        assert_eq!(self.describe(&id).stack_status, "DELETE_COMPLETE");
+    }
+
+    /// Waits (bounded) until `count` targets of the group are healthy.
+    pub(crate) async fn wait_healthy(&self, target_group: &str, count: usize) {
+        for _ in 0..120 {
+            let health = self
+                .service
+                .describe_target_health(DescribeTargetHealthInput {
+                    target_group_arn: target_group.into(),
+                })
+                .unwrap();
+            let healthy = health
+                .target_health_descriptions
+                .iter()
+                .filter(|target| target.target_health.state == "healthy")
+                .count();
+            if healthy >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("fewer than {count} healthy targets in {target_group} after 30 s");
+    }
+
+    /// Runs a shell command in an instance's container.
+    pub(crate) async fn exec(&self, instance_id: &str, command: &str) -> String {
+        let label = [("autopatch.instance".to_owned(), instance_id.to_owned())];
+        let containers = self.engine.container_list(&label).await.unwrap();
+        let container = containers.first().expect("the instance's container");
+        let spec =
+            ExecSpec { cmd: vec!["sh".into(), "-c".into(), command.into()], ..ExecSpec::default() };
+        let result = self.engine.exec(&container.id, &spec, &mut ()).await.unwrap();
+        result.stdout_text()
+    }
+
+    /// Instance containers of this fixture's stacks.
+    pub(crate) async fn instance_containers(&self) -> Vec<String> {
+        let label = [("autopatch.role".to_owned(), "instance".to_owned())];
+        let mut names = Vec::new();
+        for container in self.engine.container_list(&label).await.unwrap() {
+            let ours = self
+                .store
+                .instance(
+                    container.labels.get("autopatch.instance").map(String::as_str).unwrap_or(""),
+                )
+                .ok()
+                .flatten()
+                .is_some();
+            if ours {
+                names.push(container.name);
+            }
+        }
+        names
+    }
+}
+
+pub(crate) fn config(state_dir: &std::path::Path) -> ServiceConfig {
+    ServiceConfig {
+        state_dir: state_dir.to_owned(),
+        region: "local".into(),
+        account_id: "000000000000".into(),
+        listener_ports: ListenerPorts::Free,
+        load_balancer_threads: 0,
+        fleet_interval: Duration::from_millis(500),
+    }
+}
+
+/// GET `url` with curl (an external oracle): the body, or a panic with curl's error.
+pub(crate) fn curl(url: &str) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", url])
+        .output()
+        .expect("run curl");
+    assert!(output.status.success(), "curl {url}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Makes sure the golden and webapp test images exist, building them once.
+/// A lock file serializes test processes on a fresh machine.
+async fn ensure_images(engine: &Arc<DockerEngine>) {
+    if engine.image_inspect(WEBAPP).await.unwrap().is_some() {
+        return;
+    }
+    let lock =
+        std::fs::File::create(std::env::temp_dir().join("autopatch-test-images.lock")).unwrap();
+    lock.lock().unwrap();
+    if engine.image_inspect(WEBAPP).await.unwrap().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("images.db")).unwrap());
+    if engine.image_inspect(GOLDEN).await.unwrap().is_none() {
+        let request = BootstrapRequest {
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            name: format!("golden-test-{}", std::process::id()),
+            version: "1.0.0".into(),
+            include: Vec::new(),
+            work_dir: dir.path().to_owned(),
+        };
+        let image = autopatch_imagebuilder::bootstrap(
+            engine,
+            &store,
+            &request,
+            &CollectProgress::default(),
+        )
+        .await
+        .expect("bootstrap the golden test image with mmdebstrap");
+        engine.image_tag(&image.engine_image_id, GOLDEN).await.unwrap();
+        engine.image_remove(&image.engine_reference).await.unwrap();
+    }
+    // The shipped webapp components on the golden test image.
+    for name in ["webapp", "webapp-test"] {
+        let text =
+            std::fs::read_to_string(repo_root().join("components").join(format!("{name}.yml")))
+                .unwrap();
+        autopatch_imagebuilder::create_component(
+            &store,
+            &SourceFile::new(format!("{name}.yml"), text),
+            Some(name),
+            None,
+        )
+        .unwrap();
+    }
+    let recipe = format!(
+        "name: webapp-test-image\nsemanticVersion: 1.0.0\nparentImage: {GOLDEN}\ncomponents:\n  - componentArn: webapp\n  - componentArn: webapp-test\n"
+    );
+    autopatch_imagebuilder::create_recipe(&store, engine, &SourceFile::new("recipe.yml", recipe))
+        .await
+        .unwrap();
+    let pipeline = "name: webapp-test-image\nimageRecipeArn: webapp-test-image/1.0.0\n";
+    autopatch_imagebuilder::create_pipeline(&store, &SourceFile::new("pipeline.yml", pipeline))
+        .unwrap();
+    let builder = Builder {
+        engine: engine.clone(),
+        store: store.clone(),
+        artifacts_root: dir.path().join("builds"),
+    };
+    let outcome = autopatch_imagebuilder::start_pipeline(
+        &builder,
+        "webapp-test-image",
+        &StartOptions::default(),
+        &CollectProgress::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("bake the webapp test image");
+    let StartOutcome::Built(built) = outcome else { panic!("the webapp test image was not built") };
+    let image = built
+        .image
+        .unwrap_or_else(|| panic!("the webapp test image failed: {:?}", built.build.reason));
+    engine.image_tag(&image.engine_image_id, WEBAPP).await.unwrap();
+    engine.image_remove(&image.engine_reference).await.unwrap();
+}
