@@ -775,6 +775,7 @@ fn target_group_config(props: &Props<'_>) -> Result<(LoadBalancerConfig, u16), S
     let seconds = |key: &str, default: Duration| -> Result<Duration, String> {
         Ok(props.number(key)?.map(Duration::from_secs).unwrap_or(default))
     };
+    let interval = seconds("HealthCheckIntervalSeconds", Duration::from_secs(30))?;
     let health_check = HealthCheckSettings {
         path: props.text("HealthCheckPath")?.unwrap_or(defaults.path),
         port: match props.text("HealthCheckPort")? {
@@ -782,8 +783,9 @@ fn target_group_config(props: &Props<'_>) -> Result<(LoadBalancerConfig, u16), S
                 .map_err(|error| format!("property HealthCheckPort: {error}"))?,
             None => HealthCheckPort::TrafficPort,
         },
-        interval: seconds("HealthCheckIntervalSeconds", Duration::from_secs(30))?,
-        timeout: seconds("HealthCheckTimeoutSeconds", Duration::from_secs(5))?,
+        interval,
+        // AWS's default is 5 s; a shorter interval (a local timing) caps it.
+        timeout: seconds("HealthCheckTimeoutSeconds", Duration::from_secs(5).min(interval))?,
         healthy_threshold: props.number("HealthyThresholdCount")?.map(|n| n as u32).unwrap_or(5),
         unhealthy_threshold: props
             .number("UnhealthyThresholdCount")?
@@ -929,7 +931,7 @@ mod tests {
         let (config, port) = target_group_config(&Props::new(&value)).unwrap();
         assert_eq!(port, 8080);
         assert_eq!(config.health_check.interval, Duration::from_secs(2));
-        assert_eq!(config.health_check.timeout, Duration::from_secs(5));
+        assert_eq!(config.health_check.timeout, Duration::from_secs(2), "capped by the interval");
         assert_eq!(config.health_check.healthy_threshold, 2);
         assert_eq!(config.health_check.unhealthy_threshold, 2);
         assert_eq!(config.deregistration_delay, Duration::from_secs(5));
