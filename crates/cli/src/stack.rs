@@ -351,6 +351,9 @@ pub(crate) async fn fleet(
         print_json(&output);
         return Ok(ExitCode::SUCCESS);
     }
+    if output.auto_scaling_groups.is_empty() {
+        render::note("no Auto Scaling groups");
+    }
     for (index, group) in output.auto_scaling_groups.iter().enumerate() {
         if index > 0 {
             render::line("");
