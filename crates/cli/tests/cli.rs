@@ -649,3 +649,42 @@ fn stack_delete_follows_to_delete_complete_and_a_missing_stack_is_nothing_to_del
     assert_eq!(stdout(&output), "stack web does not exist: nothing to delete\n");
     assert_eq!(missing.operations(), ["DescribeStacks"]);
 }
+
+#[test]
+fn the_lab_base_stack_is_created_read_and_deleted_through_the_daemon() {
+    let cli = Cli::new();
+    let up = cli.run(&["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates/pattern3-base.yml");
+
+    let create = cli.run(&["stack", "create", "base", "--template", template]);
+    assert_eq!(create.status.code(), Some(0), "{}", stderr(&create));
+    assert_eq!(stdout(&create), "stack base CREATE_COMPLETE\n");
+    let progress = stderr(&create);
+    assert!(progress.lines().nth(1).unwrap().contains("base"), "{progress}");
+    assert!(progress.lines().last().unwrap().ends_with("CREATE_COMPLETE"), "{progress}");
+
+    let outputs = cli.run(&["stack", "outputs", "base"]);
+    let text = stdout(&outputs);
+    let vpc = text.lines().find(|line| line.starts_with("OutputPattern3VPC ")).expect(&text);
+    assert!(vpc.ends_with("export base-VpcId"), "{vpc}");
+    let exports = json(&cli.run(&["--output", "json", "stack", "exports"]));
+    let names: Vec<&str> = exports["Exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"base-VpcId") && names.contains(&"base-PrivateSubnet2"), "{names:?}");
+
+    let delete = cli.run(&["stack", "delete", "base"]);
+    assert_eq!(delete.status.code(), Some(0), "{}", stderr(&delete));
+    assert_eq!(stdout(&delete), "stack base DELETE_COMPLETE\n");
+    let list = json(&cli.run(&["--output", "json", "stack", "list"]));
+    assert_eq!(list, serde_json::json!({"StackSummaries": []}), "deleted stacks are hidden");
+    let all = json(&cli.run(&["--output", "json", "stack", "list", "--all"]));
+    assert_eq!(all["StackSummaries"][0]["StackStatus"], "DELETE_COMPLETE");
+
+    let down = cli.run(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+}
