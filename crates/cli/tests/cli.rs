@@ -688,3 +688,118 @@ fn the_lab_base_stack_is_created_read_and_deleted_through_the_daemon() {
     let down = cli.run(&["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
 }
+
+/// Makes sure the webapp test image exists (baked once per machine).
+fn webapp_image() -> &'static str {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = autopatch_testkit::engine().await;
+        autopatch_testkit::ensure_webapp(&engine).await;
+    });
+    autopatch_testkit::WEBAPP
+}
+
+/// The body of `url`, or the failure, with curl (an external oracle).
+fn curl(url: &str) -> Result<String, String> {
+    let output =
+        Command::new("curl").args(["-sS", "--fail", "--max-time", "5", url]).output().unwrap();
+    if output.status.success() { Ok(stdout(&output)) } else { Err(stderr(&output)) }
+}
+
+/// The instance ids of every group, sorted.
+fn instance_ids(cli: &Cli) -> Vec<String> {
+    let fleet = json(&cli.run(&["--output", "json", "fleet"]));
+    let mut ids: Vec<String> = fleet["AutoScalingGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["Instances"].as_array().unwrap().iter())
+        .map(|instance| instance["InstanceId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Instance containers (any state) carrying this group's label.
+fn group_containers(group: &str) -> Vec<String> {
+    let output = Command::new("podman")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=autopatch.group={group}"),
+        ])
+        .output()
+        .unwrap();
+    stdout(&output).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_daemon_killed_with_the_lab_stacks_up_is_restarted_and_the_url_keeps_working() {
+    let image = webapp_image();
+    let cli = Cli::new();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates");
+    assert_eq!(cli.run(&["up"]).status.code(), Some(0));
+    let base =
+        cli.run(&["stack", "create", "base", "--template", &format!("{root}/pattern3-base.yml")]);
+    assert_eq!(base.status.code(), Some(0), "{}", stderr(&base));
+    let parameters = ["--parameter", "BaselineVpcStack=base", "--parameter"];
+    let image_parameter = format!("AmazonMachineImage={image}");
+    let template = format!("{root}/pattern3-app.yml");
+    let mut args = vec!["stack", "create", "app", "--template", &template];
+    args.extend(parameters);
+    args.push(&image_parameter);
+    let app = cli.run(&args);
+    assert_eq!(app.status.code(), Some(0), "{}", stderr(&app));
+
+    let described = json(&cli.run(&["--output", "json", "stack", "describe", "app"]));
+    let stack = if described["Stacks"].is_array() { &described["Stacks"][0] } else { &described };
+    let dns = stack["Outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|output| output["OutputKey"] == "OutputPattern3ALBDNSName")
+        .and_then(|output| output["OutputValue"].as_str())
+        .expect("the DNS name output")
+        .to_owned();
+    let url = format!("http://{dns}/details.php");
+    wait_until("the page is served", || curl(&url).is_ok());
+    let before = instance_ids(&cli);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let group = json(&cli.run(&["--output", "json", "fleet"]))["AutoScalingGroups"][0]["AutoScalingGroupName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // kill -9: no chance to clean up or save anything.
+    let pid = cli.daemon_pid().unwrap();
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    wait_until("the daemon is dead", || !running(pid));
+    assert!(curl(&url).is_err(), "the load balancer lives in the daemon: it is down with it");
+    assert_eq!(group_containers(&group).len(), 2, "instances outlive the daemon");
+
+    let up = cli.run(&["up"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    // The listener is back on the same address, and the re-adopted targets
+    // serve at once: no health-check wait, no new instances.
+    let page = curl(&url).unwrap_or_else(|error| panic!("right after the restart: {error}"));
+    assert!(
+        page.contains("Amazon Image Id:</b> localhost/autopatch-test/webapp:bookworm"),
+        "{page}"
+    );
+    for _ in 0..10 {
+        curl(&url).unwrap();
+    }
+    // A few controller rounds later the fleet is the same two instances.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(instance_ids(&cli), before, "no instance duplicated or lost");
+    assert_eq!(group_containers(&group).len(), 2);
+
+    let delete = cli.run(&["stack", "delete", "app"]);
+    assert_eq!(delete.status.code(), Some(0), "{}", stderr(&delete));
+    assert!(group_containers(&group).is_empty(), "delete leaves no container");
+    assert_eq!(cli.run(&["stack", "delete", "base"]).status.code(), Some(0));
+    assert_eq!(cli.run(&["down"]).status.code(), Some(0));
+}

@@ -4,22 +4,15 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopatch_documents::SourceFile;
 use autopatch_engine::{DockerEngine, Engine, ExecSpec};
-use autopatch_imagebuilder::{
-    BootstrapRequest, Builder, CollectProgress, StartOptions, StartOutcome,
-};
 use autopatch_stacks::api::*;
 use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
 use autopatch_store::Store;
-use tokio_util::sync::CancellationToken;
 
-pub(crate) const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
-pub(crate) const WEBAPP: &str = "localhost/autopatch-test/webapp:bookworm";
+pub(crate) use autopatch_testkit::{WEBAPP, repo_root};
 
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
@@ -30,10 +23,8 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) async fn new() -> Fixture {
-        let engine = Arc::new(
-            DockerEngine::connect().await.expect("a container engine (run scripts/setup-host.sh)"),
-        );
-        ensure_images(&engine).await;
+        let engine = autopatch_testkit::engine().await;
+        autopatch_testkit::ensure_webapp(&engine).await;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
         let service =
@@ -172,86 +163,4 @@ pub(crate) fn curl(url: &str) -> String {
         .expect("run curl");
     assert!(output.status.success(), "curl {url}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub(crate) fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// Makes sure the golden and webapp test images exist, building them once.
-/// A lock file serializes test processes on a fresh machine.
-async fn ensure_images(engine: &Arc<DockerEngine>) {
-    if engine.image_inspect(WEBAPP).await.unwrap().is_some() {
-        return;
-    }
-    let lock =
-        std::fs::File::create(std::env::temp_dir().join("autopatch-test-images.lock")).unwrap();
-    lock.lock().unwrap();
-    if engine.image_inspect(WEBAPP).await.unwrap().is_some() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("images.db")).unwrap());
-    if engine.image_inspect(GOLDEN).await.unwrap().is_none() {
-        let request = BootstrapRequest {
-            suite: "bookworm".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            name: format!("golden-test-{}", std::process::id()),
-            version: "1.0.0".into(),
-            include: Vec::new(),
-            work_dir: dir.path().to_owned(),
-        };
-        let image = autopatch_imagebuilder::bootstrap(
-            engine,
-            &store,
-            &request,
-            &CollectProgress::default(),
-        )
-        .await
-        .expect("bootstrap the golden test image with mmdebstrap");
-        engine.image_tag(&image.engine_image_id, GOLDEN).await.unwrap();
-        engine.image_remove(&image.engine_reference).await.unwrap();
-    }
-    // The shipped webapp components on the golden test image.
-    for name in ["webapp", "webapp-test"] {
-        let text =
-            std::fs::read_to_string(repo_root().join("components").join(format!("{name}.yml")))
-                .unwrap();
-        autopatch_imagebuilder::create_component(
-            &store,
-            &SourceFile::new(format!("{name}.yml"), text),
-            Some(name),
-            None,
-        )
-        .unwrap();
-    }
-    let recipe = format!(
-        "name: webapp-test-image\nsemanticVersion: 1.0.0\nparentImage: {GOLDEN}\ncomponents:\n  - componentArn: webapp\n  - componentArn: webapp-test\n"
-    );
-    autopatch_imagebuilder::create_recipe(&store, engine, &SourceFile::new("recipe.yml", recipe))
-        .await
-        .unwrap();
-    let pipeline = "name: webapp-test-image\nimageRecipeArn: webapp-test-image/1.0.0\n";
-    autopatch_imagebuilder::create_pipeline(&store, &SourceFile::new("pipeline.yml", pipeline))
-        .unwrap();
-    let builder = Builder {
-        engine: engine.clone(),
-        store: store.clone(),
-        artifacts_root: dir.path().join("builds"),
-    };
-    let outcome = autopatch_imagebuilder::start_pipeline(
-        &builder,
-        "webapp-test-image",
-        &StartOptions::default(),
-        &CollectProgress::default(),
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("bake the webapp test image");
-    let StartOutcome::Built(built) = outcome else { panic!("the webapp test image was not built") };
-    let image = built
-        .image
-        .unwrap_or_else(|| panic!("the webapp test image failed: {:?}", built.build.reason));
-    engine.image_tag(&image.engine_image_id, WEBAPP).await.unwrap();
-    engine.image_remove(&image.engine_reference).await.unwrap();
 }
