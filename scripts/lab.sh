@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The lab, end to end, as far as autopatch goes today (issue 2: the image
-# pipeline): bootstrap a real, unpatched golden image from Debian packages,
-# bake the lab's web application onto it, bake the patched image with the
+# The lab, end to end, as far as autopatch goes today: bootstrap a real,
+# unpatched golden image from Debian packages, bake the lab's web application
+# onto it, start the control plane and deploy the lab's two stacks (network,
+# then load balancer + Auto Scaling group of two instances) on that image,
+# show the page through the load balancer, bake the patched image with the
 # UpdateOS component, and print what changed (packages and CVEs). A second
 # patch run shows the start condition "only if updates are available".
+# (Rolling the patched image out with a stack update is issue 4.)
 #
 # Usage: scripts/lab.sh            (state in ./.autopatch-state)
 #        AUTOPATCH_STATE_DIR=/some/dir scripts/lab.sh
@@ -30,6 +33,30 @@ if ! autopatch --output json image list | python3 -c 'import json,sys; sys.exit(
   autopatch pipeline start webapp
 fi
 
+step "the control plane: autopatch up"
+autopatch up
+
+step "the lab's stacks: pattern3-base (network), pattern3-app (ALB + 2 instances)"
+if ! autopatch stack describe pattern3-base >/dev/null 2>&1; then
+  autopatch stack create pattern3-base --template templates/pattern3-base.yml
+fi
+if ! autopatch stack describe pattern3-app >/dev/null 2>&1; then
+  autopatch stack create pattern3-app --template templates/pattern3-app.yml \
+    --parameter BaselineVpcStack=pattern3-base --parameter AmazonMachineImage=webapp   # the latest webapp build
+fi
+autopatch stack outputs pattern3-app
+url=http://$(autopatch --output json stack describe pattern3-app | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+s = d["Stacks"][0] if "Stacks" in d else d
+print(next(o["OutputValue"] for o in s["Outputs"] if o["OutputKey"] == "OutputPattern3ALBDNSName"))')
+autopatch fleet
+
+step "the page through the load balancer: $url"
+curl -sS --fail "$url/"
+curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g' | head -8
+echo
+
 # The patch recipe's parent is the webapp image: register it once that exists.
 autopatch recipe create --file pipelines/webapp-patched.recipe.yml
 autopatch pipeline create --file pipelines/webapp-patched.pipeline.yml
@@ -48,3 +75,6 @@ autopatch pipeline start webapp-patched
 
 step "images"
 autopatch image list
+
+echo >&2
+echo "The stacks keep running: $url (autopatch stack delete pattern3-app; autopatch stack delete pattern3-base; autopatch down)." >&2
