@@ -144,10 +144,7 @@ mod tests {
         for status in ResourceStatus::ALL {
             assert_eq!(status.as_str().parse::<ResourceStatus>(), Ok(*status));
         }
-        assert_eq!(
-            "CREATE_DONE".parse::<StackStatus>(),
-            Err(UnknownStatus("CREATE_DONE".into()))
-        );
+        assert_eq!("CREATE_DONE".parse::<StackStatus>(), Err(UnknownStatus("CREATE_DONE".into())));
     }
 
     #[test]
