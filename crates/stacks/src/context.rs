@@ -5,14 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use autopatch_documents::cloudformation::{EvalContext, StaticContext, Template, Value};
+use autopatch_documents::cloudformation::{StaticContext, Template, Value};
 use serde_json::Value as Json;
-
-/// The evaluation context of one stack at one moment.
-#[derive(Debug, Clone)]
-pub(crate) struct StackContext {
-    pub(crate) inner: StaticContext,
-}
 
 /// Identity facts a stack's pseudo parameters come from.
 #[derive(Debug, Clone)]
@@ -23,75 +17,48 @@ pub(crate) struct StackIdentity<'a> {
     pub(crate) account_id: &'a str,
 }
 
-impl StackContext {
-    pub(crate) fn new(
-        template: &Template,
-        parameters: &BTreeMap<String, String>,
-        identity: &StackIdentity<'_>,
-        exports: BTreeMap<String, String>,
-    ) -> StackContext {
-        let mut inner = StaticContext::for_template(template, parameters);
-        for (name, value) in [
-            ("AWS::StackName", identity.stack_name),
-            ("AWS::StackId", identity.stack_id),
-            ("AWS::Region", identity.region),
-            ("AWS::AccountId", identity.account_id),
-            ("AWS::Partition", "aws"),
-            ("AWS::URLSuffix", "amazonaws.com"),
-        ] {
-            inner.pseudo_parameters.insert(name.to_owned(), Value::String(value.to_owned()));
-        }
-        inner.pseudo_parameters.insert("AWS::NotificationARNs".to_owned(), Value::List(Vec::new()));
-        inner.imports =
-            exports.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
-        inner.availability_zones.insert(identity.region.to_owned(), zones(identity.region));
-        inner.availability_zones.insert(String::new(), zones(identity.region));
-        StackContext { inner }
+/// A stack's evaluation context before any resource exists: parameters,
+/// pseudo parameters, mappings, the availability zones and other stacks'
+/// exports. Conditions and resources are added by the caller.
+pub(crate) fn stack_context(
+    template: &Template,
+    parameters: &BTreeMap<String, String>,
+    identity: &StackIdentity<'_>,
+    exports: BTreeMap<String, String>,
+) -> StaticContext {
+    let mut context = StaticContext::for_template(template, parameters);
+    for (name, value) in [
+        ("AWS::StackName", identity.stack_name),
+        ("AWS::StackId", identity.stack_id),
+        ("AWS::Region", identity.region),
+        ("AWS::AccountId", identity.account_id),
+        ("AWS::Partition", "aws"),
+        ("AWS::URLSuffix", "amazonaws.com"),
+    ] {
+        context.pseudo_parameters.insert(name.to_owned(), Value::String(value.to_owned()));
     }
-
-    pub(crate) fn set_conditions(&mut self, conditions: BTreeMap<String, bool>) {
-        self.inner.conditions = conditions;
-    }
-
-    /// Records what a created resource gives to `Ref` and `Fn::GetAtt`.
-    pub(crate) fn add_resource(&mut self, logical_id: &str, physical_id: &str, attributes: &Json) {
-        self.inner
-            .resource_refs
-            .insert(logical_id.to_owned(), Value::String(physical_id.to_owned()));
-        if let Json::Object(map) = attributes {
-            for (name, value) in map {
-                self.inner
-                    .resource_attributes
-                    .insert((logical_id.to_owned(), name.clone()), from_json(value));
-            }
-        }
-    }
+    context.pseudo_parameters.insert("AWS::NotificationARNs".to_owned(), Value::List(Vec::new()));
+    context.imports =
+        exports.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
+    context.availability_zones.insert(identity.region.to_owned(), zones(identity.region));
+    context.availability_zones.insert(String::new(), zones(identity.region));
+    context
 }
 
-impl EvalContext for StackContext {
-    fn parameter(&self, name: &str) -> Option<Value> {
-        self.inner.parameter(name)
-    }
-    fn pseudo_parameter(&self, name: &str) -> Option<Value> {
-        self.inner.pseudo_parameter(name)
-    }
-    fn condition(&self, name: &str) -> Option<bool> {
-        self.inner.condition(name)
-    }
-    fn mapping(&self, map: &str, top_key: &str, second_key: &str) -> Option<Value> {
-        self.inner.mapping(map, top_key, second_key)
-    }
-    fn resource_ref(&self, resource: &str) -> Option<Value> {
-        self.inner.resource_ref(resource)
-    }
-    fn resource_attribute(&self, resource: &str, attribute: &str) -> Option<Value> {
-        self.inner.resource_attribute(resource, attribute)
-    }
-    fn import(&self, name: &str) -> Option<Value> {
-        self.inner.import(name)
-    }
-    fn availability_zones(&self, region: &str) -> Vec<String> {
-        self.inner.availability_zones(region)
+/// Records what a created resource gives to `Ref` and `Fn::GetAtt`.
+pub(crate) fn add_resource(
+    context: &mut StaticContext,
+    logical_id: &str,
+    physical_id: &str,
+    attributes: &Json,
+) {
+    context.resource_refs.insert(logical_id.to_owned(), Value::String(physical_id.to_owned()));
+    if let Json::Object(map) = attributes {
+        for (name, value) in map {
+            context
+                .resource_attributes
+                .insert((logical_id.to_owned(), name.clone()), from_json(value));
+        }
     }
 }
 

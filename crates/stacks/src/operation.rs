@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use autopatch_documents::SourceFile;
 use autopatch_documents::cloudformation::{
-    DeletionPolicy, Template, Value, dependency_order, evaluate, evaluate_conditions,
-    parse_template,
+    DeletionPolicy, StaticContext, Template, Value, dependency_order, evaluate,
+    evaluate_conditions, parse_template,
 };
 use autopatch_engine::Engine;
 use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
@@ -19,9 +19,9 @@ use serde_json::Value as Json;
 
 use crate::api::Output;
 use crate::clock;
-use crate::context::{StackContext, StackIdentity, to_json};
+use crate::context::{StackIdentity, add_resource, stack_context, to_json};
 use crate::planner::{StackView, Step, next_step};
-use crate::resources::{Request, physical_id, random_hex};
+use crate::resources::{Request, physical_id, uuid};
 use crate::runtime::Runtime;
 
 /// The type CloudFormation gives a stack's own events.
@@ -37,12 +37,38 @@ pub(crate) enum OperationError {
     Store(#[from] StoreError),
 }
 
-/// A parsed stack: its template, parameters and evaluation context.
+/// A parsed stack: its template and evaluation context. The template,
+/// parameters, conditions and exports do not change during an operation, so
+/// they are read once; the row and the resources are refreshed per step.
 pub(crate) struct Loaded {
     pub(crate) row: StackRow,
     pub(crate) template: Template,
-    pub(crate) context: StackContext,
+    /// Parameters, pseudo parameters, conditions, exports: no resources.
+    base: StaticContext,
+    /// `base` plus the resources created so far.
+    pub(crate) context: StaticContext,
     pub(crate) order: Vec<String>,
+    /// Resources with `DeletionPolicy: Retain`.
+    retain: BTreeSet<String>,
+}
+
+impl Loaded {
+    /// Takes the stack's current row and resources into the context.
+    fn refresh(&mut self, row: StackRow, resources: &[StackResourceRow]) {
+        self.row = row;
+        self.context = self.base.clone();
+        for resource in resources {
+            if let (
+                Some(physical),
+                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete,
+            ) = (&resource.physical_id, resource.status)
+            {
+                let attributes: Json =
+                    serde_json::from_str(&resource.attributes).unwrap_or_default();
+                add_resource(&mut self.context, &resource.logical_id, physical, &attributes);
+            }
+        }
+    }
 }
 
 /// Every live stack's exports but `except`'s: name → value.
@@ -65,7 +91,8 @@ pub(crate) fn exports(
     Ok(exports)
 }
 
-/// Parses a stored stack and builds its context with the resources created so far.
+/// Parses a stored stack and builds its context (without resources: see
+/// [`Loaded::refresh`]).
 pub(crate) fn load(
     store: &Store,
     stack_id: &str,
@@ -92,21 +119,24 @@ pub(crate) fn load(
         .into_iter()
         .map(|(name, (value, _))| (name, value))
         .collect();
-    let mut context = StackContext::new(&template, &parameters, &identity, exports);
-    let conditions = evaluate_conditions(&template, &context).unwrap_or_default();
-    context.set_conditions(conditions.clone());
+    let mut base = stack_context(&template, &parameters, &identity, exports);
+    let conditions = evaluate_conditions(&template, &base).unwrap_or_default();
+    base.conditions = conditions.clone();
     let order = dependency_order(&template, &conditions)
         .map(|order| order.into_iter().map(|name| name.0).collect())
         .unwrap_or_default();
-    for resource in store.stack_resources(stack_id)? {
-        if let (Some(physical), ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete) =
-            (&resource.physical_id, resource.status)
-        {
-            let attributes: Json = serde_json::from_str(&resource.attributes).unwrap_or_default();
-            context.add_resource(&resource.logical_id, physical, &attributes);
-        }
-    }
-    Ok(Loaded { row, template, context, order })
+    let retain = template
+        .resources
+        .iter()
+        .filter(|(_, resource)| {
+            resource
+                .deletion_policy
+                .as_ref()
+                .is_some_and(|policy| policy.value == DeletionPolicy::Retain)
+        })
+        .map(|(name, _)| name.0.clone())
+        .collect();
+    Ok(Loaded { row, template, context: base.clone(), base, order, retain })
 }
 
 impl<E: Engine + 'static> Runtime<E> {
@@ -115,9 +145,14 @@ impl<E: Engine + 'static> Runtime<E> {
         self: &Arc<Self>,
         stack_id: &str,
     ) -> Result<StackStatus, OperationError> {
+        let mut loaded = load(&self.store, stack_id, &self.config.region, &self.config.account_id)?;
         loop {
-            let loaded = load(&self.store, stack_id, &self.config.region, &self.config.account_id)?;
+            let row = self
+                .store
+                .stack(stack_id)?
+                .ok_or_else(|| OperationError::Gone(stack_id.to_owned()))?;
             let resources = self.store.stack_resources(stack_id)?;
+            loaded.refresh(row, &resources);
             let view = StackView {
                 status: Some(loaded.row.status),
                 order: loaded.order.clone(),
@@ -125,18 +160,7 @@ impl<E: Engine + 'static> Runtime<E> {
                     .iter()
                     .map(|row| (row.logical_id.clone(), row.status))
                     .collect(),
-                retain: loaded
-                    .template
-                    .resources
-                    .iter()
-                    .filter(|(_, resource)| {
-                        resource
-                            .deletion_policy
-                            .as_ref()
-                            .is_some_and(|policy| policy.value == DeletionPolicy::Retain)
-                    })
-                    .map(|(name, _)| name.0.clone())
-                    .collect(),
+                retain: loaded.retain.clone(),
                 disable_rollback: loaded.row.disable_rollback,
             };
             let existing =
@@ -316,7 +340,7 @@ impl<E: Engine + 'static> Runtime<E> {
         let mut names = BTreeSet::new();
         for (key, output) in &loaded.template.outputs {
             if let Some(condition) = &output.condition
-                && loaded.context.inner.conditions.get(&condition.value) != Some(&true)
+                && loaded.context.conditions.get(&condition.value) != Some(&true)
             {
                 continue;
             }
@@ -395,7 +419,7 @@ impl<E: Engine + 'static> Runtime<E> {
     ) -> Result<(), OperationError> {
         self.store.append_stack_event(&StackEventRow {
             seq: 0,
-            event_id: new_event_id(),
+            event_id: uuid(),
             stack_id: stack.stack_id.clone(),
             stack_name: stack.name.clone(),
             logical_id: row.logical_id.clone(),
@@ -419,7 +443,7 @@ pub(crate) fn stack_event(
 ) -> Result<(), StoreError> {
     store.append_stack_event(&StackEventRow {
         seq: 0,
-        event_id: new_event_id(),
+        event_id: uuid(),
         stack_id: stack.stack_id.clone(),
         stack_name: stack.name.clone(),
         logical_id: stack.name.clone(),
@@ -430,11 +454,6 @@ pub(crate) fn stack_event(
         at,
     })?;
     Ok(())
-}
-
-fn new_event_id() -> String {
-    let hex = random_hex(32);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// An output's value as DescribeStacks shows it: lists joined by commas.

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use autopatch_fleet::{Signal, SignalStatus};
 use autopatch_model::{ResourceStatus, StackStatus};
 
 /// What to do next.
@@ -118,6 +119,56 @@ fn next_delete_step(view: &StackView, honour_retain: bool) -> Option<Step> {
     None
 }
 
+/// What the `cfn-signal` calls received so far mean for a resource's
+/// `CreationPolicy.ResourceSignal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalVerdict {
+    /// `Count` distinct instances signalled success.
+    Satisfied,
+    /// A failure signal arrived: the resource fails at once, with this reason.
+    Failed(String),
+    /// Not enough yet: `received` distinct successes.
+    Waiting { received: usize },
+}
+
+/// Judges `signals` for `resource` of the stack named by either of `stack`
+/// (its name or its id, as `cfn-signal --stack` accepts both). Signals for
+/// other resources or stacks are ignored; one instance counts once.
+pub fn signal_verdict(
+    signals: &[Signal],
+    stack: [&str; 2],
+    resource: &str,
+    count: u32,
+) -> SignalVerdict {
+    let mut successes = BTreeSet::new();
+    for signal in signals
+        .iter()
+        .filter(|signal| signal.resource == resource && stack.contains(&signal.stack.as_str()))
+    {
+        match signal.status {
+            SignalStatus::Success => {
+                successes.insert(signal.unique_id.as_str());
+            }
+            SignalStatus::Failure => {
+                let reason = signal
+                    .reason
+                    .as_deref()
+                    .map(|reason| format!(": {reason}"))
+                    .unwrap_or_default();
+                return SignalVerdict::Failed(format!(
+                    "Received FAILURE signal with UniqueId {}{reason}",
+                    signal.unique_id
+                ));
+            }
+        }
+    }
+    if successes.len() >= count as usize {
+        SignalVerdict::Satisfied
+    } else {
+        SignalVerdict::Waiting { received: successes.len() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +272,40 @@ mod tests {
         for status in [S::CreateComplete, S::RollbackComplete, S::DeleteComplete, S::CreateFailed] {
             assert_eq!(next_step(&view(status, &[("Vpc", R::CreateComplete)])), Step::Idle);
         }
+    }
+    fn signal(stack: &str, resource: &str, id: &str, status: SignalStatus) -> Signal {
+        Signal {
+            instance_id: id.into(),
+            stack: stack.into(),
+            resource: resource.into(),
+            status,
+            reason: Some("exit 1".into()),
+            unique_id: id.into(),
+            region: None,
+        }
+    }
+
+    #[test]
+    fn signals_count_distinct_instances_of_this_stack_and_resource_and_a_failure_ends_the_wait() {
+        let stack = ["app", "arn:aws:cloudformation:local:0:stack/app/1"];
+        let ok = SignalStatus::Success;
+        let signals = vec![
+            signal("app", "Group", "i-1", ok),
+            signal("app", "Group", "i-1", ok),
+            signal("other", "Group", "i-2", ok),
+            signal("app", "Config", "i-3", ok),
+        ];
+        assert_eq!(
+            signal_verdict(&signals, stack, "Group", 2),
+            SignalVerdict::Waiting { received: 1 }
+        );
+        let mut more = signals.clone();
+        more.push(signal("arn:aws:cloudformation:local:0:stack/app/1", "Group", "i-4", ok));
+        assert_eq!(signal_verdict(&more, stack, "Group", 2), SignalVerdict::Satisfied);
+        more.push(signal("app", "Group", "i-5", SignalStatus::Failure));
+        assert_eq!(
+            signal_verdict(&more, stack, "Group", 3),
+            SignalVerdict::Failed("Received FAILURE signal with UniqueId i-5: exit 1".into())
+        );
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use autopatch_documents::cloudformation::Value;
 use autopatch_engine::Engine;
-use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, SignalStatus, Zone};
+use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, Zone};
 use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, HttpProber, LoadBalancer, LoadBalancerConfig, Matcher,
 };
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use crate::clock;
+use crate::planner::{SignalVerdict, signal_verdict};
 use crate::props::Props;
 use crate::runtime::{Runtime, TargetGroupRuntime, lock};
 use crate::service::ListenerPorts;
@@ -148,6 +149,12 @@ fn short(stack_name: &str, logical_id: &str) -> String {
     format!("{}-{}", name.trim_end_matches('-'), random_hex(6))
 }
 
+/// A random id in UUID form (stack ids, event ids).
+pub(crate) fn uuid() -> String {
+    let hex = random_hex(32);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
 pub(crate) fn random_hex(n: usize) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut out = String::with_capacity(n);
@@ -237,6 +244,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let runtime = Arc::new(TargetGroupRuntime::new(
                     physical.to_owned(),
                     config,
+                    port,
                     BTreeSet::new(),
                     self.store.clone(),
                 ));
@@ -353,7 +361,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 Ok(())
             }
             "AWS::ElasticLoadBalancingV2::TargetGroup" => {
-                let (config, _) = target_group_config(&props)?;
+                let (config, port) = target_group_config(&props)?;
                 let adoptable = self
                     .store
                     .live_instances()
@@ -365,6 +373,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let runtime = Arc::new(TargetGroupRuntime::new(
                     physical.to_owned(),
                     config,
+                    port,
                     adoptable,
                     self.store.clone(),
                 ));
@@ -405,7 +414,10 @@ impl<E: Engine + 'static> Runtime<E> {
                     None => {
                         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
                         let listener = LoadBalancer::reserve_listener(any).map_err(|error| {
-                            format!("reserve a loopback port: {}", error_chain(&error))
+                            format!(
+                                "reserve a loopback port: {}",
+                                autopatch_fleet::error_chain(&error)
+                            )
                         })?;
                         let addr = listener.local_addr().map_err(|error| error.to_string())?;
                         lock(&self.reserved_ports).insert(physical.to_owned(), listener);
@@ -467,7 +479,7 @@ impl<E: Engine + 'static> Runtime<E> {
             }
         };
         let balancer = started.map_err(|error| {
-            format!("start the load balancer on {listen}: {}", error_chain(&error))
+            format!("start the load balancer on {listen}: {}", autopatch_fleet::error_chain(&error))
         })?;
         let local = balancer.local_addr();
         group.attach(balancer);
@@ -545,7 +557,7 @@ impl<E: Engine + 'static> Runtime<E> {
             let group = self
                 .target_group(arn)
                 .ok_or_else(|| format!("target group {arn} is not known here"))?;
-            target_port = target_port.or(Some(group_port(&self.store, arn).unwrap_or(80)));
+            target_port = target_port.or(Some(group.port));
             drain = drain.max(group.config.deregistration_delay.as_secs());
         }
         let health_check_elb = match props.text("HealthCheckType")?.as_deref() {
@@ -656,36 +668,19 @@ impl<E: Engine + 'static> Runtime<E> {
                 .fleet
                 .signals(request.physical_id)
                 .map_err(|error| format!("read signals: {error}"))?;
-            let ours = signals.iter().filter(|signal| {
-                signal.resource == request.logical_id
-                    && (signal.stack == request.stack_name || signal.stack == request.stack_id)
-            });
-            let mut successes = BTreeSet::new();
-            for signal in ours {
-                match signal.status {
-                    SignalStatus::Success => {
-                        successes.insert(signal.unique_id.clone());
-                    }
-                    SignalStatus::Failure => {
-                        return Err(format!(
-                            "Received FAILURE signal with UniqueId {}{}",
-                            signal.unique_id,
-                            signal
-                                .reason
-                                .as_deref()
-                                .map(|reason| format!(": {reason}"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                }
-            }
-            if successes.len() >= count as usize {
-                return Ok(());
-            }
+            let received = match signal_verdict(
+                &signals,
+                [request.stack_name, request.stack_id],
+                request.logical_id,
+                count,
+            ) {
+                SignalVerdict::Satisfied => return Ok(()),
+                SignalVerdict::Failed(reason) => return Err(reason),
+                SignalVerdict::Waiting { received } => received,
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "Failed to receive {count} resource signal(s) within the specified duration ({} received)",
-                    successes.len()
+                    "Failed to receive {count} resource signal(s) within the specified duration ({received} received)"
                 ));
             }
             tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(500))).await;
@@ -735,12 +730,6 @@ fn listener_attributes(physical: &str, group_arn: &str, address: Option<SocketAd
         "ListenerArn": physical,
         LOCAL: {"TargetGroupArn": group_arn, "Address": address.map(|a| a.to_string())},
     })
-}
-
-fn group_port(store: &autopatch_store::Store, arn: &str) -> Option<u16> {
-    let row = store.stack_resource_by_physical_id(arn).ok()??;
-    let attributes: Json = serde_json::from_str(&row.attributes).ok()?;
-    attributes[LOCAL]["Port"].as_u64().map(|port| port as u16)
 }
 
 /// The target group a listener's default action forwards to.
@@ -857,18 +846,6 @@ fn accepted_attributes(
         "AWS::IAM::Policy" => json!({"Id": physical}),
         _ => json!({"LogicalId": request.logical_id}),
     }
-}
-
-/// A whole error chain on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ impl<E: Engine + 'static> Runtime<E> {
 pub(crate) struct TargetGroupRuntime {
     pub(crate) arn: String,
     pub(crate) config: LoadBalancerConfig,
+    /// The port targets receive traffic on (`Port`): instances publish it.
+    pub(crate) port: u16,
     targets: Mutex<BTreeMap<String, SocketAddr>>,
     balancer: Mutex<Option<LoadBalancer>>,
     /// Instances the previous daemon saw healthy: re-registered as healthy
@@ -61,12 +63,14 @@ impl TargetGroupRuntime {
     pub(crate) fn new(
         arn: String,
         config: LoadBalancerConfig,
+        port: u16,
         adoptable: BTreeSet<String>,
         store: Arc<Store>,
     ) -> Self {
         Self {
             arn,
             config,
+            port,
             targets: Mutex::new(BTreeMap::new()),
             balancer: Mutex::new(None),
             adoptable: Mutex::new(adoptable),

@@ -22,9 +22,9 @@ use autopatch_store::{InsertStack, StackRow, Store, StoreError};
 
 use crate::api::*;
 use crate::clock;
-use crate::context::{StackContext, StackIdentity};
+use crate::context::{StackIdentity, stack_context};
 use crate::operation::{self, stack_event};
-use crate::resources::{self, random_hex};
+use crate::resources::{self, uuid};
 use crate::runtime::{Runtime, lock};
 
 /// Which local port a listener gets.
@@ -70,7 +70,7 @@ impl<E: Engine> std::fmt::Debug for StackService<E> {
 }
 
 fn store_error(error: StoreError) -> ApiError {
-    ApiError::internal(resources::error_chain(&error))
+    ApiError::internal(autopatch_fleet::error_chain(&error))
 }
 
 impl<E: Engine + 'static> StackService<E> {
@@ -287,11 +287,11 @@ impl<E: Engine + 'static> StackService<E> {
             region: &self.runtime.config.region,
             account_id: &self.runtime.config.account_id,
         };
-        let mut context = StackContext::new(template, parameters, &identity, BTreeMap::new());
+        let mut context = stack_context(template, parameters, &identity, BTreeMap::new());
         let conditions = evaluate_conditions(template, &context).map_err(|error| {
             ApiError::validation(format!("{source}:{}: error: {}", error.span.start, error.kind))
         })?;
-        context.set_conditions(conditions.clone());
+        context.conditions = conditions.clone();
         dependency_order(template, &conditions)
             .map_err(|cycle| ApiError::validation(format!("{source}: error: {cycle}")))?;
         let mut imports = BTreeSet::new();
@@ -720,9 +720,4 @@ fn parameter_errors(errors: Vec<autopatch_documents::cloudformation::ParameterEr
         lines.push(error.to_string());
     }
     ApiError::validation(lines.join("\n"))
-}
-
-fn uuid() -> String {
-    let hex = random_hex(32);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }

@@ -8,7 +8,6 @@
 
 mod support;
 
-use autopatch_engine::Engine;
 use autopatch_stacks::api::*;
 use support::{Fixture, curl};
 
@@ -101,31 +100,7 @@ async fn lab_stacks_serve_the_page_from_both_instances_and_delete_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_that_never_signal_roll_the_stack_back_and_leave_nothing() {
     let fixture = Fixture::new().await;
-    let template = format!(
-        r#"
-Resources:
-  Config:
-    Type: AWS::AutoScaling::LaunchConfiguration
-    Properties:
-      ImageId: {image}
-      InstanceType: t3.micro
-      UserData: !Base64 |
-        #!/bin/sh
-        exit 3
-  Group:
-    Type: AWS::AutoScaling::AutoScalingGroup
-    CreationPolicy:
-      ResourceSignal:
-        Count: 1
-        Timeout: PT3S
-    Properties:
-      MinSize: '1'
-      MaxSize: '1'
-      LaunchConfigurationName: !Ref Config
-      AvailabilityZones: !GetAZs ''
-"#,
-        image = support::WEBAPP
-    );
+    let template = one_instance_group(&["#!/bin/sh", "exit 3"], "PT3S");
     let stack = fixture.create_from_body("silent", &template).await;
     assert_eq!(stack.stack_status, "ROLLBACK_COMPLETE", "{stack:?}");
     let events = fixture
@@ -153,31 +128,14 @@ Resources:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_signal_fails_the_create_at_once() {
     let fixture = Fixture::new().await;
-    let template = format!(
-        r#"
-Resources:
-  Config:
-    Type: AWS::AutoScaling::LaunchConfiguration
-    Properties:
-      ImageId: {image}
-      InstanceType: t3.micro
-      UserData: !Base64
-        Fn::Sub: |
-          #!/bin/bash
-          false
-          /opt/aws/bin/cfn-signal -e $? --stack ${{AWS::StackName}} --resource Group --region ${{AWS::Region}} --reason "configuration failed"
-  Group:
-    Type: AWS::AutoScaling::AutoScalingGroup
-    CreationPolicy:
-      ResourceSignal:
-        Count: 1
-        Timeout: PT10M
-    Properties:
-      MinSize: '1'
-      MaxSize: '1'
-      LaunchConfigurationName: !Ref Config
-"#,
-        image = support::WEBAPP
+    let template = one_instance_group(
+        &[
+            "#!/bin/bash",
+            "false",
+            "/opt/aws/bin/cfn-signal -e $? --stack ${AWS::StackName} --resource Group \\",
+            "  --region ${AWS::Region} --reason \"configuration failed\"",
+        ],
+        "PT10M",
     );
     let stack = fixture.create_from_body("failing", &template).await;
     assert_eq!(stack.stack_status, "ROLLBACK_COMPLETE", "{stack:?}");
@@ -194,7 +152,33 @@ Resources:
         "{events:#?}"
     );
     assert!(fixture.instance_containers().await.is_empty());
-    let _ = fixture.service.describe_stacks(DescribeStacksInput::default());
-    let engine = &fixture.engine;
-    assert!(engine.info().await.is_ok());
+}
+
+/// A stack of one instance whose group waits for one signal within `timeout`.
+fn one_instance_group(user_data: &[&str], timeout: &str) -> String {
+    let script: String = user_data.iter().map(|line| format!("          {line}\n")).collect();
+    format!(
+        r#"
+Resources:
+  Config:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: {image}
+      InstanceType: t3.micro
+      UserData: !Base64
+        Fn::Sub: |
+{script}  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    CreationPolicy:
+      ResourceSignal:
+        Count: 1
+        Timeout: {timeout}
+    Properties:
+      MinSize: '1'
+      MaxSize: '1'
+      LaunchConfigurationName: !Ref Config
+      AvailabilityZones: !GetAZs ''
+"#,
+        image = support::WEBAPP
+    )
 }
