@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
 export AUTOPATCH_STATE_DIR=${AUTOPATCH_STATE_DIR:-$PWD/.autopatch-state}
 cargo build --release --quiet -p autopatch-cli
-autopatch() { ./target/release/autopatch "$@"; }
+autopatch() { "${CARGO_TARGET_DIR:-target}/release/autopatch" "$@"; }
 step() { printf '\n### %s\n' "$*" >&2; }
 
 step "golden image: Debian bookworm point release (no security updates)"
