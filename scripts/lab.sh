@@ -53,6 +53,9 @@ print(next(o["OutputValue"] for o in s["Outputs"] if o["OutputKey"] == "OutputPa
 autopatch fleet
 
 step "the page through the load balancer: $url"
+# CREATE_COMPLETE means the instances signalled (as on AWS); the targets then
+# pass HealthyThresholdCount checks before they get traffic (about 4 s here).
+for _ in $(seq 60); do curl -fsS -o /dev/null "$url/" 2>/dev/null && break; sleep 0.5; done
 curl -sS --fail "$url/"
 curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g' | head -8
 echo
