@@ -187,6 +187,29 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a stack's status only if it still is `from`; returns whether it
+    /// did. Two writers (an operation moving on, a user cancelling an
+    /// update) cannot overwrite each other's transition.
+    pub fn set_stack_status_from(
+        &self,
+        stack_id: &str,
+        from: StackStatus,
+        status: StackStatus,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let deleted_at = (status == StackStatus::DeleteComplete).then_some(now.0);
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE stacks SET status = ?2, status_reason = ?3, updated_at = ?4, \
+                 deleted_at = COALESCE(?5, deleted_at) WHERE stack_id = ?1 AND status = ?6",
+                params![stack_id, status.as_str(), reason, now.0, deleted_at, from.as_str()],
+            )
+            .context("set stack status")?;
+        Ok(changed == 1)
+    }
+
     /// Records a stack's evaluated outputs and the exports it imports.
     pub fn set_stack_outputs(
         &self,

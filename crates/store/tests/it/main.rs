@@ -140,3 +140,103 @@ fn state_survives_reopening_the_file() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].detail, "PENDING");
 }
+
+fn stack(name: &str) -> autopatch_store::StackRow {
+    autopatch_store::StackRow {
+        stack_id: format!("arn:stack/{name}/1"),
+        name: name.into(),
+        status: autopatch_model::StackStatus::CreateComplete,
+        status_reason: None,
+        template_body: "v1".into(),
+        template_source: "t1.yml".into(),
+        parameters: r#"{"Image":"a"}"#.into(),
+        outputs: "[]".into(),
+        imports: "[]".into(),
+        disable_rollback: false,
+        client_token: None,
+        previous_template_body: None,
+        previous_template_source: None,
+        previous_parameters: None,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+        deleted_at: None,
+    }
+}
+
+#[test]
+fn a_status_transition_from_a_stale_status_is_refused() {
+    use autopatch_model::StackStatus as S;
+    let store = Store::open_in_memory().unwrap();
+    let row = stack("app");
+    store.insert_stack(&row).unwrap();
+    let id = row.stack_id.as_str();
+    store.set_stack_status(id, S::UpdateInProgress, None, Timestamp(2)).unwrap();
+    // A cancel wins the race: the operation's own transition then fails.
+    assert!(
+        store
+            .set_stack_status_from(
+                id,
+                S::UpdateInProgress,
+                S::UpdateRollbackInProgress,
+                None,
+                Timestamp(3)
+            )
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_stack_status_from(
+                id,
+                S::UpdateInProgress,
+                S::UpdateCompleteCleanupInProgress,
+                None,
+                Timestamp(4)
+            )
+            .unwrap()
+    );
+    assert_eq!(store.stack(id).unwrap().unwrap().status, S::UpdateRollbackInProgress);
+}
+
+#[test]
+fn an_update_keeps_the_previous_template_until_it_ends_and_a_rollback_restores_it() {
+    use autopatch_model::StackStatus as S;
+    let store = Store::open_in_memory().unwrap();
+    let row = stack("app");
+    store.insert_stack(&row).unwrap();
+    let id = row.stack_id.as_str();
+    store
+        .begin_stack_update(
+            id,
+            "v2",
+            "t2.yml",
+            r#"{"Image":"b"}"#,
+            S::UpdateInProgress,
+            Timestamp(2),
+        )
+        .unwrap();
+    let updating = store.stack(id).unwrap().unwrap();
+    assert_eq!(
+        (updating.template_body.as_str(), updating.previous_template_body.as_deref()),
+        ("v2", Some("v1"))
+    );
+    assert_eq!(updating.previous_parameters.as_deref(), Some(r#"{"Image":"a"}"#));
+    store.end_stack_update(id, true, Timestamp(3)).unwrap();
+    let rolled_back = store.stack(id).unwrap().unwrap();
+    assert_eq!(rolled_back.template_body, "v1");
+    assert_eq!(rolled_back.template_source, "t1.yml");
+    assert_eq!(rolled_back.parameters, r#"{"Image":"a"}"#);
+    assert_eq!(rolled_back.previous_template_body, None);
+    store
+        .begin_stack_update(
+            id,
+            "v3",
+            "t3.yml",
+            r#"{"Image":"c"}"#,
+            S::UpdateInProgress,
+            Timestamp(4),
+        )
+        .unwrap();
+    store.end_stack_update(id, false, Timestamp(5)).unwrap();
+    let updated = store.stack(id).unwrap().unwrap();
+    assert_eq!((updated.template_body.as_str(), updated.previous_template_body), ("v3", None));
+}
