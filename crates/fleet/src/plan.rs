@@ -23,11 +23,11 @@
 //! 4. **Scale in.** Surplus instances are terminated one at a time, by a
 //!    termination policy close to AWS's default: from the zone with the most
 //!    instances (ties: the zone listed last, mirroring launches), then
-//!    instances from a launch configuration other than the group's current
-//!    one, then the newest launch (AWS's next criterion, closeness to the next
-//!    billing hour, means nothing here; the longest-running instances have
-//!    proven themselves), then the lowest instance id, so plans are
-//!    deterministic.
+//!    instances whose launch configuration or image differs from the group's
+//!    current one (AWS's "oldest launch template or configuration": after an
+//!    update, the old fleet goes first), then the oldest launch (AWS's next
+//!    criterion, closeness to the next billing hour, means nothing here),
+//!    then the lowest instance id, so plans are deterministic.
 //!
 //! Design note: the plan is specific enough that the executor makes no
 //! choices, and it is recomputed from fresh observations every tick, so a
@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use autopatch_model::Timestamp;
 use autopatch_store::LifecycleState;
 
 use crate::HealthCheckType;
@@ -51,6 +52,8 @@ pub struct GroupView {
     pub zones: Vec<String>,
     /// The launch configuration new instances get.
     pub launch_config: String,
+    /// The image id new instances get (the launch template's `image_id`).
+    pub image: String,
     pub health_check_type: HealthCheckType,
     pub health_check_grace_period: Duration,
     /// How long a terminating instance may drain before it is stopped anyway.
@@ -67,6 +70,8 @@ pub struct InstanceView {
     pub instance_id: String,
     pub zone: String,
     pub launch_config: String,
+    /// The image id it was launched from.
+    pub image: String,
     pub lifecycle: LifecycleState,
     pub container: ContainerStatus,
     /// The target groups' combined view (see [`combine_target_states`]);
@@ -74,6 +79,9 @@ pub struct InstanceView {
     pub target_state: Option<String>,
     /// When it was launched, or adopted by this controller.
     pub launched_at: Duration,
+    /// When it was launched, by the wall clock (from its row): orders
+    /// instances adopted at the same moment.
+    pub launch_time: Timestamp,
     /// When its termination began (for `Terminating` instances).
     pub terminating_since: Option<Duration>,
 }
@@ -276,10 +284,14 @@ fn scale_in_victim<'a>(
         zone_rank(&left.zone)
             .cmp(&zone_rank(&right.zone))
             .then_with(|| {
-                let old = |instance: &InstanceView| instance.launch_config != group.launch_config;
+                let old = |instance: &InstanceView| {
+                    instance.launch_config != group.launch_config || instance.image != group.image
+                };
                 old(left).cmp(&old(right))
             })
-            .then_with(|| left.launched_at.cmp(&right.launched_at))
+            // The oldest launch is the greatest.
+            .then_with(|| right.launched_at.cmp(&left.launched_at))
+            .then_with(|| right.launch_time.cmp(&left.launch_time))
             .then_with(|| right.instance_id.cmp(&left.instance_id))
     })
 }
@@ -297,6 +309,7 @@ mod tests {
             max_size: 4,
             zones: vec!["a".into(), "b".into()],
             launch_config: "lc-2".into(),
+            image: "app/1.0.0/2".into(),
             health_check_type: HealthCheckType::Elb,
             health_check_grace_period: 60 * SECOND,
             drain_timeout: 300 * SECOND,
@@ -311,10 +324,12 @@ mod tests {
             instance_id: id.into(),
             zone: zone.into(),
             launch_config: "lc-2".into(),
+            image: "app/1.0.0/2".into(),
             lifecycle: LifecycleState::InService,
             container: ContainerStatus::Running,
             target_state: Some("healthy".into()),
             launched_at: Duration::from_secs(launched_at),
+            launch_time: Timestamp(1000 * i64::try_from(launched_at).expect("small")),
             terminating_since: None,
         }
     }
@@ -439,7 +454,7 @@ mod tests {
 
     #[test]
     fn scale_in_follows_the_termination_policy() {
-        // Zone with the most instances first, then the newest launch.
+        // Zone with the most instances first, then the oldest launch.
         let view = group(
             2,
             vec![
@@ -453,20 +468,52 @@ mod tests {
             "a difference between desired and actual capacity, shrinking the capacity from 4 to 2";
         assert_eq!(
             check(&view, 10),
-            [format!("terminate i-2: {scale_in}"), format!("terminate i-1: {scale_in}")]
+            [format!("terminate i-4: {scale_in}"), format!("terminate i-1: {scale_in}")]
         );
         // Balanced zones: the zone listed last gives first.
-        let balanced = group(1, vec![running("i-1", "a", 1), running("i-2", "b", 0)]);
+        let balanced = group(1, vec![running("i-1", "a", 1), running("i-2", "b", 2)]);
         assert_eq!(check(&balanced, 10).len(), 1);
         assert!(check(&balanced, 10)[0].starts_with("terminate i-2"));
-        // An old launch configuration goes before a newer launch.
-        let old = with(running("i-3", "a", 0), |i| i.launch_config = "lc-1".into());
-        let mixed = group(1, vec![running("i-1", "a", 5), old]);
+        // An old launch configuration, or an old image, goes before an older launch.
+        let old_config = with(running("i-3", "a", 5), |i| i.launch_config = "lc-1".into());
+        let mixed = group(1, vec![running("i-1", "a", 0), old_config]);
         assert!(check(&mixed, 10)[0].starts_with("terminate i-3"));
+        let old_image = with(running("i-3", "a", 5), |i| i.image = "app/1.0.0/1".into());
+        let mixed = group(1, vec![running("i-1", "a", 0), old_image]);
+        assert!(check(&mixed, 10)[0].starts_with("terminate i-3"));
+        // After an update that doubled the group, scaling back in retires the old half.
+        let old = |id: &str, zone: &str, at: u64| {
+            with(running(id, zone, at), |i| {
+                i.launch_config = "lc-1".into();
+                i.image = "app/1.0.0/1".into();
+            })
+        };
+        let updated = group(
+            2,
+            vec![
+                old("i-1", "a", 0),
+                old("i-2", "b", 0),
+                running("i-3", "a", 9),
+                running("i-4", "b", 9),
+            ],
+        );
+        assert_eq!(
+            check(&updated, 10),
+            [format!("terminate i-2: {scale_in}"), format!("terminate i-1: {scale_in}")]
+        );
         // Zones the group no longer lists go first of all.
         let moved =
             group(2, vec![running("i-1", "a", 0), running("i-2", "b", 0), running("i-3", "z", 0)]);
         assert!(check(&moved, 10)[0].starts_with("terminate i-3"));
+        // Adopted together (same controller time): the earlier wall-clock launch.
+        let adopted = group(
+            1,
+            vec![
+                with(running("i-1", "a", 0), |i| i.launch_time = Timestamp(2000)),
+                with(running("i-2", "a", 0), |i| i.launch_time = Timestamp(1000)),
+            ],
+        );
+        assert!(check(&adopted, 10)[0].starts_with("terminate i-2"));
         // Ties everywhere: the lowest instance id.
         let twins = group(1, vec![running("i-2", "a", 0), running("i-1", "a", 0)]);
         assert!(check(&twins, 10)[0].starts_with("terminate i-1"));
