@@ -13,9 +13,20 @@
 //!   whose container runs is put in service, a running in-service instance
 //!   unknown to a target group is registered again, and a container of the
 //!   group without a live row is removed.
-//! - Only a group's own loop launches and terminates its instances while it
+//! - Only a group's own loop launches and finishes terminations while it
 //!   runs; `delete_group` and `stop` end the loop (letting its current tick
 //!   finish) before acting, and `remove_orphans` leaves running groups alone.
+//!   [`Fleet::terminate_instance`] only begins a termination (recorded,
+//!   deregistered) under the group's state lock, like the loop does; the loop
+//!   finishes it.
+//! - A tick's plan may go stale while it is applied: an operation that
+//!   changes the group (`set_desired_capacity`, `update_group`,
+//!   `terminate_instance`) bumps the group's generation, and the tick then
+//!   skips its remaining launches and scale-in terminations (the operation
+//!   woke the loop, which plans again at once). The plan's view is built under
+//!   the state lock and counts instances a caller began terminating as
+//!   terminating, so a decrement and the instance it removes are seen
+//!   together.
 //! - Time is `tokio::time` only, measured from the fleet's creation, so tests
 //!   can pause it. An adopted instance's grace period starts at adoption: the
 //!   target groups of a restarted daemon check it from scratch as well.
@@ -180,6 +191,9 @@ struct GroupState {
     launch_failures: u32,
     launch_allowed_at: Duration,
     last_error: Option<String>,
+    /// Bumped by every operation that changes the group from outside its
+    /// loop (see the module notes).
+    generation: u64,
 }
 
 impl Group {
@@ -256,6 +270,7 @@ impl<E: Engine + 'static> Fleet<E> {
                     launch_failures: 0,
                     launch_allowed_at: Duration::ZERO,
                     last_error: None,
+                    generation: 0,
                 }),
                 wake: Notify::new(),
                 stop: watch::Sender::new(false),
@@ -300,9 +315,110 @@ impl<E: Engine + 'static> Fleet<E> {
                 });
             }
             state.spec.desired_capacity = desired;
+            state.generation += 1;
         }
         handle.group.wake.notify_one();
         self.inner.shared.changed();
+        Ok(())
+    }
+
+    /// Replaces a running group's spec, like `UpdateAutoScalingGroup`: the
+    /// group is `spec.name`; its launch template, sizes, desired capacity,
+    /// health checks, tags and zones become `spec`'s. Validated like
+    /// [`Fleet::start_group`] (the desired capacity within the new min and
+    /// max size). Instances keep running as they are: only instances
+    /// launched from now on use the new launch template (a launch already
+    /// under way finishes with the one it began with). The target groups stay
+    /// as they were. A new launch template also ends a launch backoff, so a
+    /// fixed image is tried at once. Wakes the loop.
+    pub fn update_group(&self, spec: GroupSpec) -> Result<(), FleetError> {
+        let groups = lock(&self.inner.groups);
+        let handle = groups
+            .get(&spec.name)
+            .ok_or_else(|| FleetError::UnknownGroup { group: spec.name.clone() })?;
+        {
+            let mut state = handle.group.state();
+            spec.validate(!state.target_groups.is_empty())?;
+            if spec.launch != state.spec.launch {
+                state.launch_failures = 0;
+                state.launch_allowed_at = Duration::ZERO;
+            }
+            state.spec = spec;
+            state.generation += 1;
+        }
+        handle.group.wake.notify_one();
+        self.inner.shared.changed();
+        Ok(())
+    }
+
+    /// Terminates one in-service instance of a running group, like
+    /// `TerminateInstanceInAutoScalingGroup`. The termination is recorded
+    /// (`Terminating`) and the instance deregistered from the group's target
+    /// groups before this returns; the loop then stops and removes it once
+    /// the target groups let it go (their deregistration delay), as for the
+    /// instances it terminates itself. With
+    /// `should_decrement_desired_capacity` the desired capacity drops by one
+    /// (refused when it would go below the min size); otherwise the loop
+    /// launches a replacement from the current launch template. Refused for
+    /// an instance of another group or none, and for one that is not
+    /// `InService` (still launching, or already terminating).
+    pub fn terminate_instance(
+        &self,
+        group: &str,
+        instance_id: &str,
+        should_decrement_desired_capacity: bool,
+    ) -> Result<(), FleetError> {
+        let groups = lock(&self.inner.groups);
+        let handle = groups
+            .get(group)
+            .ok_or_else(|| FleetError::UnknownGroup { group: group.to_string() })?;
+        let shared = &self.inner.shared;
+        {
+            // The state lock orders this against the loop's own terminations
+            // and its view (see the module notes).
+            let mut state = handle.group.state();
+            let row = shared.store.instance(instance_id).store_context("reading", instance_id)?;
+            let row = row.filter(|row| row.group_name == group).ok_or_else(|| {
+                FleetError::InstanceNotInGroup {
+                    group: group.to_string(),
+                    instance_id: instance_id.to_string(),
+                }
+            })?;
+            let lifecycle = if state.terminating_since.contains_key(instance_id) {
+                LifecycleState::Terminating
+            } else {
+                row.lifecycle
+            };
+            if lifecycle != LifecycleState::InService {
+                return Err(FleetError::InstanceNotInService {
+                    group: group.to_string(),
+                    instance_id: instance_id.to_string(),
+                    lifecycle,
+                });
+            }
+            let desired = state.spec.desired_capacity;
+            let reason = if should_decrement_desired_capacity {
+                if desired <= state.spec.min_size {
+                    return Err(FleetError::DecrementBelowMinSize {
+                        group: group.to_string(),
+                        instance_id: instance_id.to_string(),
+                        desired,
+                        min_size: state.spec.min_size,
+                    });
+                }
+                format!("a user request, shrinking the capacity from {desired} to {}", desired - 1)
+            } else {
+                "a user request (a replacement is launched)".to_string()
+            };
+            begin_termination(&shared.store, instance_id, &reason, false, &state.target_groups)?;
+            state.terminating_since.insert(instance_id.to_string(), shared.now());
+            if should_decrement_desired_capacity {
+                state.spec.desired_capacity = desired - 1;
+            }
+            state.generation += 1;
+        }
+        handle.group.wake.notify_one();
+        shared.changed();
         Ok(())
     }
 
@@ -541,10 +657,19 @@ async fn run<E: Engine>(shared: Arc<Shared<E>>, group: Arc<Group>) {
 
 /// One activation: observe, plan, apply.
 async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetError> {
-    let instances = observe(shared, group).await?;
+    let mut instances = observe(shared, group).await?;
     let now = shared.now();
-    let (view, spec, target_groups) = {
+    let (view, spec, target_groups, generation) = {
         let state = group.state();
+        // Terminations a caller began after the observation.
+        for instance in &mut instances {
+            if let Some(since) = state.terminating_since.get(&instance.instance_id)
+                && instance.lifecycle != LifecycleState::Terminating
+            {
+                instance.lifecycle = LifecycleState::Terminating;
+                instance.terminating_since = Some(*since);
+            }
+        }
         let spec = &state.spec;
         let view = GroupView {
             desired_capacity: spec.desired_capacity,
@@ -552,13 +677,14 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
             max_size: spec.max_size,
             zones: spec.zones.iter().map(|zone| zone.name.clone()).collect(),
             launch_config: spec.launch.name.clone(),
+            image: spec.launch.image_id.clone(),
             health_check_type: spec.health_check_type,
             health_check_grace_period: spec.health_check_grace_period,
             drain_timeout: DRAIN_TIMEOUT,
             launch_allowed_at: state.launch_allowed_at,
             instances,
         };
-        (view, state.spec.clone(), state.target_groups.clone())
+        (view, state.spec.clone(), state.target_groups.clone(), state.generation)
     };
     let actions = plan(&view, now);
     if actions.is_empty() {
@@ -569,6 +695,14 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
     for action in actions {
         match action {
             Action::Terminate { instance_id, reason } => {
+                // Under the state lock, so a caller's termination of the
+                // same instance is either seen here or sees this one.
+                let mut state = group.state();
+                let stale = state.terminating_since.contains_key(&instance_id)
+                    || (!reason.is_health_failure() && state.generation != generation);
+                if stale {
+                    continue;
+                }
                 let result = begin_termination(
                     &shared.store,
                     &instance_id,
@@ -578,9 +712,9 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 );
                 match result {
                     Ok(()) => {
-                        group.state().terminating_since.insert(instance_id, now);
+                        state.terminating_since.insert(instance_id, now);
                     }
-                    Err(error) => group.record_error(&error),
+                    Err(error) => state.last_error = Some(error_chain(&error)),
                 }
             }
             Action::FinishTermination { instance_id } => {
@@ -594,7 +728,7 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 }
             }
             Action::Launch { zone } => {
-                if launch_failed {
+                if launch_failed || group.state().generation != generation {
                     continue;
                 }
                 let Some(zone) = spec.zones.iter().find(|candidate| candidate.name == zone) else {
@@ -602,7 +736,7 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 };
                 match launch(&context, &spec, zone).await {
                     Ok(row) => {
-                        register(&target_groups, &row);
+                        register_unless_terminating(group, &target_groups, &row);
                         if let Err(error) = record_target_health(shared, &target_groups, &row) {
                             group.record_error(&error);
                         }
@@ -642,6 +776,20 @@ fn register(target_groups: &[Arc<dyn TargetGroupHandle>], row: &InstanceRow) {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     for target_group in target_groups {
         target_group.register(&row.instance_id, addr);
+    }
+}
+
+/// Registers an in-service instance with every target group, unless a
+/// caller began terminating it meanwhile (checked under the state lock, which
+/// [`Fleet::terminate_instance`] holds while it deregisters).
+fn register_unless_terminating(
+    group: &Group,
+    target_groups: &[Arc<dyn TargetGroupHandle>],
+    row: &InstanceRow,
+) {
+    let state = group.state();
+    if !state.terminating_since.contains_key(&row.instance_id) {
+        register(target_groups, row);
     }
 }
 
@@ -727,7 +875,7 @@ async fn observe<E: Engine>(
                 .iter()
                 .any(|target_group| target_group.state(&row.instance_id).is_none());
             if unknown_to_some {
-                register(&target_groups, &row);
+                register_unless_terminating(group, &target_groups, &row);
             }
         }
         let target_state = record_target_health(shared, &target_groups, &row)?;
@@ -747,10 +895,12 @@ async fn observe<E: Engine>(
             instance_id: row.instance_id.clone(),
             zone: row.zone.clone(),
             launch_config: row.launch_config.clone(),
+            image: row.image.clone(),
             lifecycle: row.lifecycle,
             container: container_status,
             target_state,
             launched_at,
+            launch_time: row.launched_at,
             terminating_since,
         });
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use autopatch_engine::EngineError;
-use autopatch_store::StoreError;
+use autopatch_store::{LifecycleState, StoreError};
 
 /// A fleet operation that failed. `Display` says what failed; the cause is in
 /// `source()` (see [`error_chain`]).
@@ -19,6 +19,14 @@ pub enum FleetError {
         "desired capacity {desired} of Auto Scaling group {group} is outside its size {min_size}..={max_size}"
     )]
     DesiredCapacityOutOfRange { group: String, desired: u32, min_size: u32, max_size: u32 },
+    #[error("instance {instance_id} is not in Auto Scaling group {group}")]
+    InstanceNotInGroup { group: String, instance_id: String },
+    #[error("instance {instance_id} of Auto Scaling group {group} is {lifecycle}, not InService")]
+    InstanceNotInService { group: String, instance_id: String, lifecycle: LifecycleState },
+    #[error(
+        "terminating instance {instance_id} with a decrement would take the desired capacity of Auto Scaling group {group} from {desired} below its min size {min_size}"
+    )]
+    DecrementBelowMinSize { group: String, instance_id: String, desired: u32, min_size: u32 },
     #[error("image {image} not found in the container engine")]
     ImageNotFound { image: String },
     #[error(

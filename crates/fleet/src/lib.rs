@@ -17,7 +17,8 @@
 //! - [`plan`]: the pure reconcile planner (`(group view, now) -> actions`).
 //! - `metadata`: the instance folder. `launch`: one instance's launch and
 //!   termination, in the order that keeps the store ahead of the engine.
-//! - `controller`: [`Fleet`], the loops, adoption after restarts, deletion,
+//! - `controller`: [`Fleet`], the loops, adoption after restarts, updates
+//!   ([`Fleet::update_group`], [`Fleet::terminate_instance`]), deletion,
 //!   orphan removal.
 //!
 //! Invariants:

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopatch_engine::{ContainerState, DockerEngine, Engine, ExecSpec};
+use autopatch_engine::{ContainerSpec, ContainerState, DockerEngine, Engine, ExecSpec};
 use autopatch_fleet::{
     GROUP_LABEL, GroupSpec, HealthCheckType, LaunchTemplate, SignalStatus, Zone,
 };
@@ -63,8 +63,12 @@ async fn instances_signal_see_their_metadata_are_replaced_adopted_and_deleted() 
     let image_id = golden(&engine).await;
     let name = unique("group");
     let network = unique("network");
-    let _cleanup =
-        Cleanup { engine: Arc::clone(&engine), group: name.clone(), network: network.clone() };
+    let _cleanup = Cleanup {
+        engine: Arc::clone(&engine),
+        group: name.clone(),
+        network: network.clone(),
+        images: Vec::new(),
+    };
     let fixture = Fixture::new(Arc::clone(&engine));
     let user_data =
         "#!/bin/sh\n/opt/aws/bin/cfn-signal -e 0 --stack s --resource Group --region local\n";
@@ -196,8 +200,12 @@ async fn a_failing_user_data_signals_failure_with_its_exit_code() {
     let image_id = golden(&engine).await;
     let name = unique("failing");
     let network = unique("failing-network");
-    let _cleanup =
-        Cleanup { engine: Arc::clone(&engine), group: name.clone(), network: network.clone() };
+    let _cleanup = Cleanup {
+        engine: Arc::clone(&engine),
+        group: name.clone(),
+        network: network.clone(),
+        images: Vec::new(),
+    };
     let fixture = Fixture::new(Arc::clone(&engine));
     // Like the lab's: bash -x, a failing step, then cfn-signal -e $?.
     let user_data = "#!/bin/bash -x\nsh -c 'exit 3'\n/opt/aws/bin/cfn-signal -e $? --stack s --resource Group --reason 'setup\nfailed'\n";
@@ -223,4 +231,89 @@ async fn a_failing_user_data_signals_failure_with_its_exit_code() {
     fixture.fleet.delete_group(&name, Duration::from_secs(5)).await.expect("deleted");
     let label = [(GROUP_LABEL.to_string(), name.clone())];
     assert!(engine.container_list(&label).await.expect("list").is_empty());
+}
+
+/// A new image: the golden one with `/etc/app-version` saying `version`.
+async fn golden_with_version(engine: &DockerEngine, reference: &str, version: &str) -> String {
+    let spec = ContainerSpec { image: GOLDEN.to_string(), ..ContainerSpec::default() };
+    let container = engine.container_create(&spec).await.expect("created");
+    engine
+        .put_file(&container.id, "/etc/app-version", version.as_bytes(), 0o644)
+        .await
+        .expect("written");
+    let image = engine.commit(&container.id, reference, &[]).await.expect("committed");
+    engine.container_remove(&container.id).await.expect("removed");
+    image.id
+}
+
+#[tokio::test]
+async fn terminate_instance_after_update_group_replaces_it_with_the_new_image() {
+    let Some(engine) = engine().await else { return };
+    let old_image = golden(&engine).await;
+    let name = unique("update");
+    let network = unique("update-network");
+    let new_reference = format!("localhost/autopatch-test/{name}:2");
+    let _cleanup = Cleanup {
+        engine: Arc::clone(&engine),
+        group: name.clone(),
+        network: network.clone(),
+        images: vec![new_reference.clone()],
+    };
+    let new_image = golden_with_version(&engine, &new_reference, "2").await;
+    let fixture = Fixture::new(Arc::clone(&engine));
+    let spec = group(
+        &name,
+        &network,
+        &old_image,
+        1,
+        "#!/bin/sh
+true
+",
+    );
+    fixture.fleet.start_group(spec.clone(), Vec::new()).await.expect("started");
+    let in_service = async || {
+        let rows = fixture.fleet.instances(&name).expect("rows");
+        rows.len() == 1 && rows[0].lifecycle == LifecycleState::InService
+    };
+    wait_for("one in service", Duration::from_secs(60), in_service).await;
+    let old = fixture.fleet.instances(&name).expect("rows").remove(0);
+    let old_container = old.container_id.clone().expect("container");
+    let version = "cat /etc/app-version 2>/dev/null || echo none";
+    assert_eq!(read_in(&engine, &old_container, version).await, "none\n");
+
+    let mut updated = spec;
+    updated.launch.name = format!("{name}-lc-2");
+    updated.launch.image = new_reference.clone();
+    updated.launch.image_id = "golden/1.0.0/2".to_string();
+    updated.launch.engine_image_id = new_image.clone();
+    fixture.fleet.update_group(updated).expect("updated");
+    fixture.fleet.terminate_instance(&name, &old.instance_id, false).expect("terminating");
+
+    wait_for("the instance replaced", Duration::from_secs(60), async || {
+        let rows = fixture.fleet.instances(&name).expect("rows");
+        rows.len() == 1
+            && rows[0].instance_id != old.instance_id
+            && rows[0].lifecycle == LifecycleState::InService
+    })
+    .await;
+    let new = fixture.fleet.instances(&name).expect("rows").remove(0);
+    assert_eq!(new.launch_config, format!("{name}-lc-2"));
+    assert_eq!(
+        (new.image.as_str(), new.engine_image_id.as_str()),
+        ("golden/1.0.0/2", new_image.as_str())
+    );
+    let container = new.container_id.as_deref().expect("container");
+    assert_eq!(read_in(&engine, container, version).await, "2");
+    assert_eq!(
+        read_in(&engine, container, "cat /var/lib/autopatch/imds/latest/meta-data/ami-id").await,
+        "golden/1.0.0/2"
+    );
+    let gone = fixture.store.instance(&old.instance_id).expect("read").expect("row");
+    assert_eq!(gone.lifecycle, LifecycleState::Terminated);
+    assert!(gone.reason.is_some_and(|reason| reason.contains("user request")));
+    assert!(engine.container_inspect(&old_container).await.expect("inspect").is_none());
+    assert!(!fixture.instances_dir.join(&old.instance_id).exists());
+
+    fixture.fleet.delete_group(&name, Duration::from_secs(5)).await.expect("deleted");
+    engine.network_remove(&network).await.expect("the network is free again");
 }

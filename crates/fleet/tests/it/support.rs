@@ -104,12 +104,13 @@ pub(crate) async fn wait_for(
     }
 }
 
-/// Removes a test group's containers and its network when dropped, also
-/// when the test fails.
+/// Removes a test group's containers, its network and the images the test
+/// made when dropped, also when the test fails.
 pub(crate) struct Cleanup {
     pub(crate) engine: Arc<DockerEngine>,
     pub(crate) group: String,
     pub(crate) network: String,
+    pub(crate) images: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -117,6 +118,7 @@ impl Drop for Cleanup {
         let engine = Arc::clone(&self.engine);
         let label = [(GROUP_LABEL.to_string(), self.group.clone())];
         let network = self.network.clone();
+        let images = self.images.clone();
         // Drop cannot await: remove from a thread with its own runtime.
         let removal = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -130,6 +132,9 @@ impl Drop for Cleanup {
                     }
                 }
                 let _ = engine.network_remove(&network).await;
+                for image in images {
+                    let _ = engine.image_remove(&image).await;
+                }
             });
         });
         let _ = removal.join();

@@ -13,6 +13,8 @@ use autopatch_fleet::{Fleet, GroupSpec, HealthCheckType, LaunchTemplate, TargetG
 use autopatch_store::{InstanceRow, LifecycleState, Store};
 
 pub(crate) const IMAGE: &str = "localhost/autopatch/webapp:1.0.0-1";
+/// The image of [`Sim::new_launch`], as an update brings it.
+pub(crate) const NEW_IMAGE: &str = "localhost/autopatch/webapp:1.0.1-1";
 pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Sim {
@@ -21,6 +23,7 @@ pub(crate) struct Sim {
     pub(crate) store: Arc<Store>,
     pub(crate) fleet: Fleet<FakeEngine>,
     pub(crate) engine_image_id: String,
+    pub(crate) new_engine_image_id: String,
 }
 
 impl Sim {
@@ -28,6 +31,8 @@ impl Sim {
         let dir = tempfile::tempdir().expect("temporary directory");
         let engine = Arc::new(FakeEngine::new());
         let image = engine.add_image_with(IMAGE, BTreeMap::new(), Some(vec!["/bin/bash".into()]));
+        let new_image =
+            engine.add_image_with(NEW_IMAGE, BTreeMap::new(), Some(vec!["/bin/bash".into()]));
         let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).expect("store"));
         let fleet = Fleet::new(
             Arc::clone(&engine),
@@ -35,7 +40,14 @@ impl Sim {
             dir.path().join("instances"),
             INTERVAL,
         );
-        Sim { dir, engine, store, fleet, engine_image_id: image.id }
+        Sim {
+            dir,
+            engine,
+            store,
+            fleet,
+            engine_image_id: image.id,
+            new_engine_image_id: new_image.id,
+        }
     }
 
     /// Another fleet over the same engine, store and folders (a restarted daemon).
@@ -79,6 +91,17 @@ impl Sim {
             health_check_grace_period: Duration::from_secs(60),
             tags: BTreeMap::from([("Name".into(), format!("{name}-instance"))]),
             region: "local-1".into(),
+        }
+    }
+
+    /// The launch template an update brings: another name and image.
+    pub(crate) fn new_launch(&self) -> LaunchTemplate {
+        LaunchTemplate {
+            name: "app-LaunchConfig-2".into(),
+            image: NEW_IMAGE.into(),
+            image_id: "webapp/1.0.1/1".into(),
+            engine_image_id: self.new_engine_image_id.clone(),
+            ..self.spec("any", 0).launch
         }
     }
 
