@@ -1,0 +1,190 @@
+//! What a run does ([`WatchConfig`]), its errors, and the checked target
+//! the runner connects to.
+
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, PathAndQuery, Uri};
+
+/// What to load and how hard.
+///
+/// [`WatchConfig::new`] gives the lab's watch script: one request a second,
+/// sequential, for 60 s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchConfig {
+    /// An `http://` URL; `host:port/path` without a scheme means `http://`.
+    pub url: String,
+    /// Workers, each with its own keep-alive connection (at least 1).
+    pub concurrency: usize,
+    /// Requests per second over all workers (at least 1/3600); `None` sends each worker's next
+    /// request as soon as its previous response is complete.
+    pub rate: Option<f64>,
+    /// Stop starting requests after this long; requests in flight then are
+    /// still waited for (at most `timeout`).
+    pub duration: Option<Duration>,
+    /// Stop after this many requests. With neither `duration` nor
+    /// `requests`, the run lasts until the stop future resolves.
+    pub requests: Option<u64>,
+    /// Per request, including a new connection's connect and the body.
+    pub timeout: Duration,
+    /// The response header naming the image that served the response.
+    pub image_header: String,
+}
+
+/// The slowest rate: one request an hour.
+const MIN_RATE: f64 = 1.0 / 3600.0;
+
+/// The header the shipped webapp component sets.
+pub const DEFAULT_IMAGE_HEADER: &str = "X-Image-Id";
+
+impl WatchConfig {
+    /// The lab's defaults: one request a second, sequential, for 60 s, a 5 s
+    /// timeout, the image from `X-Image-Id`.
+    pub fn new(url: impl Into<String>) -> WatchConfig {
+        WatchConfig {
+            url: url.into(),
+            concurrency: 1,
+            rate: Some(1.0),
+            duration: Some(Duration::from_secs(60)),
+            requests: None,
+            timeout: Duration::from_secs(5),
+            image_header: DEFAULT_IMAGE_HEADER.to_owned(),
+        }
+    }
+}
+
+/// Why a run could not start. Failed requests are not errors: they are
+/// responses with a [`crate::FailureKind`].
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("invalid url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("unsupported url scheme {scheme:?} in {url:?}: only http:// is supported")]
+    UnsupportedScheme { url: String, scheme: String },
+    #[error("invalid image header name {name:?}")]
+    InvalidImageHeader { name: String },
+    #[error("invalid concurrency 0: at least one worker is needed")]
+    NoConcurrency,
+    #[error("invalid rate {rate}: requests per second must be a number of at least 1/3600")]
+    InvalidRate { rate: f64 },
+    #[error("invalid timeout 0: a request needs some time")]
+    NoTimeout,
+}
+
+/// A checked [`WatchConfig::url`].
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// Where to connect: `host:port`.
+    pub(crate) address: String,
+    /// The `Host` header.
+    pub(crate) authority: Authority,
+    /// The request target (origin form).
+    pub(crate) path_and_query: PathAndQuery,
+    pub(crate) image_header: HeaderName,
+}
+
+impl Target {
+    pub(crate) fn check(config: &WatchConfig) -> Result<Target, WatchError> {
+        if config.concurrency == 0 {
+            return Err(WatchError::NoConcurrency);
+        }
+        if let Some(rate) = config.rate
+            && !(rate.is_finite() && rate >= MIN_RATE)
+        {
+            return Err(WatchError::InvalidRate { rate });
+        }
+        if config.timeout.is_zero() {
+            return Err(WatchError::NoTimeout);
+        }
+        let image_header = HeaderName::from_bytes(config.image_header.as_bytes())
+            .map_err(|_| WatchError::InvalidImageHeader { name: config.image_header.clone() })?;
+        let url = config.url.trim();
+        let invalid = |reason: &str| WatchError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let with_scheme =
+            if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let uri: Uri = with_scheme
+            .parse()
+            .map_err(|error: http::uri::InvalidUri| invalid(&error.to_string().to_lowercase()))?;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(WatchError::UnsupportedScheme {
+                url: url.to_owned(),
+                scheme: scheme.to_owned(),
+            });
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| invalid("no host"))?;
+        if authority.host().is_empty() {
+            return Err(invalid("no host"));
+        }
+        if authority.as_str().contains('@') {
+            return Err(invalid("user information in urls is not supported"));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        // An IPv6 host keeps its brackets, as `ToSocketAddrs` wants.
+        let address = format!("{}:{port}", authority.host());
+        let path_and_query =
+            uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        Ok(Target { address, authority, path_and_query, image_header })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Result<Target, WatchError> {
+        Target::check(&WatchConfig::new(url))
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let target = target("http://127.0.0.1:8080/details.php?x=1").expect("valid");
+        assert_eq!(target.address, "127.0.0.1:8080");
+        assert_eq!(target.authority.as_str(), "127.0.0.1:8080");
+        assert_eq!(target.path_and_query.as_str(), "/details.php?x=1");
+
+        // A load balancer's DNSName has no scheme.
+        let target = self::target("127.0.0.1:41000").expect("valid");
+        assert_eq!(
+            (target.address.as_str(), target.path_and_query.as_str()),
+            ("127.0.0.1:41000", "/")
+        );
+        let target = self::target("http://example.com").expect("valid");
+        assert_eq!(target.address, "example.com:80");
+        let target = self::target("http://[::1]:9000/").expect("valid");
+        assert_eq!(target.address, "[::1]:9000");
+
+        let refused = |url: &str| self::target(url).expect_err(url).to_string();
+        assert_eq!(
+            refused("https://example.com/"),
+            "unsupported url scheme \"https\" in \"https://example.com/\": only http:// is supported"
+        );
+        assert!(refused("http://").starts_with("invalid url"), "{}", refused("http://"));
+        assert!(refused("http://a b/").starts_with("invalid url"));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let url = "http://127.0.0.1:1/";
+        let check =
+            |config: WatchConfig| Target::check(&config).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            check(WatchConfig { concurrency: 0, ..WatchConfig::new(url) }),
+            Err("invalid concurrency 0: at least one worker is needed".to_owned())
+        );
+        assert!(check(WatchConfig { rate: Some(0.0), ..WatchConfig::new(url) }).is_err());
+        assert!(check(WatchConfig { rate: Some(f64::NAN), ..WatchConfig::new(url) }).is_err());
+        assert!(check(WatchConfig { timeout: Duration::ZERO, ..WatchConfig::new(url) }).is_err());
+        assert_eq!(
+            check(WatchConfig { image_header: "bad header".into(), ..WatchConfig::new(url) }),
+            Err("invalid image header name \"bad header\"".to_owned())
+        );
+        assert_eq!(
+            check(WatchConfig { rate: None, concurrency: 8, ..WatchConfig::new(url) }),
+            Ok(())
+        );
+    }
+}
