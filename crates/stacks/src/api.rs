@@ -98,7 +98,7 @@ pub struct CreateStackOutput {
     pub stack_id: String,
 }
 
-/// `UpdateStack` (issue 4).
+/// `UpdateStack`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateStackInput {
@@ -123,6 +123,13 @@ pub struct UpdateStackInput {
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateStackOutput {
     pub stack_id: String,
+}
+
+/// `CancelUpdateStack`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CancelUpdateStackInput {
+    pub stack_name: String,
 }
 
 /// `DeleteStack`.

@@ -22,5 +22,6 @@ mod props;
 pub mod resources;
 mod runtime;
 mod service;
+pub mod update;
 
 pub use service::{ListenerPorts, ServiceConfig, StackService};

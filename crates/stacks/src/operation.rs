@@ -23,6 +23,7 @@ use crate::context::{StackIdentity, add_resource, stack_context, to_json};
 use crate::planner::{StackView, Step, next_step};
 use crate::resources::{Request, physical_id, uuid};
 use crate::runtime::Runtime;
+use crate::update::{Change, Facts, GroupPolicy, RollingPolicy, classify};
 
 /// The type CloudFormation gives a stack's own events.
 pub(crate) const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
@@ -50,6 +51,8 @@ pub(crate) struct Loaded {
     pub(crate) order: Vec<String>,
     /// Resources with `DeletionPolicy: Retain`.
     retain: BTreeSet<String>,
+    /// The operation is an update's rollback: `template` is the previous one.
+    pub(crate) rolling_back: bool,
 }
 
 impl Loaded {
@@ -58,11 +61,16 @@ impl Loaded {
         self.row = row;
         self.context = self.base.clone();
         for resource in resources {
-            if let (
-                Some(physical),
-                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete,
-            ) = (&resource.physical_id, resource.status)
-            {
+            // A resource changed in place keeps its physical id while it
+            // changes; a replacement counts once it is complete.
+            let usable = match resource.status {
+                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
+                ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
+                    resource.replaced.is_none()
+                }
+                _ => false,
+            };
+            if let (Some(physical), true) = (&resource.physical_id, usable) {
                 let attributes: Json =
                     serde_json::from_str(&resource.attributes).unwrap_or_default();
                 add_resource(&mut self.context, &resource.logical_id, physical, &attributes);
@@ -100,15 +108,28 @@ pub(crate) fn load(
     account: &str,
 ) -> Result<Loaded, OperationError> {
     let row = store.stack(stack_id)?.ok_or_else(|| OperationError::Gone(stack_id.to_owned()))?;
+    // A rollback converges on what the stack ran with before the update.
+    let rolling_back = matches!(
+        row.status,
+        StackStatus::UpdateRollbackInProgress
+            | StackStatus::UpdateRollbackCompleteCleanupInProgress
+    );
+    let (source, body, parameters) = match (
+        rolling_back,
+        &row.previous_template_source,
+        &row.previous_template_body,
+        &row.previous_parameters,
+    ) {
+        (true, Some(source), Some(body), Some(parameters)) => (source, body, parameters),
+        _ => (&row.template_source, &row.template_body, &row.parameters),
+    };
     // The template was validated before the stack was written; a failure
     // here means the store was edited by hand.
     let template =
-        parse_template(&SourceFile::new(row.template_source.clone(), row.template_body.clone()))
-            .map_err(|_| {
-                OperationError::Gone(format!("{stack_id} (its stored template no longer parses)"))
-            })?;
-    let parameters: BTreeMap<String, String> =
-        serde_json::from_str(&row.parameters).unwrap_or_default();
+        parse_template(&SourceFile::new(source.clone(), body.clone())).map_err(|_| {
+            OperationError::Gone(format!("{stack_id} (its stored template no longer parses)"))
+        })?;
+    let parameters: BTreeMap<String, String> = serde_json::from_str(parameters).unwrap_or_default();
     let identity = StackIdentity {
         stack_name: &row.name,
         stack_id: &row.stack_id,
@@ -136,7 +157,7 @@ pub(crate) fn load(
         })
         .map(|(name, _)| name.0.clone())
         .collect();
-    Ok(Loaded { row, template, context: base.clone(), base, order, retain })
+    Ok(Loaded { row, template, context: base.clone(), base, order, retain, rolling_back })
 }
 
 impl<E: Engine + 'static> Runtime<E> {
@@ -151,8 +172,22 @@ impl<E: Engine + 'static> Runtime<E> {
                 .store
                 .stack(stack_id)?
                 .ok_or_else(|| OperationError::Gone(stack_id.to_owned()))?;
+            let rolling_back = matches!(
+                row.status,
+                StackStatus::UpdateRollbackInProgress
+                    | StackStatus::UpdateRollbackCompleteCleanupInProgress
+            );
+            if rolling_back != loaded.rolling_back {
+                // An update turned into its rollback: converge on the
+                // previous template from now on.
+                loaded = load(&self.store, stack_id, &self.config.region, &self.config.account_id)?;
+            }
             let resources = self.store.stack_resources(stack_id)?;
             loaded.refresh(row, &resources);
+            let updating = matches!(
+                loaded.row.status,
+                StackStatus::UpdateInProgress | StackStatus::UpdateRollbackInProgress
+            );
             let view = StackView {
                 status: Some(loaded.row.status),
                 order: loaded.order.clone(),
@@ -162,12 +197,28 @@ impl<E: Engine + 'static> Runtime<E> {
                     .collect(),
                 retain: loaded.retain.clone(),
                 disable_rollback: loaded.row.disable_rollback,
+                changes: if updating { self.changes(&loaded, &resources) } else { BTreeMap::new() },
+                replaced: resources
+                    .iter()
+                    .filter(|row| row.replaced.is_some())
+                    .map(|row| row.logical_id.clone())
+                    .collect(),
             };
             let existing =
                 |name: &str| resources.iter().find(|row| row.logical_id == name).cloned();
             match next_step(&view) {
                 Step::Idle => return Ok(loaded.row.status),
                 Step::Create(name) => self.create_step(&loaded, &name, existing(&name)).await?,
+                Step::Update(name, change) => {
+                    if let Some(row) = existing(&name) {
+                        self.update_step(&loaded, &name, change, row).await?;
+                    }
+                }
+                Step::Cleanup(name) => {
+                    if let Some(row) = existing(&name) {
+                        self.cleanup_step(&loaded.row, row).await?;
+                    }
+                }
                 Step::Delete(name) => {
                     if let Some(row) = existing(&name) {
                         self.delete_step(&loaded.row, row).await?;
@@ -184,31 +235,131 @@ impl<E: Engine + 'static> Runtime<E> {
                         )?;
                     }
                 }
-                Step::Outputs => match self.outputs(&loaded) {
-                    Ok(outputs) => {
-                        let json = serde_json::to_string(&outputs).unwrap_or_else(|_| "[]".into());
-                        self.store.set_stack_outputs(
-                            stack_id,
-                            &json,
-                            &loaded.row.imports,
-                            clock::now(),
-                        )?;
-                        self.set_stack_status(&loaded.row, StackStatus::CreateComplete, None)?;
-                    }
-                    Err(reason) => {
-                        let next = if loaded.row.disable_rollback {
-                            StackStatus::CreateFailed
-                        } else {
-                            StackStatus::RollbackInProgress
-                        };
-                        self.set_stack_status(&loaded.row, next, Some(&reason))?;
-                    }
-                },
+                Step::Outputs => self.outputs_step(&loaded)?,
                 Step::Transition(status, reason) => {
-                    self.set_stack_status(&loaded.row, status, reason.as_deref())?;
+                    self.transition(&loaded.row, status, reason.as_deref())?;
                 }
             }
         }
+    }
+
+    /// Evaluates the outputs and moves on: a create completes; an update
+    /// (or its rollback) goes to its cleanup.
+    fn outputs_step(&self, loaded: &Loaded) -> Result<(), OperationError> {
+        let stack = &loaded.row;
+        let (done, failed) = match stack.status {
+            StackStatus::UpdateInProgress => (
+                StackStatus::UpdateCompleteCleanupInProgress,
+                StackStatus::UpdateRollbackInProgress,
+            ),
+            StackStatus::UpdateRollbackInProgress => (
+                StackStatus::UpdateRollbackCompleteCleanupInProgress,
+                StackStatus::UpdateRollbackFailed,
+            ),
+            _ if stack.disable_rollback => (StackStatus::CreateComplete, StackStatus::CreateFailed),
+            _ => (StackStatus::CreateComplete, StackStatus::RollbackInProgress),
+        };
+        match self.outputs(loaded) {
+            Ok(outputs) => {
+                let json = serde_json::to_string(&outputs).unwrap_or_else(|_| "[]".into());
+                self.store.set_stack_outputs(
+                    &stack.stack_id,
+                    &json,
+                    &stack.imports,
+                    clock::now(),
+                )?;
+                self.transition(stack, done, None)
+            }
+            Err(reason) => self.transition(stack, failed, Some(&reason)),
+        }
+    }
+
+    /// Moves the stack from the status this step read to `status`; a cancel
+    /// that came in between wins. An update's end makes its template final
+    /// (or, after a rollback, the previous one current again) first, so a
+    /// crash in between resumes a cleanup whose work is already done.
+    fn transition(
+        &self,
+        stack: &StackRow,
+        status: StackStatus,
+        reason: Option<&str>,
+    ) -> Result<(), OperationError> {
+        match status {
+            StackStatus::UpdateComplete => {
+                self.store.end_stack_update(&stack.stack_id, false, clock::now())?
+            }
+            StackStatus::UpdateRollbackComplete => {
+                self.store.end_stack_update(&stack.stack_id, true, clock::now())?
+            }
+            _ => {}
+        }
+        let now = clock::now();
+        if self.store.set_stack_status_from(&stack.stack_id, stack.status, status, reason, now)? {
+            stack_event(&self.store, stack, status, reason, now)?;
+        }
+        Ok(())
+    }
+
+    /// How each resource of the target template differs from the store, in
+    /// dependency order up to the first that does.
+    fn changes(&self, loaded: &Loaded, resources: &[StackResourceRow]) -> BTreeMap<String, Change> {
+        let mut changes = BTreeMap::new();
+        for name in &loaded.order {
+            let row = resources.iter().find(|row| &row.logical_id == name);
+            let change = match (row, self.desired(loaded, name)) {
+                (None, _) => Change::Create,
+                (Some(_), Err(reason)) => Change::Unsupported(reason),
+                (Some(row), Ok((properties, policy))) => {
+                    let stored: Json = serde_json::from_str(&row.properties).unwrap_or_default();
+                    classify(&Facts {
+                        resource_type: &row.resource_type,
+                        status: Some(row.status),
+                        stored: &stored,
+                        desired: &to_json(&properties),
+                        replaced: replaced_of(row).is_some_and(|replaced| !replaced.restored),
+                        rolling_back: loaded.rolling_back,
+                        policy,
+                    })
+                }
+            };
+            let stop = change != Change::None;
+            changes.insert(name.clone(), change);
+            if stop {
+                break;
+            }
+        }
+        changes
+    }
+
+    /// A resource's properties under the target template, and its group
+    /// update policy.
+    fn desired(&self, loaded: &Loaded, name: &str) -> Result<(Value, GroupPolicy), String> {
+        let Some((_, resource)) = loaded.template.resources.iter().find(|(key, _)| key.0 == name)
+        else {
+            return Err(format!("resource {name} is not in the template"));
+        };
+        let at = |error: autopatch_documents::cloudformation::EvalError| {
+            format!("{}:{}: {}", loaded.row.template_source, error.span.start, error.kind)
+        };
+        let properties = match &resource.properties {
+            Some(expr) => evaluate(expr, &loaded.context).map_err(at)?,
+            None => Value::Map(BTreeMap::new()),
+        };
+        let mut policy = GroupPolicy::None;
+        if let Some(update) = &resource.update_policy {
+            let replacing = match &update.replacing_update {
+                Some(replacing) => replacing.will_replace.resolve(&loaded.context).map_err(at)?,
+                None => false,
+            };
+            policy = if replacing {
+                GroupPolicy::Replacing
+            } else if update.rolling_update.is_some() {
+                GroupPolicy::Rolling
+            } else {
+                GroupPolicy::None
+            };
+        }
+        Ok((properties, policy))
     }
 
     async fn create_step(
@@ -260,16 +411,7 @@ impl<E: Engine + 'static> Runtime<E> {
             Some(expr) => evaluate(expr, &loaded.context),
             None => Ok(Value::Map(BTreeMap::new())),
         };
-        let signals = resource
-            .creation_policy
-            .as_ref()
-            .and_then(|policy| policy.resource_signal.as_ref())
-            .map(|signal| {
-                let count = signal.count.resolve(&loaded.context)?;
-                let timeout = signal.timeout.resolve(&loaded.context)?;
-                Ok((count, Duration::from_secs(timeout.seconds)))
-            })
-            .transpose();
+        let signals = creation_signals(resource, &loaded.context);
         let outcome = match (properties, signals) {
             (Ok(properties), Ok(signals)) => {
                 let request = Request {
@@ -281,6 +423,8 @@ impl<E: Engine + 'static> Runtime<E> {
                     properties: &properties,
                     signals,
                     started_at: row.updated_at,
+                    health_gate: false,
+                    operation: stack.status,
                 };
                 let json = to_json(&properties).to_string();
                 let with_properties = StackResourceRow { properties: json, ..row.clone() };
@@ -305,6 +449,279 @@ impl<E: Engine + 'static> Runtime<E> {
                 self.set_resource(stack, row, ResourceStatus::CreateFailed, Some(&reason), None)?;
             }
         }
+        Ok(())
+    }
+
+    /// Brings an existing resource to its target properties.
+    async fn update_step(
+        &self,
+        loaded: &Loaded,
+        name: &str,
+        change: Change,
+        row: StackResourceRow,
+    ) -> Result<(), OperationError> {
+        match change {
+            Change::None | Change::Create => Ok(()),
+            Change::Unsupported(reason) => self.fail_update(loaded, row, &reason),
+            Change::Restore => self.restore_step(&loaded.row, row),
+            Change::Replace => self.replace_step(loaded, name, row).await,
+            Change::InPlace | Change::Rolling => {
+                let (properties, _) = match self.desired(loaded, name) {
+                    Ok(desired) => desired,
+                    Err(reason) => return self.fail_update(loaded, row, &reason),
+                };
+                let row = if row.status == ResourceStatus::UpdateInProgress {
+                    row
+                } else {
+                    self.set_resource(
+                        &loaded.row,
+                        row,
+                        ResourceStatus::UpdateInProgress,
+                        None,
+                        None,
+                    )?
+                };
+                let physical = row.physical_id.clone().unwrap_or_default();
+                let request = Request {
+                    stack_id: &loaded.row.stack_id,
+                    stack_name: &loaded.row.name,
+                    logical_id: name,
+                    resource_type: &row.resource_type,
+                    physical_id: &physical,
+                    properties: &properties,
+                    signals: None,
+                    started_at: row.updated_at,
+                    health_gate: false,
+                    operation: loaded.row.status,
+                };
+                let previous: Json = serde_json::from_str(&row.attributes).unwrap_or_default();
+                let outcome = if change == Change::Rolling {
+                    match self.rolling_policy(loaded, name) {
+                        Ok(policy) => self.roll_group(&request, policy).await,
+                        Err(reason) => Err(reason),
+                    }
+                } else {
+                    self.update_resource(&request, &previous).await
+                };
+                match outcome {
+                    Ok(attributes) => {
+                        let row = StackResourceRow {
+                            properties: to_json(&properties).to_string(),
+                            ..row
+                        };
+                        self.set_resource(
+                            &loaded.row,
+                            row,
+                            ResourceStatus::UpdateComplete,
+                            None,
+                            Some(attributes),
+                        )?;
+                        Ok(())
+                    }
+                    Err(reason) => self.fail_update(loaded, row, &reason),
+                }
+            }
+        }
+    }
+
+    /// The resource's `AutoScalingRollingUpdate`, resolved (CloudFormation's
+    /// defaults: batches of 1, none kept in service, 100% must succeed, no
+    /// pause, or `PT5M` when waiting on signals). The health timeout is set
+    /// by the group's handler.
+    fn rolling_policy(&self, loaded: &Loaded, name: &str) -> Result<RollingPolicy, String> {
+        let rolling = loaded
+            .template
+            .resources
+            .iter()
+            .find(|(key, _)| key.0 == name)
+            .and_then(|(_, resource)| resource.update_policy.as_ref())
+            .and_then(|policy| policy.rolling_update.as_ref())
+            .ok_or_else(|| format!("resource {name} has no AutoScalingRollingUpdate policy"))?;
+        let at = |error: autopatch_documents::cloudformation::EvalError| {
+            format!("{}:{}: {}", loaded.row.template_source, error.span.start, error.kind)
+        };
+        let context = &loaded.context;
+        let wait_on_resource_signals =
+            rolling.wait_on_resource_signals.resolve(context).map_err(at)?;
+        let pause_time = match &rolling.pause_time {
+            Some(setting) => Duration::from_secs(setting.resolve(context).map_err(at)?.seconds),
+            None if wait_on_resource_signals => Duration::from_secs(300),
+            None => Duration::ZERO,
+        };
+        Ok(RollingPolicy {
+            max_batch_size: rolling.max_batch_size.resolve(context).map_err(at)?.max(1),
+            min_instances_in_service: rolling
+                .min_instances_in_service
+                .resolve(context)
+                .map_err(at)?,
+            min_successful_instances_percent: rolling
+                .min_successful_instances_percent
+                .resolve(context)
+                .map_err(at)?
+                .min(100),
+            pause_time,
+            wait_on_resource_signals,
+            health_timeout: Duration::ZERO,
+        })
+    }
+
+    /// A resource could not be updated: `UPDATE_FAILED` (the planner then
+    /// starts the rollback); during a rollback the rollback fails.
+    fn fail_update(
+        &self,
+        loaded: &Loaded,
+        row: StackResourceRow,
+        reason: &str,
+    ) -> Result<(), OperationError> {
+        let name = row.logical_id.clone();
+        self.set_resource(&loaded.row, row, ResourceStatus::UpdateFailed, Some(reason), None)?;
+        if loaded.rolling_back {
+            let reason = format!("The following resource(s) failed to update: [{name}].");
+            self.transition(&loaded.row, StackStatus::UpdateRollbackFailed, Some(&reason))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the new physical resource that replaces the current one,
+    /// which keeps running (and serving) until the cleanup. A new Auto
+    /// Scaling group must meet its `CreationPolicy` and pass its target
+    /// groups' health checks first.
+    async fn replace_step(
+        &self,
+        loaded: &Loaded,
+        name: &str,
+        row: StackResourceRow,
+    ) -> Result<(), OperationError> {
+        let stack = &loaded.row;
+        let Some((_, resource)) = loaded.template.resources.iter().find(|(key, _)| key.0 == name)
+        else {
+            return Ok(());
+        };
+        let (properties, _) = match self.desired(loaded, name) {
+            Ok(desired) => desired,
+            Err(reason) => return self.fail_update(loaded, row, &reason),
+        };
+        // The new physical id is written, with what it replaces, before
+        // anything is made: a crash leaves nothing unnamed.
+        let row = if replaced_of(&row).is_some_and(|replaced| !replaced.restored)
+            && row.status == ResourceStatus::UpdateInProgress
+        {
+            row
+        } else {
+            let old = Replaced {
+                physical_id: row.physical_id.clone(),
+                properties: row.properties.clone(),
+                attributes: row.attributes.clone(),
+                restored: false,
+            };
+            let physical = physical_id(
+                &row.resource_type,
+                &stack.name,
+                name,
+                &self.config.region,
+                &self.config.account_id,
+            );
+            let reason = "Requested update requires the creation of a new physical resource; hence creating one.";
+            let row = StackResourceRow {
+                physical_id: Some(physical),
+                status: ResourceStatus::UpdateInProgress,
+                status_reason: Some(reason.to_owned()),
+                properties: to_json(&properties).to_string(),
+                attributes: "{}".into(),
+                replaced: Some(serde_json::to_string(&old).unwrap_or_default()),
+                updated_at: clock::now(),
+                ..row
+            };
+            self.store.put_stack_resource(&row)?;
+            self.event(stack, &row, ResourceStatus::UpdateInProgress.as_str(), Some(reason))?;
+            row
+        };
+        let physical = row.physical_id.clone().unwrap_or_default();
+        let signals = match creation_signals(resource, &loaded.context) {
+            Ok(signals) => signals,
+            Err(error) => {
+                let reason =
+                    format!("{}:{}: {}", stack.template_source, error.span.start, error.kind);
+                return self.fail_update(loaded, row, &reason);
+            }
+        };
+        let request = Request {
+            stack_id: &stack.stack_id,
+            stack_name: &stack.name,
+            logical_id: name,
+            resource_type: &row.resource_type,
+            physical_id: &physical,
+            properties: &properties,
+            signals,
+            started_at: row.updated_at,
+            health_gate: true,
+            operation: stack.status,
+        };
+        match self.create_resource(&request).await {
+            Ok(attributes) => {
+                self.set_resource(
+                    stack,
+                    row,
+                    ResourceStatus::UpdateComplete,
+                    None,
+                    Some(attributes),
+                )?;
+                Ok(())
+            }
+            Err(reason) => self.fail_update(loaded, row, &reason),
+        }
+    }
+
+    /// Rolling back a replacement: the replaced resource, still running,
+    /// becomes current again; the replacement waits for the cleanup.
+    fn restore_step(&self, stack: &StackRow, row: StackResourceRow) -> Result<(), OperationError> {
+        let Some(old) = replaced_of(&row) else { return Ok(()) };
+        let replacement = Replaced {
+            physical_id: row.physical_id.clone(),
+            properties: row.properties.clone(),
+            attributes: row.attributes.clone(),
+            restored: true,
+        };
+        let row = StackResourceRow {
+            physical_id: old.physical_id,
+            properties: old.properties,
+            attributes: old.attributes,
+            replaced: Some(serde_json::to_string(&replacement).unwrap_or_default()),
+            ..row
+        };
+        let row = self.set_resource(stack, row, ResourceStatus::UpdateInProgress, None, None)?;
+        self.set_resource(stack, row, ResourceStatus::UpdateComplete, None, None)?;
+        Ok(())
+    }
+
+    /// Deletes what a resource replaced (after an update: the old physical
+    /// resource; after a rollback: the replacement), with its own events.
+    async fn cleanup_step(
+        &self,
+        stack: &StackRow,
+        row: StackResourceRow,
+    ) -> Result<(), OperationError> {
+        let Some(replaced) = replaced_of(&row) else { return Ok(()) };
+        let gone = StackResourceRow {
+            physical_id: replaced.physical_id.clone(),
+            status_reason: None,
+            ..row.clone()
+        };
+        self.event(stack, &gone, ResourceStatus::DeleteInProgress.as_str(), None)?;
+        let attributes: Json = serde_json::from_str(&replaced.attributes).unwrap_or_default();
+        let outcome = match &replaced.physical_id {
+            Some(physical) => self.delete_resource(&row.resource_type, physical, &attributes).await,
+            None => Ok(()),
+        };
+        match &outcome {
+            Ok(()) => self.event(stack, &gone, ResourceStatus::DeleteComplete.as_str(), None)?,
+            // CloudFormation reports a failed cleanup and goes on; the
+            // daemon's orphan sweep removes what is left of it.
+            Err(reason) => {
+                self.event(stack, &gone, ResourceStatus::DeleteFailed.as_str(), Some(reason))?
+            }
+        }
+        self.store.put_stack_resource(&StackResourceRow { replaced: None, ..row })?;
         Ok(())
     }
 
@@ -398,18 +815,6 @@ impl<E: Engine + 'static> Runtime<E> {
         Ok(row)
     }
 
-    pub(crate) fn set_stack_status(
-        &self,
-        stack: &StackRow,
-        status: StackStatus,
-        reason: Option<&str>,
-    ) -> Result<(), OperationError> {
-        let now = clock::now();
-        self.store.set_stack_status(&stack.stack_id, status, reason, now)?;
-        stack_event(&self.store, stack, status, reason, now)?;
-        Ok(())
-    }
-
     fn event(
         &self,
         stack: &StackRow,
@@ -454,6 +859,38 @@ pub(crate) fn stack_event(
         at,
     })?;
     Ok(())
+}
+
+/// What a resource's row keeps of the physical resource it replaced (or,
+/// after a rollback restored that one, of the replacement) until cleanup.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Replaced {
+    pub(crate) physical_id: Option<String>,
+    pub(crate) properties: String,
+    pub(crate) attributes: String,
+    /// A rollback swapped it back: this is the replacement, to delete.
+    pub(crate) restored: bool,
+}
+
+pub(crate) fn replaced_of(row: &StackResourceRow) -> Option<Replaced> {
+    row.replaced.as_deref().and_then(|text| serde_json::from_str(text).ok())
+}
+
+/// `CreationPolicy.ResourceSignal`: count and timeout.
+fn creation_signals(
+    resource: &autopatch_documents::cloudformation::Resource,
+    context: &StaticContext,
+) -> Result<Option<(u32, Duration)>, autopatch_documents::cloudformation::EvalError> {
+    resource
+        .creation_policy
+        .as_ref()
+        .and_then(|policy| policy.resource_signal.as_ref())
+        .map(|signal| {
+            let count = signal.count.resolve(context)?;
+            let timeout = signal.timeout.resolve(context)?;
+            Ok((count, Duration::from_secs(timeout.seconds)))
+        })
+        .transpose()
 }
 
 /// An output's value as DescribeStacks shows it: lists joined by commas.

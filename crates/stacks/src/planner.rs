@@ -5,11 +5,20 @@
 //! The executor asks [`next_step`], does the step (writing the new resource
 //! status before and after acting), and asks again, so an operation resumed
 //! after a crash continues from what the store says.
+//!
+//! Updates converge: each resource of the target template (the new one, or
+//! the previous one while rolling back) is compared with what the store
+//! says it is ([`crate::update::classify`] gives a [`Change`]), and the
+//! first one in dependency order that differs is worked on. Replaced
+//! resources stay until the cleanup phase deletes them; a rollback swaps
+//! them back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use autopatch_fleet::{Signal, SignalStatus};
 use autopatch_model::{ResourceStatus, StackStatus};
+
+pub use crate::update::Change;
 
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +29,13 @@ pub enum Step {
     Delete(String),
     /// Keep the resource (`DeletionPolicy: Retain`) and record `DELETE_SKIPPED`.
     Retain(String),
-    /// Every resource is created: evaluate the outputs, then complete.
+    /// Bring an existing resource to its desired properties (updates).
+    Update(String, Change),
+    /// Delete what a resource replaced (update cleanup): the old physical
+    /// resource after an update, the replacement after a rollback.
+    Cleanup(String),
+    /// Every resource is created or converged: evaluate the outputs, then
+    /// complete (or, in an update, move on to the cleanup).
     Outputs,
     /// The operation moves the stack to this status (a failure starting a
     /// rollback, or the end of the operation), with a reason when failed.
@@ -42,6 +57,12 @@ pub struct StackView {
     pub retain: BTreeSet<String>,
     /// `DisableRollback` / `OnFailure: DO_NOTHING`.
     pub disable_rollback: bool,
+    /// Updates: how each resource of `order` differs from the store, in
+    /// order up to the first that does (later ones are not evaluated: they
+    /// may depend on it).
+    pub changes: BTreeMap<String, Change>,
+    /// Resources that hold a replaced physical resource until cleanup.
+    pub replaced: BTreeSet<String>,
 }
 
 /// The next step of the stack's operation.
@@ -53,8 +74,70 @@ pub fn next_step(view: &StackView) -> Step {
             .unwrap_or(Step::Transition(StackStatus::RollbackComplete, None)),
         StackStatus::DeleteInProgress => next_delete_step(view, true)
             .unwrap_or(Step::Transition(StackStatus::DeleteComplete, None)),
+        StackStatus::UpdateInProgress | StackStatus::UpdateRollbackInProgress => {
+            next_converge_step(view, status == StackStatus::UpdateRollbackInProgress)
+        }
+        StackStatus::UpdateCompleteCleanupInProgress => {
+            next_cleanup_step(view).unwrap_or(Step::Transition(StackStatus::UpdateComplete, None))
+        }
+        StackStatus::UpdateRollbackCompleteCleanupInProgress => next_cleanup_step(view)
+            .unwrap_or(Step::Transition(StackStatus::UpdateRollbackComplete, None)),
         _ => Step::Idle,
     }
+}
+
+/// An update (or its rollback) works on the first resource, in dependency
+/// order, that is not yet what the target template says. A resource that
+/// failed during the update starts the rollback; a failure during the
+/// rollback ends it (the executor moves the stack to
+/// `UPDATE_ROLLBACK_FAILED` itself, since resources failed by the update
+/// are expected while rolling back).
+fn next_converge_step(view: &StackView, rolling_back: bool) -> Step {
+    if !rolling_back {
+        let failed: Vec<&str> = view
+            .resources
+            .iter()
+            .filter(|(_, status)| {
+                matches!(status, ResourceStatus::CreateFailed | ResourceStatus::UpdateFailed)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            let reason =
+                format!("The following resource(s) failed to update: [{}].", failed.join(", "));
+            return Step::Transition(StackStatus::UpdateRollbackInProgress, Some(reason));
+        }
+    }
+    for name in &view.order {
+        // The executor evaluates every resource up to the first change.
+        match view.changes.get(name) {
+            Some(Change::None) | None => continue,
+            Some(Change::Create) => return Step::Create(name.clone()),
+            Some(change) => return Step::Update(name.clone(), change.clone()),
+        }
+    }
+    Step::Outputs
+}
+
+/// After an update (or its rollback): delete what was replaced, newest
+/// dependents first, then the resources the target template no longer
+/// names.
+fn next_cleanup_step(view: &StackView) -> Option<Step> {
+    for name in view.order.iter().rev() {
+        if view.replaced.contains(name) {
+            return Some(Step::Cleanup(name.clone()));
+        }
+    }
+    let in_order: BTreeSet<&String> = view.order.iter().collect();
+    view.resources.iter().find(|(name, status)| !in_order.contains(name) && status.may_exist()).map(
+        |(name, _)| {
+            if view.replaced.contains(name) {
+                Step::Cleanup(name.clone())
+            } else {
+                Step::Delete(name.clone())
+            }
+        },
+    )
 }
 
 fn next_create_step(view: &StackView) -> Step {

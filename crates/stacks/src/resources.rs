@@ -26,7 +26,8 @@ use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, Zone};
 use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, HttpProber, LoadBalancer, LoadBalancerConfig, Matcher,
 };
-use autopatch_model::Timestamp;
+use autopatch_model::{StackStatus, Timestamp};
+use autopatch_store::LifecycleState;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -36,6 +37,7 @@ use crate::planner::{SignalVerdict, signal_verdict};
 use crate::props::Props;
 use crate::runtime::{Runtime, TargetGroupRuntime, lock};
 use crate::service::ListenerPorts;
+use crate::update::{RollingInstance, RollingMove, RollingPolicy, RollingView, rolling_step};
 
 /// Types with a local effect.
 pub const LIVE_TYPES: &[&str] = &[
@@ -90,7 +92,15 @@ pub(crate) struct Request<'a> {
     pub(crate) signals: Option<(u32, Duration)>,
     /// When creation started (persisted, so a resumed wait keeps its deadline).
     pub(crate) started_at: Timestamp,
+    /// A new Auto Scaling group must also pass its target groups' health
+    /// checks (a replacing update's gate).
+    pub(crate) health_gate: bool,
+    /// The stack's status while this runs: a change (a cancel) ends waits.
+    pub(crate) operation: StackStatus,
 }
+
+/// How long a replacing update's gate may take without a `CreationPolicy`.
+const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A new physical id for a resource, in the shape AWS gives that type.
 pub(crate) fn physical_id(
@@ -464,7 +474,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 reserved_addr.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             }
         };
-        let mut config = group.config.clone();
+        let mut config = group.config();
         config.worker_threads = self.config.load_balancer_threads;
         let prober = Arc::new(HttpProber);
         let started = match reserved {
@@ -515,6 +525,31 @@ impl<E: Engine + 'static> Runtime<E> {
     }
 
     async fn create_group(&self, request: &Request<'_>, props: &Props<'_>) -> Result<Json, String> {
+        let (record, drain) = self.group_record(props)?;
+        self.start_group(request.physical_id, Some(request.stack_id), &record).await?;
+        let attributes = json!({
+            "AutoScalingGroupARN": format!(
+                "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
+                self.config.region, self.config.account_id, random_hex(8), request.physical_id
+            ),
+            LOCAL: {"Group": record, "DrainSeconds": drain},
+        });
+        // The gate's deadline: the signal timeout, from when creation began.
+        let timeout = request.signals.map_or(DEFAULT_GATE_TIMEOUT, |(_, timeout)| timeout);
+        let elapsed = Duration::from_millis(clock::now().since(request.started_at).max(0) as u64);
+        let deadline = tokio::time::Instant::now() + timeout.saturating_sub(elapsed);
+        if let Some((count, _)) = request.signals {
+            self.wait_for_signals(request, count, deadline).await?;
+        }
+        if request.health_gate {
+            self.wait_for_health(request, &record, deadline, timeout).await?;
+        }
+        Ok(attributes)
+    }
+
+    /// What an Auto Scaling group's properties ask for, and the longest
+    /// deregistration delay of its target groups (seconds).
+    fn group_record(&self, props: &Props<'_>) -> Result<(GroupRecord, u64), String> {
         let launch_name = match props.text("LaunchConfigurationName")? {
             Some(name) => name,
             None => {
@@ -558,7 +593,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 .target_group(arn)
                 .ok_or_else(|| format!("target group {arn} is not known here"))?;
             target_port = target_port.or(Some(group.port));
-            drain = drain.max(group.config.deregistration_delay.as_secs());
+            drain = drain.max(group.config().deregistration_delay.as_secs());
         }
         let health_check_elb = match props.text("HealthCheckType")?.as_deref() {
             None | Some("EC2") => false,
@@ -589,18 +624,7 @@ impl<E: Engine + 'static> Runtime<E> {
             target_groups,
             tags,
         };
-        self.start_group(request.physical_id, Some(request.stack_id), &record).await?;
-        let attributes = json!({
-            "AutoScalingGroupARN": format!(
-                "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
-                self.config.region, self.config.account_id, random_hex(8), request.physical_id
-            ),
-            LOCAL: {"Group": record, "DrainSeconds": drain},
-        });
-        if let Some((count, timeout)) = request.signals {
-            self.wait_for_signals(request, count, timeout).await?;
-        }
-        Ok(attributes)
+        Ok((record, drain))
     }
 
     async fn start_group(
@@ -616,7 +640,16 @@ impl<E: Engine + 'static> Runtime<E> {
                 .ok_or_else(|| format!("target group {arn} is not known here"))?;
             target_groups.push(group);
         }
-        let spec = GroupSpec {
+        let spec = self.group_spec(name, stack_id, record);
+        self.fleet
+            .start_group(spec, target_groups)
+            .await
+            .map_err(|error| format!("start Auto Scaling group {name}: {error}"))
+    }
+
+    /// The fleet's view of a group record.
+    fn group_spec(&self, name: &str, stack_id: Option<&str>, record: &GroupRecord) -> GroupSpec {
+        GroupSpec {
             name: name.to_owned(),
             stack_id: stack_id.map(str::to_owned),
             launch: LaunchTemplate {
@@ -646,11 +679,7 @@ impl<E: Engine + 'static> Runtime<E> {
             health_check_grace_period: Duration::from_secs(record.grace_seconds),
             tags: record.tags.clone(),
             region: self.config.region.clone(),
-        };
-        self.fleet
-            .start_group(spec, target_groups)
-            .await
-            .map_err(|error| format!("start Auto Scaling group {name}: {error}"))
+        }
     }
 
     /// Waits for `count` success signals from the group's instances; a
@@ -659,11 +688,10 @@ impl<E: Engine + 'static> Runtime<E> {
         &self,
         request: &Request<'_>,
         count: u32,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<(), String> {
-        let elapsed = Duration::from_millis(clock::now().since(request.started_at).max(0) as u64);
-        let deadline = tokio::time::Instant::now() + timeout.saturating_sub(elapsed);
         loop {
+            self.check_interrupted(request)?;
             let signals = self
                 .fleet
                 .signals(request.physical_id)
@@ -685,6 +713,234 @@ impl<E: Engine + 'static> Runtime<E> {
             }
             tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(500))).await;
         }
+    }
+
+    /// The gate of a replacing update: every instance of the new group
+    /// passes its target groups' health checks (so it takes traffic) before
+    /// the old group goes.
+    async fn wait_for_health(
+        &self,
+        request: &Request<'_>,
+        record: &GroupRecord,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if record.target_groups.is_empty() {
+            return Ok(());
+        }
+        let groups: Vec<Arc<TargetGroupRuntime>> =
+            record.target_groups.iter().filter_map(|arn| self.target_group(arn)).collect();
+        loop {
+            self.check_interrupted(request)?;
+            let healthy = self
+                .fleet
+                .instances(request.physical_id)
+                .map_err(|error| format!("list the group's instances: {error}"))?
+                .iter()
+                .filter(|row| row.lifecycle != LifecycleState::Terminating)
+                .filter(|row| {
+                    groups.iter().all(|group| {
+                        autopatch_fleet::TargetGroupHandle::state(group.as_ref(), &row.instance_id)
+                            .as_deref()
+                            == Some("healthy")
+                    })
+                })
+                .count();
+            if healthy >= record.desired_capacity as usize {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{healthy} of {} new instance(s) passed the target group health checks within {} s",
+                    record.desired_capacity,
+                    timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(250))).await;
+        }
+    }
+
+    /// An operation's wait ends early when the stack's status changed under
+    /// it (`CancelUpdateStack`).
+    fn check_interrupted(&self, request: &Request<'_>) -> Result<(), String> {
+        let status = self
+            .store
+            .stack(request.stack_id)
+            .map_err(|error| format!("read the stack: {error}"))?
+            .map(|stack| stack.status);
+        match status {
+            Some(status) if status == request.operation => Ok(()),
+            Some(StackStatus::UpdateRollbackInProgress) => Err("Resource update cancelled".into()),
+            _ => Err("Resource operation cancelled".into()),
+        }
+    }
+
+    /// Changes a resource in place (same physical id); returns its new
+    /// attributes (`previous`: its attributes so far).
+    pub(crate) async fn update_resource(
+        &self,
+        request: &Request<'_>,
+        previous: &Json,
+    ) -> Result<Json, String> {
+        let props = Props::new(request.properties);
+        match request.resource_type {
+            "AWS::AutoScaling::AutoScalingGroup" => {
+                let (record, drain) = self.group_record(&props)?;
+                let spec = self.group_spec(request.physical_id, Some(request.stack_id), &record);
+                self.fleet.update_group(spec).map_err(|error| {
+                    format!("update Auto Scaling group {}: {error}", request.physical_id)
+                })?;
+                let mut attributes = previous.clone();
+                attributes[LOCAL] = json!({"Group": record, "DrainSeconds": drain});
+                Ok(attributes)
+            }
+            "AWS::EC2::LaunchTemplate" => {
+                let data = props
+                    .object("LaunchTemplateData")
+                    .ok_or("property LaunchTemplateData is required")?;
+                let launch = self
+                    .resolve_launch(
+                        data.text("ImageId")?,
+                        data.text("InstanceType")?,
+                        data.text("UserData")?,
+                        data.texts("SecurityGroupIds")?,
+                    )
+                    .await?;
+                let version = previous["LatestVersionNumber"]
+                    .as_str()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .unwrap_or(1)
+                    + 1;
+                let mut attributes = previous.clone();
+                attributes["LatestVersionNumber"] = json!(version.to_string());
+                attributes["DefaultVersionNumber"] = json!(version.to_string());
+                attributes[LOCAL]["Launch"] = json!(launch);
+                Ok(attributes)
+            }
+            "AWS::ElasticLoadBalancingV2::TargetGroup" => {
+                let (config, _) = target_group_config(&props)?;
+                let group = self.target_group(request.physical_id).ok_or_else(|| {
+                    format!("target group {} is not known here", request.physical_id)
+                })?;
+                group.reconfigure(config)?;
+                Ok(previous.clone())
+            }
+            // Tags, and types with no local effect: recorded only.
+            _ => Ok(previous.clone()),
+        }
+    }
+
+    /// `AutoScalingRollingUpdate`: replaces the group's instances in batches
+    /// with ones from the new launch, as [`rolling_step`] decides; returns
+    /// the group's new attributes.
+    pub(crate) async fn roll_group(
+        &self,
+        request: &Request<'_>,
+        mut policy: RollingPolicy,
+    ) -> Result<Json, String> {
+        let props = Props::new(request.properties);
+        let (record, drain) = self.group_record(&props)?;
+        let name = request.physical_id;
+        let target_groups: Vec<Arc<TargetGroupRuntime>> =
+            record.target_groups.iter().filter_map(|arn| self.target_group(arn)).collect();
+        // A new instance gets its grace period, a minute to boot, and its
+        // healthy checks before it counts as failed.
+        let checks = target_groups
+            .iter()
+            .map(|group| {
+                let check = group.config().health_check;
+                check.interval * (check.healthy_threshold + 1)
+            })
+            .max()
+            .unwrap_or_default();
+        policy.health_timeout =
+            Duration::from_secs(record.grace_seconds) + Duration::from_secs(60) + checks;
+        let desired = record.desired_capacity;
+        let mut spec = self.group_spec(name, Some(request.stack_id), &record);
+        let fleet_error =
+            |error: autopatch_fleet::FleetError| format!("Auto Scaling group {name}: {error}");
+        self.fleet.update_group(spec.clone()).map_err(fleet_error)?;
+        let outcome = loop {
+            if let Err(reason) = self.check_interrupted(request) {
+                break Err(reason);
+            }
+            let rows = self.fleet.instances(name).map_err(fleet_error)?;
+            let signals = self.fleet.signals(name).map_err(fleet_error)?;
+            let instances = rows
+                .iter()
+                .filter(|row| row.lifecycle != LifecycleState::Terminating)
+                .map(|row| RollingInstance {
+                    id: row.instance_id.clone(),
+                    current: row.launch_config == record.launch_name
+                        && row.image == record.launch.image_id,
+                    in_service: if target_groups.is_empty() {
+                        row.lifecycle == LifecycleState::InService
+                    } else {
+                        target_groups.iter().all(|group| {
+                            autopatch_fleet::TargetGroupHandle::state(
+                                group.as_ref(),
+                                &row.instance_id,
+                            )
+                            .as_deref()
+                                == Some("healthy")
+                        })
+                    },
+                    signal: signals
+                        .iter()
+                        .rfind(|signal| {
+                            signal.instance_id == row.instance_id
+                                && signal.resource == request.logical_id
+                                && [request.stack_name, request.stack_id]
+                                    .contains(&signal.stack.as_str())
+                        })
+                        .map(|signal| signal.status == autopatch_fleet::SignalStatus::Success),
+                    launched_at: Duration::from_millis(row.launched_at.0.max(0) as u64),
+                })
+                .collect();
+            let view = RollingView {
+                desired,
+                instances,
+                policy: policy.clone(),
+                now: Duration::from_millis(clock::now().0.max(0) as u64),
+            };
+            match rolling_step(&view) {
+                RollingMove::Done => break Ok(()),
+                RollingMove::Fail(reason) => break Err(reason),
+                RollingMove::Wait => {}
+                RollingMove::Grow(capacity) => {
+                    spec.desired_capacity = capacity;
+                    spec.max_size = spec.max_size.max(capacity);
+                    self.fleet.update_group(spec.clone()).map_err(fleet_error)?;
+                }
+                RollingMove::Terminate { ids, decrement } => {
+                    for id in ids {
+                        self.fleet.terminate_instance(name, &id, decrement).map_err(fleet_error)?;
+                        if decrement {
+                            spec.desired_capacity = spec.desired_capacity.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(250))).await;
+        };
+        // Back to the template's capacity, whatever happened.
+        let template_spec = self.group_spec(name, Some(request.stack_id), &record);
+        if spec.desired_capacity != template_spec.desired_capacity
+            || spec.max_size != template_spec.max_size
+        {
+            self.fleet.update_group(template_spec).map_err(fleet_error)?;
+        }
+        outcome?;
+        let attributes = self
+            .store
+            .stack_resource_by_physical_id(name)
+            .ok()
+            .flatten()
+            .and_then(|row| serde_json::from_str::<Json>(&row.attributes).ok())
+            .unwrap_or_default();
+        let mut attributes = attributes;
+        attributes[LOCAL] = json!({"Group": record, "DrainSeconds": drain});
+        Ok(attributes)
     }
 
     /// A launch configuration or template of any stack, by physical id or

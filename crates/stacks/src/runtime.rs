@@ -42,7 +42,9 @@ impl<E: Engine + 'static> Runtime<E> {
 /// `unused`, as on AWS.
 pub(crate) struct TargetGroupRuntime {
     pub(crate) arn: String,
-    pub(crate) config: LoadBalancerConfig,
+    /// Settings: health checks, deregistration delay (changed in place by
+    /// updates).
+    config: Mutex<LoadBalancerConfig>,
     /// The port targets receive traffic on (`Port`): instances publish it.
     pub(crate) port: u16,
     targets: Mutex<BTreeMap<String, SocketAddr>>,
@@ -69,13 +71,30 @@ impl TargetGroupRuntime {
     ) -> Self {
         Self {
             arn,
-            config,
+            config: Mutex::new(config),
             port,
             targets: Mutex::new(BTreeMap::new()),
             balancer: Mutex::new(None),
             adoptable: Mutex::new(adoptable),
             store,
         }
+    }
+
+    pub(crate) fn config(&self) -> LoadBalancerConfig {
+        lock(&self.config).clone()
+    }
+
+    /// Applies new health check settings and deregistration delay, to the
+    /// running load balancer too.
+    pub(crate) fn reconfigure(&self, config: LoadBalancerConfig) -> Result<(), String> {
+        if let Some(balancer) = lock(&self.balancer).as_ref() {
+            balancer
+                .set_health_check(config.health_check.clone())
+                .map_err(|error| format!("health check settings: {error}"))?;
+            balancer.set_deregistration_delay(config.deregistration_delay);
+        }
+        *lock(&self.config) = config;
+        Ok(())
     }
 
     /// A listener starts serving this group: its targets are registered.

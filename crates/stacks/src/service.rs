@@ -117,7 +117,7 @@ impl<E: Engine + 'static> StackService<E> {
     }
 
     async fn recover(&mut self) -> Result<(), ApiError> {
-        let runtime = &self.runtime;
+        let runtime = self.runtime.clone();
         let mut groups = Vec::new();
         for stack in runtime.store.stacks(false).map_err(store_error)? {
             let loaded = match operation::load(
@@ -140,32 +140,36 @@ impl<E: Engine + 'static> StackService<E> {
                 .filter_map(|name| rows.iter().find(|row| &row.logical_id == name))
                 .collect();
             ordered.extend(rows.iter().filter(|row| !loaded.order.contains(&row.logical_id)));
+            let is_group = |row: &autopatch_store::StackResourceRow| {
+                row.resource_type == "AWS::AutoScaling::AutoScalingGroup"
+            };
             for row in ordered {
-                let Some(physical) = &row.physical_id else { continue };
-                if row.resource_type == "AWS::AutoScaling::AutoScalingGroup"
-                    && row.status.may_exist()
+                // What an update replaced runs until the cleanup: adopt it
+                // (first: it is the one that was serving).
+                if let Some(replaced) = operation::replaced_of(row)
+                    && let Some(physical) = &replaced.physical_id
                 {
+                    if is_group(row) {
+                        groups.push(physical.clone());
+                    }
+                    self.adopt(row, physical, &replaced.properties, &replaced.attributes).await;
+                }
+                let Some(physical) = &row.physical_id else { continue };
+                if is_group(row) && row.status.may_exist() {
                     groups.push(physical.clone());
                 }
-                if !matches!(
-                    row.status,
-                    ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete
-                ) {
-                    continue;
-                }
-                let properties: serde_json::Value =
-                    serde_json::from_str(&row.properties).unwrap_or_default();
-                let attributes: serde_json::Value =
-                    serde_json::from_str(&row.attributes).unwrap_or_default();
-                let properties = crate::context::from_json(&properties);
-                if let Err(reason) = runtime
-                    .adopt_resource(&row.resource_type, physical, &properties, &attributes)
-                    .await
-                {
-                    self.recovery_notes.push(format!(
-                        "stack {} resource {} ({}): {reason}",
-                        stack.name, row.logical_id, row.resource_type
-                    ));
+                // Created, or being changed in place (same physical id). A
+                // replacement still being created is finished by the
+                // resumed operation.
+                let exists = match row.status {
+                    ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
+                    ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
+                        row.replaced.is_none()
+                    }
+                    _ => false,
+                };
+                if exists {
+                    self.adopt(row, physical, &row.properties, &row.attributes).await;
                 }
             }
         }
@@ -175,6 +179,30 @@ impl<E: Engine + 'static> StackService<E> {
             .await
             .map_err(|error| ApiError::internal(format!("remove orphaned instances: {error}")))?;
         Ok(())
+    }
+
+    /// Re-adopts one physical resource; a failure becomes a recovery note.
+    async fn adopt(
+        &mut self,
+        row: &autopatch_store::StackResourceRow,
+        physical: &str,
+        properties: &str,
+        attributes: &str,
+    ) {
+        let properties: serde_json::Value = serde_json::from_str(properties).unwrap_or_default();
+        let attributes: serde_json::Value = serde_json::from_str(attributes).unwrap_or_default();
+        let properties = crate::context::from_json(&properties);
+        if let Err(reason) = self
+            .runtime
+            .adopt_resource(&row.resource_type, physical, &properties, &attributes)
+            .await
+        {
+            let stack = row.stack_id.rsplit('/').nth(1).unwrap_or(&row.stack_id);
+            self.recovery_notes.push(format!(
+                "stack {stack} resource {} ({}): {reason}",
+                row.logical_id, row.resource_type
+            ));
+        }
     }
 
     fn spawn_operation(&self, stack_id: &str) {
@@ -327,12 +355,165 @@ impl<E: Engine + 'static> StackService<E> {
         }
     }
 
-    /// `UpdateStack` (issue 4).
+    /// `UpdateStack`: validates everything first (template, parameters,
+    /// imports, that every image named exists), then updates in the
+    /// background. Parameters not given keep their previous values (AWS
+    /// resets them to defaults; autopatch does not, see ARCHITECTURE.md). An
+    /// update that changes nothing is refused with AWS's "No updates are to
+    /// be performed." and changes nothing.
     pub async fn update_stack(
         &self,
-        _input: UpdateStackInput,
+        input: UpdateStackInput,
     ) -> Result<UpdateStackOutput, ApiError> {
-        Err(ApiError::not_implemented("cloudformation", "UpdateStack"))
+        let store = &self.runtime.store;
+        let stack = self.find_stack(&input.stack_name)?;
+        if !matches!(
+            stack.status,
+            StackStatus::CreateComplete
+                | StackStatus::UpdateComplete
+                | StackStatus::UpdateRollbackComplete
+        ) {
+            return Err(ApiError::validation(format!(
+                "Stack:{} is in {} state and can not be updated.",
+                stack.stack_id, stack.status
+            )));
+        }
+        let (source, body) = if input.use_previous_template == Some(true) {
+            if input.template_body.is_some() || input.template_url.is_some() {
+                return Err(ApiError::validation(
+                    "Specify only one of TemplateBody, TemplateURL and UsePreviousTemplate",
+                ));
+            }
+            (stack.template_source.clone(), stack.template_body.clone())
+        } else {
+            template_text(input.template_body, input.template_url)?
+        };
+        let template = parse_template(&SourceFile::new(source.clone(), body.clone()))
+            .map_err(|diagnostics| ApiError::validation(diagnostics.to_string()))?;
+        check_types(&template, &source)?;
+        let previous: BTreeMap<String, String> =
+            serde_json::from_str(&stack.parameters).unwrap_or_default();
+        let given = update_parameters(&input.parameters, &template, &previous)?;
+        let parameters = resolve_parameters(&template, &given, None, &BTreeSet::new())
+            .map_err(parameter_errors)?;
+        let imports =
+            self.check_imports(&template, &source, &parameters, &stack.name, &stack.stack_id)?;
+        if body == stack.template_body && parameters == previous {
+            return Err(ApiError::validation("No updates are to be performed."));
+        }
+        self.check_images(&template, &source, &parameters, &stack).await?;
+        let now = clock::now();
+        let parameters_json = serde_json::to_string(&parameters).unwrap_or_else(|_| "{}".into());
+        store
+            .set_stack_outputs(
+                &stack.stack_id,
+                &stack.outputs,
+                &serde_json::to_string(&imports).unwrap_or_else(|_| "[]".into()),
+                now,
+            )
+            .map_err(store_error)?;
+        store
+            .begin_stack_update(
+                &stack.stack_id,
+                &body,
+                &source,
+                &parameters_json,
+                StackStatus::UpdateInProgress,
+                now,
+            )
+            .map_err(store_error)?;
+        stack_event(store, &stack, StackStatus::UpdateInProgress, Some("User Initiated"), now)
+            .map_err(store_error)?;
+        self.spawn_operation(&stack.stack_id);
+        Ok(UpdateStackOutput { stack_id: stack.stack_id })
+    }
+
+    /// Every image a launch configuration or template names through
+    /// parameters only must exist: a typo is refused before anything
+    /// starts, not found by a failing update.
+    async fn check_images(
+        &self,
+        template: &Template,
+        source: &str,
+        parameters: &BTreeMap<String, String>,
+        stack: &StackRow,
+    ) -> Result<(), ApiError> {
+        let identity = StackIdentity {
+            stack_name: &stack.name,
+            stack_id: &stack.stack_id,
+            region: &self.runtime.config.region,
+            account_id: &self.runtime.config.account_id,
+        };
+        let mut context = stack_context(template, parameters, &identity, BTreeMap::new());
+        context.conditions = evaluate_conditions(template, &context).unwrap_or_default();
+        let mut problems = Vec::new();
+        for resource in template.resources.values() {
+            let image = match (resource.resource_type.value.as_str(), &resource.properties) {
+                ("AWS::AutoScaling::LaunchConfiguration", Some(properties)) => {
+                    properties.get("ImageId")
+                }
+                ("AWS::EC2::LaunchTemplate", Some(properties)) => {
+                    properties.get("LaunchTemplateData").and_then(|data| data.get("ImageId"))
+                }
+                _ => None,
+            };
+            // Images that depend on other resources are checked when used.
+            let Some(expr) = image else { continue };
+            let Some(name) = evaluate(expr, &context).ok().and_then(|v| v.as_scalar_text()) else {
+                continue;
+            };
+            let found = autopatch_imagebuilder::resolve_parent(
+                &self.runtime.store,
+                self.runtime.engine.as_ref(),
+                &name,
+            )
+            .await
+            .map_err(|error| ApiError::internal(format!("look up image {name}: {error}")))?;
+            if let Err(reason) = found {
+                problems.push(format!(
+                    "{source}:{}: error: image {name} does not exist: {reason}",
+                    expr.span.start
+                ));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ApiError::validation(problems.join("\n"))) }
+    }
+
+    /// `CancelUpdateStack`: the update stops waiting and rolls back; the
+    /// old resources keep serving.
+    pub async fn cancel_update_stack(&self, input: CancelUpdateStackInput) -> Result<(), ApiError> {
+        let stack = self.find_stack(&input.stack_name)?;
+        let now = clock::now();
+        let reason = "Stack update cancelled";
+        let cancelled = self
+            .runtime
+            .store
+            .set_stack_status_from(
+                &stack.stack_id,
+                StackStatus::UpdateInProgress,
+                StackStatus::UpdateRollbackInProgress,
+                Some(reason),
+                now,
+            )
+            .map_err(store_error)?;
+        if !cancelled {
+            return Err(ApiError::validation(format!(
+                "CancelUpdateStack cannot be called from current stack status {}",
+                stack.status
+            )));
+        }
+        stack_event(
+            &self.runtime.store,
+            &stack,
+            StackStatus::UpdateRollbackInProgress,
+            Some(reason),
+            now,
+        )
+        .map_err(store_error)?;
+        // The running operation notices at its next look; after a restart
+        // the resumed operation rolls back.
+        self.spawn_operation(&stack.stack_id);
+        Ok(())
     }
 
     /// `DeleteStack`: refused while another stack imports one of its
@@ -684,6 +865,38 @@ fn check_types(template: &Template, source: &str) -> Result<(), ApiError> {
         })
         .collect();
     if problems.is_empty() { Ok(()) } else { Err(ApiError::validation(problems.join("\n"))) }
+}
+
+/// An update's parameter values: the given ones, `UsePreviousValue` ones,
+/// and (autopatch's choice) the previous value of every other parameter the
+/// template still declares.
+fn update_parameters(
+    parameters: &[Parameter],
+    template: &Template,
+    previous: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut given = BTreeMap::new();
+    for parameter in parameters {
+        let key = &parameter.parameter_key;
+        let value = if parameter.use_previous_value == Some(true) {
+            previous.get(key).cloned().ok_or_else(|| {
+                ApiError::validation(format!(
+                    "Invalid input for parameter key {key}. Cannot specify usePreviousValue as true for a parameter key not in the previous template"
+                ))
+            })?
+        } else {
+            parameter.parameter_value.clone().ok_or_else(|| {
+                ApiError::validation(format!("Parameter {key} has no ParameterValue"))
+            })?
+        };
+        given.insert(key.clone(), value);
+    }
+    for (key, value) in previous {
+        if template.parameters.contains_key(key) && !given.contains_key(key) {
+            given.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(given)
 }
 
 fn given_parameters(parameters: &[Parameter]) -> Result<BTreeMap<String, String>, ApiError> {
