@@ -82,6 +82,10 @@ impl<E: Engine + 'static> Operations for StackService<E> {
             ("cloudformation", "UpdateStack") => {
                 encode(&self.update_stack(decode(operation, input)?).await?)
             }
+            ("cloudformation", "CancelUpdateStack") => {
+                self.cancel_update_stack(decode(operation, input)?).await?;
+                Ok(Value::Object(serde_json::Map::new()))
+            }
             ("cloudformation", "DeleteStack") => {
                 self.delete_stack(decode(operation, input)?).await?;
                 Ok(Value::Object(serde_json::Map::new()))
@@ -122,6 +126,7 @@ mod tests {
     const STACK_OPERATIONS: &[(&str, &str)] = &[
         ("cloudformation", "CreateStack"),
         ("cloudformation", "UpdateStack"),
+        ("cloudformation", "CancelUpdateStack"),
         ("cloudformation", "DeleteStack"),
         ("cloudformation", "DescribeStacks"),
         ("cloudformation", "DescribeStackEvents"),
