@@ -41,6 +41,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 stack::targets(&state_dir, target_group, json).await
             }
             Command::Fleet { group } => stack::fleet(&state_dir, group, json).await,
+            Command::Watch(args) => crate::watch::watch(args, json).await,
         }
     }
     .await;

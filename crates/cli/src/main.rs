@@ -7,6 +7,7 @@ mod context;
 mod lifecycle;
 mod render;
 mod stack;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +129,7 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         group: Vec<String>,
     },
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,8 @@
 //! - A response's *completion* is its start plus its latency.
 //! - The *longest gap* is the largest interval between consecutive successful
 //!   completions, counting the start of the run and its end as the outer
-//!   edges: a run with no success has one gap, the whole run.
+//!   edges: a run with no success has one gap, the whole run. Of equal gaps,
+//!   the earliest is reported.
 //! - Percentiles are nearest-rank over every response, failures included:
 //!   p99 of n latencies is the ⌈0.99·n⌉-th smallest.
 //! - Images count successful responses only; failures are counted by kind.
@@ -139,8 +140,10 @@ fn longest_gap(responses: &[Response], elapsed: Duration) -> Gap {
     edges.push(Duration::ZERO);
     edges.push(elapsed);
     edges.sort_unstable();
+    // Reversed, so that of equal gaps the earliest is reported.
     let (from, to) = edges
         .windows(2)
+        .rev()
         .map(|pair| (pair[0], pair[1]))
         .max_by_key(|(from, to)| *to - *from)
         .expect("at least the two edges");

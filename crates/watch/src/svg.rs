@@ -65,7 +65,7 @@ pub fn svg(responses: &[Response]) -> String {
     let _ =
         writeln!(out, r##"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
     let title = format!(
-        "autopatch watch: {} requests, {} failed, longest gap without a success {} ms",
+        "autopatch watch: {} requests, {} failed, longest gap without a success {:.1} ms",
         summary.requests, summary.failures, summary.longest_gap.ms
     );
     let _ = writeln!(out, "<title>{}</title>", escape(&title));
