@@ -122,6 +122,11 @@ impl TargetGroupRuntime {
         lock(&self.balancer).take()
     }
 
+    /// Every target state transition since the listener started.
+    pub(crate) fn history(&self) -> Option<autopatch_loadbalancer::History> {
+        lock(&self.balancer).as_ref().map(LoadBalancer::history)
+    }
+
     pub(crate) fn is_attached(&self) -> bool {
         lock(&self.balancer).is_some()
     }

@@ -682,6 +682,16 @@ impl<E: Engine + 'static> StackService<E> {
         Ok(DescribeTargetHealthOutput { target_health_descriptions: group.describe() })
     }
 
+    /// Every target state transition of a target group's load balancer since
+    /// its listener started (the proof behind "never fewer than N healthy
+    /// targets"); `None` for an unknown group or one with no listener.
+    pub fn target_health_history(
+        &self,
+        target_group_arn: &str,
+    ) -> Option<autopatch_loadbalancer::History> {
+        self.runtime.target_group(target_group_arn)?.history()
+    }
+
     /// Auto Scaling `DescribeAutoScalingGroups`.
     pub fn describe_auto_scaling_groups(
         &self,
