@@ -350,3 +350,243 @@ async fn an_operation_left_in_progress_by_a_dead_daemon_is_resumed() {
     );
     let _ = dir;
 }
+
+impl Sim {
+    async fn update(
+        &self,
+        name: &str,
+        body: Option<&str>,
+        parameters: &[(&str, &str)],
+    ) -> Result<Stack, ApiError> {
+        let input = UpdateStackInput {
+            stack_name: name.into(),
+            template_body: body.map(str::to_owned),
+            use_previous_template: body.is_none().then_some(true),
+            parameters: parameters
+                .iter()
+                .map(|(key, value)| Parameter {
+                    parameter_key: (*key).into(),
+                    parameter_value: Some((*value).into()),
+                    use_previous_value: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let updated = self.service.update_stack(input).await?;
+        self.service.wait_idle(&updated.stack_id).await;
+        Ok(self.describe(&updated.stack_id))
+    }
+
+    fn resource_ids(&self, name: &str) -> Vec<(String, String, Option<String>)> {
+        self.service
+            .describe_stack_resources(DescribeStackResourcesInput { stack_name: name.into() })
+            .unwrap()
+            .stack_resources
+            .into_iter()
+            .map(|r| (r.logical_resource_id, r.resource_status, r.physical_resource_id))
+            .collect()
+    }
+}
+
+/// NETWORK plus a security group, whose description is a parameter.
+const NETWORK_WITH_GROUP: &str = r#"
+Parameters:
+  Env:
+    Type: String
+    AllowedValues: [dev, prod]
+    Default: dev
+  Purpose:
+    Type: String
+    Default: web
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties:
+      CidrBlock: 172.31.0.0/16
+  Subnet:
+    Type: AWS::EC2::Subnet
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 172.31.1.0/24
+      AvailabilityZone: !Select [1, !GetAZs '']
+  Group:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: !Ref Purpose
+      VpcId: !Ref Vpc
+Outputs:
+  SubnetId:
+    Value: !Ref Subnet
+    Export:
+      Name: !Sub '${AWS::StackName}-${Env}-Subnet'
+"#;
+
+#[tokio::test]
+async fn an_update_that_changes_nothing_is_refused_and_changes_nothing() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[("Env", "prod")]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    // Env keeps its previous value (prod), not the default (dev).
+    let error = sim.update("net", None, &[]).await.unwrap_err();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("ValidationError", "No updates are to be performed.")
+    );
+    let error = sim.update("net", Some(NETWORK), &[("Env", "prod")]).await.unwrap_err();
+    assert_eq!(error.message, "No updates are to be performed.");
+    assert_eq!(sim.events(&stack.stack_id), before, "no event written");
+    assert_eq!(sim.describe("net").stack_status, "CREATE_COMPLETE");
+}
+
+#[tokio::test]
+async fn bad_updates_are_refused_whole_and_change_nothing() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    let cases: Vec<(Option<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (Some("Resources:\n  Vpc:\n    Type: AWS::SQS::Queue\n"), vec![], "template:3:11:"),
+        (None, vec![("Env", "staging")], "Env"),
+        (None, vec![("Nope", "x")], "Nope"),
+    ];
+    for (body, parameters, expected) in cases {
+        let error = sim.update("net", body, &parameters).await.unwrap_err();
+        assert_eq!(error.code, "ValidationError");
+        assert!(error.message.contains(expected), "{expected}: {}", error.message);
+    }
+    let unknown = sim.update("nowhere", None, &[]).await.unwrap_err();
+    assert!(unknown.message.contains("does not exist"), "{unknown}");
+    let previous = sim
+        .service
+        .update_stack(UpdateStackInput {
+            stack_name: "net".into(),
+            use_previous_template: Some(true),
+            parameters: vec![Parameter {
+                parameter_key: "Missing".into(),
+                parameter_value: None,
+                use_previous_value: Some(true),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(previous.message.contains("usePreviousValue"), "{previous}");
+    let cancel = sim
+        .service
+        .cancel_update_stack(CancelUpdateStackInput { stack_name: "net".into() })
+        .await
+        .unwrap_err();
+    assert!(
+        cancel.message.contains(
+            "CancelUpdateStack cannot be called from current stack status CREATE_COMPLETE"
+        ),
+        "{cancel}"
+    );
+    assert_eq!(sim.events(&stack.stack_id), before);
+    assert_eq!(sim.describe("net").stack_status, "CREATE_COMPLETE");
+}
+
+#[tokio::test]
+async fn an_update_creates_changes_in_place_and_cleans_up_removed_resources() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[("Env", "prod")]).await.unwrap();
+    let ids = sim.resource_ids("net");
+    // A new resource and a new parameter; Env keeps prod.
+    let updated = sim.update("net", Some(NETWORK_WITH_GROUP), &[("Purpose", "db")]).await.unwrap();
+    assert_eq!(updated.stack_status, "UPDATE_COMPLETE", "{updated:?}");
+    let parameter = |stack: &Stack, key: &str| {
+        stack.parameters.iter().find(|p| p.parameter_key == key).unwrap().parameter_value.clone()
+    };
+    assert_eq!(parameter(&updated, "Env").as_deref(), Some("prod"));
+    assert_eq!(parameter(&updated, "Purpose").as_deref(), Some("db"));
+    let after = sim.resource_ids("net");
+    assert_eq!(&after[..2], &ids[..], "unchanged resources keep their ids and status");
+    assert_eq!(after[2].0, "Group");
+    // Changing the group's description is in place: same id.
+    let group_id = after[2].2.clone();
+    let changed = sim.update("net", None, &[("Purpose", "cache")]).await.unwrap();
+    assert_eq!(changed.stack_status, "UPDATE_COMPLETE");
+    let group = sim.resource_ids("net").into_iter().find(|r| r.0 == "Group").unwrap();
+    assert_eq!((group.1.as_str(), group.2.clone()), ("UPDATE_COMPLETE", group_id));
+    // Back to the template without the group: it is deleted at cleanup.
+    let removed = sim.update("net", Some(NETWORK), &[]).await.unwrap();
+    assert_eq!(removed.stack_status, "UPDATE_COMPLETE");
+    let events = sim.events(&stack.stack_id);
+    let tail: Vec<(String, String)> = events[events.len() - 5..].to_vec();
+    let expected: Vec<(String, String)> = [
+        ("net", "UPDATE_IN_PROGRESS"),
+        ("net", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Group", "DELETE_IN_PROGRESS"),
+        ("Group", "DELETE_COMPLETE"),
+        ("net", "UPDATE_COMPLETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(tail, expected);
+}
+
+#[tokio::test]
+async fn a_change_that_cannot_be_made_rolls_the_update_back_to_the_previous_template() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let ids = sim.resource_ids("net");
+    // The new security group is created, then the subnet's CIDR (a
+    // replacement, not made locally) fails: the group is deleted again.
+    let body =
+        NETWORK_WITH_GROUP.replace("CidrBlock: 172.31.1.0/24", "CidrBlock: 172.31.9.0/24").replace(
+            "  Subnet:\n    Type: AWS::EC2::Subnet\n",
+            "  Subnet:\n    Type: AWS::EC2::Subnet\n    DependsOn: Group\n",
+        );
+    assert!(body.contains("DependsOn: Group"));
+    let updated = sim.update("net", Some(&body), &[]).await.unwrap();
+    assert_eq!(updated.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{updated:?}");
+    let events = sim.events(&stack.stack_id);
+    let update: Vec<(String, String)> =
+        events.iter().skip_while(|e| e.1 != "UPDATE_IN_PROGRESS").cloned().collect();
+    let expected: Vec<(String, String)> = [
+        ("net", "UPDATE_IN_PROGRESS"),
+        ("Group", "CREATE_IN_PROGRESS"),
+        ("Group", "CREATE_COMPLETE"),
+        ("Subnet", "UPDATE_FAILED"),
+        ("net", "UPDATE_ROLLBACK_IN_PROGRESS"),
+        // The failed resource is brought back to its previous properties.
+        ("Subnet", "UPDATE_IN_PROGRESS"),
+        ("Subnet", "UPDATE_COMPLETE"),
+        ("net", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Group", "DELETE_IN_PROGRESS"),
+        ("Group", "DELETE_COMPLETE"),
+        ("net", "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(update, expected);
+    let reason = sim.describe("net").stack_status_reason;
+    assert_eq!(reason, None, "UPDATE_ROLLBACK_COMPLETE carries no reason");
+    let failed = sim
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: "net".into() })
+        .unwrap()
+        .stack_events
+        .into_iter()
+        .find(|e| e.resource_status == "UPDATE_FAILED")
+        .unwrap();
+    assert!(
+        failed
+            .resource_status_reason
+            .unwrap()
+            .contains("CidrBlock of AWS::EC2::Subnet needs a new physical resource"),
+    );
+    // All is as before the update (the group's row is DELETE_COMPLETE).
+    let after: Vec<(String, Option<String>)> = sim
+        .resource_ids("net")
+        .into_iter()
+        .filter(|r| r.1 != "DELETE_COMPLETE")
+        .map(|r| (r.0, r.2))
+        .collect();
+    let before: Vec<(String, Option<String>)> = ids.into_iter().map(|r| (r.0, r.2)).collect();
+    assert_eq!(after, before);
+    // The previous template is current again: the same update is no no-op.
+    let again = sim.update("net", Some(NETWORK), &[]).await.unwrap_err();
+    assert_eq!(again.message, "No updates are to be performed.");
+}

@@ -289,9 +289,16 @@ impl Store {
     pub fn put_stack_resource(&self, row: &StackResourceRow) -> Result<(), StoreError> {
         self.lock()
             .execute(
+                // An upsert, not INSERT OR REPLACE: the row keeps its rowid,
+                // so resources stay listed in the order they were first made.
                 &format!(
-                    "INSERT OR REPLACE INTO stack_resources ({RESOURCE_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    "INSERT INTO stack_resources ({RESOURCE_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (stack_id, logical_id) DO UPDATE SET \
+                     resource_type = excluded.resource_type, physical_id = excluded.physical_id, \
+                     status = excluded.status, status_reason = excluded.status_reason, \
+                     properties = excluded.properties, attributes = excluded.attributes, \
+                     replaced = excluded.replaced, updated_at = excluded.updated_at"
                 ),
                 params![
                     row.stack_id,
