@@ -443,7 +443,8 @@ async fn bad_updates_are_refused_whole_and_change_nothing() {
     let sim = Sim::new().await;
     let stack = sim.create("net", NETWORK, &[]).await.unwrap();
     let before = sim.events(&stack.stack_id);
-    let cases: Vec<(Option<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (Some("Resources:\n  Vpc:\n    Type: AWS::SQS::Queue\n"), vec![], "template:3:11:"),
         (None, vec![("Env", "staging")], "Env"),
         (None, vec![("Nope", "x")], "Nope"),
