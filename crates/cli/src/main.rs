@@ -194,8 +194,10 @@ enum StackCommand {
     /// Update a stack (UpdateStack) and follow its events
     ///
     /// Parameters not given keep their previous values (AWS would reset them to
-    /// the template's defaults). Exits 0 when the stack is UPDATE_COMPLETE or
-    /// already current, 1 when the update failed (UPDATE_ROLLBACK_COMPLETE, ...).
+    /// the template's defaults). An image that does not exist is refused before
+    /// anything starts. Exits 0 when the stack is UPDATE_COMPLETE or already
+    /// current ("no updates to perform"; 3 with --fail-on-empty), 1 when the
+    /// update failed and rolled back (UPDATE_ROLLBACK_COMPLETE, ...).
     ///
     ///   autopatch stack update pattern3-app --use-previous-template \
     ///       --parameter AmazonMachineImage=webapp/1.0.0/2
@@ -218,10 +220,22 @@ enum StackCommand {
         /// parameters not named anyway).
         #[arg(long, value_name = "KEY")]
         use_previous: Vec<String>,
-        /// Keep what was changed if the update fails (no rollback).
+        /// Exit 3 instead of 0 when there is nothing to update.
         #[arg(long)]
-        disable_rollback: bool,
+        fail_on_empty: bool,
         /// Return once the update has started; do not follow it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Cancel a stack's update in progress (CancelUpdateStack) and follow the rollback
+    ///
+    /// The update stops waiting at once; what it created is deleted and the
+    /// resources it replaced keep serving. Exits 0 when the stack is
+    /// UPDATE_ROLLBACK_COMPLETE.
+    #[command(verbatim_doc_comment)]
+    CancelUpdate {
+        name: String,
+        /// Return once the cancel is recorded; do not follow the rollback.
         #[arg(long)]
         no_wait: bool,
     },

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use autopatch_daemon::Client;
 use autopatch_stacks::api::{
-    CreateStackInput, CreateStackOutput, DeleteStackInput, DescribeAutoScalingGroupsInput,
-    DescribeAutoScalingGroupsOutput, DescribeStackEventsInput, DescribeStackEventsOutput,
-    DescribeStackResourcesInput, DescribeStackResourcesOutput, DescribeStacksInput,
-    DescribeStacksOutput, DescribeTargetHealthInput, DescribeTargetHealthOutput, ListExportsInput,
-    ListExportsOutput, ListStacksInput, ListStacksOutput, Parameter, Stack, StackEvent,
-    UpdateStackInput, UpdateStackOutput,
+    CancelUpdateStackInput, CreateStackInput, CreateStackOutput, DeleteStackInput,
+    DescribeAutoScalingGroupsInput, DescribeAutoScalingGroupsOutput, DescribeStackEventsInput,
+    DescribeStackEventsOutput, DescribeStackResourcesInput, DescribeStackResourcesOutput,
+    DescribeStacksInput, DescribeStacksOutput, DescribeTargetHealthInput,
+    DescribeTargetHealthOutput, ListExportsInput, ListExportsOutput, ListStacksInput,
+    ListStacksOutput, Parameter, Stack, StackEvent, UpdateStackInput, UpdateStackOutput,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -81,6 +81,11 @@ fn is_no_such_stack(error: &autopatch_stacks::api::ApiError) -> bool {
     error.code == "ValidationError" && error.message.ends_with("does not exist")
 }
 
+/// CloudFormation's answer to an update that changes nothing.
+fn is_no_updates(error: &autopatch_stacks::api::ApiError) -> bool {
+    error.code == "ValidationError" && error.message == "No updates are to be performed."
+}
+
 fn print_json<T: Serialize>(value: &T) {
     render::json(&serde_json::to_value(value).unwrap_or_default());
 }
@@ -117,7 +122,7 @@ pub(crate) async fn stack(
             use_previous_template,
             parameters,
             use_previous,
-            disable_rollback,
+            fail_on_empty,
             no_wait,
         } => {
             let mut input_parameters: Vec<Parameter> = parameters.into_iter().map(given).collect();
@@ -131,12 +136,28 @@ pub(crate) async fn stack(
                 template_url: template.as_deref().map(template_url).transpose()?,
                 use_previous_template: use_previous_template.then_some(true),
                 parameters: input_parameters,
-                disable_rollback: disable_rollback.then_some(true),
                 ..UpdateStackInput::default()
             };
             // Events from before the update are not this update's.
             let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
-            let output: UpdateStackOutput = api.cloudformation("UpdateStack", &input).await?;
+            let output: UpdateStackOutput = match api
+                .client
+                .call("cloudformation", "UpdateStack", &input)
+                .await
+            {
+                Ok(output) => output,
+                Err(error) if error.api_error().is_some_and(is_no_updates) => {
+                    if json {
+                        render::json(&json!({"StackName": name, "NoUpdates": true}));
+                    } else {
+                        render::line(&format!(
+                            "stack {name} is already current: no updates to perform"
+                        ));
+                    }
+                    return Ok(if fail_on_empty { ExitCode::from(3) } else { ExitCode::SUCCESS });
+                }
+                Err(error) => return Err(CliError::from_client(error, &api.state_dir)),
+            };
             if json {
                 print_json(&output);
             } else {
@@ -146,6 +167,23 @@ pub(crate) async fn stack(
                 return Ok(ExitCode::SUCCESS);
             }
             follow(&api, &name, &output.stack_id, seen, Goal::Update, json).await
+        }
+        StackCommand::CancelUpdate { name, no_wait } => {
+            let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
+            let stack = api.stack(&name).await?.ok_or_else(|| {
+                CliError::new(format!("stack {name} does not exist")).with_code(1)
+            })?;
+            let input = CancelUpdateStackInput { stack_name: stack.stack_id.clone() };
+            let output: serde_json::Value = api.cloudformation("CancelUpdateStack", &input).await?;
+            if json {
+                render::json(&output);
+            } else {
+                render::note(&format!("cancelling the update of stack {name}"));
+            }
+            if no_wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, json).await
         }
         StackCommand::Delete { name, no_wait } => {
             let Some(stack) = api.stack(&name).await? else {
@@ -434,6 +472,7 @@ fn oldest_first(mut events: Vec<&StackEvent>) -> Vec<&StackEvent> {
 enum Goal {
     Create,
     Update,
+    CancelUpdate,
     Delete,
 }
 
@@ -442,6 +481,7 @@ impl Goal {
         match self {
             Goal::Create => "CREATE_COMPLETE",
             Goal::Update => "UPDATE_COMPLETE",
+            Goal::CancelUpdate => "UPDATE_ROLLBACK_COMPLETE",
             Goal::Delete => "DELETE_COMPLETE",
         }
     }
@@ -464,7 +504,6 @@ async fn follow(
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
-    let mut first_poll = true;
     let mut first_failure: Option<String> = None;
     loop {
         // The status first: events written before it are then all listed.
@@ -485,7 +524,6 @@ async fn follow(
         };
         let new: Vec<&StackEvent> =
             events.iter().filter(|event| !seen.contains(&event.event_id)).collect();
-        let any_new = !new.is_empty();
         for event in oldest_first(new) {
             render::note(&event_line(event));
             if first_failure.is_none()
@@ -508,19 +546,9 @@ async fn follow(
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            // The daemon marks an update in progress before it answers
-            // UpdateStack, so a terminal status with nothing new at once
-            // means there was nothing to update.
-            if goal == Goal::Update && first_poll && !any_new {
-                if !json {
-                    render::line(&format!("stack {name} is already current ({status})"));
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
             let reason = reason.or(first_failure).unwrap_or_else(|| "no reason given".into());
             return Err(CliError::new(format!("stack {name} {status}: {reason}")).with_code(1));
         }
-        first_poll = false;
         tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => {}
             _ = &mut interrupted => {

@@ -607,14 +607,38 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
         ])
     );
 
-    // An update with nothing to do: the stack stays as it was.
+    // An update with nothing to do (the daemon answers as CloudFormation
+    // does): success, unless the script asks otherwise.
     let cli = Cli::new();
-    let mut scripted = Scripted::new(vec![step("UPDATE_ROLLBACK_COMPLETE", old())]);
-    scripted.after_change = 0;
-    let (_scripted, _daemon) = serve_scripted(&cli, scripted);
+    let mut scripted = Scripted::new(vec![step("UPDATE_COMPLETE", old())]);
+    scripted.refusal =
+        Some(autopatch_stacks::api::ApiError::validation("No updates are to be performed."));
+    let (scripted, _daemon) = serve_scripted(&cli, scripted);
     let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "stack web is already current (UPDATE_ROLLBACK_COMPLETE)\n");
+    assert_eq!(stdout(&output), "stack web is already current: no updates to perform\n");
+    let output = cli.run(&["stack", "update", "web", "--use-previous-template", "--fail-on-empty"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(
+        scripted.operations().iter().filter(|op| *op == "UpdateStack").count(),
+        2,
+        "{:?}",
+        scripted.operations()
+    );
+    // Any other refusal is an error.
+    let cli = Cli::new();
+    let mut refused = Scripted::new(vec![step("UPDATE_COMPLETE", old())]);
+    refused.refusal = Some(autopatch_stacks::api::ApiError::validation(
+        "template:4:20: error: image localhost/nope:1 does not exist",
+    ));
+    let (_refused, _daemon) = serve_scripted(&cli, refused);
+    let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("image localhost/nope:1 does not exist"),
+        "{}",
+        stderr(&output)
+    );
 
     // Clap: a template or the previous one, not neither.
     let output = cli.run(&["stack", "update", "web"]);
@@ -786,7 +810,7 @@ fn a_daemon_killed_with_the_lab_stacks_up_is_restarted_and_the_url_keeps_working
     // serve at once: no health-check wait, no new instances.
     let page = curl(&url).unwrap_or_else(|error| panic!("right after the restart: {error}"));
     assert!(
-        page.contains("Amazon Image Id:</b> localhost/autopatch-test/webapp:bookworm"),
+        page.contains(&format!("Amazon Image Id:</b> {}", autopatch_testkit::WEBAPP)),
         "{page}"
     );
     for _ in 0..10 {
