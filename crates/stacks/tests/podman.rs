@@ -67,7 +67,7 @@ async fn lab_stacks_serve_the_page_from_both_instances_and_delete_cleanly() {
     for _ in 0..6 {
         let details = curl(&format!("http://{dns}/details.php"));
         assert!(
-            details.contains("Amazon Image Id:</b> localhost/autopatch-test/webapp:bookworm"),
+            details.contains(&format!("Amazon Image Id:</b> {}", support::WEBAPP)),
             "{details}"
         );
         assert!(details.contains("apache2 -  "), "the package list: {details}");

@@ -4,7 +4,9 @@
 //!
 //! - [`GOLDEN`]: Debian bookworm's point release, bootstrapped with mmdebstrap.
 //! - [`WEBAPP`]: the shipped `webapp` and `webapp-test` components baked on
-//!   the golden image by the real image pipeline.
+//!   the golden image by the real image pipeline. Its tag ends with a hash
+//!   of the two component documents, so changing either bakes a new image
+//!   (an image is only made when its reference is missing).
 //!
 //! A lock file serializes test processes that find an image missing, so a
 //! fresh machine bakes each image once.
@@ -22,8 +24,57 @@ use tokio_util::sync::CancellationToken;
 
 /// The golden test image.
 pub const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
-/// The lab's web application image, for stacks.
-pub const WEBAPP: &str = "localhost/autopatch-test/webapp:bookworm";
+/// The lab's web application image, for stacks:
+/// `localhost/autopatch-test/webapp:bookworm-<8 hex digits>`, the digits a
+/// hash of `components/webapp.yml` and `components/webapp-test.yml`.
+pub const WEBAPP: &str = match std::str::from_utf8(&WEBAPP_REFERENCE) {
+    Ok(reference) => reference,
+    Err(_) => panic!("the webapp reference is ASCII"),
+};
+
+const WEBAPP_PREFIX: &str = "localhost/autopatch-test/webapp:bookworm-";
+const WEBAPP_COMPONENTS: [&[u8]; 2] = [
+    include_bytes!("../../../components/webapp.yml"),
+    include_bytes!("../../../components/webapp-test.yml"),
+];
+
+/// [`WEBAPP_PREFIX`] and the components' hash in hex, built at compile time
+/// (`include_bytes!` makes a changed component rebuild this crate).
+const WEBAPP_REFERENCE: [u8; WEBAPP_PREFIX.len() + 8] = {
+    let mut reference = [0u8; WEBAPP_PREFIX.len() + 8];
+    let prefix = WEBAPP_PREFIX.as_bytes();
+    let mut index = 0;
+    while index < prefix.len() {
+        reference[index] = prefix[index];
+        index += 1;
+    }
+    let hash = fnv1a(&WEBAPP_COMPONENTS);
+    let mut digit = 0;
+    while digit < 8 {
+        let nibble = (hash >> (28 - 4 * digit)) & 0xf;
+        reference[prefix.len() + digit] = b"0123456789abcdef"[nibble as usize];
+        digit += 1;
+    }
+    reference
+};
+
+/// 32-bit FNV-1a over the documents, each followed by a zero byte (so moving
+/// text from one to the other changes the hash).
+const fn fnv1a(documents: &[&[u8]]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut document = 0;
+    while document < documents.len() {
+        let bytes = documents[document];
+        let mut index = 0;
+        while index <= bytes.len() {
+            let byte = if index < bytes.len() { bytes[index] } else { 0 };
+            hash = (hash ^ byte as u32).wrapping_mul(0x0100_0193);
+            index += 1;
+        }
+        document += 1;
+    }
+    hash
+}
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
@@ -133,4 +184,23 @@ async fn bake_webapp(engine: &Arc<DockerEngine>) {
         .unwrap_or_else(|| panic!("the webapp test image failed: {:?}", built.build.reason));
     engine.image_tag(&image.engine_image_id, WEBAPP).await.expect("tag the webapp test image");
     engine.image_remove(&image.engine_reference).await.expect("untag the baked image");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webapp_reference_names_the_components_hash() {
+        let hash =
+            WEBAPP.strip_prefix("localhost/autopatch-test/webapp:bookworm-").expect("prefix");
+        assert_eq!(hash.len(), 8);
+        assert!(hash.bytes().all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase()));
+        // FNV-1a's offset basis for nothing; "a" then the separator, by hand:
+        // ((0x811c9dc5 ^ 0x61) * 0x01000193 = 0xe40c292c, then ^ 0) * 0x01000193.
+        assert_eq!(fnv1a(&[]), 0x811c_9dc5);
+        assert_eq!(fnv1a(&[b"a"]), 0xe40c_292c_u32.wrapping_mul(0x0100_0193));
+        assert_ne!(fnv1a(&[b"a", b"b"]), fnv1a(&[b"ab", b""]));
+        assert_eq!(format!("{:08x}", fnv1a(&WEBAPP_COMPONENTS)), hash);
+    }
 }
