@@ -367,6 +367,11 @@ impl<E: Engine + 'static> StackService<E> {
     ) -> Result<UpdateStackOutput, ApiError> {
         let store = &self.runtime.store;
         let stack = self.find_stack(&input.stack_name)?;
+        if input.disable_rollback == Some(true) {
+            return Err(ApiError::validation(
+                "DisableRollback is not supported for updates locally: a failed update always rolls back, leaving the previous resources serving",
+            ));
+        }
         if !matches!(
             stack.status,
             StackStatus::CreateComplete
