@@ -45,7 +45,7 @@ pub struct Summary {
     pub connections: u64,
     /// The run's length in milliseconds.
     pub elapsed_ms: f64,
-    /// `requests` per second of the run.
+    /// `requests` per second of the run (to three decimals).
     pub rps: f64,
     /// The longest interval without a successful response.
     pub longest_gap: Gap,
@@ -124,7 +124,7 @@ pub fn summarize(responses: &[Response], elapsed: Duration) -> Summary {
         abandoned: 0,
         connections: 0,
         elapsed_ms: millis(elapsed),
-        rps: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+        rps: if seconds > 0.0 { round_millis(requests as f64 / seconds) } else { 0.0 },
         longest_gap: longest_gap(responses, elapsed),
         latency_ms: latency(responses.iter().map(|r| r.latency).collect()),
         images: images(responses),
