@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The lab, end to end, as far as autopatch goes today: bootstrap a real,
-# unpatched golden image from Debian packages, bake the lab's web application
-# onto it, start the control plane and deploy the lab's two stacks (network,
-# then load balancer + Auto Scaling group of two instances) on that image,
-# show the page through the load balancer, bake the patched image with the
-# UpdateOS component, and print what changed (packages and CVEs). A second
-# patch run shows the start condition "only if updates are available".
-# (Rolling the patched image out with a stack update is issue 4.)
+# The lab, end to end: bootstrap a real, unpatched golden image from Debian
+# packages, bake the lab's web application onto it, start the control plane
+# and deploy the lab's two stacks (network, then load balancer + Auto Scaling
+# group of two instances) on that image, show the page through the load
+# balancer, bake the patched image with the UpdateOS component, print what
+# changed (packages and CVEs), then roll the patched image out with a
+# blue/green stack update while `autopatch watch` loads the load balancer,
+# and print the watch summary (0 failed requests, or the script fails).
+# Running it again finds everything current and changes nothing.
 #
 # Usage: scripts/lab.sh            (state in ./.autopatch-state)
 #        AUTOPATCH_STATE_DIR=/some/dir scripts/lab.sh
@@ -75,6 +76,39 @@ autopatch image diff webapp webapp-patched
 
 step "run the patch pipeline again: nothing pending, nothing built"
 autopatch pipeline start webapp-patched
+
+patched=$(autopatch --output json image list | python3 -c '
+import json, sys
+images = [i for i in json.load(sys.stdin) if i["recipe"] == "webapp-patched"]
+print(images[0]["version"] if images else "")  # newest first')
+step "roll the patched image out: blue/green stack update under load (autopatch watch)"
+watch_dir=$AUTOPATCH_STATE_DIR/watch
+mkdir -p "$watch_dir"
+# 8 keep-alive workers at 200 requests a second in all; Ctrl-C (SIGINT) ends
+# the watch with its summary once the update is done.
+autopatch watch "$url/" --concurrency 8 --rate 200 --duration 600s --quiet \
+  --jsonl "$watch_dir/requests.jsonl" --svg "$watch_dir/timeline.svg" >"$watch_dir/summary.txt" &
+watch_pid=$!
+sleep 3
+autopatch stack update pattern3-app --use-previous-template --parameter AmazonMachineImage="$patched"
+sleep 3
+kill -INT "$watch_pid"
+watch_status=0
+wait "$watch_pid" || watch_status=$?
+autopatch fleet
+curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g' | head -3
+echo
+
+step "what the update changed: packages upgraded and CVEs fixed"
+autopatch image diff webapp "$patched" | tail -5
+
+step "the watch summary (requests per image, failures, longest gap)"
+cat "$watch_dir/summary.txt"
+echo "timeline chart: $watch_dir/timeline.svg; every request: $watch_dir/requests.jsonl" >&2
+if [ "$watch_status" -ne 0 ]; then
+  echo "FAILED: requests failed during the update (see $watch_dir/summary.txt)" >&2
+  exit 1
+fi
 
 step "images"
 autopatch image list
