@@ -217,6 +217,10 @@ async fn worker(shared: Arc<Shared>, responses: mpsc::UnboundedSender<Response>)
             sleep_until(slot).await;
         }
         let begin = Instant::now();
+        // The start itself is checked, so no request starts at or after it.
+        if shared.deadline.is_some_and(|deadline| begin >= deadline) {
+            return;
+        }
         shared.started.fetch_add(1, Ordering::Relaxed);
         let result = timeout(shared.timeout, exchange(&shared, &mut connection)).await;
         let latency = begin.elapsed();
