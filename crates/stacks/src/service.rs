@@ -705,23 +705,39 @@ impl<E: Engine + 'static> StackService<E> {
         let store = &self.runtime.store;
         let mut groups = Vec::new();
         for stack in store.stacks(false).map_err(store_error)? {
+            let mut candidates = Vec::new();
             for row in store.stack_resources(&stack.stack_id).map_err(store_error)? {
-                let Some(name) = &row.physical_id else { continue };
-                if row.resource_type != "AWS::AutoScaling::AutoScalingGroup"
-                    || !matches!(
+                if row.resource_type != "AWS::AutoScaling::AutoScalingGroup" {
+                    continue;
+                }
+                // During an update, the group being replaced (or, rolling
+                // back, the replacement) runs too.
+                if let Some(replaced) = operation::replaced_of(&row)
+                    && let Some(name) = replaced.physical_id
+                {
+                    candidates.push((name, replaced.attributes));
+                }
+                if let Some(name) = row.physical_id
+                    && matches!(
                         row.status,
                         ResourceStatus::CreateComplete
                             | ResourceStatus::CreateInProgress
                             | ResourceStatus::UpdateComplete
                             | ResourceStatus::UpdateInProgress
                     )
-                    || (!input.auto_scaling_group_names.is_empty()
-                        && !input.auto_scaling_group_names.contains(name))
+                {
+                    candidates.push((name, row.attributes));
+                }
+            }
+            for (name, attributes) in candidates {
+                let name = &name;
+                if !input.auto_scaling_group_names.is_empty()
+                    && !input.auto_scaling_group_names.contains(name)
                 {
                     continue;
                 }
                 let attributes: serde_json::Value =
-                    serde_json::from_str(&row.attributes).unwrap_or_default();
+                    serde_json::from_str(&attributes).unwrap_or_default();
                 let record = &attributes["autopatch:Local"]["Group"];
                 let number = |key: &str| record[key].as_u64().unwrap_or(0) as u32;
                 let instances = store
