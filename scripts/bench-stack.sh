@@ -12,7 +12,7 @@
 # Environment:
 #   BENCH_ITERATIONS   creates to measure (default 3: create, measure, delete, repeat)
 #   BENCH_IMAGE        the AmazonMachineImage to use (default: the engine reference
-#                      localhost/autopatch-test/webapp:bookworm if it exists, else
+#                      newest localhost/autopatch-test/webapp:bookworm-<hash> if one exists, else
 #                      an image baked by this script in its state directory)
 #   BENCH_BAKE=1       bake the webapp image even if the test image exists
 #   BENCH_KEEP=1       keep the temporary directory (stacks, containers and
@@ -52,7 +52,10 @@ cd "$ROOT"
 
 ITERATIONS=${BENCH_ITERATIONS:-3}
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
-TEST_IMAGE=localhost/autopatch-test/webapp:bookworm
+# The test image's tag carries a hash of the webapp components (crates/testkit).
+TEST_IMAGE=$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
+  localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm' | head -1 || true)
+TEST_IMAGE=${TEST_IMAGE:-localhost/autopatch-test/webapp:bookworm}
 GOLDEN_TEST_IMAGE=localhost/autopatch-test/golden:bookworm
 APP=pattern3-app
 BASE=pattern3-base
