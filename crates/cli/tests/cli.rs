@@ -646,6 +646,57 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
 }
 
 #[test]
+fn stack_cancel_update_follows_the_rollback_and_a_refusal_is_an_error() {
+    let cli = Cli::new();
+    let (scripted, _daemon) = serve_scripted(
+        &cli,
+        Scripted::new(vec![
+            step("UPDATE_IN_PROGRESS", vec![event("01", "web", STACK, "UPDATE_IN_PROGRESS", None)]),
+            step(
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                vec![
+                    event("02", "Group", GROUP, "UPDATE_FAILED", Some("Resource update cancelled")),
+                    event(
+                        "03",
+                        "web",
+                        STACK,
+                        "UPDATE_ROLLBACK_IN_PROGRESS",
+                        Some("Stack update cancelled"),
+                    ),
+                ],
+            ),
+            step(
+                "UPDATE_ROLLBACK_COMPLETE",
+                vec![event("04", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+            ),
+        ]),
+    );
+    let output = cli.run(&["stack", "cancel-update", "web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web UPDATE_ROLLBACK_COMPLETE\n");
+    let errors = stderr(&output);
+    assert!(errors.contains("Resource update cancelled"), "{errors}");
+    assert!(!errors.contains("UPDATE_IN_PROGRESS"), "events from before the cancel: {errors}");
+    let cancel = scripted
+        .calls()
+        .into_iter()
+        .find(|(operation, _)| operation == "CancelUpdateStack")
+        .expect("CancelUpdateStack called")
+        .1;
+    assert_eq!(cancel["StackName"], scripted::STACK_ID);
+
+    let cli = Cli::new();
+    let mut idle = Scripted::new(vec![step("UPDATE_COMPLETE", vec![])]);
+    idle.refusal = Some(autopatch_stacks::api::ApiError::validation(
+        "CancelUpdateStack cannot be called from current stack status UPDATE_COMPLETE",
+    ));
+    let (_idle, _daemon) = serve_scripted(&cli, idle);
+    let output = cli.run(&["stack", "cancel-update", "web"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot be called from current stack status"));
+}
+
+#[test]
 fn stack_delete_follows_to_delete_complete_and_a_missing_stack_is_nothing_to_delete() {
     let cli = Cli::new();
     let (scripted, _daemon) = serve_scripted(

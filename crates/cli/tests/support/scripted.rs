@@ -49,7 +49,7 @@ pub(crate) fn event(
 }
 
 /// The stack `web`. Step 0 is the stack before the test's command; a
-/// `CreateStack`, `UpdateStack` or `DeleteStack` starts the operation at
+/// `CreateStack`, `UpdateStack`, `CancelUpdateStack` or `DeleteStack` starts the operation at
 /// step `after_change` (1 unless set; 0: nothing changes), as the real
 /// service marks it in progress before answering. Each later
 /// `DescribeStacks` moves one step along (staying on the last), and
@@ -110,12 +110,15 @@ impl Operations for Scripted {
         let mut state = self.state.lock().unwrap();
         let last = self.timeline.len() - 1;
         match (service, operation) {
-            ("cloudformation", "CreateStack" | "UpdateStack" | "DeleteStack") => {
+            (
+                "cloudformation",
+                "CreateStack" | "UpdateStack" | "DeleteStack" | "CancelUpdateStack",
+            ) => {
                 if let Some(refusal) = &self.refusal {
                     return Err(refusal.clone());
                 }
                 *state = State { shown: self.after_change, changed: true, ..State::default() };
-                if operation == "DeleteStack" {
+                if matches!(operation, "DeleteStack" | "CancelUpdateStack") {
                     Ok(json!({}))
                 } else {
                     Ok(json!({"StackId": STACK_ID}))
