@@ -63,14 +63,7 @@ impl Loaded {
         for resource in resources {
             // A resource changed in place keeps its physical id while it
             // changes; a replacement counts once it is complete.
-            let usable = match resource.status {
-                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
-                ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
-                    resource.replaced.is_none()
-                }
-                _ => false,
-            };
-            if let (Some(physical), true) = (&resource.physical_id, usable) {
+            if let (Some(physical), true) = (&resource.physical_id, current_exists(resource)) {
                 let attributes: Json =
                     serde_json::from_str(&resource.attributes).unwrap_or_default();
                 add_resource(&mut self.context, &resource.logical_id, physical, &attributes);
@@ -613,6 +606,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 properties: row.properties.clone(),
                 attributes: row.attributes.clone(),
                 restored: false,
+                deleting: false,
             };
             let physical = physical_id(
                 &row.resource_type,
@@ -681,6 +675,7 @@ impl<E: Engine + 'static> Runtime<E> {
             properties: row.properties.clone(),
             attributes: row.attributes.clone(),
             restored: true,
+            deleting: false,
         };
         let row = StackResourceRow {
             physical_id: old.physical_id,
@@ -702,6 +697,19 @@ impl<E: Engine + 'static> Runtime<E> {
         row: StackResourceRow,
     ) -> Result<(), OperationError> {
         let Some(replaced) = replaced_of(&row) else { return Ok(()) };
+        // Marked before anything goes: a daemon restarted from here on
+        // neither re-adopts it nor relaunches its instances.
+        let row = if replaced.deleting {
+            row
+        } else {
+            let marked = Replaced { deleting: true, ..replaced.clone() };
+            let row = StackResourceRow {
+                replaced: Some(serde_json::to_string(&marked).unwrap_or_default()),
+                ..row
+            };
+            self.store.put_stack_resource(&row)?;
+            row
+        };
         let gone = StackResourceRow {
             physical_id: replaced.physical_id.clone(),
             status_reason: None,
@@ -870,10 +878,27 @@ pub(crate) struct Replaced {
     pub(crate) attributes: String,
     /// A rollback swapped it back: this is the replacement, to delete.
     pub(crate) restored: bool,
+    /// The cleanup is deleting it: a restarted daemon must not bring it
+    /// back to life (its containers are orphans to sweep).
+    #[serde(default)]
+    pub(crate) deleting: bool,
 }
 
 pub(crate) fn replaced_of(row: &StackResourceRow) -> Option<Replaced> {
     row.replaced.as_deref().and_then(|text| serde_json::from_str(text).ok())
+}
+
+/// Whether the row's physical id names a resource that exists and serves:
+/// a created or updated one, one being changed in place, or one a rollback
+/// has made current again — not a replacement still being made.
+pub(crate) fn current_exists(row: &StackResourceRow) -> bool {
+    match row.status {
+        ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
+        ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
+            replaced_of(row).is_none_or(|replaced| replaced.restored)
+        }
+        _ => false,
+    }
 }
 
 /// `CreationPolicy.ResourceSignal`: count and timeout.

@@ -855,17 +855,32 @@ impl<E: Engine + 'static> Runtime<E> {
             .unwrap_or_default();
         policy.health_timeout =
             Duration::from_secs(record.grace_seconds) + Duration::from_secs(60) + checks;
-        let desired = record.desired_capacity;
-        let mut spec = self.group_spec(name, Some(request.stack_id), &record);
+        let template_spec = self.group_spec(name, Some(request.stack_id), &record);
         let fleet_error =
             |error: autopatch_fleet::FleetError| format!("Auto Scaling group {name}: {error}");
-        self.fleet.update_group(spec.clone()).map_err(fleet_error)?;
+        // The new launch for every instance launched from now on; a capacity
+        // the update had grown to before a restart is kept.
+        let mut spec = template_spec.clone();
+        if let Some(status) = self.fleet.group_status(name)
+            && status.spec.desired_capacity > spec.desired_capacity
+        {
+            spec.desired_capacity = status.spec.desired_capacity;
+            spec.max_size = spec.max_size.max(spec.desired_capacity);
+        }
+        self.fleet.update_group(spec).map_err(fleet_error)?;
+        let now = || Duration::from_millis(clock::now().0.max(0) as u64);
+        let mut batch_started = now();
         let outcome = loop {
             if let Err(reason) = self.check_interrupted(request) {
                 break Err(reason);
             }
             let rows = self.fleet.instances(name).map_err(fleet_error)?;
             let signals = self.fleet.signals(name).map_err(fleet_error)?;
+            let current_spec = self
+                .fleet
+                .group_status(name)
+                .map(|status| status.spec)
+                .ok_or_else(|| format!("Auto Scaling group {name} is not running here"))?;
             let instances = rows
                 .iter()
                 .filter(|row| row.lifecycle != LifecycleState::Terminating)
@@ -898,36 +913,39 @@ impl<E: Engine + 'static> Runtime<E> {
                 })
                 .collect();
             let view = RollingView {
-                desired,
+                desired: record.desired_capacity,
+                capacity: current_spec.desired_capacity,
                 instances,
                 policy: policy.clone(),
-                now: Duration::from_millis(clock::now().0.max(0) as u64),
+                now: now(),
+                batch_started,
             };
             match rolling_step(&view) {
                 RollingMove::Done => break Ok(()),
+                // The group is left as it is: the rollback rolls it back
+                // from there.
                 RollingMove::Fail(reason) => break Err(reason),
                 RollingMove::Wait => {}
                 RollingMove::Grow(capacity) => {
-                    spec.desired_capacity = capacity;
-                    spec.max_size = spec.max_size.max(capacity);
-                    self.fleet.update_group(spec.clone()).map_err(fleet_error)?;
+                    let grown = GroupSpec {
+                        desired_capacity: capacity,
+                        max_size: current_spec.max_size.max(capacity),
+                        ..current_spec
+                    };
+                    self.fleet.update_group(grown).map_err(fleet_error)?;
+                    batch_started = now();
                 }
                 RollingMove::Terminate { ids, decrement } => {
                     for id in ids {
                         self.fleet.terminate_instance(name, &id, decrement).map_err(fleet_error)?;
-                        if decrement {
-                            spec.desired_capacity = spec.desired_capacity.saturating_sub(1);
-                        }
                     }
+                    batch_started = now();
                 }
             }
             tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(250))).await;
         };
-        // Back to the template's capacity, whatever happened.
-        let template_spec = self.group_spec(name, Some(request.stack_id), &record);
-        if spec.desired_capacity != template_spec.desired_capacity
-            || spec.max_size != template_spec.max_size
-        {
+        if outcome.is_ok() {
+            // Back to the template's capacity and size.
             self.fleet.update_group(template_spec).map_err(fleet_error)?;
         }
         outcome?;

@@ -146,7 +146,9 @@ impl<E: Engine + 'static> StackService<E> {
             for row in ordered {
                 // What an update replaced runs until the cleanup: adopt it
                 // (first: it is the one that was serving).
+                // (The cleanup is deleting it: its instances are orphans.)
                 if let Some(replaced) = operation::replaced_of(row)
+                    && !replaced.deleting
                     && let Some(physical) = &replaced.physical_id
                 {
                     if is_group(row) {
@@ -158,17 +160,10 @@ impl<E: Engine + 'static> StackService<E> {
                 if is_group(row) && row.status.may_exist() {
                     groups.push(physical.clone());
                 }
-                // Created, or being changed in place (same physical id). A
-                // replacement still being created is finished by the
-                // resumed operation.
-                let exists = match row.status {
-                    ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
-                    ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
-                        row.replaced.is_none()
-                    }
-                    _ => false,
-                };
-                if exists {
+                // Created, being changed in place (same physical id), or made
+                // current again by a rollback. A replacement still being
+                // created is finished by the resumed operation.
+                if operation::current_exists(row) {
                     self.adopt(row, physical, &row.properties, &row.attributes).await;
                 }
             }

@@ -239,11 +239,20 @@ pub struct RollingInstance {
 /// What a rolling update looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollingView {
-    /// The group's desired capacity (the template's).
+    /// The group's desired capacity as the template says.
     pub desired: u32,
+    /// The group's desired capacity right now (above `desired` while the
+    /// update has grown it).
+    pub capacity: u32,
+    /// The live (not terminating) instances.
     pub instances: Vec<RollingInstance>,
     pub policy: RollingPolicy,
     pub now: Duration,
+    /// When the current batch began (the update's last change to the group,
+    /// or its start): the batch must be done within the pause time (with
+    /// signals) or the health timeout, however many times the group
+    /// replaces an instance that failed its checks meanwhile.
+    pub batch_started: Duration,
 }
 
 /// The next move of a rolling update.
@@ -252,10 +261,10 @@ pub enum RollingMove {
     /// Every instance runs the target launch and is ready.
     Done,
     /// A batch is on its way (launching, signalling, passing checks, or the
-    /// pause after it).
+    /// pause after it), or the group is still reaching its capacity.
     Wait,
     /// Terminate these old instances; with `decrement` the group's desired
-    /// capacity drops by one each (after a [`RollingMove::Grow`]), else the
+    /// capacity drops by one each (undoing a [`RollingMove::Grow`]), else the
     /// group launches replacements with the target launch.
     Terminate { ids: Vec<String>, decrement: bool },
     /// Raise the desired capacity to this (temporarily above the template's)
@@ -267,11 +276,13 @@ pub enum RollingMove {
 }
 
 /// The next move of a rolling update towards every instance running the
-/// target launch, never taking the group below
-/// `MinInstancesInService` instances in service.
+/// target launch, never taking the group below `MinInstancesInService`
+/// instances in service and never below the template's capacity.
 pub fn rolling_step(view: &RollingView) -> RollingMove {
     let policy = &view.policy;
     let desired = view.desired as usize;
+    let capacity = view.capacity as usize;
+    let live = view.instances.len();
     let (new, old): (Vec<&RollingInstance>, Vec<&RollingInstance>) =
         view.instances.iter().partition(|instance| instance.current);
     let ready = |instance: &RollingInstance| {
@@ -287,56 +298,57 @@ pub fn rolling_step(view: &RollingView) -> RollingMove {
             policy.min_successful_instances_percent
         ));
     }
-    let pending: Vec<&&RollingInstance> =
-        new.iter().filter(|instance| !ready(instance) && instance.signal != Some(false)).collect();
-    if !pending.is_empty() {
+    let pending: Vec<&str> = new
+        .iter()
+        .filter(|instance| !ready(instance) && instance.signal != Some(false))
+        .map(|instance| instance.id.as_str())
+        .collect();
+    if !pending.is_empty() || live != capacity {
         let limit = if policy.wait_on_resource_signals {
             policy.pause_time
         } else {
             policy.pause_time.max(policy.health_timeout)
         };
-        let late: Vec<&str> = pending
-            .iter()
-            .filter(|instance| view.now >= instance.launched_at + limit)
-            .map(|instance| instance.id.as_str())
-            .collect();
-        if late.is_empty() {
+        if view.now < view.batch_started + limit {
             return RollingMove::Wait;
         }
-        return RollingMove::Fail(if policy.wait_on_resource_signals {
+        let seconds = limit.as_secs();
+        return RollingMove::Fail(if pending.is_empty() {
             format!(
-                "Failed to receive {} resource signal(s) for the current batch within {} s ({}). Each resource signal timeout is counted as a FAILURE.",
-                late.len(),
-                limit.as_secs(),
-                late.join(", ")
+                "The group did not reach its capacity of {capacity} within {seconds} s ({live} running)"
+            )
+        } else if policy.wait_on_resource_signals {
+            format!(
+                "Failed to receive {} resource signal(s) for the current batch within {seconds} s ({}). Each resource signal timeout is counted as a FAILURE.",
+                pending.len(),
+                pending.join(", ")
             )
         } else {
             format!(
-                "New instance(s) {} did not pass the target group health checks within {} s",
-                late.join(", "),
-                limit.as_secs()
+                "New instance(s) {} did not pass the target group health checks within {seconds} s",
+                pending.join(", ")
             )
         });
     }
     // Without signals, CloudFormation pauses PauseTime after each batch.
     if !policy.wait_on_resource_signals
-        && let Some(newest) = new.iter().map(|instance| instance.launched_at).max()
         && !old.is_empty()
-        && view.now < newest + policy.pause_time
+        && view.now < view.batch_started + policy.pause_time
     {
         return RollingMove::Wait;
     }
     if old.is_empty() {
-        return if view.instances.len() >= desired { RollingMove::Done } else { RollingMove::Wait };
+        return RollingMove::Done;
     }
     let batch = (policy.max_batch_size.max(1) as usize).min(old.len());
     // Out-of-service old instances first: terminating them costs nothing.
     let mut candidates: Vec<&&RollingInstance> = old.iter().collect();
     candidates.sort_by_key(|instance| (instance.in_service, instance.launched_at));
-    if view.instances.len() > desired {
-        // Grown earlier: the extra new instances are ready, the old go.
-        let surplus = view.instances.len() - desired;
-        let ids = candidates.iter().take(batch.min(surplus)).map(|i| i.id.clone()).collect();
+    if capacity > desired {
+        // Grown earlier: the extra new instances are ready, the old go and
+        // take the extra capacity with them.
+        let ids =
+            candidates.iter().take(batch.min(capacity - desired)).map(|i| i.id.clone()).collect();
         return RollingMove::Terminate { ids, decrement: true };
     }
     let in_service = view.instances.iter().filter(|instance| instance.in_service).count();
@@ -356,7 +368,7 @@ pub fn rolling_step(view: &RollingView) -> RollingMove {
         ids.push(instance.id.clone());
     }
     if ids.is_empty() {
-        RollingMove::Grow((desired + batch) as u32)
+        RollingMove::Grow((capacity + batch) as u32)
     } else {
         RollingMove::Terminate { ids, decrement: false }
     }
@@ -493,8 +505,16 @@ mod tests {
         }
     }
 
+    /// A group at its template capacity of 2 whose batch began at 10 s.
     fn view(instances: Vec<RollingInstance>, now: u64) -> RollingView {
-        RollingView { desired: 2, instances, policy: policy(), now: Duration::from_secs(now) }
+        RollingView {
+            desired: 2,
+            capacity: 2,
+            instances,
+            policy: policy(),
+            now: Duration::from_secs(now),
+            batch_started: Duration::from_secs(10),
+        }
     }
 
     #[test]
@@ -525,6 +545,7 @@ mod tests {
         start.policy.min_instances_in_service = 2;
         assert_eq!(rolling_step(&start), RollingMove::Grow(3));
         let mut grown = start.clone();
+        grown.capacity = 3;
         grown.instances.push(instance("c", true, true, 10));
         assert_eq!(
             rolling_step(&grown),
@@ -569,6 +590,55 @@ mod tests {
         unhealthy.policy.pause_time = Duration::ZERO;
         assert!(
             matches!(rolling_step(&unhealthy), RollingMove::Fail(reason) if reason.contains("did not pass the target group health checks"))
+        );
+    }
+
+    #[test]
+    fn a_group_not_at_its_capacity_is_waited_for_never_shrunk_below_the_template() {
+        // One short right after a terminate: the group launches the
+        // replacement; growing now would launch two.
+        let short = view(vec![instance("b", false, true, 1)], 12);
+        assert_eq!(rolling_step(&short), RollingMove::Wait);
+        // One more than the capacity (a failed batch left it, or the group
+        // is scaling in): not the update's growth, nothing to decrement.
+        let over = view(
+            vec![
+                instance("a", true, true, 0),
+                instance("b", true, true, 1),
+                instance("c", false, false, 11),
+            ],
+            12,
+        );
+        assert_eq!(rolling_step(&over), RollingMove::Wait);
+        // Grown by one: exactly one old instance goes with a decrement.
+        let mut grown = view(
+            vec![
+                instance("a", false, true, 0),
+                instance("b", false, true, 1),
+                instance("c", true, true, 11),
+            ],
+            14,
+        );
+        grown.capacity = 3;
+        grown.policy.max_batch_size = 2;
+        assert_eq!(
+            rolling_step(&grown),
+            RollingMove::Terminate { ids: vec!["a".into()], decrement: true }
+        );
+    }
+
+    #[test]
+    fn the_batch_deadline_holds_however_often_the_group_replaces_a_sick_instance() {
+        // The group replaced the never-healthy new instance at 65 s; the
+        // batch began at 10 s and the health timeout is 60 s.
+        let sick = view(vec![instance("b", false, true, 1), instance("d", true, false, 65)], 71);
+        assert!(
+            matches!(rolling_step(&sick), RollingMove::Fail(reason) if reason.contains("d did not pass"))
+        );
+        // A group that cannot launch at all fails the same way.
+        let stuck = view(vec![instance("b", false, true, 1)], 71);
+        assert!(
+            matches!(rolling_step(&stuck), RollingMove::Fail(reason) if reason.contains("did not reach its capacity of 2"))
         );
     }
 

@@ -310,3 +310,62 @@ async fn a_rolling_update_never_has_fewer_healthy_targets_than_min_instances_in_
     fixture.delete("pattern3-base").await;
     let _ = fixture.engine.image_remove(&image_b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_update_deletes_the_new_group_and_leaves_the_old_one_serving() {
+    let fixture = Fixture::new().await;
+    let (url, _) = lab(&fixture, None).await;
+    let old = group(&fixture);
+    let old_instances: BTreeSet<String> =
+        old.instances.iter().map(|i| i.instance_id.clone()).collect();
+    // The broken image keeps the new group waiting (its instances signal
+    // failure only after their 30 s web server wait): room to cancel.
+    let broken = broken_image(&fixture).await;
+    let input = UpdateStackInput {
+        stack_name: "pattern3-app".into(),
+        use_previous_template: Some(true),
+        parameters: vec![parameter("AmazonMachineImage", &broken)],
+        ..Default::default()
+    };
+    let updated = fixture.service.update_stack(input).await.unwrap();
+    let mut waited = 0;
+    while !events(&fixture, "pattern3-app").iter().any(|event| {
+        event.logical_resource_id == "Pattern3ASG" && event.resource_status == "UPDATE_IN_PROGRESS"
+    }) {
+        waited += 1;
+        assert!(waited < 600, "the new group never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fixture
+        .service
+        .cancel_update_stack(CancelUpdateStackInput { stack_name: "pattern3-app".into() })
+        .await
+        .unwrap();
+    fixture.service.wait_idle(&updated.stack_id).await;
+    let stack = fixture.describe("pattern3-app");
+    assert_eq!(stack.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{stack:?}");
+    let all = events(&fixture, "pattern3-app");
+    assert!(
+        all.iter().any(|event| event.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"
+            && event.resource_status_reason.as_deref() == Some("Stack update cancelled")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(|event| event.logical_resource_id == "Pattern3ASG"
+            && event.resource_status == "UPDATE_FAILED"
+            && event.resource_status_reason.as_deref() == Some("Resource update cancelled")),
+        "{all:#?}"
+    );
+    let after = group(&fixture);
+    assert_eq!(after.auto_scaling_group_name, old.auto_scaling_group_name);
+    let instances: BTreeSet<String> =
+        after.instances.iter().map(|i| i.instance_id.clone()).collect();
+    assert_eq!(instances, old_instances, "the old group is untouched");
+    assert_eq!(fixture.instance_containers().await.len(), 2, "the new group is gone");
+    let page = curl(&url);
+    assert!(page.contains("Welcome to Re:Invent 2020"), "{page}");
+
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    let _ = fixture.engine.image_remove(&broken).await;
+}

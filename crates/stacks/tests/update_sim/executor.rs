@@ -230,6 +230,7 @@ impl Sim {
                 properties: row.properties.clone(),
                 attributes: row.attributes.clone(),
                 restored: false,
+                deleting: false,
             };
             let physical = self.world.store.new_physical(name);
             let row = Row {
@@ -269,6 +270,7 @@ impl Sim {
             properties: row.properties.clone(),
             attributes: row.attributes.clone(),
             restored: true,
+            deleting: false,
         };
         let row = Row {
             status: ResourceStatus::UpdateInProgress,
@@ -288,6 +290,14 @@ impl Sim {
     fn cleanup_step(&mut self, name: &str) -> Result<(), Stop> {
         let row = self.world.store.row(name);
         let Some(replaced) = row.replaced.clone() else { return Ok(()) };
+        let row = if replaced.deleting {
+            row
+        } else {
+            let marked = Replaced { deleting: true, ..replaced.clone() };
+            let row = Row { replaced: Some(marked), ..row };
+            self.put(name, row.clone(), "cleanup: the replaced one marked deleting")?;
+            row
+        };
         if let Some(physical) = &replaced.physical {
             let outcome = self.delete_resource(row.resource_type, physical)?;
             if let Err(reason) = outcome {
@@ -452,16 +462,27 @@ impl Sim {
             wait_on_resource_signals: true,
             health_timeout: GRACE + Duration::from_secs(60) + HEALTHY_AFTER,
         };
+        // A capacity the update had grown to before a restart is kept.
         let mut spec = record.clone();
+        if let Some(current) = self.fleet.controllers.get(physical)
+            && current.desired > spec.desired
+        {
+            spec.desired = current.desired;
+            spec.max = spec.max.max(spec.desired);
+        }
         let updated = self.update_group(physical, spec.clone());
         self.point(format!("rolling: group {physical} launches from {}", spec.launch))?;
         if let Err(reason) = updated {
             return Ok(Err(reason));
         }
+        let mut batch_started = self.world.now;
         let outcome = loop {
             if let Err(reason) = self.check_interrupted(operation) {
                 break Err(reason);
             }
+            let Some(current) = self.fleet.controllers.get(physical).cloned() else {
+                break Err(format!("Auto Scaling group {physical} is not running here"));
+            };
             let instances = self
                 .world
                 .live_of(physical)
@@ -475,9 +496,11 @@ impl Sim {
                 .collect();
             let view = RollingView {
                 desired: record.desired,
+                capacity: current.desired,
                 instances,
                 policy: policy.clone(),
                 now: self.world.now,
+                batch_started,
             };
             let next = rolling_step(&view);
             self.note(format!("rolling_step: {next:?}"));
@@ -486,13 +509,14 @@ impl Sim {
                 RollingMove::Fail(reason) => break Err(reason),
                 RollingMove::Wait => {}
                 RollingMove::Grow(capacity) => {
-                    spec.desired = capacity;
-                    spec.max = spec.max.max(capacity);
-                    let grown = self.update_group(physical, spec.clone());
+                    let grown =
+                        GroupSpec { desired: capacity, max: current.max.max(capacity), ..current };
+                    let grown = self.update_group(physical, grown);
                     self.point(format!("rolling: group {physical} grows to {capacity}"))?;
                     if let Err(reason) = grown {
                         return Ok(Err(reason));
                     }
+                    batch_started = self.world.now;
                 }
                 RollingMove::Terminate { ids, decrement } => {
                     for id in ids {
@@ -501,15 +525,13 @@ impl Sim {
                         if let Err(reason) = terminated {
                             return Ok(Err(reason));
                         }
-                        if decrement {
-                            spec.desired -= 1;
-                        }
                     }
+                    batch_started = self.world.now;
                 }
             }
             self.sleep("rolling: waiting")?;
         };
-        if spec.desired != record.desired || spec.max != record.max {
+        if outcome.is_ok() {
             let restored = self.update_group(physical, record.clone());
             self.point(format!("rolling: group {physical} back to the template's capacity"))?;
             if let Err(reason) = restored {

@@ -101,8 +101,8 @@ impl std::fmt::Display for Failure {
         };
         write!(
             formatter,
-            "{}\nscenario: {:?}\ntrace (step, virtual time, stack status, what happened):\n{trace}",
-            self.message, self.scenario,
+            "{}\nscenario: {:?}\ncrashed after: {:?}\nthe group's desired capacity at the end: {:?}\ntrace (step, virtual time, stack status, what happened):\n{trace}",
+            self.message, self.scenario, self.crashed_after, self.group_desired,
         )
     }
 }
@@ -407,6 +407,7 @@ impl Sim {
             let Some(row) = self.world.store.rows.get(name).cloned() else { continue };
             let is_group = row.resource_type == ASG_TYPE;
             if let Some(replaced) = &row.replaced
+                && !replaced.deleting
                 && let Some(physical) = &replaced.physical
             {
                 if is_group {
@@ -421,7 +422,7 @@ impl Sim {
             let exists = match row.status {
                 ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete => true,
                 ResourceStatus::UpdateInProgress | ResourceStatus::UpdateFailed => {
-                    row.replaced.is_none()
+                    row.replaced.as_ref().is_none_or(|replaced| replaced.restored)
                 }
                 _ => false,
             };

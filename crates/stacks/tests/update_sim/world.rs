@@ -131,6 +131,8 @@ pub(crate) struct Replaced {
     pub(crate) properties: Json,
     pub(crate) attributes: Json,
     pub(crate) restored: bool,
+    /// The cleanup is deleting it.
+    pub(crate) deleting: bool,
 }
 
 /// A stack resource row.
