@@ -307,7 +307,7 @@ impl Engine for DockerEngine {
     async fn container_inspect(&self, id: &str) -> Result<Option<ContainerInfo>, EngineError> {
         match self.docker.inspect_container(id, None::<InspectContainerOptions>).await {
             Ok(response) => Ok(Some(container_info(response))),
-            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) if is_vanished_container(&error) => Ok(None),
             Err(error) => Err(self.error("inspect container", id, error)),
         }
     }
@@ -325,11 +325,19 @@ impl Engine for DockerEngine {
         }
         let options =
             ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|error| self.error("list containers", object, error))?;
+        // A container removed while the engine lists can fail the whole
+        // listing (Podman): list again, a few times.
+        let mut attempt = 0;
+        let summaries = loop {
+            attempt += 1;
+            match self.docker.list_containers(Some(options.clone())).await {
+                Ok(summaries) => break summaries,
+                Err(error) if attempt < 5 && is_vanished_container(&error) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(error) => return Err(self.error("list containers", object, error)),
+            }
+        };
         let mut containers = Vec::new();
         for id in summaries.into_iter().filter_map(|summary| summary.id) {
             // Inspect each, so the answer matches `container_inspect`; one
@@ -588,6 +596,19 @@ fn is_not_found(error: &BollardError) -> bool {
     matches!(error, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
 
+/// Podman answers a listing or an inspect that meets a container being
+/// removed at that moment with a 500 "no such container" rather than
+/// skipping it or a 404: the container is gone, which is no error.
+fn is_vanished_container(error: &BollardError) -> bool {
+    match error {
+        BollardError::DockerResponseServerError { status_code: 404, .. } => true,
+        BollardError::DockerResponseServerError { status_code: 500, message } => {
+            message.to_ascii_lowercase().contains("no such container")
+        }
+        _ => false,
+    }
+}
+
 /// Whether the error means nothing answered (as opposed to the engine refusing).
 fn is_unreachable(error: &BollardError) -> bool {
     match error {
@@ -755,6 +776,18 @@ fn file_archive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_removed_under_a_listing_counts_as_gone_not_as_an_error() {
+        let answer = |status_code: u16, message: &str| BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        assert!(is_vanished_container(&answer(404, "no such container")));
+        assert!(is_vanished_container(&answer(500, "container 3f2a: no such container")));
+        assert!(!is_vanished_container(&answer(500, "database is locked")));
+        assert!(!is_vanished_container(&answer(409, "no such container")));
+    }
 
     #[test]
     fn file_archive_holds_only_the_file() {
