@@ -45,8 +45,8 @@ use tokio::time::Instant;
 
 use crate::error::{EngineContext, StoreContext, error_chain};
 use crate::launch::{
-    Context, GROUP_LABEL, GroupSpec, INSTANCE_LABEL, INSTANCE_ROLE, ROLE_LABEL, begin_termination,
-    complete_launch, finish_termination, launch,
+    Context, GROUP_LABEL, GroupSpec, INSTANCE_LABEL, INSTANCE_ROLE, OWNER_LABEL, ROLE_LABEL,
+    begin_termination, complete_launch, finish_termination, launch,
 };
 use crate::metadata::InstanceFolder;
 use crate::plan::{Action, ContainerStatus, GroupView, InstanceView, combine_target_states, plan};
@@ -545,7 +545,9 @@ impl<E: Engine + 'static> Fleet<E> {
         }
     }
 
-    /// Removes containers labelled `autopatch.role=instance` whose instance
+    /// Removes this fleet's containers (labelled `autopatch.role=instance`
+    /// and `autopatch.fleet=<its instances folder>`: other state
+    /// directories' instances are never touched) whose instance
     /// row is missing or `Terminated`, or whose group is not in
     /// `known_groups`; marks rows of vanished containers `Terminated`; removes
     /// instance folders without a live row. Groups whose controller runs here
@@ -557,7 +559,10 @@ impl<E: Engine + 'static> Fleet<E> {
             |group: Option<&String>| group.is_some_and(|group| running_groups.contains(group));
         let containers = shared
             .engine
-            .container_list(&[(ROLE_LABEL.to_string(), INSTANCE_ROLE.to_string())])
+            .container_list(&[
+                (ROLE_LABEL.to_string(), INSTANCE_ROLE.to_string()),
+                (OWNER_LABEL.to_string(), shared.instances_dir.display().to_string()),
+            ])
             .await
             .engine_context("listing", "instance containers")?;
         let context = shared.context();

@@ -37,6 +37,10 @@ pub const INSTANCE_ROLE: &str = "instance";
 pub const INSTANCE_LABEL: &str = "autopatch.instance";
 /// The Auto Scaling group label.
 pub const GROUP_LABEL: &str = "autopatch.group";
+/// Which fleet owns the instance: its instances folder (one per state
+/// directory), so a daemon's orphan sweep never touches another state
+/// directory's instances.
+pub const OWNER_LABEL: &str = "autopatch.fleet";
 /// The stack id label (when the group belongs to a stack).
 pub const STACK_LABEL: &str = "autopatch.stack";
 /// Tags become labels `autopatch.tag.<key>`.
@@ -238,7 +242,12 @@ pub(crate) fn container_spec(
         entrypoint: Some(vec!["/bin/sh".to_string(), format!("{INSTANCE_MOUNT}/bin/boot")]),
         cmd,
         env: Vec::new(),
-        labels: instance_labels(spec, instance_id),
+        labels: {
+            let mut labels = instance_labels(spec, instance_id);
+            let owner = folder.path().parent().unwrap_or(folder.path());
+            labels.insert(OWNER_LABEL.to_string(), owner.display().to_string());
+            labels
+        },
         network: Some(spec.network.clone()),
         hostname: Some(instance_id.to_string()),
         publish: spec

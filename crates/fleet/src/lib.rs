@@ -61,7 +61,7 @@ pub use error::{FleetError, error_chain};
 pub use instance_types::{InstanceTypeSpec, instance_type, instance_types};
 pub use launch::{
     GROUP_LABEL, GroupSpec, HealthCheckType, INSTANCE_LABEL, INSTANCE_ROLE, LaunchTemplate,
-    ROLE_LABEL, STACK_LABEL, TAG_LABEL_PREFIX, Zone,
+    OWNER_LABEL, ROLE_LABEL, STACK_LABEL, TAG_LABEL_PREFIX, Zone,
 };
 pub use metadata::INSTANCE_MOUNT;
 pub use signal::{Signal, SignalParseError, SignalStatus, parse_signal};

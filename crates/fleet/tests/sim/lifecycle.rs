@@ -163,16 +163,20 @@ async fn remove_orphans_removes_what_no_live_row_of_a_known_group_accounts_for()
 
     // A container with no row at all, one whose row is terminated, and a
     // known group's instance whose container vanished.
-    let instance_container = |instance_id: &str, group: &str| ContainerSpec {
+    let owner = sim.fleet.instance_dir("x").parent().expect("the instances folder").to_owned();
+    let owned_by = |owner: &str, instance_id: &str, group: &str| ContainerSpec {
         name: Some(format!("autopatch-{instance_id}")),
         image: sim.engine_image_id.clone(),
         labels: BTreeMap::from([
             ("autopatch.role".into(), "instance".into()),
             ("autopatch.instance".into(), instance_id.into()),
             ("autopatch.group".into(), group.into()),
+            ("autopatch.fleet".into(), owner.into()),
         ]),
         ..ContainerSpec::default()
     };
+    let instance_container =
+        |instance_id: &str, group: &str| owned_by(&owner.display().to_string(), instance_id, group);
     sim.engine
         .container_create(&instance_container("i-00000000000000001", "web"))
         .await
@@ -191,6 +195,12 @@ async fn remove_orphans_removes_what_no_live_row_of_a_known_group_accounts_for()
     sim.store.insert_instance(&vanished).expect("row");
     fs_err::create_dir_all(sim.fleet.instance_dir("i-00000000000000003")).expect("folder");
     fs_err::create_dir_all(sim.fleet.instance_dir("i-00000000000000004")).expect("stray folder");
+    // Another state directory's instance (another daemon's): left alone.
+    let foreign = sim
+        .engine
+        .container_create(&owned_by("/elsewhere/instances", "i-00000000000000005", "old"))
+        .await
+        .expect("created");
     // Not an instance: left alone.
     let other = sim
         .engine
@@ -215,7 +225,8 @@ async fn remove_orphans_removes_what_no_live_row_of_a_known_group_accounts_for()
         sim.engine.containers().into_iter().map(|container| container.id).collect();
     assert_eq!(
         remaining,
-        [web.container_id.clone().expect("container"), other.id].map(|id| id.to_string())
+        [web.container_id.clone().expect("container"), foreign.id, other.id]
+            .map(|id| id.to_string())
     );
     let row = |id: &str| sim.store.instance(id).expect("read").expect("row");
     assert_eq!(row(&web.instance_id).lifecycle, LifecycleState::InService, "kept");
