@@ -614,6 +614,7 @@ mod tests {
         assert_eq!(
             labels,
             [
+                ("autopatch.fleet", "/state/instances"),
                 ("autopatch.group", "web"),
                 ("autopatch.instance", "i-1"),
                 ("autopatch.role", "instance"),
