@@ -697,8 +697,14 @@ impl<E: Engine + 'static> Runtime<E> {
         row: StackResourceRow,
     ) -> Result<(), OperationError> {
         let Some(replaced) = replaced_of(&row) else { return Ok(()) };
+        let gone = |row: &StackResourceRow| StackResourceRow {
+            physical_id: replaced.physical_id.clone(),
+            status_reason: None,
+            ..row.clone()
+        };
         // Marked before anything goes: a daemon restarted from here on
-        // neither re-adopts it nor relaunches its instances.
+        // neither re-adopts it nor relaunches its instances (and a resumed
+        // cleanup does not announce the delete twice).
         let row = if replaced.deleting {
             row
         } else {
@@ -708,14 +714,10 @@ impl<E: Engine + 'static> Runtime<E> {
                 ..row
             };
             self.store.put_stack_resource(&row)?;
+            self.event(stack, &gone(&row), ResourceStatus::DeleteInProgress.as_str(), None)?;
             row
         };
-        let gone = StackResourceRow {
-            physical_id: replaced.physical_id.clone(),
-            status_reason: None,
-            ..row.clone()
-        };
-        self.event(stack, &gone, ResourceStatus::DeleteInProgress.as_str(), None)?;
+        let gone = gone(&row);
         let attributes: Json = serde_json::from_str(&replaced.attributes).unwrap_or_default();
         let outcome = match &replaced.physical_id {
             Some(physical) => self.delete_resource(&row.resource_type, physical, &attributes).await,
