@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use autopatch_daemon::{Client, ClientError, DaemonConfig, PingOutput, process_running};
+use autopatch_daemon::{Client, ClientError, DaemonConfig, PingOutput, process_running, read_pid};
 use autopatch_stacks::ListenerPorts;
 use serde_json::json;
 
@@ -89,6 +89,11 @@ pub(crate) async fn up(
         }
         // Nothing listens (or only a stale socket file): start one.
         Err(ClientError::NotRunning { .. }) => {}
+        // The socket resets: a daemon killed a moment ago whose last threads
+        // are still going away. Its pid says so; start one (the new daemon
+        // waits for the lock).
+        Err(ClientError::Connect { .. } | ClientError::Transport { .. })
+            if read_pid(&state_dir).is_none_or(|pid| !process_running(pid)) => {}
         // Something is there but does not answer properly: starting another
         // would only be refused by its lock.
         Err(error) => return Err(CliError::from_client(error, &state_dir)),

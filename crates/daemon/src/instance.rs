@@ -56,16 +56,28 @@ impl InstanceLock {
             .write(true)
             .open(&lock_path)
             .map_err(io("open the lock file", &lock_path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(InstanceError::AlreadyRunning {
-                    state_dir: state_dir.to_path_buf(),
-                    pid: read_pid(state_dir),
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(InstanceError::Io { action: "lock", path: lock_path, source });
+        // A daemon killed a moment ago holds the lock until its last thread
+        // is gone: when the pid file names a process that has ended, wait
+        // (a few seconds at most) for the lock to come free.
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let holder = read_pid(state_dir);
+                    let ending = holder.is_some_and(|pid| !process_running(pid));
+                    attempts += 1;
+                    if !ending || attempts > 50 {
+                        return Err(InstanceError::AlreadyRunning {
+                            state_dir: state_dir.to_path_buf(),
+                            pid: holder,
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(InstanceError::Io { action: "lock", path: lock_path, source });
+                }
             }
         }
         let pid_path = state_dir.join(PID_FILE);
