@@ -22,11 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lab::{Lab, containers, wait_until};
 
-/// Image B: the webapp test image with one more label (another image id).
-const IMAGE_B: &str = "localhost/autopatch-test/webapp-b:restart";
-
-/// One lab at a time: both tests make image B under one name, and two fleets
-/// updating at once on two cores would only slow each other down.
+/// One lab at a time in this process: two fleets updating at once on two
+/// cores would only slow each other down. (Each test has its own image B:
+/// the test runner may run them in separate processes at once.)
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// When the daemon is killed.
@@ -53,9 +51,12 @@ fn a_daemon_killed_during_the_cleanup_finishes_it_and_requests_fail_only_while_i
 
 fn kill_mid_update(moment: Moment) {
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // One image B per test: the tests may run at once in separate processes.
+    let image_b = format!("localhost/autopatch-test/webapp-b:restart-{moment:?}").to_lowercase();
+    let image_b = image_b.as_str();
     let image_a = lab::webapp_image();
-    lab::derive_image(image_a, IMAGE_B);
-    let (id_a, id_b) = (lab::image_id(image_a), lab::image_id(IMAGE_B));
+    lab::derive_image(image_a, image_b);
+    let (id_a, id_b) = (lab::image_id(image_a), lab::image_id(image_b));
     assert_ne!(id_a, id_b);
     let lab = Lab::new();
     lab.up();
@@ -67,7 +68,7 @@ fn kill_mid_update(moment: Moment) {
     wait_until("the load reaches image A", Duration::from_secs(30), || {
         watch.responses().iter().filter(|r| r.image.as_deref() == Some(image_a)).count() >= 100
     });
-    let parameter = format!("AmazonMachineImage={IMAGE_B}");
+    let parameter = format!("AmazonMachineImage={image_b}");
     lab.ok(&[
         "stack",
         "update",
@@ -105,7 +106,7 @@ fn kill_mid_update(moment: Moment) {
     let settled_ms = now_ms();
     assert_eq!(status, "UPDATE_COMPLETE", "{}", lab.daemon_log());
     // Load on the new group after the update.
-    let on_b = || watch.responses().iter().filter(|r| r.image.as_deref() == Some(IMAGE_B)).count();
+    let on_b = || watch.responses().iter().filter(|r| r.image.as_deref() == Some(image_b)).count();
     let settled_on_b = on_b();
     wait_until("the load goes on on image B", Duration::from_secs(30), || {
         on_b() >= settled_on_b + 100
@@ -171,7 +172,7 @@ fn kill_mid_update(moment: Moment) {
     let instances = group["Instances"].as_array().unwrap();
     assert_eq!(instances.len(), 2, "{group}");
     for instance in instances {
-        assert_eq!(instance["ImageId"], IMAGE_B, "{instance}");
+        assert_eq!(instance["ImageId"], image_b, "{instance}");
         assert_eq!(instance["LifecycleState"], "InService", "{instance}");
     }
     let known: BTreeSet<&str> =
@@ -186,7 +187,7 @@ fn kill_mid_update(moment: Moment) {
     }
     for _ in 0..4 {
         let page = lab::curl(&format!("{}details.php", stacks.url)).unwrap();
-        assert!(page.contains(&format!("Amazon Image Id:</b> {IMAGE_B}")), "{page}");
+        assert!(page.contains(&format!("Amazon Image Id:</b> {image_b}")), "{page}");
     }
 
     // The load: the only failures met the dead listener.
@@ -221,16 +222,16 @@ fn kill_mid_update(moment: Moment) {
     // Both images served; once the update was over, only B.
     let settled_t = (settled_ms - run.start_ms) as f64;
     let images: BTreeSet<&str> = run.responses.iter().filter_map(|r| r.image.as_deref()).collect();
-    assert!(images.contains(image_a) && images.contains(IMAGE_B), "{images:?}");
+    assert!(images.contains(image_a) && images.contains(image_b), "{images:?}");
     let late_a: Vec<&Seen> = run
         .responses
         .iter()
-        .filter(|r| r.t_ms > settled_t && r.image.as_deref() != Some(IMAGE_B))
+        .filter(|r| r.t_ms > settled_t && r.image.as_deref() != Some(image_b))
         .collect();
     assert!(late_a.is_empty(), "served after UPDATE_COMPLETE by another image: {late_a:#?}");
 
     lab.tear_down();
-    lab::remove_image(IMAGE_B);
+    lab::remove_image(image_b);
 }
 
 /// A line for whoever runs the test with `--nocapture`.

@@ -96,17 +96,18 @@ async fn update_under_load(fixture: &Fixture, url: &str, image: &str) -> (Stack,
     (fixture.describe(&updated.stack_id), outcome)
 }
 
-/// Image B: image A under another name (so another image id).
-async fn tag_b(fixture: &Fixture) -> String {
-    let reference = "localhost/autopatch-test/webapp-b:update".to_owned();
+/// Image B: image A under another name (so another image id), one name per
+/// test (the runner may run tests in separate processes at once).
+async fn tag_b(fixture: &Fixture, test: &str) -> String {
+    let reference = format!("localhost/autopatch-test/webapp-b:{test}");
     fixture.engine.image_tag(WEBAPP, &reference).await.expect("tag image B");
     reference
 }
 
 /// An image whose web server never starts: image A with `apache2ctl`
 /// replaced by a script that fails.
-async fn broken_image(fixture: &Fixture) -> String {
-    let reference = "localhost/autopatch-test/webapp-broken:update".to_owned();
+async fn broken_image(fixture: &Fixture, test: &str) -> String {
+    let reference = format!("localhost/autopatch-test/webapp-broken:{test}");
     let spec = ContainerSpec { image: WEBAPP.into(), ..ContainerSpec::default() };
     let container = fixture.engine.container_create(&spec).await.expect("created");
     fixture
@@ -134,7 +135,7 @@ async fn a_replacing_update_moves_every_instance_to_the_new_image_without_a_fail
     let fixture = Fixture::new().await;
     let (url, _) = lab(&fixture, None).await;
     let old = group(&fixture);
-    let image_b = tag_b(&fixture).await;
+    let image_b = tag_b(&fixture, "replacing").await;
 
     let (stack, outcome) = update_under_load(&fixture, &url, &image_b).await;
     assert_eq!(stack.stack_status, "UPDATE_COMPLETE", "{stack:?}");
@@ -215,7 +216,7 @@ async fn an_update_to_an_image_whose_web_server_never_starts_rolls_back_without_
     let old = group(&fixture);
     let old_instances: BTreeSet<String> =
         old.instances.iter().map(|i| i.instance_id.clone()).collect();
-    let broken = broken_image(&fixture).await;
+    let broken = broken_image(&fixture, "rollback").await;
 
     // A name that is no image at all is refused before anything starts.
     let refused = fixture
@@ -278,7 +279,7 @@ async fn a_rolling_update_never_has_fewer_healthy_targets_than_min_instances_in_
     );
     let (url, target_group) = lab(&fixture, Some(&rolling)).await;
     let old = group(&fixture);
-    let image_b = tag_b(&fixture).await;
+    let image_b = tag_b(&fixture, "rolling").await;
     let before = fixture.service.target_health_history(&target_group).unwrap();
     let started = before.transitions().len();
 
@@ -320,7 +321,7 @@ async fn a_cancelled_update_deletes_the_new_group_and_leaves_the_old_one_serving
         old.instances.iter().map(|i| i.instance_id.clone()).collect();
     // The broken image keeps the new group waiting (its instances signal
     // failure only after their 30 s web server wait): room to cancel.
-    let broken = broken_image(&fixture).await;
+    let broken = broken_image(&fixture, "cancel").await;
     let input = UpdateStackInput {
         stack_name: "pattern3-app".into(),
         use_previous_template: Some(true),
