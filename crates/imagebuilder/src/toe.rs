@@ -424,7 +424,12 @@ include="{include}"
 exclude="{exclude}"
 if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update
+  # A stalled mirror connection must not hang the build: bounded, retried.
+  for try in 1 2 3; do
+    if timeout 180 apt-get -o Acquire::Retries=3 update; then break; fi
+    if [ "$try" = 3 ]; then echo "UpdateOS: apt-get update failed 3 times" >&2; exit 100; fi
+    sleep 5
+  done
   if [ -n "$exclude" ]; then apt-mark hold $exclude; fi
   if [ -n "$include" ]; then
     apt-get install -y --only-upgrade -o Dpkg::Options::=--force-confold $include
