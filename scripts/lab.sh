@@ -19,6 +19,10 @@ export AUTOPATCH_STATE_DIR=${AUTOPATCH_STATE_DIR:-$PWD/.autopatch-state}
 cargo build --release --quiet -p autopatch-cli
 autopatch() { "${CARGO_TARGET_DIR:-target}/release/autopatch" "$@"; }
 step() { printf '\n### %s\n' "$*" >&2; }
+# The first N lines of a command's output; the command must succeed. (Not a
+# pipe into head: with pipefail, head closing early fails the script.)
+first() { local n=$1; shift; local out; out=$("$@"); printf '%s\n' "$out" | sed -n "1,${n}p"; }
+details() { curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g'; }
 
 step "golden image: Debian bookworm point release (no security updates)"
 golden=$(autopatch --output json image list | python3 -c 'import json,sys; print(next((i["version"] for i in json.load(sys.stdin) if i["recipe"]=="golden"), ""))')
@@ -58,7 +62,7 @@ step "the page through the load balancer: $url"
 # pass HealthyThresholdCount checks before they get traffic (about 4 s here).
 for _ in $(seq 60); do curl -fsS -o /dev/null "$url/" 2>/dev/null && break; sleep 0.5; done
 curl -sS --fail "$url/"
-curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g' | head -8
+first 8 details
 echo
 
 # The patch recipe's parent is the webapp image: register it once that exists.
@@ -66,7 +70,7 @@ autopatch recipe create --file pipelines/webapp-patched.recipe.yml
 autopatch pipeline create --file pipelines/webapp-patched.pipeline.yml
 
 step "pending updates of the webapp image"
-autopatch image check-updates webapp | head -20
+first 20 autopatch image check-updates webapp
 
 step "bake the patched image (webapp + UpdateOS, tested): the lab's pipeline"
 autopatch pipeline start webapp-patched
@@ -96,7 +100,7 @@ kill -INT "$watch_pid"
 watch_status=0
 wait "$watch_pid" || watch_status=$?
 autopatch fleet
-curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g' | head -3
+first 3 details
 echo
 
 step "what the update changed: packages upgraded and CVEs fixed"
