@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
 export AUTOPATCH_STATE_DIR=${AUTOPATCH_STATE_DIR:-$PWD/.autopatch-state}
 cargo build --release --quiet -p autopatch-cli
-autopatch() { "${CARGO_TARGET_DIR:-target}/release/autopatch" "$@"; }
+bin=${CARGO_TARGET_DIR:-target}/release/autopatch
+autopatch() { "$bin" "$@"; }
 step() { printf '\n### %s\n' "$*" >&2; }
 # The first N lines of a command's output; the command must succeed. (Not a
 # pipe into head: with pipefail, head closing early fails the script.)
@@ -90,7 +91,9 @@ watch_dir=$AUTOPATCH_STATE_DIR/watch
 mkdir -p "$watch_dir"
 # 8 keep-alive workers at 200 requests a second in all; Ctrl-C (SIGINT) ends
 # the watch with its summary once the update is done.
-autopatch watch "$url/" --concurrency 8 --rate 200 --duration 600s --quiet \
+# The binary itself in the background (not the shell function, whose
+# subshell would take the SIGINT meant for it).
+"$bin" watch "$url/" --concurrency 8 --rate 200 --duration 600s --quiet \
   --jsonl "$watch_dir/requests.jsonl" --svg "$watch_dir/timeline.svg" >"$watch_dir/summary.txt" &
 watch_pid=$!
 sleep 3
