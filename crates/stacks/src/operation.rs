@@ -53,9 +53,22 @@ pub(crate) struct Loaded {
     retain: BTreeSet<String>,
     /// The operation is an update's rollback: `template` is the previous one.
     pub(crate) rolling_back: bool,
+    /// Where `template` came from (the previous template's while rolling
+    /// back), for positions in messages.
+    source: String,
 }
 
 impl Loaded {
+    /// The template's resource named `name`.
+    fn resource(&self, name: &str) -> Option<&autopatch_documents::cloudformation::Resource> {
+        self.template.resources.iter().find(|(key, _)| key.0 == name).map(|(_, resource)| resource)
+    }
+
+    /// An evaluation error as `file:line:col: what`.
+    fn located(&self, error: &autopatch_documents::cloudformation::EvalError) -> String {
+        format!("{}:{}: {}", self.source, error.span.start, error.kind)
+    }
+
     /// Takes the stack's current row and resources into the context.
     fn refresh(&mut self, row: StackRow, resources: &[StackResourceRow]) {
         self.row = row;
@@ -150,7 +163,8 @@ pub(crate) fn load(
         })
         .map(|(name, _)| name.0.clone())
         .collect();
-    Ok(Loaded { row, template, context: base.clone(), base, order, retain, rolling_back })
+    let source = source.clone();
+    Ok(Loaded { row, template, context: base.clone(), base, order, retain, rolling_back, source })
 }
 
 impl<E: Engine + 'static> Runtime<E> {
@@ -327,13 +341,10 @@ impl<E: Engine + 'static> Runtime<E> {
     /// A resource's properties under the target template, and its group
     /// update policy.
     fn desired(&self, loaded: &Loaded, name: &str) -> Result<(Value, GroupPolicy), String> {
-        let Some((_, resource)) = loaded.template.resources.iter().find(|(key, _)| key.0 == name)
-        else {
+        let Some(resource) = loaded.resource(name) else {
             return Err(format!("resource {name} is not in the template"));
         };
-        let at = |error: autopatch_documents::cloudformation::EvalError| {
-            format!("{}:{}: {}", loaded.row.template_source, error.span.start, error.kind)
-        };
+        let at = |error| loaded.located(&error);
         let properties = match &resource.properties {
             Some(expr) => evaluate(expr, &loaded.context).map_err(at)?,
             None => Value::Map(BTreeMap::new()),
@@ -362,8 +373,7 @@ impl<E: Engine + 'static> Runtime<E> {
         existing: Option<StackResourceRow>,
     ) -> Result<(), OperationError> {
         let stack = &loaded.row;
-        let Some((_, resource)) = loaded.template.resources.iter().find(|(key, _)| key.0 == name)
-        else {
+        let Some(resource) = loaded.resource(name) else {
             return Ok(());
         };
         let resource_type = resource.resource_type.value.clone();
@@ -424,9 +434,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 self.store.put_stack_resource(&with_properties)?;
                 self.create_resource(&request).await.map(|attributes| (attributes, with_properties))
             }
-            (Err(error), _) | (_, Err(error)) => {
-                Err(format!("{}:{}: {}", stack.template_source, error.span.start, error.kind))
-            }
+            (Err(error), _) | (_, Err(error)) => Err(loaded.located(&error)),
         };
         match outcome {
             Ok((attributes, row)) => {
@@ -490,7 +498,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let previous: Json = serde_json::from_str(&row.attributes).unwrap_or_default();
                 let outcome = if change == Change::Rolling {
                     match self.rolling_policy(loaded, name) {
-                        Ok(policy) => self.roll_group(&request, policy).await,
+                        Ok(policy) => self.roll_group(&request, &previous, policy).await,
                         Err(reason) => Err(reason),
                     }
                 } else {
@@ -523,16 +531,11 @@ impl<E: Engine + 'static> Runtime<E> {
     /// by the group's handler.
     fn rolling_policy(&self, loaded: &Loaded, name: &str) -> Result<RollingPolicy, String> {
         let rolling = loaded
-            .template
-            .resources
-            .iter()
-            .find(|(key, _)| key.0 == name)
-            .and_then(|(_, resource)| resource.update_policy.as_ref())
+            .resource(name)
+            .and_then(|resource| resource.update_policy.as_ref())
             .and_then(|policy| policy.rolling_update.as_ref())
             .ok_or_else(|| format!("resource {name} has no AutoScalingRollingUpdate policy"))?;
-        let at = |error: autopatch_documents::cloudformation::EvalError| {
-            format!("{}:{}: {}", loaded.row.template_source, error.span.start, error.kind)
-        };
+        let at = |error| loaded.located(&error);
         let context = &loaded.context;
         let wait_on_resource_signals =
             rolling.wait_on_resource_signals.resolve(context).map_err(at)?;
@@ -586,8 +589,7 @@ impl<E: Engine + 'static> Runtime<E> {
         row: StackResourceRow,
     ) -> Result<(), OperationError> {
         let stack = &loaded.row;
-        let Some((_, resource)) = loaded.template.resources.iter().find(|(key, _)| key.0 == name)
-        else {
+        let Some(resource) = loaded.resource(name) else {
             return Ok(());
         };
         let (properties, _) = match self.desired(loaded, name) {
@@ -601,13 +603,7 @@ impl<E: Engine + 'static> Runtime<E> {
         {
             row
         } else {
-            let old = Replaced {
-                physical_id: row.physical_id.clone(),
-                properties: row.properties.clone(),
-                attributes: row.attributes.clone(),
-                restored: false,
-                deleting: false,
-            };
+            let old = Replaced::of(&row, false);
             let physical = physical_id(
                 &row.resource_type,
                 &stack.name,
@@ -633,11 +629,7 @@ impl<E: Engine + 'static> Runtime<E> {
         let physical = row.physical_id.clone().unwrap_or_default();
         let signals = match creation_signals(resource, &loaded.context) {
             Ok(signals) => signals,
-            Err(error) => {
-                let reason =
-                    format!("{}:{}: {}", stack.template_source, error.span.start, error.kind);
-                return self.fail_update(loaded, row, &reason);
-            }
+            Err(error) => return self.fail_update(loaded, row, &loaded.located(&error)),
         };
         let request = Request {
             stack_id: &stack.stack_id,
@@ -670,13 +662,7 @@ impl<E: Engine + 'static> Runtime<E> {
     /// becomes current again; the replacement waits for the cleanup.
     fn restore_step(&self, stack: &StackRow, row: StackResourceRow) -> Result<(), OperationError> {
         let Some(old) = replaced_of(&row) else { return Ok(()) };
-        let replacement = Replaced {
-            physical_id: row.physical_id.clone(),
-            properties: row.properties.clone(),
-            attributes: row.attributes.clone(),
-            restored: true,
-            deleting: false,
-        };
+        let replacement = Replaced::of(&row, true);
         let row = StackResourceRow {
             physical_id: old.physical_id,
             properties: old.properties,
@@ -772,10 +758,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 continue;
             }
             let at = |error: autopatch_documents::cloudformation::EvalError| {
-                format!(
-                    "{}:{}: output {key}: {}",
-                    loaded.row.template_source, error.span.start, error.kind
-                )
+                format!("{}:{}: output {key}: {}", loaded.source, error.span.start, error.kind)
             };
             let value = evaluate(&output.value, &loaded.context).map_err(at)?;
             let export_name = match &output.export_name {
@@ -884,6 +867,19 @@ pub(crate) struct Replaced {
     /// back to life (its containers are orphans to sweep).
     #[serde(default)]
     pub(crate) deleting: bool,
+}
+
+impl Replaced {
+    /// What `row` names now, kept as replaced (`restored`: by a rollback).
+    fn of(row: &StackResourceRow, restored: bool) -> Replaced {
+        Replaced {
+            physical_id: row.physical_id.clone(),
+            properties: row.properties.clone(),
+            attributes: row.attributes.clone(),
+            restored,
+            deleting: false,
+        }
+    }
 }
 
 pub(crate) fn replaced_of(row: &StackResourceRow) -> Option<Replaced> {

@@ -527,13 +527,14 @@ impl<E: Engine + 'static> Runtime<E> {
     async fn create_group(&self, request: &Request<'_>, props: &Props<'_>) -> Result<Json, String> {
         let (record, drain) = self.group_record(props)?;
         self.start_group(request.physical_id, Some(request.stack_id), &record).await?;
-        let attributes = json!({
-            "AutoScalingGroupARN": format!(
-                "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
-                self.config.region, self.config.account_id, random_hex(8), request.physical_id
-            ),
-            LOCAL: {"Group": record, "DrainSeconds": drain},
-        });
+        let arn = format!(
+            "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
+            self.config.region,
+            self.config.account_id,
+            random_hex(8),
+            request.physical_id
+        );
+        let attributes = with_group_record(json!({ "AutoScalingGroupARN": arn }), &record, drain);
         // The gate's deadline: the signal timeout, from when creation began.
         let timeout = request.signals.map_or(DEFAULT_GATE_TIMEOUT, |(_, timeout)| timeout);
         let elapsed = Duration::from_millis(clock::now().since(request.started_at).max(0) as u64);
@@ -738,13 +739,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 .map_err(|error| format!("list the group's instances: {error}"))?
                 .iter()
                 .filter(|row| row.lifecycle != LifecycleState::Terminating)
-                .filter(|row| {
-                    groups.iter().all(|group| {
-                        autopatch_fleet::TargetGroupHandle::state(group.as_ref(), &row.instance_id)
-                            .as_deref()
-                            == Some("healthy")
-                    })
-                })
+                .filter(|row| healthy_in_all(&groups, &row.instance_id))
                 .count();
             if healthy >= record.desired_capacity as usize {
                 return Ok(());
@@ -790,9 +785,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 self.fleet.update_group(spec).map_err(|error| {
                     format!("update Auto Scaling group {}: {error}", request.physical_id)
                 })?;
-                let mut attributes = previous.clone();
-                attributes[LOCAL] = json!({"Group": record, "DrainSeconds": drain});
-                Ok(attributes)
+                Ok(with_group_record(previous.clone(), &record, drain))
             }
             "AWS::EC2::LaunchTemplate" => {
                 let data = props
@@ -832,10 +825,11 @@ impl<E: Engine + 'static> Runtime<E> {
 
     /// `AutoScalingRollingUpdate`: replaces the group's instances in batches
     /// with ones from the new launch, as [`rolling_step`] decides; returns
-    /// the group's new attributes.
+    /// the group's new attributes (`previous`: its attributes so far).
     pub(crate) async fn roll_group(
         &self,
         request: &Request<'_>,
+        previous: &Json,
         mut policy: RollingPolicy,
     ) -> Result<Json, String> {
         let props = Props::new(request.properties);
@@ -891,14 +885,7 @@ impl<E: Engine + 'static> Runtime<E> {
                     in_service: if target_groups.is_empty() {
                         row.lifecycle == LifecycleState::InService
                     } else {
-                        target_groups.iter().all(|group| {
-                            autopatch_fleet::TargetGroupHandle::state(
-                                group.as_ref(),
-                                &row.instance_id,
-                            )
-                            .as_deref()
-                                == Some("healthy")
-                        })
+                        healthy_in_all(&target_groups, &row.instance_id)
                     },
                     signal: signals
                         .iter()
@@ -949,16 +936,7 @@ impl<E: Engine + 'static> Runtime<E> {
             self.fleet.update_group(template_spec).map_err(fleet_error)?;
         }
         outcome?;
-        let attributes = self
-            .store
-            .stack_resource_by_physical_id(name)
-            .ok()
-            .flatten()
-            .and_then(|row| serde_json::from_str::<Json>(&row.attributes).ok())
-            .unwrap_or_default();
-        let mut attributes = attributes;
-        attributes[LOCAL] = json!({"Group": record, "DrainSeconds": drain});
-        Ok(attributes)
+        Ok(with_group_record(previous.clone(), &record, drain))
     }
 
     /// A launch configuration or template of any stack, by physical id or
@@ -997,6 +975,21 @@ impl<E: Engine + 'static> Runtime<E> {
             .map(|_| format!("autopatch-{vpc}"));
         Ok((zone, network))
     }
+}
+
+/// Whether the instance is a `healthy` target of every one of `groups`.
+fn healthy_in_all(groups: &[Arc<TargetGroupRuntime>], instance_id: &str) -> bool {
+    groups.iter().all(|group| {
+        autopatch_fleet::TargetGroupHandle::state(group.as_ref(), instance_id).as_deref()
+            == Some("healthy")
+    })
+}
+
+/// A group's attributes with its record (`previous`: the ARN and whatever
+/// else it had).
+fn with_group_record(mut attributes: Json, record: &GroupRecord, drain: u64) -> Json {
+    attributes[LOCAL] = json!({"Group": record, "DrainSeconds": drain});
+    attributes
 }
 
 fn listener_attributes(physical: &str, group_arn: &str, address: Option<SocketAddr>) -> Json {

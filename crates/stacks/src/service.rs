@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use autopatch_documents::SourceFile;
 use autopatch_documents::cloudformation::{
-    Expr, ExprKind, ParameterProblem, Template, dependency_order, evaluate, evaluate_conditions,
-    parse_template, resolve_parameters,
+    Expr, ExprKind, ParameterProblem, StaticContext, Template, dependency_order, evaluate,
+    evaluate_conditions, parse_template, resolve_parameters,
 };
 use autopatch_engine::Engine;
 use autopatch_fleet::Fleet;
@@ -244,7 +244,7 @@ impl<E: Engine + 'static> StackService<E> {
         let template = parse_template(&SourceFile::new(source.clone(), body.clone()))
             .map_err(|diagnostics| ApiError::validation(diagnostics.to_string()))?;
         check_types(&template, &source)?;
-        let given = given_parameters(&input.parameters)?;
+        let given = given_parameters(&input.parameters, None)?;
         let parameters = resolve_parameters(&template, &given, None, &BTreeSet::new())
             .map_err(parameter_errors)?;
         let stack_id = format!(
@@ -254,8 +254,10 @@ impl<E: Engine + 'static> StackService<E> {
             input.stack_name,
             uuid()
         );
-        let imports =
-            self.check_imports(&template, &source, &parameters, &input.stack_name, &stack_id)?;
+        let context =
+            self.request_context(&template, &source, &parameters, &input.stack_name, &stack_id)?;
+        let imports = self.check_imports(&template, &source, &context)?;
+        self.check_images(&template, &source, &context).await?;
         let disable_rollback = input.disable_rollback.unwrap_or(false)
             || input.on_failure.as_deref() == Some("DO_NOTHING");
         let now = clock::now();
@@ -293,17 +295,17 @@ impl<E: Engine + 'static> StackService<E> {
         Ok(CreateStackOutput { stack_id })
     }
 
-    /// Every `Fn::ImportValue` whose name can be known before anything is
-    /// created must name an existing export.
-    fn check_imports(
+    /// What the template's intrinsics can see before anything exists
+    /// (parameters, pseudo parameters, conditions), after checking that the
+    /// conditions evaluate and the resources have no dependency cycle.
+    fn request_context(
         &self,
         template: &Template,
         source: &str,
         parameters: &BTreeMap<String, String>,
         stack_name: &str,
         stack_id: &str,
-    ) -> Result<Vec<String>, ApiError> {
-        let exports = operation::exports(&self.runtime.store, None).map_err(store_error)?;
+    ) -> Result<StaticContext, ApiError> {
         let identity = StackIdentity {
             stack_name,
             stack_id,
@@ -314,14 +316,26 @@ impl<E: Engine + 'static> StackService<E> {
         let conditions = evaluate_conditions(template, &context).map_err(|error| {
             ApiError::validation(format!("{source}:{}: error: {}", error.span.start, error.kind))
         })?;
-        context.conditions = conditions.clone();
         dependency_order(template, &conditions)
             .map_err(|cycle| ApiError::validation(format!("{source}: error: {cycle}")))?;
+        context.conditions = conditions;
+        Ok(context)
+    }
+
+    /// Every `Fn::ImportValue` whose name can be known before anything is
+    /// created must name an existing export.
+    fn check_imports(
+        &self,
+        template: &Template,
+        source: &str,
+        context: &StaticContext,
+    ) -> Result<Vec<String>, ApiError> {
+        let exports = operation::exports(&self.runtime.store, None).map_err(store_error)?;
         let mut imports = BTreeSet::new();
         let mut problems = Vec::new();
         let mut visit = |expr: &Expr| {
             if let ExprKind::ImportValue(name) = &expr.kind
-                && let Ok(name) = evaluate(name, &context)
+                && let Ok(name) = evaluate(name, context)
             {
                 {
                     let name = name.as_scalar_text().unwrap_or_default();
@@ -396,12 +410,13 @@ impl<E: Engine + 'static> StackService<E> {
         let given = update_parameters(&input.parameters, &template, &previous)?;
         let parameters = resolve_parameters(&template, &given, None, &BTreeSet::new())
             .map_err(parameter_errors)?;
-        let imports =
-            self.check_imports(&template, &source, &parameters, &stack.name, &stack.stack_id)?;
+        let context =
+            self.request_context(&template, &source, &parameters, &stack.name, &stack.stack_id)?;
+        let imports = self.check_imports(&template, &source, &context)?;
         if body == stack.template_body && parameters == previous {
             return Err(ApiError::validation("No updates are to be performed."));
         }
-        self.check_images(&template, &source, &parameters, &stack).await?;
+        self.check_images(&template, &source, &context).await?;
         let now = clock::now();
         let parameters_json = serde_json::to_string(&parameters).unwrap_or_else(|_| "{}".into());
         store
@@ -430,22 +445,13 @@ impl<E: Engine + 'static> StackService<E> {
 
     /// Every image a launch configuration or template names through
     /// parameters only must exist: a typo is refused before anything
-    /// starts, not found by a failing update.
+    /// starts, not found by a failing create or update.
     async fn check_images(
         &self,
         template: &Template,
         source: &str,
-        parameters: &BTreeMap<String, String>,
-        stack: &StackRow,
+        context: &StaticContext,
     ) -> Result<(), ApiError> {
-        let identity = StackIdentity {
-            stack_name: &stack.name,
-            stack_id: &stack.stack_id,
-            region: &self.runtime.config.region,
-            account_id: &self.runtime.config.account_id,
-        };
-        let mut context = stack_context(template, parameters, &identity, BTreeMap::new());
-        context.conditions = evaluate_conditions(template, &context).unwrap_or_default();
         let mut problems = Vec::new();
         for resource in template.resources.values() {
             let image = match (resource.resource_type.value.as_str(), &resource.properties) {
@@ -459,7 +465,7 @@ impl<E: Engine + 'static> StackService<E> {
             };
             // Images that depend on other resources are checked when used.
             let Some(expr) = image else { continue };
-            let Some(name) = evaluate(expr, &context).ok().and_then(|v| v.as_scalar_text()) else {
+            let Some(name) = evaluate(expr, context).ok().and_then(|v| v.as_scalar_text()) else {
                 continue;
             };
             let found = autopatch_imagebuilder::resolve_parent(
@@ -901,22 +907,7 @@ fn update_parameters(
     template: &Template,
     previous: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut given = BTreeMap::new();
-    for parameter in parameters {
-        let key = &parameter.parameter_key;
-        let value = if parameter.use_previous_value == Some(true) {
-            previous.get(key).cloned().ok_or_else(|| {
-                ApiError::validation(format!(
-                    "Invalid input for parameter key {key}. Cannot specify usePreviousValue as true for a parameter key not in the previous template"
-                ))
-            })?
-        } else {
-            parameter.parameter_value.clone().ok_or_else(|| {
-                ApiError::validation(format!("Parameter {key} has no ParameterValue"))
-            })?
-        };
-        given.insert(key.clone(), value);
-    }
+    let mut given = given_parameters(parameters, Some(previous))?;
     for (key, value) in previous {
         if template.parameters.contains_key(key) && !given.contains_key(key) {
             given.insert(key.clone(), value.clone());
@@ -925,22 +916,31 @@ fn update_parameters(
     Ok(given)
 }
 
-fn given_parameters(parameters: &[Parameter]) -> Result<BTreeMap<String, String>, ApiError> {
+/// The values a request gives; `previous` (updates only) answers
+/// `UsePreviousValue`.
+fn given_parameters(
+    parameters: &[Parameter],
+    previous: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let mut given = BTreeMap::new();
     for parameter in parameters {
-        if parameter.use_previous_value == Some(true) {
-            return Err(ApiError::validation(format!(
-                "UsePreviousValue is only valid for updates (parameter {})",
-                parameter.parameter_key
-            )));
-        }
-        let value = parameter.parameter_value.clone().ok_or_else(|| {
-            ApiError::validation(format!(
-                "Parameter {} has no ParameterValue",
-                parameter.parameter_key
-            ))
-        })?;
-        given.insert(parameter.parameter_key.clone(), value);
+        let key = &parameter.parameter_key;
+        let value = match (parameter.use_previous_value == Some(true), previous) {
+            (true, None) => {
+                return Err(ApiError::validation(format!(
+                    "UsePreviousValue is only valid for updates (parameter {key})"
+                )));
+            }
+            (true, Some(previous)) => previous.get(key).cloned().ok_or_else(|| {
+                ApiError::validation(format!(
+                    "Invalid input for parameter key {key}. Cannot specify usePreviousValue as true for a parameter key not in the previous template"
+                ))
+            })?,
+            (false, _) => parameter.parameter_value.clone().ok_or_else(|| {
+                ApiError::validation(format!("Parameter {key} has no ParameterValue"))
+            })?,
+        };
+        given.insert(key.clone(), value);
     }
     Ok(given)
 }

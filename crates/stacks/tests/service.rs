@@ -48,14 +48,7 @@ impl Sim {
         let input = CreateStackInput {
             stack_name: name.into(),
             template_body: Some(body.into()),
-            parameters: parameters
-                .iter()
-                .map(|(key, value)| Parameter {
-                    parameter_key: (*key).into(),
-                    parameter_value: Some((*value).into()),
-                    use_previous_value: None,
-                })
-                .collect(),
+            parameters: given(parameters),
             ..Default::default()
         };
         let created = self.service.create_stack(input).await?;
@@ -94,6 +87,18 @@ impl Sim {
             .collect();
         assert!(changes.is_empty(), "engine changes: {changes:?}");
     }
+}
+
+/// Parameter values as a request gives them.
+fn given(parameters: &[(&str, &str)]) -> Vec<Parameter> {
+    parameters
+        .iter()
+        .map(|(key, value)| Parameter {
+            parameter_key: (*key).into(),
+            parameter_value: Some((*value).into()),
+            use_previous_value: None,
+        })
+        .collect()
 }
 
 const NETWORK: &str = r#"
@@ -362,14 +367,7 @@ impl Sim {
             stack_name: name.into(),
             template_body: body.map(str::to_owned),
             use_previous_template: body.is_none().then_some(true),
-            parameters: parameters
-                .iter()
-                .map(|(key, value)| Parameter {
-                    parameter_key: (*key).into(),
-                    parameter_value: Some((*value).into()),
-                    use_previous_value: None,
-                })
-                .collect(),
+            parameters: given(parameters),
             ..Default::default()
         };
         let updated = self.service.update_stack(input).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_stacks::api::*;
 use autopatch_watch::{Outcome, WatchConfig};
-use support::{Fixture, WEBAPP, curl};
+use support::{Fixture, WEBAPP, curl, parameter};
 
 /// The base stack and the app stack on image A; returns the app's URL and
 /// its target group.
@@ -43,14 +43,6 @@ async fn lab(fixture: &Fixture, template: Option<&str>) -> (String, String) {
     let target_group = group.target_group_arns[0].clone();
     fixture.wait_healthy(&target_group, 2).await;
     (format!("http://{dns}/"), target_group)
-}
-
-fn parameter(key: &str, value: &str) -> Parameter {
-    Parameter {
-        parameter_key: key.into(),
-        parameter_value: Some(value.into()),
-        use_previous_value: None,
-    }
 }
 
 fn output(stack: &Stack, key: &str) -> String {

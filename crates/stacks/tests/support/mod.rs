@@ -43,14 +43,7 @@ impl Fixture {
         let input = CreateStackInput {
             stack_name: name.into(),
             template_url: Some(format!("file://{}", path.display())),
-            parameters: parameters
-                .iter()
-                .map(|(key, value)| Parameter {
-                    parameter_key: (*key).into(),
-                    parameter_value: Some((*value).into()),
-                    use_previous_value: None,
-                })
-                .collect(),
+            parameters: parameters.iter().map(|(key, value)| parameter(key, value)).collect(),
             ..Default::default()
         };
         self.create_with(input).await
@@ -141,6 +134,15 @@ impl Fixture {
             }
         }
         names
+    }
+}
+
+/// A parameter value as a request gives it.
+pub(crate) fn parameter(key: &str, value: &str) -> Parameter {
+    Parameter {
+        parameter_key: key.into(),
+        parameter_value: Some(value.into()),
+        use_previous_value: None,
     }
 }
 
