@@ -49,6 +49,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=lib/teardown-lab.sh
+source "$ROOT/scripts/lib/teardown-lab.sh"
 
 ITERATIONS=${BENCH_ITERATIONS:-3}
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
@@ -95,46 +97,13 @@ CREATE_PID=""                 # the `stack create` being measured, while it runs
 ap() { "$BIN" --state-dir "$STATE" "$@"; }
 
 cleanup() {
-  local status=$? c id left s
+  local status=$? c
   set +e
   trap - INT TERM
   for c in "${PEER_CONTAINERS[@]}"; do podman rm -f "$c" >/dev/null 2>&1; done
-  if [ "$DAEMON_STARTED" = 1 ]; then
-    if [ -S "$STATE/autopatch.sock" ]; then
-      # Every stack this daemon knows, also one interrupted mid-create.
-      while read -r id; do [ -n "$id" ] && STACK_IDS+=("$id"); done < <(
-        timeout 10 "$BIN" --state-dir "$STATE" --output json stack list --all 2>/dev/null \
-          | python3 -c 'import json,sys; [print(s["StackId"]) for s in json.load(sys.stdin)["StackSummaries"]]' 2>/dev/null)
-      # A create cut short goes on in the daemon: let it end (bounded), as
-      # a stack in progress cannot be deleted.
-      if [ -n "$CREATE_PID" ]; then kill "$CREATE_PID" 2>/dev/null; fi
-      for _ in $(seq 1 120); do
-        timeout 10 "$BIN" --state-dir "$STATE" --output json stack describe "$APP" 2>/dev/null \
-          | grep -q '"StackStatus": *"[A-Z_]*_IN_PROGRESS"' || break
-        sleep 1
-      done
-      for s in "$APP" "$BASE"; do
-        timeout 120 "$BIN" --state-dir "$STATE" stack delete "$s" >"$WORK/cleanup-delete-$s.log" 2>&1 \
-          || { log "cleanup: stack delete $s failed"; tail -5 "$WORK/cleanup-delete-$s.log" >&2; status=1; }
-      done
-    fi
-    timeout 60 "$BIN" --state-dir "$STATE" down >/dev/null 2>&1 || { log "cleanup: autopatch down failed"; status=1; }
-  fi
-  # The base stack's engine network goes with its VPC.
-  if [ -n "$VPC_NETWORK" ] && podman network exists "$VPC_NETWORK" 2>/dev/null; then
-    log "cleanup: the network $VPC_NETWORK of the deleted VPC was left behind; removing it"
-    podman network rm "$VPC_NETWORK" >/dev/null 2>&1
-    status=1
-  fi
-  # No instance container of this run's stacks may remain.
-  for id in "${STACK_IDS[@]}"; do
-    left=$(podman ps -a -q --filter "label=autopatch.stack=$id")
-    if [ -n "$left" ]; then
-      log "cleanup: instance containers of $id were left behind; removing them"
-      podman rm -f $left >/dev/null 2>&1
-      status=1
-    fi
-  done
+  # A create cut short goes on in the daemon; its follower can go.
+  if [ -n "$CREATE_PID" ]; then kill "$CREATE_PID" 2>/dev/null; fi
+  teardown_lab || status=1
   if [ ${#CREATED_REFS[@]} -gt 0 ]; then
     log "removing the ${#CREATED_REFS[@]} images this run baked"
     for ref in "${CREATED_REFS[@]}"; do podman rmi -f "$ref" >/dev/null 2>&1; done
