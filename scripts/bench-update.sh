@@ -25,6 +25,10 @@
 #                      localhost/autopatch-test/webapp:bookworm-<hash>); it must
 #                      set X-Image-Id (components/webapp.yml does)
 #   BENCH_KEEP=1       keep the temporary directory
+#   BENCH_LB_NICE      if set, the daemon's load balancer worker threads
+#                      (autopatch-lb-*) are reniced to it once the stack
+#                      serves (an experiment: does the proxy's CPU priority
+#                      change the cutover's p99? docs/benchmarks.md)
 #   AUTOPATCH_BIN      the binary to measure (default target/release/autopatch,
 #                      built first with `cargo build --release -p autopatch-cli`)
 #
@@ -128,6 +132,7 @@ trap 'exit 130' INT TERM
   printf 'date=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf 'loadavg_start=%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf 'others=%s\n' "$(pgrep -x cargo | wc -l) cargo, $(podman ps -q | wc -l) containers running at the start"
+  printf 'engine_nice=%s\n' "$(ps -o ni= -p "$(pgrep -f 'podman system service' | head -1)" 2>/dev/null | tr -d ' ' || true)"
   printf 'iterations=%s\n' "$ITERATIONS"
   printf 'load=%s\n' "--concurrency $CONCURRENCY --rate $RATE"
   printf 'steady=%s\n' "$STEADY_S"
@@ -177,6 +182,14 @@ done
 header=$(curl -fsS -D - -o /dev/null "$URL" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-image-id" {print $2}')
 [ "$header" = "$IMAGE_A" ] || die "the page's X-Image-Id is '$header', not $IMAGE_A: bake the image from the current components/webapp.yml"
 log "serving $URL (X-Image-Id: $header)"
+if [ -n "${BENCH_LB_NICE:-}" ]; then
+  for task in /proc/[0-9]*/task/*; do
+    case $(cat "$task/comm" 2>/dev/null) in
+      autopatch-lb-*) renice -n "$BENCH_LB_NICE" -p "${task##*/}" >/dev/null ;;
+    esac
+  done
+  printf 'lb_nice=%s\n' "$BENCH_LB_NICE" >>"$WORK/machine.txt"
+fi
 
 # run_watch DIR SECONDS: the load, in the background; WATCH_PID, DIR/spawn.ns.
 run_watch() {
@@ -465,6 +478,10 @@ print(f"- date: {machine['date']}; load average at start {machine['loadavg_start
 print(f"- image A: {machine['image_a']}; image B: {machine['image_b']}")
 print(f"- load: `autopatch watch {machine['load']}` on `/`, {steady_s:.0f} s before each update; "
       f"{n} updates, alternating A→B and B→A; figures are medians (min–max)")
+if machine.get("engine_nice", "0") not in ("0", ""):
+    print(f"- the engine (`podman system service`) runs at nice {machine['engine_nice']}")
+if "lb_nice" in machine:
+    print(f"- experiment: the load balancer's worker threads at nice {machine['lb_nice']} (BENCH_LB_NICE)")
 print(f"- template: HealthyThresholdCount {threshold:.0f} × HealthCheckIntervalSeconds {interval:.0f} s, "
       f"deregistration delay {delay:.0f} s\n")
 

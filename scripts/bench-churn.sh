@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# What the container engine's work does to the load balancer's latency on
+# this host, with nothing of a stack update around it (issue 4, "p99 during
+# the cutover"; docs/benchmarks.md, "Where the cutover's slow requests come
+# from").
+#
+# The autopatch load balancer (crates/loadbalancer/examples/bench_proxy.rs)
+# in front of two plain host processes (examples/bench_backend.rs), so no
+# container is on the request path, loaded by `autopatch watch` at 600
+# requests/s on 8 keep-alive connections. Each run is 14 s of load: a steady
+# window (1-8 s), then at 8 s the variant's engine work, and the "churn"
+# window (8-13 s) is compared with the steady one by p99.
+#
+# Variants (the order rotates from one repetition to the next):
+#   none         nothing happens: how much p99 moves between two windows anyway
+#   nonet        two `podman run -d --network none` of the image, one after
+#                the other; 2 s later `podman stop` + `podman rm` of both
+#   net          the same with a published port (`-p 127.0.0.1::80`), as
+#                instances are started
+#   net-nice     `net` with every podman command under `nice -n 19`
+#   net-lb-prio  `net` with the load balancer's worker threads at nice -10
+#
+# Usage (as root, from anywhere, with Podman's CLI working):
+#
+#   scripts/bench-churn.sh           # 3 repetitions of each variant
+#
+# Environment: BENCH_REPS (3), BENCH_RATE (600), BENCH_CONCURRENCY (8),
+# BENCH_IMAGE (default: the newest localhost/autopatch-test/webapp:bookworm-*
+# image, which the stacks tests bake), BENCH_BASE_PORT (18090: uses this
+# port and the next three), AUTOPATCH_BIN (default target/release/autopatch,
+# built with the examples unless given).
+#
+# Loopback only; every run is bounded (14 s of load); on exit the processes
+# and the containers it started are gone. Markdown on stdout, progress on
+# stderr.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+REPS=${BENCH_REPS:-3}
+RATE=${BENCH_RATE:-600}
+CONCURRENCY=${BENCH_CONCURRENCY:-8}
+BASE=${BENCH_BASE_PORT:-18090}
+PROXY_PORT=$BASE BACKEND1=$((BASE + 2)) BACKEND2=$((BASE + 3))
+BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
+EXAMPLES=$ROOT/target/release/examples
+IMAGE=${BENCH_IMAGE:-$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
+  localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm-' | head -1 || true)}
+VARIANTS=(none nonet net net-nice net-lb-prio)
+RUN_ID="bc$$"
+
+log() { printf 'bench-churn: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in python3 podman curl renice; do
+  command -v "$tool" >/dev/null || die "missing $tool (run scripts/setup-host.sh)"
+done
+[ -n "$IMAGE" ] && podman image exists "$IMAGE" \
+  || die "no image: run the stacks tests once (they bake localhost/autopatch-test/webapp:bookworm-<hash>) or set BENCH_IMAGE"
+if [ -z "${AUTOPATCH_BIN:-}" ]; then
+  log "cargo build --release (autopatch, bench_proxy, bench_backend)"
+  cargo build --release --quiet -p autopatch-cli >&2
+  cargo build --release --quiet -p autopatch-loadbalancer --example bench_backend --example bench_proxy >&2
+fi
+for program in "$BIN" "$EXAMPLES/bench_proxy" "$EXAMPLES/bench_backend"; do
+  [ -x "$program" ] || die "no program at $program"
+done
+
+WORK=$(mktemp -d /tmp/bench-churn.XXXXXX)
+PIDS=()
+WATCH_PID=""
+cleanup() {
+  local status=$? pid
+  set +e
+  [ -n "$WATCH_PID" ] && kill -INT "$WATCH_PID" 2>/dev/null
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  podman rm -f "$RUN_ID-1" "$RUN_ID-2" >/dev/null 2>&1
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for_url() {
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  die "$1 never answered"
+}
+
+"$EXAMPLES/bench_backend" "127.0.0.1:$BACKEND1" 2>"$WORK/backend1.log" & PIDS+=($!)
+"$EXAMPLES/bench_backend" "127.0.0.1:$BACKEND2" 2>"$WORK/backend2.log" & PIDS+=($!)
+wait_for_url "http://127.0.0.1:$BACKEND1/"
+wait_for_url "http://127.0.0.1:$BACKEND2/"
+"$EXAMPLES/bench_proxy" "127.0.0.1:$PROXY_PORT" "127.0.0.1:$BACKEND1" "127.0.0.1:$BACKEND2" \
+  2>"$WORK/proxy.log" & PROXY_PID=$!
+PIDS+=("$PROXY_PID")
+for _ in $(seq 1 100); do grep -q ready "$WORK/proxy.log" && break; sleep 0.1; done
+grep -q ready "$WORK/proxy.log" || die "the proxy never became ready: $(cat "$WORK/proxy.log")"
+
+# lb_nice N: the proxy's data-plane threads (autopatch-lb-*) at nice N.
+lb_nice() {
+  local task
+  for task in /proc/"$PROXY_PID"/task/*; do
+    case $(cat "$task/comm" 2>/dev/null) in
+      autopatch-lb-*) renice -n "$1" -p "${task##*/}" >/dev/null ;;
+    esac
+  done
+}
+
+# churn PREFIX...: the two containers' start, 2 s, their stop and removal.
+churn() {
+  local n
+  for n in 1 2; do
+    "$@" podman run -d --name "$RUN_ID-$n" --init "${NETWORK[@]}" "$IMAGE" sleep infinity >/dev/null
+  done
+  sleep 2
+  "$@" podman stop -t 10 "$RUN_ID-1" "$RUN_ID-2" >/dev/null
+  "$@" podman rm "$RUN_ID-1" "$RUN_ID-2" >/dev/null
+}
+
+# run VARIANT REP: one 14 s watch with the variant's work at 8 s.
+run() {
+  local variant=$1 rep=$2 out=$WORK/$1-$2.jsonl
+  [ "$variant" = net-lb-prio ] && lb_nice -10
+  "$BIN" watch "http://127.0.0.1:$PROXY_PORT/" --concurrency "$CONCURRENCY" --rate "$RATE" \
+    --duration 14s --quiet --output json --jsonl "$out" >"$WORK/$variant-$rep.summary" 2>&1 &
+  WATCH_PID=$!
+  sleep 8
+  NETWORK=(-p 127.0.0.1::80)
+  case $variant in
+    none) ;;
+    nonet) NETWORK=(--network none); churn ;;
+    net | net-lb-prio) churn ;;
+    net-nice) churn nice -n 19 ;;
+  esac
+  wait "$WATCH_PID" || die "watch failed in $variant, repetition $rep: $(cat "$WORK/$variant-$rep.summary")"
+  WATCH_PID=""
+  [ "$variant" = net-lb-prio ] && lb_nice 0
+  return 0
+}
+
+log "image $IMAGE; $REPS repetitions of ${VARIANTS[*]}"
+for rep in $(seq 1 "$REPS"); do
+  for offset in $(seq 0 $((${#VARIANTS[@]} - 1))); do
+    variant=${VARIANTS[$(( (offset + rep - 1) % ${#VARIANTS[@]} ))]}
+    log "repetition $rep/$REPS: $variant"
+    run "$variant" "$rep"
+  done
+done
+
+python3 - "$WORK" "$REPS" "${VARIANTS[@]}" <<'EOF'
+import json, statistics, sys
+work, reps, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def p99(values):
+    values = sorted(values)
+    return values[max(0, -(-len(values) * 99 // 100) - 1)]  # nearest rank
+
+print("| variant | failed | p99 steady (ms) | p99 churn window (ms) | **p99 churn / steady** |")
+print("|---|---:|---:|---:|---:|")
+for variant in variants:
+    steady, churn, ratios, failed = [], [], [], 0
+    for rep in range(1, reps + 1):
+        rows = [json.loads(line) for line in open(f"{work}/{variant}-{rep}.jsonl")]
+        failed += sum(1 for row in rows if row.get("error"))
+        s = p99([r["latency_ms"] for r in rows if 1000 <= r["t_ms"] < 8000])
+        c = p99([r["latency_ms"] for r in rows if 8000 <= r["t_ms"] < 13000])
+        steady.append(s); churn.append(c); ratios.append(c / s)
+    span = lambda xs, f: f"{f.format(statistics.median(xs))} ({f.format(min(xs))}–{f.format(max(xs))})"
+    print(f"| {variant} | {failed} | {span(steady, '{:.3f}')} | {span(churn, '{:.3f}')} | {span(ratios, '{:.2f}')} |")
+EOF
