@@ -42,17 +42,13 @@ ITERATIONS=${BENCH_ITERATIONS:-3}
 SKIP_RUNS=${BENCH_SKIP_RUNS:-5}
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
 
-log() { printf 'bench-bake: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now_ns() { date +%s%N; }
+BENCH_NAME=bench-bake
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
 
-command -v python3 >/dev/null || die "python3 is needed to read the JSON"
-command -v podman >/dev/null || die "podman is not installed (run scripts/setup-host.sh)"
-if [ -z "${DOCKER_HOST:-}" ] && [ ! -S /run/podman/podman.sock ]; then
-  log "no engine socket: running scripts/setup-host.sh"
-  bash "$ROOT/scripts/setup-host.sh" >&2
-fi
+require_tools python3 podman
+ensure_engine
 if [ ! -x "$BIN" ]; then
   log "building $BIN"
   cargo build --release -p autopatch-cli >&2

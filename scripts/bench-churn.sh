@@ -45,25 +45,18 @@ BASE=${BENCH_BASE_PORT:-18090}
 PROXY_PORT=$BASE BACKEND1=$((BASE + 2)) BACKEND2=$((BASE + 3))
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
 EXAMPLES=$ROOT/target/release/examples
-IMAGE=${BENCH_IMAGE:-$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
-  localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm-' | head -1 || true)}
 VARIANTS=(none nonet net net-nice net-lb-prio)
 RUN_ID="bc$$"
 
-log() { printf 'bench-churn: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in python3 podman curl renice; do
-  command -v "$tool" >/dev/null || die "missing $tool (run scripts/setup-host.sh)"
-done
+BENCH_NAME=bench-churn
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
+require_tools python3 podman curl renice
+IMAGE=${BENCH_IMAGE:-$(newest_test_image)}
 [ -n "$IMAGE" ] && podman image exists "$IMAGE" \
   || die "no image: run the stacks tests once (they bake localhost/autopatch-test/webapp:bookworm-<hash>) or set BENCH_IMAGE"
-if [ -z "${AUTOPATCH_BIN:-}" ]; then
-  log "cargo build --release (autopatch, bench_proxy, bench_backend)"
-  cargo build --release --quiet -p autopatch-cli >&2
-  cargo build --release --quiet -p autopatch-loadbalancer --example bench_backend --example bench_proxy >&2
-fi
-for program in "$BIN" "$EXAMPLES/bench_proxy" "$EXAMPLES/bench_backend"; do
+ensure_binary -p autopatch-loadbalancer --example bench_backend --example bench_proxy
+for program in "$EXAMPLES/bench_proxy" "$EXAMPLES/bench_backend"; do
   [ -x "$program" ] || die "no program at $program"
 done
 

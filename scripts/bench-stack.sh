@@ -54,10 +54,6 @@ source "$ROOT/scripts/lib/teardown-lab.sh"
 
 ITERATIONS=${BENCH_ITERATIONS:-3}
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
-# The test image's tag carries a hash of the webapp components (crates/testkit).
-TEST_IMAGE=$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
-  localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm' | head -1 || true)
-TEST_IMAGE=${TEST_IMAGE:-localhost/autopatch-test/webapp:bookworm}
 GOLDEN_TEST_IMAGE=localhost/autopatch-test/golden:bookworm
 APP=pattern3-app
 BASE=pattern3-base
@@ -65,22 +61,15 @@ INSTANCES=2                   # the template's NumberOfInstanceCluster default
 HEALTH_DEADLINE_S=120         # create + both healthy, per iteration
 PEER_DEADLINE_S=60
 
-log() { printf 'bench-stack: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now_ns() { date +%s%N; }
-
-for tool in python3 podman curl timeout; do
-  command -v "$tool" >/dev/null || die "missing $tool (run scripts/setup-host.sh)"
-done
-if [ -z "${DOCKER_HOST:-}" ] && [ ! -S /run/podman/podman.sock ]; then
-  log "no engine socket: running scripts/setup-host.sh"
-  bash "$ROOT/scripts/setup-host.sh" >&2
-fi
-if [ -z "${AUTOPATCH_BIN:-}" ]; then
-  log "cargo build --release -p autopatch-cli"
-  cargo build --release -p autopatch-cli >&2
-fi
-[ -x "$BIN" ] || die "no binary at $BIN"
+BENCH_NAME=bench-stack
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
+require_tools python3 podman curl timeout
+ensure_engine
+ensure_binary
+# The test image's tag carries a hash of the webapp components (crates/testkit).
+TEST_IMAGE=$(newest_test_image)
+TEST_IMAGE=${TEST_IMAGE:-localhost/autopatch-test/webapp:bookworm}
 
 WORK=$(mktemp -d /tmp/bench-stack.XXXXXX)
 STATE=$WORK/state

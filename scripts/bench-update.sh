@@ -72,28 +72,16 @@ STEADY_S=${BENCH_STEADY:-10}
 TAIL_S=${BENCH_TAIL:-5}
 PEER_WINDOW_S=${BENCH_PEER_WINDOW:-20}
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
-TEST_IMAGE=$(podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
-  localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm-' | head -1 || true)
 APP=pattern3-app
 BASE=pattern3-base
 UPDATE_DEADLINE_S=300
 
-log() { printf 'bench-update: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now_ns() { date +%s%N; }
-
-for tool in python3 podman curl timeout; do
-  command -v "$tool" >/dev/null || die "missing $tool (run scripts/setup-host.sh)"
-done
-if [ -z "${DOCKER_HOST:-}" ] && [ ! -S /run/podman/podman.sock ]; then
-  log "no engine socket: running scripts/setup-host.sh"
-  bash "$ROOT/scripts/setup-host.sh" >&2
-fi
-if [ -z "${AUTOPATCH_BIN:-}" ]; then
-  log "cargo build --release -p autopatch-cli"
-  cargo build --release -p autopatch-cli >&2
-fi
-[ -x "$BIN" ] || die "no binary at $BIN"
+BENCH_NAME=bench-update
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
+require_tools python3 podman curl timeout
+ensure_engine
+ensure_binary
 
 WORK=$(mktemp -d /tmp/bench-update.XXXXXX)
 STATE=$WORK/state
@@ -144,7 +132,7 @@ trap 'exit 130' INT TERM
 } >"$WORK/machine.txt"
 
 # Images A and B.
-IMAGE_A=${BENCH_IMAGE:-$TEST_IMAGE}
+IMAGE_A=${BENCH_IMAGE:-$(newest_test_image)}
 [ -n "$IMAGE_A" ] && podman image exists "$IMAGE_A" \
   || die "no image A: run the stacks tests once (crates/testkit bakes localhost/autopatch-test/webapp:bookworm-<hash>) or set BENCH_IMAGE"
 log "image B: $IMAGE_A + a label, as $IMAGE_B"

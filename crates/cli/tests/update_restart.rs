@@ -150,18 +150,10 @@ fn kill_mid_update(moment: Moment) {
         .skip_while(|(_, status)| status != "UPDATE_IN_PROGRESS")
         .collect();
     story.dedup_by(|later, earlier| later == earlier && later.1.ends_with("_IN_PROGRESS"));
-    let expected: Vec<(String, String)> = [
-        ("pattern3-app", "UPDATE_IN_PROGRESS"),
-        ("Pattern3ASG", "UPDATE_IN_PROGRESS"),
-        ("Pattern3ASG", "UPDATE_COMPLETE"),
-        ("pattern3-app", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
-        ("old", "DELETE_IN_PROGRESS"),
-        ("old", "DELETE_COMPLETE"),
-        ("pattern3-app", "UPDATE_COMPLETE"),
-    ]
-    .iter()
-    .map(|(who, status)| (who.to_string(), status.to_string()))
-    .collect();
+    let expected: Vec<(String, String)> = autopatch_testkit::REPLACING_UPDATE_STORY
+        .iter()
+        .map(|(who, status)| (who.to_string(), status.to_string()))
+        .collect();
     assert_eq!(story, expected, "{events:#?}");
 
     // Every instance on B, in a new group; the containers are exactly the

@@ -504,23 +504,11 @@ impl<E: Engine + 'static> Runtime<E> {
                 } else {
                     self.update_resource(&request, &previous).await
                 };
-                match outcome {
-                    Ok(attributes) => {
-                        let row = StackResourceRow {
-                            properties: to_json(&properties).to_string(),
-                            ..row
-                        };
-                        self.set_resource(
-                            &loaded.row,
-                            row,
-                            ResourceStatus::UpdateComplete,
-                            None,
-                            Some(attributes),
-                        )?;
-                        Ok(())
-                    }
-                    Err(reason) => self.fail_update(loaded, row, &reason),
+                let mut row = row;
+                if outcome.is_ok() {
+                    row.properties = to_json(&properties).to_string();
                 }
+                self.finish_update(loaded, row, outcome)
             }
         }
     }
@@ -563,6 +551,29 @@ impl<E: Engine + 'static> Runtime<E> {
 
     /// A resource could not be updated: `UPDATE_FAILED` (the planner then
     /// starts the rollback); during a rollback the rollback fails.
+    /// The end of a resource's update: UPDATE_COMPLETE with the attributes
+    /// it has now, or the failure that starts the rollback.
+    fn finish_update(
+        &self,
+        loaded: &Loaded,
+        row: StackResourceRow,
+        outcome: Result<Json, String>,
+    ) -> Result<(), OperationError> {
+        match outcome {
+            Ok(attributes) => {
+                self.set_resource(
+                    &loaded.row,
+                    row,
+                    ResourceStatus::UpdateComplete,
+                    None,
+                    Some(attributes),
+                )?;
+                Ok(())
+            }
+            Err(reason) => self.fail_update(loaded, row, &reason),
+        }
+    }
+
     fn fail_update(
         &self,
         loaded: &Loaded,
@@ -643,19 +654,8 @@ impl<E: Engine + 'static> Runtime<E> {
             health_gate: true,
             operation: stack.status,
         };
-        match self.create_resource(&request).await {
-            Ok(attributes) => {
-                self.set_resource(
-                    stack,
-                    row,
-                    ResourceStatus::UpdateComplete,
-                    None,
-                    Some(attributes),
-                )?;
-                Ok(())
-            }
-            Err(reason) => self.fail_update(loaded, row, &reason),
-        }
+        let outcome = self.create_resource(&request).await;
+        self.finish_update(loaded, row, outcome)
     }
 
     /// Rolling back a replacement: the replaced resource, still running,

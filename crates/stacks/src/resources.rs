@@ -282,17 +282,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 Ok(json!({ LOCAL: {"Launch": launch} }))
             }
             "AWS::EC2::LaunchTemplate" => {
-                let data = props
-                    .object("LaunchTemplateData")
-                    .ok_or("property LaunchTemplateData is required")?;
-                let launch = self
-                    .resolve_launch(
-                        data.text("ImageId")?,
-                        data.text("InstanceType")?,
-                        data.text("UserData")?,
-                        data.texts("SecurityGroupIds")?,
-                    )
-                    .await?;
+                let launch = self.resolve_launch_template(&props).await?;
                 let name = props.text("LaunchTemplateName")?.unwrap_or_else(|| physical.to_owned());
                 Ok(json!({
                     "LaunchTemplateId": physical, "LatestVersionNumber": "1",
@@ -494,6 +484,19 @@ impl<E: Engine + 'static> Runtime<E> {
         let local = balancer.local_addr();
         group.attach(balancer);
         Ok(listener_attributes(physical, &group_arn, Some(local)))
+    }
+
+    /// A launch template's `LaunchTemplateData`, resolved as a launch.
+    async fn resolve_launch_template(&self, props: &Props<'_>) -> Result<LaunchRecord, String> {
+        let data =
+            props.object("LaunchTemplateData").ok_or("property LaunchTemplateData is required")?;
+        self.resolve_launch(
+            data.text("ImageId")?,
+            data.text("InstanceType")?,
+            data.text("UserData")?,
+            data.texts("SecurityGroupIds")?,
+        )
+        .await
     }
 
     async fn resolve_launch(
@@ -788,17 +791,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 Ok(with_group_record(previous.clone(), &record, drain))
             }
             "AWS::EC2::LaunchTemplate" => {
-                let data = props
-                    .object("LaunchTemplateData")
-                    .ok_or("property LaunchTemplateData is required")?;
-                let launch = self
-                    .resolve_launch(
-                        data.text("ImageId")?,
-                        data.text("InstanceType")?,
-                        data.text("UserData")?,
-                        data.texts("SecurityGroupIds")?,
-                    )
-                    .await?;
+                let launch = self.resolve_launch_template(&props).await?;
                 let version = previous["LatestVersionNumber"]
                     .as_str()
                     .and_then(|text| text.parse::<u64>().ok())

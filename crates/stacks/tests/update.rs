@@ -168,18 +168,10 @@ async fn a_replacing_update_moves_every_instance_to_the_new_image_without_a_fail
         })
         .skip_while(|(_, status)| status != "UPDATE_IN_PROGRESS")
         .collect();
-    let expected: Vec<(String, String)> = [
-        ("pattern3-app", "UPDATE_IN_PROGRESS"),
-        ("Pattern3ASG", "UPDATE_IN_PROGRESS"),
-        ("Pattern3ASG", "UPDATE_COMPLETE"),
-        ("pattern3-app", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
-        ("old", "DELETE_IN_PROGRESS"),
-        ("old", "DELETE_COMPLETE"),
-        ("pattern3-app", "UPDATE_COMPLETE"),
-    ]
-    .iter()
-    .map(|(who, status)| (who.to_string(), status.to_string()))
-    .collect();
+    let expected: Vec<(String, String)> = autopatch_testkit::REPLACING_UPDATE_STORY
+        .iter()
+        .map(|(who, status)| (who.to_string(), status.to_string()))
+        .collect();
     assert_eq!(story, expected);
 
     // Same image again: nothing to do, and it says so.

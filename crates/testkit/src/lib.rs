@@ -22,6 +22,20 @@ use autopatch_imagebuilder::{
 use autopatch_store::Store;
 use tokio_util::sync::CancellationToken;
 
+/// The events of a blue/green update of pattern3-app
+/// (`AutoScalingReplacingUpdate`), from the stack's UPDATE_IN_PROGRESS on,
+/// as (who, status): "old" is the replaced Auto Scaling group, and repeated
+/// `_IN_PROGRESS` events of one resource count once.
+pub const REPLACING_UPDATE_STORY: &[(&str, &str)] = &[
+    ("pattern3-app", "UPDATE_IN_PROGRESS"),
+    ("Pattern3ASG", "UPDATE_IN_PROGRESS"),
+    ("Pattern3ASG", "UPDATE_COMPLETE"),
+    ("pattern3-app", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+    ("old", "DELETE_IN_PROGRESS"),
+    ("old", "DELETE_COMPLETE"),
+    ("pattern3-app", "UPDATE_COMPLETE"),
+];
+
 /// The golden test image.
 pub const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
 /// The lab's web application image, for stacks:
