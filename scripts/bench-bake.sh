@@ -105,6 +105,7 @@ record machine memory "\"$MEM_GIB GiB\""
 record machine cpu "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "${CPU_MODEL:-unknown}")"
 record machine podman "\"$PODMAN_VERSION\""
 record machine kernel "\"$(uname -r)\""
+record machine engine_cpu "\"$(engine_cpu_describe || echo 'no podman service')\""
 record machine date "\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\""
 record machine loadavg_start "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 record machine iterations "$ITERATIONS"
@@ -353,6 +354,7 @@ print("## Image pipeline bake benchmark\n")
 print(f"- autopatch: {machine['binary']} at commit {machine.get('commit', '?')}")
 print(f"- machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
       f"kernel {machine['kernel']}, podman {machine['podman']}")
+print(f"- engine: {machine.get('engine_cpu', '?')}")
 print(f"- date: {machine['date']}; load average at start {machine['loadavg_start']}, "
       f"at end {machine.get('loadavg_end', '?')}")
 print(f"- iterations: {n} (figures are medians, (min–max) across iterations)\n")

@@ -19,12 +19,17 @@
 #                instances are started
 #   net-nice     `net` with every podman command under `nice -n 19`
 #   net-lb-prio  `net` with the load balancer's worker threads at nice -10
+#   svc          `net` through the Podman API service (`podman --remote`),
+#                as autopatch drives the engine, with the engine's cgroups
+#                (scripts/lib/engine-cpu.sh) set to the default CPU weight
+#   svc-low      the same at the low weight scripts/setup-host.sh gives them
 #
 # Usage (as root, from anywhere, with Podman's CLI working):
 #
 #   scripts/bench-churn.sh           # 3 repetitions of each variant
 #
-# Environment: BENCH_REPS (3), BENCH_RATE (600), BENCH_CONCURRENCY (8),
+# Environment: BENCH_REPS (3), BENCH_VARIANTS (all of the above, in that
+# order; e.g. "none svc svc-low"), BENCH_RATE (600), BENCH_CONCURRENCY (8),
 # BENCH_IMAGE (default: the newest localhost/autopatch-test/webapp:bookworm-*
 # image, which the stacks tests bake), BENCH_BASE_PORT (18090: uses this
 # port and the next three), AUTOPATCH_BIN (default target/release/autopatch,
@@ -45,7 +50,8 @@ BASE=${BENCH_BASE_PORT:-18090}
 PROXY_PORT=$BASE BACKEND1=$((BASE + 2)) BACKEND2=$((BASE + 3))
 BIN=${AUTOPATCH_BIN:-$ROOT/target/release/autopatch}
 EXAMPLES=$ROOT/target/release/examples
-VARIANTS=(none nonet net net-nice net-lb-prio)
+read -r -a VARIANTS <<<"${BENCH_VARIANTS:-none nonet net net-nice net-lb-prio svc svc-low}"
+SOCKET=/run/podman/podman.sock
 RUN_ID="bc$$"
 
 BENCH_NAME=bench-churn
@@ -61,6 +67,7 @@ for program in "$EXAMPLES/bench_proxy" "$EXAMPLES/bench_backend"; do
 done
 
 WORK=$(mktemp -d /tmp/bench-churn.XXXXXX)
+WEIGHTED=0
 PIDS=()
 WATCH_PID=""
 cleanup() {
@@ -70,6 +77,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   wait 2>/dev/null
   podman rm -f "$RUN_ID-1" "$RUN_ID-2" >/dev/null 2>&1
+  [ "$WEIGHTED" = 1 ] && engine_weight "$ENGINE_CPU_SHARES"
   rm -rf "$WORK"
   exit "$status"
 }
@@ -101,15 +109,34 @@ lb_nice() {
   done
 }
 
-# churn PREFIX...: the two containers' start, 2 s, their stop and removal.
+# engine_weight SHARES: cpu.shares of the service's and conmon's cgroups
+# (cgroup v1, the service in $ENGINE_CGROUP, as setup-host.sh leaves it).
+engine_weight() {
+  local root dir
+  root=$(engine_cpu_root)
+  for dir in "$root/$ENGINE_CGROUP" "$root/libpod_parent/conmon"; do
+    [ -w "$dir/cpu.shares" ] && echo "$1" >"$dir/cpu.shares"
+  done
+  return 0
+}
+WEIGHTED=0
+if [[ " ${VARIANTS[*]} " == *" svc"* ]]; then
+  WEIGHTED=1
+  [[ "$(engine_cpu_describe)" == *"/$ENGINE_CGROUP, cpu.shares"* ]] \
+    || die "the svc variants need the podman service in the cgroup $ENGINE_CGROUP on cgroup v1 (scripts/setup-host.sh): $(engine_cpu_describe)"
+  [ -S "$SOCKET" ] || die "no podman API socket at $SOCKET"
+fi
+
+# churn COMMAND...: the two containers' start, 2 s, their stop and removal,
+# each with COMMAND (podman, perhaps behind nice or with --remote).
 churn() {
   local n
   for n in 1 2; do
-    "$@" podman run -d --name "$RUN_ID-$n" --init "${NETWORK[@]}" "$IMAGE" sleep infinity >/dev/null
+    "$@" run -d --name "$RUN_ID-$n" --init "${NETWORK[@]}" "$IMAGE" sleep infinity >/dev/null
   done
   sleep 2
-  "$@" podman stop -t 10 "$RUN_ID-1" "$RUN_ID-2" >/dev/null
-  "$@" podman rm "$RUN_ID-1" "$RUN_ID-2" >/dev/null
+  "$@" stop -t 10 "$RUN_ID-1" "$RUN_ID-2" >/dev/null
+  "$@" rm "$RUN_ID-1" "$RUN_ID-2" >/dev/null
 }
 
 # run VARIANT REP: one 14 s watch with the variant's work at 8 s.
@@ -123,9 +150,11 @@ run() {
   NETWORK=(-p 127.0.0.1::80)
   case $variant in
     none) ;;
-    nonet) NETWORK=(--network none); churn ;;
-    net | net-lb-prio) churn ;;
-    net-nice) churn nice -n 19 ;;
+    nonet) NETWORK=(--network none); churn podman ;;
+    net | net-lb-prio) churn podman ;;
+    net-nice) churn nice -n 19 podman ;;
+    svc) engine_weight 1024; churn podman --remote --url "unix://$SOCKET"; engine_weight "$ENGINE_CPU_SHARES" ;;
+    svc-low) churn podman --remote --url "unix://$SOCKET" ;;
   esac
   wait "$WATCH_PID" || die "watch failed in $variant, repetition $rep: $(cat "$WORK/$variant-$rep.summary")"
   WATCH_PID=""

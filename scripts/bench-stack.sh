@@ -110,6 +110,7 @@ trap 'exit 130' INT TERM
   printf 'memory=%s\n' "$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
   printf 'cpu=%s\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   printf 'kernel=%s\n' "$(uname -r)"
+  printf 'engine_cpu=%s\n' "$(engine_cpu_describe || echo 'no podman service')"
   printf 'podman=%s\n' "$(podman version --format '{{.Server.Version}}' 2>/dev/null || podman --version)"
   printf 'date=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf 'loadavg_start=%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -450,6 +451,7 @@ print("## Stack create benchmark (pattern3-app)\n")
 print(f"- autopatch: {machine['binary']} at commit {machine.get('commit', '?')}")
 print(f"- machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
       f"kernel {machine['kernel']}, podman {machine['podman']}")
+print(f"- engine: {machine.get('engine_cpu', '?')}")
 print(f"- date: {machine['date']}; load average at start {machine['loadavg_start']}, at end {machine['loadavg_end']}")
 print(f"- image: {machine['image']}")
 print(f"- iterations: {n}; figures are medians (min–max); the share is of the median total\n")

@@ -116,6 +116,7 @@ trap 'exit 130' INT TERM
   printf 'memory=%s\n' "$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
   printf 'cpu=%s\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   printf 'kernel=%s\n' "$(uname -r)"
+  printf 'engine_cpu=%s\n' "$(engine_cpu_describe || echo 'no podman service')"
   printf 'podman=%s\n' "$(podman version --format '{{.Server.Version}}' 2>/dev/null || podman --version)"
   printf 'date=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf 'loadavg_start=%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -462,6 +463,7 @@ print("## Stack update cutover benchmark (pattern3-app, AutoScalingReplacingUpda
 print(f"- autopatch: {machine['binary']} at commit {machine.get('commit', '?')}")
 print(f"- machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory']} memory, "
       f"kernel {machine['kernel']}, podman {machine['podman']}")
+print(f"- engine: {machine.get('engine_cpu', '?')}")
 print(f"- date: {machine['date']}; load average at start {machine['loadavg_start']}, at end {machine['loadavg_end']}; {machine['others']}")
 print(f"- image A: {machine['image_a']}; image B: {machine['image_b']}")
 print(f"- load: `autopatch watch {machine['load']}` on `/`, {steady_s:.0f} s before each update; "

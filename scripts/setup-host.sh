@@ -10,13 +10,19 @@
 #      settings from docs/engine.md. An existing file is never overwritten.
 #   3. Starts `podman system service` on /run/podman/podman.sock when no engine
 #      socket answers (there is no systemd on CI machines).
-#   4. Installs cfn-lint (pinned, from PyPI) into the venv
+#   4. Gives the engine's control plane (the podman service, and conmon's
+#      cgroup where runc and the exit cleanup run) a low CPU weight, so that
+#      starting and stopping instances does not slow the requests the load
+#      balancer proxies meanwhile (scripts/lib/engine-cpu.sh, docs/engine.md).
+#   5. Installs cfn-lint (pinned, from PyPI) into the venv
 #      /opt/autopatch-tools/venv, made with Debian's python3; scripts/test.sh
 #      lints the shipped templates with it. Skipped when that version is
 #      already there.
 #
 # Environment: AUTOPATCH_SETUP_SKIP_APT=1 skips step 1.
 set -euo pipefail
+# shellcheck source=lib/engine-cpu.sh
+source "$(dirname "$0")/lib/engine-cpu.sh"
 
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
@@ -80,6 +86,7 @@ if [ -z "$socket" ]; then
   answers "$socket" || { log "podman API did not come up; see /var/log/podman-service.log"; exit 1; }
 fi
 log "engine API answering on unix://$socket"
+engine_low_cpu_weight
 
 # cfn-lint, the external oracle for templates/*.yml, in its own venv so that
 # neither Debian's python3 nor any other Python on the host is changed.

@@ -8,6 +8,30 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-host.sh
 
+echo "== host: the engine's control plane at a low CPU weight" >&2
+# setup-host.sh moves an unmanaged podman service out of the root cgroup
+# (scripts/lib/engine-cpu.sh); a service in a systemd unit is the unit's.
+# shellcheck source=lib/engine-cpu.sh
+source scripts/lib/engine-cpu.sh
+if [ -n "$(engine_cpu_root)" ]; then
+  for pid in $(engine_service_pids); do
+    cgroup=$(engine_cpu_cgroup "$pid")
+    if [ "$cgroup" = / ]; then
+      echo "podman service $pid is still in the root cgroup: setup-host.sh did not weight it" >&2
+      exit 1
+    fi
+    if [ "$cgroup" = "/$ENGINE_CGROUP" ]; then
+      dir="$(engine_cpu_root)/$ENGINE_CGROUP"
+      value=$(cat "$dir/cpu.shares" 2>/dev/null || cat "$dir/cpu.weight")
+      case "$value" in
+        "$ENGINE_CPU_SHARES" | "$ENGINE_CPU_WEIGHT") ;;
+        *) echo "$dir has CPU weight $value, not the low one" >&2; exit 1 ;;
+      esac
+    fi
+    engine_cpu_describe >&2
+  done
+fi
+
 echo "== cfn-lint: the shipped CloudFormation templates" >&2
 # Errors fail the run; warnings are printed. The few checks the templates
 # fail on purpose are silenced in their own cfn-lint metadata, each with why.

@@ -1,10 +1,14 @@
 # shellcheck shell=bash
 # What the benchmark scripts share before they measure: messages with the
-# script's name, the tools it needs, an engine answering, the binary to
-# measure, and the image the stacks tests bake.
+# script's name, the tools it needs, an engine answering (and where its
+# control plane runs: engine_cpu_describe), the binary to measure, and the
+# image the stacks tests bake.
 #
 # Set BENCH_NAME (the prefix of every message), ROOT (the repository) and
 # BIN (the binary to measure) before sourcing.
+
+# shellcheck source=engine-cpu.sh
+source "$ROOT/scripts/lib/engine-cpu.sh"
 
 log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
