@@ -114,7 +114,7 @@ lb_nice() {
 engine_weight() {
   local root dir
   root=$(engine_cpu_root)
-  for dir in "$root/$ENGINE_CGROUP" "$root/libpod_parent/conmon"; do
+  for dir in "$root/$ENGINE_CGROUP" "$root/$ENGINE_CONMON_CGROUP"; do
     [ -w "$dir/cpu.shares" ] && echo "$1" >"$dir/cpu.shares"
   done
   return 0

@@ -20,16 +20,18 @@ if [ -n "$(engine_cpu_root)" ]; then
       echo "podman service $pid is still in the root cgroup: setup-host.sh did not weight it" >&2
       exit 1
     fi
-    if [ "$cgroup" = "/$ENGINE_CGROUP" ]; then
-      dir="$(engine_cpu_root)/$ENGINE_CGROUP"
-      value=$(cat "$dir/cpu.shares" 2>/dev/null || cat "$dir/cpu.weight")
-      case "$value" in
-        "$ENGINE_CPU_SHARES" | "$ENGINE_CPU_WEIGHT") ;;
-        *) echo "$dir has CPU weight $value, not the low one" >&2; exit 1 ;;
-      esac
+    dir="$(engine_cpu_root)/$ENGINE_CGROUP"
+    if [ "$cgroup" = "/$ENGINE_CGROUP" ] && ! engine_cpu_is_low "$dir"; then
+      echo "$dir has $(engine_cpu_weight_of "$dir"), not the low weight" >&2
+      exit 1
     fi
     engine_cpu_describe >&2
   done
+  dir="$(engine_cpu_root)/$ENGINE_CONMON_CGROUP"
+  if [ -d "$dir" ] && ! engine_cpu_is_low "$dir"; then
+    echo "$dir (conmon, runc, the exit cleanup) has $(engine_cpu_weight_of "$dir"), not the low weight" >&2
+    exit 1
+  fi
 fi
 
 echo "== cfn-lint: the shipped CloudFormation templates" >&2

@@ -21,6 +21,8 @@
 ENGINE_CPU_SHARES=64
 ENGINE_CPU_WEIGHT=6
 ENGINE_CGROUP=autopatch-engine
+# Where Podman's cgroupfs manager puts every conmon.
+ENGINE_CONMON_CGROUP=libpod_parent/conmon
 
 # engine_cpu_root: the cgroup directory holding the cpu controller, or
 # nothing when there is none to use.
@@ -40,6 +42,27 @@ engine_cpu_set() {
   else
     echo "$ENGINE_CPU_WEIGHT" >"$1/cpu.weight"
   fi
+}
+
+# engine_cpu_weight_of DIR: "cpu.shares N" or "cpu.weight N" of cgroup DIR;
+# fails when it has neither.
+engine_cpu_weight_of() {
+  local file
+  for file in cpu.shares cpu.weight; do
+    if [ -r "$1/$file" ]; then
+      printf '%s %s\n' "$file" "$(cat "$1/$file")"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# engine_cpu_is_low DIR: whether cgroup DIR has the low weight.
+engine_cpu_is_low() {
+  case "$(engine_cpu_weight_of "$1")" in
+    "cpu.shares $ENGINE_CPU_SHARES" | "cpu.weight $ENGINE_CPU_WEIGHT") return 0 ;;
+    *) return 1 ;;
+  esac
 }
 
 # engine_service_pids: the `podman system service` processes.
@@ -93,32 +116,30 @@ engine_low_cpu_weight() {
   if [ "$(podman info --format '{{.Host.CgroupManager}}' 2>/dev/null)" = cgroupfs ]; then
     # The parent exists before the first container; on v2 its children get
     # cpu.weight only with +cpu in its subtree_control.
-    mkdir -p "$root/libpod_parent" 2>/dev/null || true
+    local parent=$root/${ENGINE_CONMON_CGROUP%/*}
+    mkdir -p "$parent" 2>/dev/null || true
     if [ "$root" = /sys/fs/cgroup ]; then
-      echo +cpu >"$root/libpod_parent/cgroup.subtree_control" 2>/dev/null || true
+      echo +cpu >"$parent/cgroup.subtree_control" 2>/dev/null || true
     fi
-    engine_cpu_set "$root/libpod_parent/conmon" 2>/dev/null ||
-      log "engine CPU weight: could not weight $root/libpod_parent/conmon"
+    engine_cpu_set "$root/$ENGINE_CONMON_CGROUP" 2>/dev/null ||
+      log "engine CPU weight: could not weight $root/$ENGINE_CONMON_CGROUP"
   fi
-  if engine_cpu_describe >/dev/null; then
-    log "engine CPU weight: $(engine_cpu_describe)"
-  fi
+  local described
+  if described=$(engine_cpu_describe); then log "engine CPU weight: $described"; fi
 }
 
 # engine_cpu_describe: one line on where the engine's control plane runs and
 # at what weight, for logs and benchmark reports; fails when there is no
 # service to describe.
 engine_cpu_describe() {
-  local root pid cgroup file
+  local root pid cgroup weight
   pid=$(engine_service_pids | head -1)
   [ -n "$pid" ] || return 1
   root=$(engine_cpu_root)
   cgroup=$(engine_cpu_cgroup "$pid")
-  for file in cpu.shares cpu.weight; do
-    if [ -n "$root" ] && [ -r "$root${cgroup%/}/$file" ]; then
-      printf 'podman service in cgroup %s, %s %s\n' "$cgroup" "$file" "$(cat "$root${cgroup%/}/$file")"
-      return 0
-    fi
-  done
-  printf 'podman service in cgroup %s\n' "$cgroup"
+  if [ -n "$root" ] && weight=$(engine_cpu_weight_of "$root${cgroup%/}"); then
+    printf 'podman service in cgroup %s, %s\n' "$cgroup" "$weight"
+  else
+    printf 'podman service in cgroup %s\n' "$cgroup"
+  fi
 }

@@ -549,8 +549,6 @@ impl<E: Engine + 'static> Runtime<E> {
         })
     }
 
-    /// A resource could not be updated: `UPDATE_FAILED` (the planner then
-    /// starts the rollback); during a rollback the rollback fails.
     /// The end of a resource's update: UPDATE_COMPLETE with the attributes
     /// it has now, or the failure that starts the rollback.
     fn finish_update(
@@ -574,6 +572,8 @@ impl<E: Engine + 'static> Runtime<E> {
         }
     }
 
+    /// A resource could not be updated: `UPDATE_FAILED` (the planner then
+    /// starts the rollback); during a rollback the rollback fails.
     fn fail_update(
         &self,
         loaded: &Loaded,
