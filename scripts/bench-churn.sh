@@ -99,16 +99,6 @@ PIDS+=("$PROXY_PID")
 for _ in $(seq 1 100); do grep -q ready "$WORK/proxy.log" && break; sleep 0.1; done
 grep -q ready "$WORK/proxy.log" || die "the proxy never became ready: $(cat "$WORK/proxy.log")"
 
-# lb_nice N: the proxy's data-plane threads (autopatch-lb-*) at nice N.
-lb_nice() {
-  local task
-  for task in /proc/"$PROXY_PID"/task/*; do
-    case $(cat "$task/comm" 2>/dev/null) in
-      autopatch-lb-*) renice -n "$1" -p "${task##*/}" >/dev/null ;;
-    esac
-  done
-}
-
 # engine_weight SHARES: cpu.shares of the service's and conmon's cgroups
 # (cgroup v1, the service in $ENGINE_CGROUP, as setup-host.sh leaves it).
 engine_weight() {
@@ -142,7 +132,7 @@ churn() {
 # run VARIANT REP: one 14 s watch with the variant's work at 8 s.
 run() {
   local variant=$1 rep=$2 out=$WORK/$1-$2.jsonl
-  [ "$variant" = net-lb-prio ] && lb_nice -10
+  [ "$variant" = net-lb-prio ] && lb_nice -10 "$PROXY_PID"
   "$BIN" watch "http://127.0.0.1:$PROXY_PORT/" --concurrency "$CONCURRENCY" --rate "$RATE" \
     --duration 14s --quiet --output json --jsonl "$out" >"$WORK/$variant-$rep.summary" 2>&1 &
   WATCH_PID=$!
@@ -158,7 +148,7 @@ run() {
   esac
   wait "$WATCH_PID" || die "watch failed in $variant, repetition $rep: $(cat "$WORK/$variant-$rep.summary")"
   WATCH_PID=""
-  [ "$variant" = net-lb-prio ] && lb_nice 0
+  [ "$variant" = net-lb-prio ] && lb_nice 0 "$PROXY_PID"
   return 0
 }
 

@@ -121,7 +121,7 @@ trap 'exit 130' INT TERM
   printf 'date=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf 'loadavg_start=%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf 'others=%s\n' "$(pgrep -x cargo | wc -l) cargo, $(podman ps -q | wc -l) containers running at the start"
-  printf 'engine_nice=%s\n' "$(ps -o ni= -p "$(pgrep -f 'podman system service' | head -1)" 2>/dev/null | tr -d ' ' || true)"
+  printf 'engine_nice=%s\n' "$(ps -o ni= -p "$(engine_service_pids | head -1)" 2>/dev/null | tr -d ' ' || true)"
   printf 'iterations=%s\n' "$ITERATIONS"
   printf 'load=%s\n' "--concurrency $CONCURRENCY --rate $RATE"
   printf 'steady=%s\n' "$STEADY_S"
@@ -172,11 +172,7 @@ header=$(curl -fsS -D - -o /dev/null "$URL" | tr -d '\r' | awk -F': ' 'tolower($
 [ "$header" = "$IMAGE_A" ] || die "the page's X-Image-Id is '$header', not $IMAGE_A: bake the image from the current components/webapp.yml"
 log "serving $URL (X-Image-Id: $header)"
 if [ -n "${BENCH_LB_NICE:-}" ]; then
-  for task in /proc/[0-9]*/task/*; do
-    case $(cat "$task/comm" 2>/dev/null) in
-      autopatch-lb-*) renice -n "$BENCH_LB_NICE" -p "${task##*/}" >/dev/null ;;
-    esac
-  done
+  lb_nice "$BENCH_LB_NICE"
   printf 'lb_nice=%s\n' "$BENCH_LB_NICE" >>"$WORK/machine.txt"
 fi
 

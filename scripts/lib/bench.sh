@@ -42,6 +42,18 @@ ensure_binary() {
   [ -x "$BIN" ] || die "no binary at $BIN"
 }
 
+# lb_nice NICE [PID]: the load balancer's data-plane threads (autopatch-lb-*)
+# of process PID, or of every process, at nice NICE.
+lb_nice() {
+  local task
+  # shellcheck disable=SC2086 # the default is a glob
+  for task in /proc/${2:-[0-9]*}/task/*; do
+    case $(cat "$task/comm" 2>/dev/null) in
+      autopatch-lb-*) renice -n "$1" -p "${task##*/}" >/dev/null ;;
+    esac
+  done
+}
+
 # newest_test_image: the newest localhost/autopatch-test/webapp:bookworm-<hash>
 # (the stacks tests bake it from the current components), or nothing.
 newest_test_image() {
