@@ -182,6 +182,11 @@ async fn pipeline(
             .await
             .map_err(|error| match error {
                 BuildError::Registry(error) => CliError::from_registry(error),
+                error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
+                    "nothing was built: the start condition needs every package source of the \
+                     latest image to answer; fix the source (or the network), or build anyway \
+                     with --force",
+                ),
                 error => CliError::from_error(error),
             })?;
             match outcome {

@@ -135,6 +135,106 @@ fn the_shipped_components_and_documents_validate() {
     }
 }
 
+/// `localhost/autopatch-test/unreachable-source:<pid>`: the golden test image
+/// with one package source, on a port where nothing listens.
+fn unreachable_source_image() -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        autopatch_testkit::ensure_golden(&autopatch_testkit::engine().await).await;
+    });
+    let pid = std::process::id();
+    let reference = format!("localhost/autopatch-test/unreachable-source:{pid}");
+    let container = format!("autopatch-test-unreachable-source-{pid}");
+    let podman = |args: &[&str]| {
+        let output = Command::new("podman").args(args).output().expect("run podman");
+        assert!(output.status.success(), "podman {args:?}: {}", stderr(&output));
+    };
+    podman(&[
+        "run",
+        "--name",
+        &container,
+        autopatch_testkit::GOLDEN,
+        "sh",
+        "-c",
+        "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* && \
+         echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list",
+    ]);
+    podman(&["commit", "-q", &container, &reference]);
+    podman(&["rm", &container]);
+    reference
+}
+
+/// Engine images a test made, removed when it ends, passed or not.
+struct RemoveImages(Vec<String>);
+
+impl Drop for RemoveImages {
+    fn drop(&mut self) {
+        for reference in &self.0 {
+            let _ = Command::new("podman").args(["rmi", reference]).output();
+        }
+    }
+}
+
+#[test]
+fn a_package_source_that_cannot_be_reached_is_an_error_not_no_updates() {
+    let cli = Cli::new();
+    let image = unreachable_source_image();
+    let recipe = format!("unreachable-cli-{}", std::process::id());
+    let _made = RemoveImages(vec![
+        format!("localhost/autopatch/{recipe}:1.0.0-1"),
+        format!("localhost/autopatch/{recipe}:1.0.0-2"),
+        image.clone(),
+    ]);
+
+    let output = cli.run(&["image", "check-updates", &image, "--image-sources-only"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let errors = stderr(&output);
+    assert!(
+        errors.starts_with(&format!("error: cannot check {image} for pending updates")),
+        "{errors}"
+    );
+    assert!(errors.contains("Failed to fetch http://127.0.0.1:9/debian/"), "{errors}");
+
+    // "Only if updates are available" cannot decide, so it does not skip.
+    let component = cli.write(
+        "say.yml",
+        "name: say\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Say\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo built\" ]\n",
+    );
+    let recipe_file = cli.write(
+        "recipe.yml",
+        &format!("name: {recipe}\nsemanticVersion: 1.0.0\nparentImage: {image}\ncomponents:\n  - componentArn: say\n"),
+    );
+    let pipeline_file = cli.write(
+        "pipeline.yml",
+        &format!("name: {recipe}\nimageRecipeArn: {recipe}\nimageTestsConfiguration:\n  imageTestsEnabled: false\nschedule:\n  scheduleExpression: rate(1 day)\n  startCondition: updates-available\n"),
+    );
+    for args in [
+        ["component", "create", "--file", &component],
+        ["recipe", "create", "--file", &recipe_file],
+        ["pipeline", "create", "--file", &pipeline_file],
+    ] {
+        let output = cli.run(&args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let first = cli.run(&["pipeline", "start", &recipe]);
+    assert!(first.status.success(), "the first run builds: {}", stderr(&first));
+
+    let second = cli.run(&["pipeline", "start", &recipe]);
+    assert_eq!(second.status.code(), Some(2), "{}", stdout(&second));
+    let errors = stderr(&second);
+    assert!(
+        errors.contains(&format!("error: cannot check {recipe}/1.0.0/1 for pending updates")),
+        "the latest image, by its version: {errors}"
+    );
+    assert!(errors.contains("hint: nothing was built") && errors.contains("--force"), "{errors}");
+
+    let forced = cli.run(&["pipeline", "start", &recipe, "--force"]);
+    assert!(forced.status.success(), "--force builds anyway: {}", stderr(&forced));
+    let images = cli.run(&["--output", "json", "image", "list"]);
+    let images: serde_json::Value = serde_json::from_slice(&images.stdout).unwrap();
+    assert_eq!(images.as_array().map(Vec::len), Some(2), "{images}");
+}
+
 // The control plane: `serve`, `up`, `down`, and the clients of its API.
 
 impl Cli {

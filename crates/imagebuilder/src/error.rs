@@ -46,4 +46,9 @@ pub enum BuildError {
     NotFound { id: String },
     #[error("failed to read the package manifest of {image}: {message}")]
     Manifest { image: String, message: String },
+    /// The pending-update check could not run to the end, for example
+    /// because a package source could not be reached: nothing is known, so
+    /// nothing may be skipped.
+    #[error("cannot check {image} for pending updates: {message}")]
+    UpdateCheck { image: String, message: String },
 }

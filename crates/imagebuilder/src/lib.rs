@@ -13,6 +13,7 @@
 //! - The decisions (what follows a step attempt; whether a start condition
 //!   holds) are pure functions in [`decide`] and [`start`], tested as tables.
 
+mod apt;
 mod bootstrap;
 mod build;
 mod catalog;

@@ -108,7 +108,14 @@ pub async fn start_pipeline<E: Engine + 'static>(
                 &latest.engine_image_id,
                 Sources::Image,
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // Name the image as the user knows it, not by its engine id.
+                BuildError::UpdateCheck { message, .. } => {
+                    BuildError::UpdateCheck { image: latest.version.clone(), message }
+                }
+                error => error,
+            })?;
             if pending.updates.is_empty() {
                 return Ok(StartOutcome::Skipped {
                     reason: format!(

@@ -26,6 +26,7 @@ use autopatch_model::StepStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::apt::APT_UPDATE_FUNCTION;
 use crate::decide::{AttemptOutcome, StepDecision, after_attempt};
 use crate::error::BuildError;
 use crate::progress::{BuildEvent, Progress};
@@ -418,16 +419,21 @@ pub(crate) fn update_os_script(include: &[String], exclude: &[String]) -> String
         |packages: &[String]| packages.iter().map(|p| shell_quote(p)).collect::<Vec<_>>().join(" ");
     let include = quote(include);
     let exclude = quote(exclude);
+    let apt_update = APT_UPDATE_FUNCTION;
     format!(
         r#"set -eu
 include="{include}"
 exclude="{exclude}"
-if command -v apt-get >/dev/null 2>&1; then
+{apt_update}if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
-  # A stalled mirror connection must not hang the build: bounded, retried.
+  # A stalled mirror connection must not hang the build: bounded, retried;
+  # a source that cannot be reached fails the step (see apt.rs).
   for try in 1 2 3; do
-    if timeout 180 apt-get -o Acquire::Retries=3 update; then break; fi
-    if [ "$try" = 3 ]; then echo "UpdateOS: apt-get update failed 3 times" >&2; exit 100; fi
+    if apt_update; then break; fi
+    if [ "$try" = 3 ]; then
+      echo "UpdateOS: apt-get update failed 3 times: a package source could not be reached or answered with an error (above)" >&2
+      exit 100
+    fi
     sleep 5
   done
   if [ -n "$exclude" ]; then apt-mark hold $exclude; fi

@@ -4,6 +4,7 @@
 use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
 use autopatch_evidence::PendingChange;
 
+use crate::apt::APT_UPDATE_FUNCTION;
 use crate::build::{NETWORK, ownership_labels};
 use crate::error::BuildError;
 
@@ -49,8 +50,10 @@ fi
 "#
         }
     };
+    // Every source must answer (see apt.rs): an unreachable mirror is an
+    // error here, not "no updates available".
     format!(
-        "set -eu\nif ! command -v apt-get >/dev/null 2>&1; then echo {NO_APT_MARKER}; exit 0; fi\n{archives}apt-get update -qq >&2\napt-get -s -o Debug::NoLocking=1 dist-upgrade\n"
+        "set -eu\n{APT_UPDATE_FUNCTION}if ! command -v apt-get >/dev/null 2>&1; then echo {NO_APT_MARKER}; exit 0; fi\n{archives}apt_update -qq >&2\napt-get -s -o Debug::NoLocking=1 dist-upgrade\n"
     )
 }
 
@@ -93,7 +96,7 @@ pub async fn check_updates<E: Engine>(
         });
     }
     if result.exit_code != 0 {
-        return Err(BuildError::Manifest {
+        return Err(BuildError::UpdateCheck {
             image: image.to_owned(),
             message: format!(
                 "apt-get failed (exit {}): {}",
@@ -103,7 +106,7 @@ pub async fn check_updates<E: Engine>(
         });
     }
     let updates = autopatch_evidence::parse_apt_simulation(&stdout).map_err(|error| {
-        BuildError::Manifest { image: image.to_owned(), message: error.to_string() }
+        BuildError::UpdateCheck { image: image.to_owned(), message: error.to_string() }
     })?;
     Ok(PendingUpdates { image: image.to_owned(), updates, supported: true })
 }

@@ -8,3 +8,4 @@ mod support;
 mod lab;
 mod lifecycle;
 mod local_repo;
+mod unreachable;
