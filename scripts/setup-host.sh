@@ -73,6 +73,23 @@ fi
 
 # Start the Docker-compatible API when nothing answers on the usual sockets.
 answers() { curl -sf --max-time 2 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
+
+# A podman service keeps the working directory it was started in, and every
+# conmon it starts inherits it: once that directory is deleted (a clone, a
+# temporary directory), conmon fails ("Failed to get working directory") and
+# every container start answers 500 "write child: broken pipe", while the
+# API still answers its ping. Stop such a service, so it is started again
+# below (running containers are not its children and keep running).
+for pid in $(engine_service_pids); do
+  cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+  case $cwd in
+    *" (deleted)")
+      log "podman service $pid runs in a deleted directory ($cwd): restarting it"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      ;;
+  esac
+done
 socket=""
 for s in "${DOCKER_HOST:-}" /run/podman/podman.sock /var/run/docker.sock; do
   s=${s#unix://}; [ -n "$s" ] && [ -S "$s" ] && answers "$s" && { socket=$s; break; }
@@ -81,7 +98,8 @@ if [ -z "$socket" ]; then
   socket=/run/podman/podman.sock
   mkdir -p /run/podman
   log "starting podman system service on $socket"
-  nohup podman system service --time=0 "unix://$socket" >/var/log/podman-service.log 2>&1 &
+  # From /, which cannot be deleted under it (see above).
+  (cd / && exec nohup podman system service --time=0 "unix://$socket" >/var/log/podman-service.log 2>&1) &
   for _ in $(seq 1 50); do answers "$socket" && break; sleep 0.2; done
   answers "$socket" || { log "podman API did not come up; see /var/log/podman-service.log"; exit 1; }
 fi
