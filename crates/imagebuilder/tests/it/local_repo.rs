@@ -4,11 +4,11 @@
 
 use std::process::Command;
 
-use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
-use autopatch_imagebuilder::{ImageEvidence, NETWORK, Sources, StartOutcome};
+use autopatch_engine::Engine;
+use autopatch_imagebuilder::{ImageEvidence, Sources, StartOutcome};
 use autopatch_model::ImageState;
 
-use crate::support::{Fixture, GOLDEN, repo_root};
+use crate::support::{Fixture, derive_from_golden, repo_root};
 
 /// Builds `localhost/autopatch-test/demo-parent:<pid>`: golden + autopatch-demo
 /// 1.0-1 installed + only the local repository as a package source.
@@ -18,43 +18,22 @@ async fn demo_parent(fixture: &Fixture) -> String {
     let status = Command::new("bash").arg(&script).arg(&repo).status().unwrap();
     assert!(status.success(), "make-apt-repo.sh failed");
 
-    let engine = &fixture.builder.engine;
-    engine.network_ensure(NETWORK).await.unwrap();
-    let spec = ContainerSpec {
-        image: GOLDEN.into(),
-        cmd: vec!["sleep".into(), "infinity".into()],
-        init: true,
-        network: Some(NETWORK.into()),
-        ..ContainerSpec::default()
-    };
-    let container = engine.container_create(&spec).await.unwrap();
-    engine.container_start(&container.id).await.unwrap();
-    for (local, remote) in [
+    let files: Vec<(&str, Vec<u8>)> = [
         ("v1/autopatch-demo_1.0-1_all.deb", "/srv/v1/autopatch-demo_1.0-1_all.deb"),
         ("repo/autopatch-demo_2.0-1_all.deb", "/srv/demo-repo/autopatch-demo_2.0-1_all.deb"),
         ("repo/Packages", "/srv/demo-repo/Packages"),
         ("repo/Packages.gz", "/srv/demo-repo/Packages.gz"),
         ("repo/Release", "/srv/demo-repo/Release"),
-    ] {
-        let bytes = std::fs::read(repo.join(local)).unwrap();
-        engine.put_file(&container.id, remote, &bytes, 0o644).await.unwrap();
-    }
+    ]
+    .into_iter()
+    .map(|(local, remote)| (remote, std::fs::read(repo.join(local)).unwrap()))
+    .collect();
     let setup = "set -e
 dpkg -i /srv/v1/autopatch-demo_1.0-1_all.deb
 rm -rf /srv/v1 /etc/apt/sources.list /etc/apt/sources.list.d/*
 echo 'deb [trusted=yes] file:/srv/demo-repo ./' > /etc/apt/sources.list.d/demo.list";
-    let result = engine
-        .exec(
-            &container.id,
-            &ExecSpec { cmd: vec!["sh".into(), "-c".into(), setup.into()], ..ExecSpec::default() },
-            &mut (),
-        )
-        .await
-        .unwrap();
-    assert_eq!(result.exit_code, 0, "{}", result.stderr_text());
     let reference = format!("localhost/autopatch-test/demo-parent:{}", std::process::id());
-    engine.commit(&container.id, &reference, &[r#"CMD ["/bin/sh"]"#.to_owned()]).await.unwrap();
-    engine.container_remove(&container.id).await.unwrap();
+    derive_from_golden(fixture, &files, setup, &reference).await;
     reference
 }
 

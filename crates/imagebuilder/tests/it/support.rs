@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use autopatch_documents::SourceFile;
-use autopatch_engine::{DockerEngine, Engine};
+use autopatch_engine::{ContainerSpec, DockerEngine, Engine, ExecSpec};
 use autopatch_imagebuilder::{
-    BUILD_LABEL, BootstrapRequest, Builder, CollectProgress, StartOptions, StartOutcome,
+    BUILD_LABEL, BootstrapRequest, Builder, CollectProgress, NETWORK, StartOptions, StartOutcome,
 };
 use autopatch_store::Store;
 use tokio::sync::OnceCell;
@@ -93,6 +93,37 @@ impl Fixture {
             let _ = self.builder.engine.image_remove(&image.engine_reference).await;
         }
     }
+}
+
+/// Makes the engine image `reference` from the golden image: a container
+/// gets `files` (path in the container, bytes), runs `setup` with `sh -c`,
+/// and is committed with `CMD ["/bin/sh"]`.
+pub(crate) async fn derive_from_golden(
+    fixture: &Fixture,
+    files: &[(&str, Vec<u8>)],
+    setup: &str,
+    reference: &str,
+) {
+    let engine = &fixture.builder.engine;
+    engine.network_ensure(NETWORK).await.unwrap();
+    let spec = ContainerSpec {
+        image: GOLDEN.into(),
+        cmd: vec!["sleep".into(), "infinity".into()],
+        init: true,
+        network: Some(NETWORK.into()),
+        ..ContainerSpec::default()
+    };
+    let container = engine.container_create(&spec).await.unwrap();
+    engine.container_start(&container.id).await.unwrap();
+    for (path, bytes) in files {
+        engine.put_file(&container.id, path, bytes, 0o644).await.unwrap();
+    }
+    let exec =
+        ExecSpec { cmd: vec!["sh".into(), "-c".into(), setup.into()], ..ExecSpec::default() };
+    let result = engine.exec(&container.id, &exec, &mut ()).await.unwrap();
+    assert_eq!(result.exit_code, 0, "{}", result.stderr_text());
+    engine.commit(&container.id, reference, &[r#"CMD ["/bin/sh"]"#.to_owned()]).await.unwrap();
+    engine.container_remove(&container.id).await.unwrap();
 }
 
 pub(crate) fn repo_root() -> PathBuf {

@@ -5,40 +5,23 @@
 //! which publishes nothing. The source is `127.0.0.1:9` inside the
 //! container, where nothing listens, so nothing here depends on the mirror.
 
-use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
-use autopatch_imagebuilder::{
-    BuildError, CollectProgress, NETWORK, Sources, StartOptions, StartOutcome,
-};
+use autopatch_engine::Engine;
+use autopatch_imagebuilder::{BuildError, CollectProgress, Sources, StartOptions, StartOutcome};
 use autopatch_model::ImageState;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Fixture, GOLDEN};
+use crate::support::{Fixture, derive_from_golden};
 
 const SOURCE: &str = "http://127.0.0.1:9/debian";
 
 /// `localhost/autopatch-test/unreachable-parent:<pid>`: golden with one
 /// package source, on a port where nothing listens.
 async fn unreachable_parent(fixture: &Fixture) -> String {
-    let engine = &fixture.builder.engine;
-    engine.network_ensure(NETWORK).await.unwrap();
-    let spec = ContainerSpec {
-        image: GOLDEN.into(),
-        cmd: vec!["sleep".into(), "infinity".into()],
-        init: true,
-        network: Some(NETWORK.into()),
-        ..ContainerSpec::default()
-    };
-    let container = engine.container_create(&spec).await.unwrap();
-    engine.container_start(&container.id).await.unwrap();
     let setup = format!(
         "set -e\nrm -f /etc/apt/sources.list /etc/apt/sources.list.d/*\necho 'deb {SOURCE} bookworm main' > /etc/apt/sources.list"
     );
-    let exec = ExecSpec { cmd: vec!["sh".into(), "-c".into(), setup], ..ExecSpec::default() };
-    let result = engine.exec(&container.id, &exec, &mut ()).await.unwrap();
-    assert_eq!(result.exit_code, 0, "{}", result.stderr_text());
     let reference = format!("localhost/autopatch-test/unreachable-parent:{}", std::process::id());
-    engine.commit(&container.id, &reference, &[r#"CMD ["/bin/sh"]"#.to_owned()]).await.unwrap();
-    engine.container_remove(&container.id).await.unwrap();
+    derive_from_golden(fixture, &[], &setup, &reference).await;
     reference
 }
 
