@@ -432,7 +432,7 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             let sources =
                 if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
             let pending =
-                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, sources)
+                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, &image, sources)
                     .await
                     .map_err(CliError::from_error)?;
             if json {

@@ -106,16 +106,10 @@ pub async fn start_pipeline<E: Engine + 'static>(
             let pending = updates::check_updates(
                 builder.engine.as_ref(),
                 &latest.engine_image_id,
+                &latest.version,
                 Sources::Image,
             )
-            .await
-            .map_err(|error| match error {
-                // Name the image as the user knows it, not by its engine id.
-                BuildError::UpdateCheck { message, .. } => {
-                    BuildError::UpdateCheck { image: latest.version.clone(), message }
-                }
-                error => error,
-            })?;
+            .await?;
             if pending.updates.is_empty() {
                 return Ok(StartOutcome::Skipped {
                     reason: format!(

@@ -22,6 +22,7 @@ pub enum Sources {
 /// The result of a check.
 #[derive(Debug, Clone)]
 pub struct PendingUpdates {
+    /// The image as the caller named it.
     pub image: String,
     pub updates: Vec<PendingChange>,
     /// False when the image has no apt: nothing could be checked.
@@ -57,15 +58,18 @@ fi
     )
 }
 
-/// Lists the updates pending for `image` (an engine reference or id).
+/// Lists the updates pending for `reference` (an engine reference or id);
+/// `name` is how the result and errors name the image (its version, or what
+/// the user typed), since an engine id means little to a reader.
 pub async fn check_updates<E: Engine>(
     engine: &E,
-    image: &str,
+    reference: &str,
+    name: &str,
     sources: Sources,
 ) -> Result<PendingUpdates, BuildError> {
     engine.network_ensure(NETWORK).await?;
     let mut spec = ContainerSpec {
-        image: image.to_owned(),
+        image: reference.to_owned(),
         cmd: vec!["sleep".into(), "infinity".into()],
         network: Some(NETWORK.to_owned()),
         init: true,
@@ -90,14 +94,14 @@ pub async fn check_updates<E: Engine>(
     let stdout = result.stdout_text();
     if stdout.contains(NO_APT_MARKER) {
         return Ok(PendingUpdates {
-            image: image.to_owned(),
+            image: name.to_owned(),
             updates: Vec::new(),
             supported: false,
         });
     }
     if result.exit_code != 0 {
         return Err(BuildError::UpdateCheck {
-            image: image.to_owned(),
+            image: name.to_owned(),
             message: format!(
                 "apt-get failed (exit {}): {}",
                 result.exit_code,
@@ -106,7 +110,7 @@ pub async fn check_updates<E: Engine>(
         });
     }
     let updates = autopatch_evidence::parse_apt_simulation(&stdout).map_err(|error| {
-        BuildError::UpdateCheck { image: image.to_owned(), message: error.to_string() }
+        BuildError::UpdateCheck { image: name.to_owned(), message: error.to_string() }
     })?;
-    Ok(PendingUpdates { image: image.to_owned(), updates, supported: true })
+    Ok(PendingUpdates { image: name.to_owned(), updates, supported: true })
 }

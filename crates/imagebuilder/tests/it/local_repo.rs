@@ -46,6 +46,7 @@ async fn a_local_repository_upgrade_is_reported_with_its_cves() {
     let pending = autopatch_imagebuilder::check_updates(
         fixture.builder.engine.as_ref(),
         &parent,
+        &parent,
         Sources::Image,
     )
     .await

@@ -43,6 +43,7 @@ async fn an_unreachable_source_fails_the_update_check_and_the_conditional_start(
     let error = autopatch_imagebuilder::check_updates(
         fixture.builder.engine.as_ref(),
         &parent,
+        &parent,
         Sources::Image,
     )
     .await
