@@ -13,21 +13,22 @@ echo "== host: the engine's control plane at a low CPU weight" >&2
 # (scripts/lib/engine-cpu.sh); a service in a systemd unit is the unit's.
 # shellcheck source=lib/engine-cpu.sh
 source scripts/lib/engine-cpu.sh
-if [ -n "$(engine_cpu_root)" ]; then
+root=$(engine_cpu_root)
+if [ -n "$root" ]; then
   for pid in $(engine_service_pids); do
     cgroup=$(engine_cpu_cgroup "$pid")
     if [ "$cgroup" = / ]; then
       echo "podman service $pid is still in the root cgroup: setup-host.sh did not weight it" >&2
       exit 1
     fi
-    dir="$(engine_cpu_root)/$ENGINE_CGROUP"
+    dir="$root/$ENGINE_CGROUP"
     if [ "$cgroup" = "/$ENGINE_CGROUP" ] && ! engine_cpu_is_low "$dir"; then
       echo "$dir has $(engine_cpu_weight_of "$dir"), not the low weight" >&2
       exit 1
     fi
-    engine_cpu_describe >&2
   done
-  dir="$(engine_cpu_root)/$ENGINE_CONMON_CGROUP"
+  engine_cpu_describe >&2
+  dir="$root/$ENGINE_CONMON_CGROUP"
   if [ -d "$dir" ] && ! engine_cpu_is_low "$dir"; then
     echo "$dir (conmon, runc, the exit cleanup) has $(engine_cpu_weight_of "$dir"), not the low weight" >&2
     exit 1
