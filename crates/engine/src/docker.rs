@@ -35,6 +35,9 @@
 //!   reproduced with curl (docs/engine.md). An answer of "absent" is believed
 //!   only when it repeats after [`ABSENCE_RECHECKS`]; a removal that meets one
 //!   checks that the object is really gone, so nothing is left behind.
+//! - An import or a commit whose content matches a stored layer reuses it;
+//!   if another image holding that layer is removed meanwhile, Podman fails
+//!   with a 500 "layer not known". It is tried again ([`LAYER_RACE_ATTEMPTS`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -84,6 +87,12 @@ const EXEC_EXIT_CODE_WAIT: Duration = Duration::from_secs(10);
 /// container is absent (see the module notes): an object really absent costs
 /// about 0.1 s more to look up, one that exists is found.
 const ABSENCE_RECHECKS: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(80)];
+
+/// How many times an import or a commit is tried when the engine answers
+/// "layer not known": Podman reuses a stored layer with the same content, and
+/// removing another image can delete that layer before the new image is
+/// written (module notes).
+const LAYER_RACE_ATTEMPTS: u32 = 3;
 
 /// How many times a removal is tried when the engine answers "absent" but
 /// the object is still there afterwards.
@@ -224,27 +233,15 @@ impl Engine for DockerEngine {
     ) -> Result<ImageInfo, EngineError> {
         const OPERATION: &str = "import image";
         check_changes(OPERATION, reference, changes)?;
-        let file = fs_err::tokio::File::open(tarball)
-            .await
-            .map_err(|source| EngineError::Io { path: tarball.display().to_string(), source })?;
-        // Streamed: root filesystems are hundreds of megabytes.
-        let body = bollard::body_try_stream(ReaderStream::with_capacity(file, 256 * 1024));
-        let options = CreateImageOptions {
-            from_src: Some("-".to_string()),
-            // Podman ignores `tag`: the whole reference goes in `repo`.
-            repo: Some(reference.to_string()),
-            ..Default::default()
-        };
-        let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
-        let mut progress = docker.create_image(Some(options), Some(body), None);
-        let mut image_id = None;
-        while let Some(item) = progress.next().await {
-            let item = item.map_err(|error| self.error(OPERATION, reference, error))?;
-            // Podman reports the id in `id`; Docker only in the final `status`.
-            if let Some(id) = item.id.or(item.status).filter(|id| id.starts_with("sha256:")) {
-                image_id = Some(id);
+        let mut attempt = 0;
+        let image_id = loop {
+            attempt += 1;
+            match self.import_stream(tarball, reference, changes).await? {
+                Ok(image_id) => break image_id,
+                Err(error) if attempt < LAYER_RACE_ATTEMPTS && is_vanished_layer(&error) => {}
+                Err(error) => return Err(self.error(OPERATION, reference, error)),
             }
-        }
+        };
         if let Some(image) = self.image_inspect(reference).await?
             && image_id.as_deref().is_none_or(|id| same_image_id(id, &image.id))
         {
@@ -512,17 +509,22 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
-        // Podman ignores the config body: `changes` carries everything.
-        let committed = docker
-            .commit_container(options, bollard::models::ContainerConfig::default())
-            .await
-            .map_err(|error| {
-                if is_not_found(&error) {
-                    EngineError::NotFound { object: format!("container {id}") }
-                } else {
-                    self.error(OPERATION, object.clone(), error)
+        let mut attempt = 0;
+        let committed = loop {
+            attempt += 1;
+            // Podman ignores the config body: `changes` carries everything.
+            match docker
+                .commit_container(options.clone(), bollard::models::ContainerConfig::default())
+                .await
+            {
+                Ok(committed) => break committed,
+                Err(error) if attempt < LAYER_RACE_ATTEMPTS && is_vanished_layer(&error) => {}
+                Err(error) if is_not_found(&error) => {
+                    return Err(EngineError::NotFound { object: format!("container {id}") });
                 }
-            })?;
+                Err(error) => return Err(self.error(OPERATION, object, error)),
+            }
+        };
         let image_id = committed.id;
         self.image_inspect(&image_id)
             .await?
@@ -559,6 +561,42 @@ impl Engine for DockerEngine {
 }
 
 impl DockerEngine {
+    /// Streams `tarball` to the engine's import. The outer error is reading
+    /// the file; the inner one is the engine's answer, for the caller to
+    /// retry or report. Returns the image id if the engine said it.
+    async fn import_stream(
+        &self,
+        tarball: &Path,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<Result<Option<String>, BollardError>, EngineError> {
+        let file = fs_err::tokio::File::open(tarball)
+            .await
+            .map_err(|source| EngineError::Io { path: tarball.display().to_string(), source })?;
+        // Streamed: root filesystems are hundreds of megabytes.
+        let body = bollard::body_try_stream(ReaderStream::with_capacity(file, 256 * 1024));
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            // Podman ignores `tag`: the whole reference goes in `repo`.
+            repo: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
+        let mut progress = docker.create_image(Some(options), Some(body), None);
+        let mut image_id = None;
+        while let Some(item) = progress.next().await {
+            let item = match item {
+                Ok(item) => item,
+                Err(error) => return Ok(Err(error)),
+            };
+            // Podman reports the id in `id`; Docker only in the final `status`.
+            if let Some(id) = item.id.or(item.status).filter(|id| id.starts_with("sha256:")) {
+                image_id = Some(id);
+            }
+        }
+        Ok(Ok(image_id))
+    }
+
     /// Reads an exec's exit code, waiting briefly if the engine has not yet
     /// noticed that the command ended.
     async fn exec_exit_code(&self, exec_id: &str, object: &str) -> Result<i64, EngineError> {
@@ -647,6 +685,17 @@ fn check_mounts(spec: &ContainerSpec) -> Result<(), String> {
 
 fn is_not_found(error: &BollardError) -> bool {
     matches!(error, BollardError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Podman's answer when the stored layer an import or a commit reused was
+/// deleted (with another image) before the new image was written:
+/// `... creating image "<id>": layer not known`.
+fn is_vanished_layer(error: &BollardError) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError { status_code: 500, message }
+            if message.to_ascii_lowercase().contains("layer not known")
+    )
 }
 
 /// An answer that an image is absent: a 404, or Podman's 500 when an image
@@ -870,6 +919,20 @@ mod tests {
         )));
         assert!(!is_vanished_image(&answer(500, "database is locked")));
         assert!(!is_vanished_image(&answer(409, "image not known")));
+    }
+
+    #[test]
+    fn only_a_vanished_layer_makes_an_import_or_commit_try_again() {
+        let answer = |status_code: u16, message: &str| BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        assert!(is_vanished_layer(&answer(
+            500,
+            "unable to import tarball: committing the finished image: creating image \"f815\": layer not known"
+        )));
+        assert!(!is_vanished_layer(&answer(500, "no space left on device")));
+        assert!(!is_vanished_layer(&answer(404, "layer not known")));
     }
 
     #[test]

@@ -100,6 +100,21 @@ async fn serve(
         };
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
         buffer.drain(..head_end);
+        // Skip a body sent with a length (a commit's JSON).
+        let length = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while buffer.len() < length {
+            let mut chunk = [0_u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+        }
+        buffer.drain(..length);
         let mut words = head.split_whitespace();
         let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
         let path = target.split('?').next().unwrap_or("");
@@ -144,6 +159,8 @@ async fn serve(
 
 const INSPECT_IMAGE: &str = "GET /images/localhost/app:1/json";
 const REMOVE_IMAGE: &str = "DELETE /images/localhost/app:1";
+const COMMIT: &str = "POST /commit";
+const INSPECT_COMMITTED: &str = "GET /images/sha256:5f1e/json";
 const INSPECT_CONTAINER: &str = "GET /containers/web-1/json";
 const REMOVE_CONTAINER: &str = "DELETE /containers/web-1";
 
@@ -217,5 +234,22 @@ async fn a_container_removal_answered_absent_while_it_runs_is_tried_again() -> T
     let engine = stand_in.engine().await?;
     engine.container_remove("web-1").await?;
     assert_eq!(stand_in.asked(REMOVE_CONTAINER), 2, "the container still ran: removed again");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_whose_reused_layer_vanished_is_tried_again() -> TestResult {
+    let layer_gone = (
+        500,
+        r#"{"cause":"layer not known","message":"committing the finished image: creating image \"f815\": layer not known","response":500}"#,
+    );
+    let stand_in = StandIn::start(vec![
+        (COMMIT, vec![layer_gone, (201, r#"{"Id":"sha256:5f1e"}"#)]),
+        (INSPECT_COMMITTED, vec![IMAGE]),
+    ])?;
+    let engine = stand_in.engine().await?;
+    let image = engine.commit("web-1", "localhost/app:1", &[]).await?;
+    assert_eq!(image.id, "sha256:5f1e");
+    assert_eq!(stand_in.asked(COMMIT), 2);
     Ok(())
 }
