@@ -207,8 +207,9 @@ iteration() {
     "$WORK/src/pipelines/webapp-patched.pipeline.yml" >"$docs/webapp-patched.pipeline.yml"
 
   log "iteration $i/$ITERATIONS: bootstrap $p-golden"
-  CREATED_REFS+=("localhost/autopatch/$p-golden:1.0.0-1")
   timed "$i" bootstrap bootstrap image bootstrap --name "$p-golden"
+  GOLDEN_REF=$(engine_ref "$WORK/run$i/state" "$p-golden/1.0.0/1")
+  CREATED_REFS+=("$GOLDEN_REF")
   local mm imp
   mm=$(sed -n 's/^ *mmdebstrap: \([0-9.]*\) s$/\1/p' "$WORK/run$i/bootstrap.log" | tail -1)
   imp=$(sed -n 's/^ *import: \([0-9.]*\) s$/\1/p' "$WORK/run$i/bootstrap.log" | tail -1)
@@ -226,13 +227,13 @@ iteration() {
   if [ "$peer_first" = 1 ]; then run_peer "$i" "$p"; fi
 
   log "iteration $i: pipeline start webapp"
-  CREATED_REFS+=("localhost/autopatch/$p-webapp:1.0.0-1")
   timed "$i" start.webapp start-webapp pipeline start webapp
+  CREATED_REFS+=("$(engine_ref "$WORK/run$i/state" "$p-webapp/1.0.0/1")")
   ap "$i" create recipe create --file "$docs/webapp-patched.recipe.yml" >/dev/null
   ap "$i" create pipeline create --file "$docs/webapp-patched.pipeline.yml" >/dev/null
   log "iteration $i: pipeline start webapp-patched"
-  CREATED_REFS+=("localhost/autopatch/$p-webapp-patched:1.0.0-1")
   timed "$i" start.webapp-patched start-patched pipeline start webapp-patched
+  CREATED_REFS+=("$(engine_ref "$WORK/run$i/state" "$p-webapp-patched/1.0.0/1")")
 
   local images_before builds_before
   images_before=$(ap "$i" list --output json image list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
@@ -274,7 +275,7 @@ EOF
 run_peer() {
   local i=$1 p=$2
   log "iteration $i: peer (bare podman run/commit)"
-  peer_bake "$i" webapp "localhost/autopatch/$p-golden:1.0.0-1" "localhost/$p-peer-webapp:1" "$PEER_WEBAPP"
+  peer_bake "$i" webapp "$GOLDEN_REF" "localhost/$p-peer-webapp:1" "$PEER_WEBAPP"
   peer_bake "$i" patched "localhost/$p-peer-webapp:1" "localhost/$p-peer-patched:1" "$PEER_UPDATE"
 }
 
@@ -301,14 +302,14 @@ for i in $(seq 1 "$ITERATIONS"); do
   iteration "$i"
   # Free the disk between iterations: this iteration's images are measured.
   p="$RUN_ID-i$i"
-  for pair in "autopatch.webapp=localhost/autopatch/$p-webapp:1.0.0-1" \
-              "autopatch.patched=localhost/autopatch/$p-webapp-patched:1.0.0-1" \
+  webapp_ref=$(engine_ref "$WORK/run$i/state" "$p-webapp/1.0.0/1")
+  patched_ref=$(engine_ref "$WORK/run$i/state" "$p-webapp-patched/1.0.0/1")
+  for pair in "autopatch.webapp=$webapp_ref" "autopatch.patched=$patched_ref" \
               "peer.webapp=localhost/$p-peer-webapp:1" "peer.patched=localhost/$p-peer-patched:1"; do
     record size "${pair%%=*}" "$(podman image inspect --format '{{.Size}}' "${pair#*=}")" "$i"
   done
   for ref in "localhost/$p-peer-patched:1" "localhost/$p-peer-webapp:1" \
-             "localhost/autopatch/$p-webapp-patched:1.0.0-1" "localhost/autopatch/$p-webapp:1.0.0-1" \
-             "localhost/autopatch/$p-golden:1.0.0-1"; do
+             "$patched_ref" "$webapp_ref" "$GOLDEN_REF"; do
     podman rmi -f "$ref" >/dev/null 2>&1 || true
   done
 done

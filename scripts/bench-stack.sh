@@ -132,9 +132,9 @@ bake_image() {
     parent=$GOLDEN_TEST_IMAGE
   else
     log "bootstrapping a golden image ($RUN_ID-golden) with mmdebstrap"
-    CREATED_REFS+=("localhost/autopatch/$RUN_ID-golden:1.0.0-1")
     ap image bootstrap --name "$RUN_ID-golden" >"$WORK/bake/bootstrap.log" 2>&1 \
       || { tail -20 "$WORK/bake/bootstrap.log" >&2; die "image bootstrap failed"; }
+    CREATED_REFS+=("$(engine_ref "$STATE" "$RUN_ID-golden/1.0.0/1")")
     parent=$RUN_ID-golden
   fi
   ap component create --file components/webapp.yml >/dev/null
@@ -145,11 +145,11 @@ bake_image() {
   ap recipe create --file "$recipe" >/dev/null
   ap pipeline create --file "$pipeline" >/dev/null
   log "baking $RUN_ID-webapp on $parent (pipeline start)"
-  CREATED_REFS+=("localhost/autopatch/$RUN_ID-webapp:1.0.0-1")
   ap pipeline start "$RUN_ID-webapp" >"$WORK/bake/start.log" 2>&1 \
     || { tail -30 "$WORK/bake/start.log" >&2; die "pipeline start $RUN_ID-webapp failed"; }
   IMAGE=$RUN_ID-webapp/1.0.0/1
-  ENGINE_IMAGE=localhost/autopatch/$RUN_ID-webapp:1.0.0-1
+  ENGINE_IMAGE=$(engine_ref "$STATE" "$IMAGE")
+  CREATED_REFS+=("$ENGINE_IMAGE")
   podman image exists "$ENGINE_IMAGE" || die "the baked image $ENGINE_IMAGE is not in the engine"
   IMAGE_NOTE="baked by this script: autopatch image version $IMAGE (engine $ENGINE_IMAGE) from $parent"
 }

@@ -60,3 +60,11 @@ newest_test_image() {
   podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
     localhost/autopatch-test/webapp 2>/dev/null | grep ':bookworm-' | head -1 || true
 }
+
+# engine_ref STATE_DIR VERSION: the engine tag autopatch published image
+# VERSION (name/x.y.z/N) under, in the state directory's namespace
+# (localhost/autopatch/<namespace>/<name>:<x.y.z>-<N>).
+engine_ref() {
+  "$BIN" --state-dir "$1" --output json image show "$2" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["engineReference"])'
+}

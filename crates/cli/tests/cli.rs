@@ -164,13 +164,29 @@ fn unreachable_source_image() -> String {
     reference
 }
 
-/// Engine images a test made, removed when it ends, passed or not.
-struct RemoveImages(Vec<String>);
+/// Engine images a test made, removed when it ends, passed or not: the
+/// references given, and every tag of the recipes given (published under the
+/// state directory's namespace, `localhost/autopatch/<namespace>/<recipe>`).
+struct RemoveImages {
+    references: Vec<String>,
+    recipes: Vec<String>,
+}
 
 impl Drop for RemoveImages {
     fn drop(&mut self) {
-        for reference in &self.0 {
-            let _ = Command::new("podman").args(["rmi", reference]).output();
+        let listed = Command::new("podman")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        let published = listed.lines().filter(|reference| {
+            self.recipes.iter().any(|recipe| {
+                reference.starts_with("localhost/autopatch/")
+                    && reference.contains(&format!("/{recipe}:"))
+            })
+        });
+        for reference in published.map(str::to_owned).chain(self.references.iter().cloned()) {
+            let _ = Command::new("podman").args(["rmi", &reference]).output();
         }
     }
 }
@@ -180,11 +196,7 @@ fn a_package_source_that_cannot_be_reached_is_an_error_not_no_updates() {
     let cli = Cli::new();
     let image = unreachable_source_image();
     let recipe = format!("unreachable-cli-{}", std::process::id());
-    let _made = RemoveImages(vec![
-        format!("localhost/autopatch/{recipe}:1.0.0-1"),
-        format!("localhost/autopatch/{recipe}:1.0.0-2"),
-        image.clone(),
-    ]);
+    let _made = RemoveImages { references: vec![image.clone()], recipes: vec![recipe.clone()] };
 
     let output = cli.run(&["image", "check-updates", &image, "--image-sources-only"]);
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));

@@ -109,7 +109,8 @@ pub async fn bootstrap<E: Engine>(
         .unwrap_or(0)
         + 1;
     let version = format!("{}/{}/{build_number}", request.name, request.version);
-    let reference = engine_reference(&request.name, &request.version, build_number);
+    let reference =
+        engine_reference(&store.engine_namespace()?, &request.name, &request.version, build_number);
     let started = tokio::time::Instant::now();
     let changes = vec![
         r#"CMD ["/bin/bash"]"#.to_owned(),

@@ -190,14 +190,24 @@ impl<E: Engine + 'static> Builder<E> {
             // A failed removal is retried by the cleanup below.
             let _ = removal.await;
         }
-        let mut cleanup_result = self.remove_build_resources(&build.id).await;
+        let mut cleanup_result =
+            self.remove_build_resources(&build.id).await.map_err(BuildError::from);
         if !matches!(result, Ok(Published::Image(_))) {
             // A failed build publishes nothing, not even a tag: publishing
             // may have tagged the snapshot (or the engine did and the answer
             // was lost) before the build failed.
-            let reference =
-                engine_reference(&request.recipe_name, &request.recipe_version, build.build_number);
-            let untagged = self.engine.image_remove(&reference).await;
+            let untagged = match self.store.engine_namespace() {
+                Ok(namespace) => {
+                    let reference = engine_reference(
+                        &namespace,
+                        &request.recipe_name,
+                        &request.recipe_version,
+                        build.build_number,
+                    );
+                    self.engine.image_remove(&reference).await.map_err(BuildError::from)
+                }
+                Err(error) => Err(BuildError::from(error)),
+            };
             cleanup_result = cleanup_result.and(untagged);
         }
         record.timings.cleanup_ms = toe::millis(cleanup.elapsed());
@@ -417,8 +427,12 @@ impl<E: Engine + 'static> Builder<E> {
             return Err(BuildError::Cancelled);
         }
         let started = tokio::time::Instant::now();
-        let reference =
-            engine_reference(&request.recipe_name, &request.recipe_version, build.build_number);
+        let reference = engine_reference(
+            &self.store.engine_namespace()?,
+            &request.recipe_name,
+            &request.recipe_version,
+            build.build_number,
+        );
         self.engine.image_tag(&snapshot.id, &reference).await?;
         let evidence_json =
             serde_json::to_string(&image_evidence).unwrap_or_else(|_| "{}".to_owned());
@@ -527,6 +541,7 @@ impl<E: Engine + 'static> Builder<E> {
             if self.store.image(&build.image_version())?.is_none() {
                 self.engine
                     .image_remove(&engine_reference(
+                        &self.store.engine_namespace()?,
                         &build.recipe,
                         &build.recipe_version,
                         build.build_number,
@@ -597,9 +612,11 @@ enum Published {
     Failed(String),
 }
 
-/// The engine tag of a published image.
-pub fn engine_reference(recipe: &str, version: &str, build_number: u32) -> String {
-    format!("localhost/autopatch/{recipe}:{version}-{build_number}")
+/// The engine tag of a published image, under its state directory's
+/// namespace ([`Store::engine_namespace`]): another state directory on the
+/// host publishing the same recipe version never moves or removes it.
+pub fn engine_reference(namespace: &str, recipe: &str, version: &str, build_number: u32) -> String {
+    format!("localhost/autopatch/{namespace}/{recipe}:{version}-{build_number}")
 }
 
 /// The build-private tag of a snapshot that is not published yet.

@@ -40,13 +40,6 @@ impl FromStr for ImageVersion {
     }
 }
 
-impl ImageVersion {
-    /// The engine tag for this version: `autopatch/<recipe>:<x.y.z>-<N>`.
-    pub fn engine_reference(&self) -> String {
-        format!("localhost/autopatch/{}:{}-{}", self.recipe, self.version, self.build)
-    }
-}
-
 /// A build's identifier (one pipeline execution).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BuildId(pub String);
@@ -166,7 +159,6 @@ mod tests {
         assert_eq!(version.version, SemanticVersion::new(1, 2, 3));
         assert_eq!(version.build, 4);
         assert_eq!(version.to_string(), "webapp/1.2.3/4");
-        assert_eq!(version.engine_reference(), "localhost/autopatch/webapp:1.2.3-4");
     }
 
     #[test]

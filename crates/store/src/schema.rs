@@ -142,4 +142,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX instances_group ON instances (group_name, lifecycle);
     "#,
+    // 3: settings; this state directory's namespace for engine tags, made
+    // once, so two state directories on one host never tag the same name.
+    r#"
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO settings (key, value) VALUES ('engine_namespace', lower(hex(randomblob(4))));
+    "#,
 ];

@@ -82,6 +82,18 @@ impl Store {
         Ok(())
     }
 
+    /// This state directory's namespace in the container engine: 8 hex
+    /// digits made with the database. Published images are tagged under it
+    /// (`localhost/autopatch/<namespace>/...`), so two state directories on
+    /// one host never move or remove each other's tags.
+    pub fn engine_namespace(&self) -> Result<String, StoreError> {
+        self.lock()
+            .query_row("SELECT value FROM settings WHERE key = 'engine_namespace'", [], |row| {
+                row.get(0)
+            })
+            .context("read the engine namespace")
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent
         // (statements are atomic), so a poisoned lock is still usable.

@@ -65,14 +65,10 @@ phases:
     );
     assert!(outcome.image.is_none());
     assert!(fixture.builder.store.images().unwrap().is_empty());
+    let namespace = fixture.builder.store.engine_namespace().unwrap();
+    let reference = engine_reference(&namespace, "probe", "1.0.0", 1);
     assert!(
-        fixture
-            .builder
-            .engine
-            .image_inspect(&engine_reference("probe", "1.0.0", 1))
-            .await
-            .unwrap()
-            .is_none(),
+        fixture.builder.engine.image_inspect(&reference).await.unwrap().is_none(),
         "no image is tagged for a failed build"
     );
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());

@@ -97,7 +97,7 @@ async fn run_with_fault(
                     outcome.build.state, outcome.build.reason
                 ));
             }
-            if images.len() != 1 || tags != ["localhost/autopatch/recipe:1.0.0-1"] {
+            if images.len() != 1 || tags != [sim.published(1)] {
                 problems.push(format!("removal fault: images {images:?}, tags {tags:?}"));
             }
             if !containers.is_empty() {
@@ -115,7 +115,7 @@ async fn run_with_fault(
             // answer was lost after it).
             let snapshot_removed =
                 kind == FaultKind::LostResponse && matches!(faulted, Call::ImageRemove { .. });
-            let mut expected_tags = vec!["localhost/autopatch/recipe:1.0.0-1".to_owned()];
+            let mut expected_tags = vec![sim.published(1)];
             if !snapshot_removed {
                 expected_tags
                     .push(format!("localhost/autopatch-snapshot/{}:snapshot", outcome.build.id));

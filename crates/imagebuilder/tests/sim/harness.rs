@@ -101,6 +101,16 @@ impl Sim {
             let cancel = cancel.clone();
             engine.set_exec_handler(move |ctx| answer(&world, &cancel, ctx));
         }
+        Sim::on(engine, world, cancel)
+    }
+
+    /// Another state directory (store and artifacts) on this host: the same
+    /// engine, simulated system and cancel token.
+    pub(crate) fn beside(&self) -> Sim {
+        Sim::on(Arc::clone(&self.engine), Arc::clone(&self.world), self.cancel.clone())
+    }
+
+    fn on(engine: Arc<FakeEngine>, world: Arc<Mutex<World>>, cancel: CancellationToken) -> Sim {
         let artifacts = tempfile::tempdir().expect("a temporary artifact root");
         let store = Arc::new(Store::open_in_memory().expect("an in-memory store"));
         let builder = Builder {
@@ -116,14 +126,25 @@ impl Sim {
     /// [`PIPELINE`] with `pipeline_extra` appended to its document.
     pub(crate) async fn with_pipeline(components: &[Component], pipeline_extra: &str) -> Sim {
         let sim = Sim::new();
+        sim.register_all(components, pipeline_extra).await;
+        sim
+    }
+
+    /// Registers what [`Sim::with_pipeline`] does.
+    pub(crate) async fn register_all(&self, components: &[Component], pipeline_extra: &str) {
         for component in components {
-            sim.register_component(component);
+            self.register_component(component);
         }
-        sim.register_recipe(&recipe_yaml(PARENT, components.iter().map(|c| c.name))).await;
-        sim.register_pipeline(&format!(
+        self.register_recipe(&recipe_yaml(PARENT, components.iter().map(|c| c.name))).await;
+        self.register_pipeline(&format!(
             "name: {PIPELINE}\nimageRecipeArn: {RECIPE}\n{pipeline_extra}"
         ));
-        sim
+    }
+
+    /// The engine tag of [`RECIPE`] 1.0.0 build `number` published here.
+    pub(crate) fn published(&self, number: u32) -> String {
+        let namespace = self.builder.store.engine_namespace().expect("the engine namespace");
+        autopatch_imagebuilder::engine_reference(&namespace, RECIPE, "1.0.0", number)
     }
 
     pub(crate) fn register_component(&self, component: &Component) {

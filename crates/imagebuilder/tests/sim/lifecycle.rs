@@ -6,8 +6,8 @@ use autopatch_imagebuilder::{ImageEvidence, StartOptions, StartOutcome};
 use autopatch_model::ImageState;
 
 use crate::harness::{
-    FIXED_CVES, RECIPE, Sim, UPGRADED_VERSION, bash, component, detailed_output, states,
-    step_table, update_and_smoke, update_os,
+    FIXED_CVES, Sim, UPGRADED_VERSION, bash, component, detailed_output, states, step_table,
+    update_and_smoke, update_os,
 };
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -27,7 +27,7 @@ async fn a_build_publishes_a_versioned_image_with_evidence_and_leaves_nothing_el
     let image = sim.builder.store.image("recipe/1.0.0/1").unwrap().expect("the image row");
     assert_eq!(outcome.image.as_ref(), Some(&image));
     assert_eq!(image.build_id.as_deref(), Some(build.id.as_str()));
-    let published = format!("localhost/autopatch/{RECIPE}:1.0.0-1");
+    let published = sim.published(1);
     assert_eq!(image.engine_reference, published);
     assert_eq!(sim.tags_besides_parent(), [published.as_str()], "the snapshot tag is gone");
     let snapshot = format!("localhost/autopatch-snapshot/{}:snapshot", build.id);
@@ -118,6 +118,38 @@ async fn a_failing_test_stage_publishes_nothing_and_removes_the_snapshot() {
     assert_eq!(sim.containers_created("test").len(), 1);
     assert!(outcome.image.is_none());
     sim.assert_nothing_left("failed test stage");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn another_state_directory_building_the_same_version_leaves_this_ones_image() {
+    let here = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let (outcome, _) = here.build().await;
+    let image = outcome.image.expect("published here");
+    // Two other state directories on the host build the same recipe
+    // version: one fails its test stage (and removes its version tag), one
+    // publishes.
+    let failing = here.beside();
+    let failing_smoke = bash("Smoke", &["echo page missing", "exit 1"]);
+    failing
+        .register_all(
+            &[
+                component("update").phase("build", vec![update_os("UpdateOS")]),
+                component("smoke").phase("test", vec![failing_smoke]),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(failing.build().await.0.build.state, ImageState::Failed);
+    let publishing = here.beside();
+    publishing.register_all(&update_and_smoke(), "").await;
+    assert_eq!(publishing.build().await.0.build.state, ImageState::Available);
+
+    let tagged =
+        here.engine.images().into_iter().find(|i| i.tags.contains(&image.engine_reference));
+    assert_eq!(tagged.map(|i| i.id), Some(image.engine_image_id), "this directory's tag");
+    let mut expected = vec![here.published(1), publishing.published(1)];
+    expected.sort();
+    assert_eq!(here.tags_besides_parent(), expected);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

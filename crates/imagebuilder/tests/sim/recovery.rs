@@ -3,7 +3,7 @@
 //! runner lives are left alone.
 
 use autopatch_engine::{ContainerSpec, Engine};
-use autopatch_imagebuilder::{BUILD_LABEL, NETWORK, engine_reference};
+use autopatch_imagebuilder::{BUILD_LABEL, NETWORK};
 use autopatch_model::{ImageState, Timestamp};
 use autopatch_store::NewBuild;
 
@@ -57,7 +57,7 @@ async fn recover_fails_builds_of_dead_runners_and_removes_what_they_left() {
         .commit(&container, "localhost/autopatch-snapshot/b-dead:snapshot", &[])
         .await
         .unwrap();
-    let half_published = engine_reference(RECIPE, "1.0.0", number);
+    let half_published = sim.published(number);
     sim.engine.image_tag(&snapshot.id, &half_published).await.unwrap();
     // A build whose runner is this very test process: alive, not touched.
     let (_, live_container) = build_in_progress(&sim, "b-live", std::process::id()).await;

@@ -56,7 +56,7 @@ async fn a_run_without_pending_updates_builds_nothing() {
     assert_eq!(check_containers(), [latest.engine_image_id.as_str()], "checked the latest image");
     assert_eq!(sim.builder.store.builds().unwrap().len(), 1, "no build row");
     assert_eq!(sim.builder.store.images().unwrap().len(), 1);
-    assert_eq!(sim.tags_besides_parent(), ["localhost/autopatch/recipe:1.0.0-1"]);
+    assert_eq!(sim.tags_besides_parent(), [sim.published(1)]);
     assert_eq!(sim.container_names(), Vec::<String>::new(), "the check container is removed");
 
     // Third run: a security update is pending, so it builds build 2.
@@ -73,10 +73,7 @@ async fn a_run_without_pending_updates_builds_nothing() {
         crate::harness::notes(&progress)
     );
     assert_eq!(check_containers().len(), 2);
-    assert_eq!(
-        sim.tags_besides_parent(),
-        ["localhost/autopatch/recipe:1.0.0-1", "localhost/autopatch/recipe:1.0.0-2"]
-    );
+    assert_eq!(sim.tags_besides_parent(), [sim.published(1), sim.published(2)]);
     assert_eq!(sim.container_names(), Vec::<String>::new());
 
     // `force` builds even with nothing pending, without checking.

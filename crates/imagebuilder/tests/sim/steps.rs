@@ -150,7 +150,7 @@ impl Sim {
     /// After a successful build: the one image and nothing else.
     fn assert_nothing_left_but_the_image(&self) {
         assert_eq!(self.builder.store.images().unwrap().len(), 1);
-        assert_eq!(self.tags_besides_parent(), ["localhost/autopatch/recipe:1.0.0-1"]);
+        assert_eq!(self.tags_besides_parent(), [self.published(1)]);
         assert_eq!(self.container_names(), Vec::<String>::new());
     }
 }

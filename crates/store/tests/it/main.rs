@@ -141,6 +141,18 @@ fn state_survives_reopening_the_file() {
     assert_eq!(events[0].detail, "PENDING");
 }
 
+#[test]
+fn each_database_has_its_own_engine_namespace_and_keeps_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("state.db");
+    let namespace = Store::open(&path).unwrap().engine_namespace().unwrap();
+    assert_eq!(namespace.len(), 8, "{namespace}");
+    assert!(namespace.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_eq!(Store::open(&path).unwrap().engine_namespace().unwrap(), namespace);
+    let other = Store::open(&directory.path().join("other.db")).unwrap();
+    assert_ne!(other.engine_namespace().unwrap(), namespace);
+}
+
 fn stack(name: &str) -> autopatch_store::StackRow {
     autopatch_store::StackRow {
         stack_id: format!("arn:stack/{name}/1"),
