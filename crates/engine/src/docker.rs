@@ -894,12 +894,13 @@ fn file_archive(
 mod tests {
     use super::*;
 
+    /// An engine's error answer.
+    fn answer(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError { status_code, message: message.into() }
+    }
+
     #[test]
     fn a_container_removed_under_a_listing_counts_as_gone_not_as_an_error() {
-        let answer = |status_code: u16, message: &str| BollardError::DockerResponseServerError {
-            status_code,
-            message: message.into(),
-        };
         assert!(is_vanished_container(&answer(404, "no such container")));
         assert!(is_vanished_container(&answer(500, "container 3f2a: no such container")));
         assert!(!is_vanished_container(&answer(500, "database is locked")));
@@ -908,10 +909,6 @@ mod tests {
 
     #[test]
     fn an_image_vanishing_under_an_inspect_reads_as_absent_not_as_an_error() {
-        let answer = |status_code: u16, message: &str| BollardError::DockerResponseServerError {
-            status_code,
-            message: message.into(),
-        };
         assert!(is_vanished_image(&answer(404, "failed to find image a:1: No such image")));
         assert!(is_vanished_image(&answer(
             500,
@@ -923,10 +920,6 @@ mod tests {
 
     #[test]
     fn only_a_vanished_layer_makes_an_import_or_commit_try_again() {
-        let answer = |status_code: u16, message: &str| BollardError::DockerResponseServerError {
-            status_code,
-            message: message.into(),
-        };
         assert!(is_vanished_layer(&answer(
             500,
             "unable to import tarball: committing the finished image: creating image \"f815\": layer not known"

@@ -88,16 +88,13 @@ async fn serve(
 ) {
     let mut buffer = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0_u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
+        let head_end = |buffer: &[u8]| {
+            buffer.windows(4).position(|window| window == b"\r\n\r\n").map(|end| end + 4)
         };
+        if !read_until(&mut stream, &mut buffer, |buffer| head_end(buffer).is_some()).await {
+            return;
+        }
+        let head_end = head_end(&buffer).unwrap_or(buffer.len());
         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
         buffer.drain(..head_end);
         // Skip a body sent with a length (a commit's JSON).
@@ -107,12 +104,8 @@ async fn serve(
             .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, value)| value.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        while buffer.len() < length {
-            let mut chunk = [0_u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
+        if !read_until(&mut stream, &mut buffer, |buffer| buffer.len() >= length).await {
+            return;
         }
         buffer.drain(..length);
         let mut words = head.split_whitespace();
@@ -155,6 +148,23 @@ async fn serve(
             return;
         }
     }
+}
+
+/// Reads from `stream` into `buffer` until `enough` says so; false when the
+/// connection ends first.
+async fn read_until(
+    stream: &mut UnixStream,
+    buffer: &mut Vec<u8>,
+    enough: impl Fn(&[u8]) -> bool,
+) -> bool {
+    while !enough(buffer) {
+        let mut chunk = [0_u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+    }
+    true
 }
 
 const INSPECT_IMAGE: &str = "GET /images/localhost/app:1/json";
