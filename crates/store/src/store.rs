@@ -39,17 +39,34 @@ const IMAGE_COLUMNS: &str = "version, recipe, recipe_version, build_number, buil
      engine_image_id, engine_reference, parent, parent_engine_image_id, manifest, evidence, \
      created_at";
 
+/// How long an open or a write waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let display = path.display().to_string();
         let open_error = |source| StoreError::Open { path: display.clone(), source };
         let connection = Connection::open(path).map_err(open_error)?;
-        connection.busy_timeout(Duration::from_secs(30)).map_err(open_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        // WAL is kept in the file, so only a new database changes to it; the
+        // change needs an exclusive lock that SQLite does not wait for, so
+        // processes opening a new database at the same moment try again.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match connection.execute_batch("PRAGMA journal_mode = WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => return Err(open_error(error)),
+            }
+        }
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(open_error)?;
         Store::migrate(&connection, &display)?;
         Ok(Store { connection: Mutex::new(connection) })
@@ -64,22 +81,46 @@ impl Store {
     }
 
     fn migrate(connection: &Connection, path: &str) -> Result<(), StoreError> {
-        let found: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .context("read schema version")?;
         let supported = MIGRATIONS.len() as i64;
-        if found > supported {
-            return Err(StoreError::NewerSchema { path: path.to_owned(), found, supported });
+        let version = |connection: &Connection| -> Result<i64, StoreError> {
+            let found: i64 = connection
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .context("read schema version")?;
+            if found > supported {
+                return Err(StoreError::NewerSchema { path: path.to_owned(), found, supported });
+            }
+            Ok(found)
+        };
+        if version(connection)? == supported {
+            return Ok(());
         }
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let version = index as i64 + 1;
-            connection
-                .execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {version}; COMMIT;"
-                ))
-                .context("migrate the schema")?;
+        // Each step reads the version again under the write lock: another
+        // process opening the same new database at the same moment waits
+        // here, then finds the step done instead of running it twice.
+        loop {
+            connection.execute_batch("BEGIN IMMEDIATE").context("migrate the schema")?;
+            let step = version(connection).and_then(|found| {
+                let Some(migration) = MIGRATIONS.get(found as usize) else {
+                    return Ok(false);
+                };
+                connection
+                    .execute_batch(&format!("{migration}; PRAGMA user_version = {};", found + 1))
+                    .context("migrate the schema")?;
+                Ok(true)
+            });
+            match step {
+                Ok(more) => {
+                    connection.execute_batch("COMMIT").context("migrate the schema")?;
+                    if !more {
+                        return Ok(());
+                    }
+                }
+                Err(error) => {
+                    let _ = connection.execute_batch("ROLLBACK");
+                    return Err(error);
+                }
+            }
         }
-        Ok(())
     }
 
     /// This state directory's namespace in the container engine: 8 hex

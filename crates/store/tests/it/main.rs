@@ -252,3 +252,32 @@ fn an_update_keeps_the_previous_template_until_it_ends_and_a_rollback_restores_i
     let updated = store.stack(id).unwrap().unwrap();
     assert_eq!((updated.template_body.as_str(), updated.previous_template_body), ("v3", None));
 }
+
+#[test]
+fn processes_opening_a_new_database_at_once_all_get_it_migrated() {
+    // `autopatch up` and the commands beside it may open a database no one
+    // has migrated yet at the same moment: each migration runs once.
+    let directory = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let path = directory.path().join(format!("state-{round}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(|store| store.engine_namespace().unwrap())
+                })
+            })
+            .collect();
+        let namespaces: Vec<String> = openers
+            .into_iter()
+            .map(|opener| {
+                opener.join().unwrap().unwrap_or_else(|error| {
+                    panic!("{error}: {:?}", std::error::Error::source(&error))
+                })
+            })
+            .collect();
+        assert!(namespaces.iter().all(|namespace| namespace == &namespaces[0]), "{namespaces:?}");
+    }
+}
