@@ -35,6 +35,10 @@
 //!   reproduced with curl (docs/engine.md). An answer of "absent" is believed
 //!   only when it repeats after [`ABSENCE_RECHECKS`]; a removal that meets one
 //!   checks that the object is really gone, so nothing is left behind.
+//! - Podman lists a container whose process ended but whose cleanup has not
+//!   run yet with the state `stopped` (not a Docker state); bollard refuses
+//!   the whole listing for it, so the listing is one raw request of its own
+//!   that reads only the ids ([`DockerEngine::list_container_ids`]).
 //! - An import or a commit whose content matches a stored layer reuses it;
 //!   if another image holding that layer is removed meanwhile, Podman fails
 //!   with a 500 "layer not known". It is tried again ([`LAYER_RACE_ATTEMPTS`]).
@@ -53,8 +57,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    InspectNetworkOptions, ListContainersOptions, RemoveContainerOptions, RemoveImageOptions,
-    StartContainerOptions, StopContainerOptions, TagImageOptions,
+    InspectNetworkOptions, RemoveContainerOptions, RemoveImageOptions, StartContainerOptions,
+    StopContainerOptions, TagImageOptions,
 };
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
@@ -373,15 +377,13 @@ impl Engine for DockerEngine {
         if !label_filters.is_empty() {
             filters.insert("label".to_string(), label_filters);
         }
-        let options =
-            ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         // A container removed while the engine lists can fail the whole
         // listing (Podman): list again, a few times.
         let mut attempt = 0;
-        let summaries = loop {
+        let ids = loop {
             attempt += 1;
-            match self.docker.list_containers(Some(options.clone())).await {
-                Ok(summaries) => break summaries,
+            match self.list_container_ids(&filters).await {
+                Ok(ids) => break ids,
                 Err(error) if attempt < 5 && is_vanished_container(&error) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
                 }
@@ -389,7 +391,7 @@ impl Engine for DockerEngine {
             }
         };
         let mut containers = Vec::new();
-        for id in summaries.into_iter().filter_map(|summary| summary.id) {
+        for id in ids {
             // Inspect each, so the answer matches `container_inspect`; one
             // removed in between is skipped.
             let Some(container) = self.container_inspect(&id).await? else { continue };
@@ -561,6 +563,42 @@ impl Engine for DockerEngine {
 }
 
 impl DockerEngine {
+    /// The ids of all containers matching `filters`, by a request of its own
+    /// rather than bollard's typed listing: Podman lists a container whose
+    /// process has ended but whose cleanup has not run yet with the state
+    /// `stopped`, which is no Docker state, and bollard refuses the whole
+    /// listing for it. Only the ids are read; the caller inspects each.
+    async fn list_container_ids(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<String>, BollardError> {
+        let version = self.docker.client_version();
+        let filters = serde_json::to_string(filters)?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("all", "true")
+            .append_pair("filters", &filters)
+            .finish();
+        let path = format!(
+            "/v{}.{}/containers/json?{query}",
+            version.major_version, version.minor_version
+        );
+        let (status, body) = tokio::time::timeout(DEFAULT_TIMEOUT, raw_get(&self.endpoint, &path))
+            .await
+            .map_err(|_| BollardError::RequestTimeoutError)??;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|answer| answer.get("message")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(BollardError::DockerResponseServerError { status_code: status, message });
+        }
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+        Ok(listed
+            .iter()
+            .filter_map(|container| container.get("Id")?.as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// Streams `tarball` to the engine's import. The outer error is reading
     /// the file; the inner one is the engine's answer, for the caller to
     /// retry or report. Returns the image id if the engine said it.
@@ -646,6 +684,46 @@ fn with_changes(docker: &Docker, changes: &[String]) -> Docker {
         }
         request
     })
+}
+
+/// One GET to the engine at `endpoint` (`unix:///path` or `tcp://host:port`)
+/// on a connection of its own: the status and the whole body.
+async fn raw_get(endpoint: &str, path: &str) -> Result<(u16, bytes::Bytes), BollardError> {
+    let io_error = |err: std::io::Error| BollardError::IOError { err };
+    match endpoint.strip_prefix("unix://") {
+        Some(socket) => {
+            get_on(tokio::net::UnixStream::connect(socket).await.map_err(io_error)?, path).await
+        }
+        None => {
+            let address = endpoint.strip_prefix("tcp://").unwrap_or(endpoint);
+            get_on(tokio::net::TcpStream::connect(address).await.map_err(io_error)?, path).await
+        }
+    }
+}
+
+/// [`raw_get`] on a connected stream.
+async fn get_on<S>(stream: S, path: &str) -> Result<(u16, bytes::Bytes), BollardError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+
+    let failed = |error: &dyn std::fmt::Display| BollardError::IOError {
+        err: std::io::Error::other(format!("engine connection: {error}")),
+    };
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|error| failed(&error))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|error| failed(&error))?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(|error| failed(&error))?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map_err(|error| failed(&error))?.to_bytes();
+    Ok((status, body))
 }
 
 /// Refuses changes the engines would split differently (see the module notes).

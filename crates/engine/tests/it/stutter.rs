@@ -1,4 +1,5 @@
-//! The engine's "absent" answers are asked again before they are believed.
+//! The engine's "absent" answers are asked again before they are believed,
+//! and a listing survives a state only Podman has (`stopped`).
 //!
 //! Podman 4.3 sometimes answers "no such image" or "no such container" for
 //! one that exists while other images or containers are created or removed
@@ -261,5 +262,29 @@ async fn a_commit_whose_reused_layer_vanished_is_tried_again() -> TestResult {
     let image = engine.commit("web-1", "localhost/app:1", &[]).await?;
     assert_eq!(image.id, "sha256:5f1e");
     assert_eq!(stand_in.asked(COMMIT), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_listing_with_a_container_in_podman_s_stopped_state_lists_them_all() -> TestResult {
+    // Podman's answer (trimmed) while one container's cleanup has not run.
+    let listing = (
+        200,
+        r#"[{"Id":"c0ffee","Names":["/web-1"],"State":"running"},{"Id":"dead00","Names":["/web-2"],"State":"stopped"}]"#,
+    );
+    let stopped = (
+        200,
+        r#"{"Id":"dead00","Name":"/web-2","State":{"Status":"exited","Running":false,"ExitCode":137},"Config":{}}"#,
+    );
+    let stand_in = StandIn::start(vec![
+        ("GET /containers/json", vec![listing]),
+        ("GET /containers/c0ffee/json", vec![CONTAINER]),
+        ("GET /containers/dead00/json", vec![stopped]),
+    ])?;
+    let engine = stand_in.engine().await?;
+    let listed = engine.container_list(&[]).await?;
+    let states: Vec<(&str, ContainerState)> =
+        listed.iter().map(|container| (container.id.as_str(), container.state)).collect();
+    assert_eq!(states, [("c0ffee", ContainerState::Running), ("dead00", ContainerState::Exited)]);
     Ok(())
 }
