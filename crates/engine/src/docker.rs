@@ -41,7 +41,7 @@
 //!   that reads only the ids ([`DockerEngine::list_container_ids`]).
 //! - An import or a commit whose content matches a stored layer reuses it;
 //!   if another image holding that layer is removed meanwhile, Podman fails
-//!   with a 500 "layer not known". It is tried again ([`LAYER_RACE_ATTEMPTS`]).
+//!   with a 500 "layer not known". It is tried again ([`LAYER_RACE_RETRIES`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -92,11 +92,20 @@ const EXEC_EXIT_CODE_WAIT: Duration = Duration::from_secs(10);
 /// about 0.1 s more to look up, one that exists is found.
 const ABSENCE_RECHECKS: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(80)];
 
-/// How many times an import or a commit is tried when the engine answers
-/// "layer not known": Podman reuses a stored layer with the same content, and
-/// removing another image can delete that layer before the new image is
-/// written (module notes).
-const LAYER_RACE_ATTEMPTS: u32 = 3;
+/// The pauses before an import or a commit is tried again after the engine
+/// answered "layer not known": Podman reuses a stored layer with the same
+/// content, and removing another image can delete that layer before the new
+/// image is written (module notes). No pause: the next try stores the layer.
+const LAYER_RACE_RETRIES: [Duration; 2] = [Duration::ZERO, Duration::ZERO];
+
+/// The pauses before listing again after a container vanished under the
+/// listing (Podman fails the whole listing for it).
+const LISTING_RETRIES: [Duration; 4] = [
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(60),
+    Duration::from_millis(80),
+];
 
 /// How many times a removal is tried when the engine answers "absent" but
 /// the object is still there afterwards.
@@ -212,20 +221,14 @@ impl Engine for DockerEngine {
     }
 
     async fn image_inspect(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
-        let mut rechecks = ABSENCE_RECHECKS.iter();
-        loop {
-            let error = match self.docker.inspect_image(reference).await {
-                Ok(image) => return Ok(Some(image_info(image))),
-                Err(error) => error,
-            };
-            if !is_vanished_image(&error) {
-                return Err(self.error("inspect image", reference, error));
-            }
-            match rechecks.next() {
-                Some(pause) => tokio::time::sleep(*pause).await,
-                None if is_not_found(&error) => return Ok(None),
-                None => return Err(self.error("inspect image", reference, error)),
-            }
+        match ask_again(&ABSENCE_RECHECKS, is_vanished_image, || {
+            self.docker.inspect_image(reference)
+        })
+        .await
+        {
+            Ok(image) => Ok(Some(image_info(image))),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(self.error("inspect image", reference, error)),
         }
     }
 
@@ -237,12 +240,12 @@ impl Engine for DockerEngine {
     ) -> Result<ImageInfo, EngineError> {
         const OPERATION: &str = "import image";
         check_changes(OPERATION, reference, changes)?;
-        let mut attempt = 0;
+        // Not `ask_again`: reading the tarball fails apart from the engine.
+        let mut retries = LAYER_RACE_RETRIES.iter();
         let image_id = loop {
-            attempt += 1;
             match self.import_stream(tarball, reference, changes).await? {
                 Ok(image_id) => break image_id,
-                Err(error) if attempt < LAYER_RACE_ATTEMPTS && is_vanished_layer(&error) => {}
+                Err(error) if is_vanished_layer(&error) && retries.next().is_some() => {}
                 Err(error) => return Err(self.error(OPERATION, reference, error)),
             }
         };
@@ -353,16 +356,14 @@ impl Engine for DockerEngine {
     }
 
     async fn container_inspect(&self, id: &str) -> Result<Option<ContainerInfo>, EngineError> {
-        let mut rechecks = ABSENCE_RECHECKS.iter();
-        loop {
-            match self.docker.inspect_container(id, None::<InspectContainerOptions>).await {
-                Ok(response) => return Ok(Some(container_info(response))),
-                Err(error) if is_vanished_container(&error) => match rechecks.next() {
-                    Some(pause) => tokio::time::sleep(*pause).await,
-                    None => return Ok(None),
-                },
-                Err(error) => return Err(self.error("inspect container", id, error)),
-            }
+        match ask_again(&ABSENCE_RECHECKS, is_vanished_container, || {
+            self.docker.inspect_container(id, None::<InspectContainerOptions>)
+        })
+        .await
+        {
+            Ok(response) => Ok(Some(container_info(response))),
+            Err(error) if is_vanished_container(&error) => Ok(None),
+            Err(error) => Err(self.error("inspect container", id, error)),
         }
     }
 
@@ -379,17 +380,11 @@ impl Engine for DockerEngine {
         }
         // A container removed while the engine lists can fail the whole
         // listing (Podman): list again, a few times.
-        let mut attempt = 0;
-        let ids = loop {
-            attempt += 1;
-            match self.list_container_ids(&filters).await {
-                Ok(ids) => break ids,
-                Err(error) if attempt < 5 && is_vanished_container(&error) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-                }
-                Err(error) => return Err(self.error("list containers", object, error)),
-            }
-        };
+        let ids = ask_again(&LISTING_RETRIES, is_vanished_container, || {
+            self.list_container_ids(&filters)
+        })
+        .await
+        .map_err(|error| self.error("list containers", object, error))?;
         let mut containers = Vec::new();
         for id in ids {
             // Inspect each, so the answer matches `container_inspect`; one
@@ -511,22 +506,18 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         let docker = with_changes(&self.docker, changes).with_timeout(IMAGE_WRITE_TIMEOUT);
-        let mut attempt = 0;
-        let committed = loop {
-            attempt += 1;
-            // Podman ignores the config body: `changes` carries everything.
-            match docker
-                .commit_container(options.clone(), bollard::models::ContainerConfig::default())
-                .await
-            {
-                Ok(committed) => break committed,
-                Err(error) if attempt < LAYER_RACE_ATTEMPTS && is_vanished_layer(&error) => {}
-                Err(error) if is_not_found(&error) => {
-                    return Err(EngineError::NotFound { object: format!("container {id}") });
-                }
-                Err(error) => return Err(self.error(OPERATION, object, error)),
+        // Podman ignores the config body: `changes` carries everything.
+        let committed = ask_again(&LAYER_RACE_RETRIES, is_vanished_layer, || {
+            docker.commit_container(options.clone(), bollard::models::ContainerConfig::default())
+        })
+        .await
+        .map_err(|error| {
+            if is_not_found(&error) {
+                EngineError::NotFound { object: format!("container {id}") }
+            } else {
+                self.error(OPERATION, object, error)
             }
-        };
+        })?;
         let image_id = committed.id;
         self.image_inspect(&image_id)
             .await?
@@ -686,6 +677,40 @@ fn with_changes(docker: &Docker, changes: &[String]) -> Docker {
     })
 }
 
+/// Calls `call` until it answers anything but an error `again` accepts,
+/// pausing before each new call as `pauses` says (so at most
+/// `pauses.len() + 1` calls), and returns the last answer.
+async fn ask_again<T, F, Fut>(
+    pauses: &[Duration],
+    again: fn(&BollardError) -> bool,
+    mut call: F,
+) -> Result<T, BollardError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BollardError>>,
+{
+    let mut pauses = pauses.iter();
+    loop {
+        match call().await {
+            Err(error) if again(&error) => match pauses.next() {
+                Some(pause) => tokio::time::sleep(*pause).await,
+                None => return Err(error),
+            },
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether the engine answered `status_code` with a message holding
+/// `phrase` (case-insensitive).
+fn answered(error: &BollardError, status_code: u16, phrase: &str) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError { status_code: status, message }
+            if *status == status_code && message.to_ascii_lowercase().contains(phrase)
+    )
+}
+
 /// One GET to the engine at `endpoint` (`unix:///path` or `tcp://host:port`)
 /// on a connection of its own: the status and the whole body.
 async fn raw_get(endpoint: &str, path: &str) -> Result<(u16, bytes::Bytes), BollardError> {
@@ -769,11 +794,7 @@ fn is_not_found(error: &BollardError) -> bool {
 /// deleted (with another image) before the new image was written:
 /// `... creating image "<id>": layer not known`.
 fn is_vanished_layer(error: &BollardError) -> bool {
-    matches!(
-        error,
-        BollardError::DockerResponseServerError { status_code: 500, message }
-            if message.to_ascii_lowercase().contains("layer not known")
-    )
+    answered(error, 500, "layer not known")
 }
 
 /// An answer that an image is absent: a 404, or Podman's 500 when an image
@@ -781,13 +802,7 @@ fn is_vanished_layer(error: &BollardError) -> bool {
 /// image with ID "<id>": image not known`, where the id may be another
 /// image's). Either may be the lookup race (see the module notes).
 fn is_vanished_image(error: &BollardError) -> bool {
-    match error {
-        BollardError::DockerResponseServerError { status_code: 404, .. } => true,
-        BollardError::DockerResponseServerError { status_code: 500, message } => {
-            message.to_ascii_lowercase().contains("image not known")
-        }
-        _ => false,
-    }
+    is_not_found(error) || answered(error, 500, "image not known")
 }
 
 /// Podman answers a listing or an inspect that meets a container being
@@ -795,13 +810,7 @@ fn is_vanished_image(error: &BollardError) -> bool {
 /// skipping it or a 404: the container is gone, which is no error (once it
 /// repeats: see the module notes).
 fn is_vanished_container(error: &BollardError) -> bool {
-    match error {
-        BollardError::DockerResponseServerError { status_code: 404, .. } => true,
-        BollardError::DockerResponseServerError { status_code: 500, message } => {
-            message.to_ascii_lowercase().contains("no such container")
-        }
-        _ => false,
-    }
+    is_not_found(error) || answered(error, 500, "no such container")
 }
 
 /// Whether the error means nothing answered (as opposed to the engine refusing).

@@ -110,7 +110,7 @@ pub async fn bootstrap<E: Engine>(
         + 1;
     let version = format!("{}/{}/{build_number}", request.name, request.version);
     let reference =
-        engine_reference(&store.engine_namespace()?, &request.name, &request.version, build_number);
+        engine_reference(store.engine_namespace(), &request.name, &request.version, build_number);
     let started = tokio::time::Instant::now();
     let changes = vec![
         r#"CMD ["/bin/bash"]"#.to_owned(),

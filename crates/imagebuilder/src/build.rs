@@ -190,24 +190,18 @@ impl<E: Engine + 'static> Builder<E> {
             // A failed removal is retried by the cleanup below.
             let _ = removal.await;
         }
-        let mut cleanup_result =
-            self.remove_build_resources(&build.id).await.map_err(BuildError::from);
+        let mut cleanup_result = self.remove_build_resources(&build.id).await;
         if !matches!(result, Ok(Published::Image(_))) {
             // A failed build publishes nothing, not even a tag: publishing
             // may have tagged the snapshot (or the engine did and the answer
             // was lost) before the build failed.
-            let untagged = match self.store.engine_namespace() {
-                Ok(namespace) => {
-                    let reference = engine_reference(
-                        &namespace,
-                        &request.recipe_name,
-                        &request.recipe_version,
-                        build.build_number,
-                    );
-                    self.engine.image_remove(&reference).await.map_err(BuildError::from)
-                }
-                Err(error) => Err(BuildError::from(error)),
-            };
+            let reference = engine_reference(
+                self.store.engine_namespace(),
+                &request.recipe_name,
+                &request.recipe_version,
+                build.build_number,
+            );
+            let untagged = self.engine.image_remove(&reference).await;
             cleanup_result = cleanup_result.and(untagged);
         }
         record.timings.cleanup_ms = toe::millis(cleanup.elapsed());
@@ -428,7 +422,7 @@ impl<E: Engine + 'static> Builder<E> {
         }
         let started = tokio::time::Instant::now();
         let reference = engine_reference(
-            &self.store.engine_namespace()?,
+            self.store.engine_namespace(),
             &request.recipe_name,
             &request.recipe_version,
             build.build_number,
@@ -541,7 +535,7 @@ impl<E: Engine + 'static> Builder<E> {
             if self.store.image(&build.image_version())?.is_none() {
                 self.engine
                     .image_remove(&engine_reference(
-                        &self.store.engine_namespace()?,
+                        self.store.engine_namespace(),
                         &build.recipe,
                         &build.recipe_version,
                         build.build_number,

@@ -15,6 +15,8 @@ use crate::schema::MIGRATIONS;
 #[derive(Debug)]
 pub struct Store {
     connection: Mutex<Connection>,
+    /// Made once with the database and never changed: read at open.
+    engine_namespace: String,
 }
 
 /// A new build as the caller asks for it; the store assigns its number.
@@ -69,7 +71,7 @@ impl Store {
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(open_error)?;
         Store::migrate(&connection, &display)?;
-        Ok(Store { connection: Mutex::new(connection) })
+        Store::with(connection)
     }
 
     /// An empty in-memory database, for tests.
@@ -77,7 +79,17 @@ impl Store {
         let connection = Connection::open_in_memory()
             .map_err(|source| StoreError::Open { path: ":memory:".into(), source })?;
         Store::migrate(&connection, ":memory:")?;
-        Ok(Store { connection: Mutex::new(connection) })
+        Store::with(connection)
+    }
+
+    /// The store over a migrated connection.
+    fn with(connection: Connection) -> Result<Store, StoreError> {
+        let engine_namespace = connection
+            .query_row("SELECT value FROM settings WHERE key = 'engine_namespace'", [], |row| {
+                row.get(0)
+            })
+            .context("read the engine namespace")?;
+        Ok(Store { connection: Mutex::new(connection), engine_namespace })
     }
 
     fn migrate(connection: &Connection, path: &str) -> Result<(), StoreError> {
@@ -127,12 +139,8 @@ impl Store {
     /// digits made with the database. Published images are tagged under it
     /// (`localhost/autopatch/<namespace>/...`), so two state directories on
     /// one host never move or remove each other's tags.
-    pub fn engine_namespace(&self) -> Result<String, StoreError> {
-        self.lock()
-            .query_row("SELECT value FROM settings WHERE key = 'engine_namespace'", [], |row| {
-                row.get(0)
-            })
-            .context("read the engine namespace")
+    pub fn engine_namespace(&self) -> &str {
+        &self.engine_namespace
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {

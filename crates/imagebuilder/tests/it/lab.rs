@@ -68,5 +68,4 @@ async fn golden_plus_webapp_plus_update_os_is_available_with_cves_and_reruns_ski
     assert_eq!(fixture.builder.store.images().unwrap().len(), images_before);
 
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
-    fixture.remove_images().await;
 }

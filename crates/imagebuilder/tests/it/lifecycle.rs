@@ -65,8 +65,8 @@ phases:
     );
     assert!(outcome.image.is_none());
     assert!(fixture.builder.store.images().unwrap().is_empty());
-    let namespace = fixture.builder.store.engine_namespace().unwrap();
-    let reference = engine_reference(&namespace, "probe", "1.0.0", 1);
+    let namespace = fixture.builder.store.engine_namespace();
+    let reference = engine_reference(namespace, "probe", "1.0.0", 1);
     assert!(
         fixture.builder.engine.image_inspect(&reference).await.unwrap().is_none(),
         "no image is tagged for a failed build"
@@ -191,7 +191,6 @@ phases:
     assert_eq!(steps[4]["status"], "ignored", "the timed-out step was ignored: {}", steps[4]);
     assert!(steps[4]["exit_code"].is_null(), "a timed-out step has no exit code: {}", steps[4]);
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
-    fixture.remove_images().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

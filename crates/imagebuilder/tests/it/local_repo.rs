@@ -4,7 +4,6 @@
 
 use std::process::Command;
 
-use autopatch_engine::Engine;
 use autopatch_imagebuilder::{ImageEvidence, Sources, StartOutcome};
 use autopatch_model::ImageState;
 
@@ -88,6 +87,4 @@ async fn a_local_repository_upgrade_is_reported_with_its_cves() {
     assert_eq!(fixture.builder.store.images().unwrap().len(), 1);
 
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
-    fixture.remove_images().await;
-    fixture.builder.engine.image_remove(&parent).await.unwrap();
 }

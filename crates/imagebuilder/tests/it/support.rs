@@ -2,7 +2,7 @@
 //! helpers to register documents from text and run pipelines.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use autopatch_documents::SourceFile;
 use autopatch_engine::{ContainerSpec, DockerEngine, Engine, ExecSpec};
@@ -17,11 +17,14 @@ pub(crate) const GOLDEN: &str = "localhost/autopatch-test/golden:bookworm";
 
 static GOLDEN_READY: OnceCell<()> = OnceCell::const_new();
 
-/// A test's own state directory, store and builder.
+/// A test's own state directory, store and builder. Dropping it removes
+/// the engine images the test made, whether it passed or failed.
 pub(crate) struct Fixture {
     pub(crate) _dir: tempfile::TempDir,
     pub(crate) root: PathBuf,
     pub(crate) builder: Builder<DockerEngine>,
+    /// Images made outside the store ([`derive_from_golden`]), in order.
+    derived: Mutex<Vec<String>>,
 }
 
 impl Fixture {
@@ -34,7 +37,7 @@ impl Fixture {
         let root = dir.path().to_owned();
         let store = Arc::new(Store::open(&root.join("autopatch.db")).unwrap());
         let builder = Builder { engine, store, artifacts_root: root.join("builds") };
-        Fixture { _dir: dir, root, builder }
+        Fixture { _dir: dir, root, builder, derived: Mutex::default() }
     }
 
     pub(crate) fn component(&self, name: &str, text: &str) {
@@ -86,24 +89,49 @@ impl Fixture {
         }
         leftovers
     }
+}
 
-    /// Removes the images this fixture published.
-    pub(crate) async fn remove_images(&self) {
-        for image in self.builder.store.images().unwrap() {
-            let _ = self.builder.engine.image_remove(&image.engine_reference).await;
+impl Drop for Fixture {
+    /// Removes the images this fixture published (newest first: children
+    /// before parents), then the ones it derived. Drop cannot await and the
+    /// test's runtime may be unwinding, so this runs on a thread with its
+    /// own runtime and engine connection.
+    fn drop(&mut self) {
+        let published = self.builder.store.images().unwrap_or_default();
+        let mut references: Vec<String> =
+            published.into_iter().map(|image| image.engine_reference).collect();
+        let derived = std::mem::take(&mut *self.derived.lock().unwrap_or_else(|e| e.into_inner()));
+        references.extend(derived.into_iter().rev());
+        if references.is_empty() {
+            return;
         }
+        let removal = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(engine) = DockerEngine::connect().await else { return };
+                for reference in references {
+                    let _ = engine.image_remove(&reference).await;
+                }
+            });
+        });
+        let _ = removal.join();
     }
 }
 
 /// Makes the engine image `reference` from the golden image: a container
 /// gets `files` (path in the container, bytes), runs `setup` with `sh -c`,
-/// and is committed with `CMD ["/bin/sh"]`.
+/// and is committed with `CMD ["/bin/sh"]`. The fixture removes it when
+/// dropped.
 pub(crate) async fn derive_from_golden(
     fixture: &Fixture,
     files: &[(&str, Vec<u8>)],
     setup: &str,
     reference: &str,
 ) {
+    fixture.derived.lock().unwrap().push(reference.to_owned());
     let engine = &fixture.builder.engine;
     engine.network_ensure(NETWORK).await.unwrap();
     let spec = ContainerSpec {

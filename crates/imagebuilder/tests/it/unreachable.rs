@@ -98,9 +98,6 @@ async fn an_unreachable_source_fails_the_update_check_and_the_conditional_start(
     assert_eq!(fixture.builder.store.builds().unwrap().len(), 1, "no second build was started");
     assert_eq!(fixture.builder.store.images().unwrap().len(), 1);
     assert_eq!(leftover_check_containers(&fixture).await, Vec::<String>::new());
-
-    fixture.remove_images().await;
-    fixture.builder.engine.image_remove(&parent).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +137,4 @@ async fn update_os_with_an_unreachable_source_fails_the_build_and_publishes_noth
         log.contains("Could not connect to 127.0.0.1:9"),
         "the step log has apt's reason: {log}"
     );
-
-    fixture.builder.engine.image_remove(&parent).await.unwrap();
 }

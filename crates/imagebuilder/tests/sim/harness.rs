@@ -143,8 +143,12 @@ impl Sim {
 
     /// The engine tag of [`RECIPE`] 1.0.0 build `number` published here.
     pub(crate) fn published(&self, number: u32) -> String {
-        let namespace = self.builder.store.engine_namespace().expect("the engine namespace");
-        autopatch_imagebuilder::engine_reference(&namespace, RECIPE, "1.0.0", number)
+        autopatch_imagebuilder::engine_reference(
+            self.builder.store.engine_namespace(),
+            RECIPE,
+            "1.0.0",
+            number,
+        )
     }
 
     pub(crate) fn register_component(&self, component: &Component) {
