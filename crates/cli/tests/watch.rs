@@ -189,6 +189,21 @@ fn usage_errors_and_unsupported_urls_exit_2_and_say_what_to_fix() {
 }
 
 #[test]
+fn a_port_out_of_range_is_a_usage_error_naming_it_not_port_80() {
+    for port in ["99999", "70000", "0"] {
+        let url = format!("http://127.0.0.1:{port}/");
+        let output = watch(&[&url, "-n", "1", "-q"]);
+        assert_eq!(output.status.code(), Some(2), "{url}: {}", stderr(&output));
+        assert!(
+            stderr(&output).starts_with(&format!("error: invalid port \"{port}\" in \"{url}\"")),
+            "{}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "no request was made, so no summary");
+    }
+}
+
+#[test]
 fn ctrl_c_ends_the_run_with_the_summary_and_the_files() {
     let server = Server::start(|_| (200, Some("A")));
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -61,6 +61,8 @@ pub enum WatchError {
     InvalidUrl { url: String, reason: String },
     #[error("unsupported url scheme {scheme:?} in {url:?}: only http:// is supported")]
     UnsupportedScheme { url: String, scheme: String },
+    #[error("invalid port {port:?} in {url:?}: a port is a number from 1 to 65535")]
+    InvalidPort { url: String, port: String },
     #[error("invalid image header name {name:?}")]
     InvalidImageHeader { name: String },
     #[error("invalid concurrency 0: at least one worker is needed")]
@@ -122,7 +124,24 @@ impl Target {
         if authority.as_str().contains('@') {
             return Err(invalid("user information in urls is not supported"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        // Not `port_u16`: it is `None` for a port that does not fit 16 bits
+        // as for no port at all, and such a port must not mean 80.
+        let port = match &authority.as_str()[authority.host().len()..] {
+            // No port, or an empty one (RFC 3986: the scheme's default).
+            "" | ":" => 80,
+            rest => {
+                let text = rest.strip_prefix(':').unwrap_or(rest);
+                let invalid_port =
+                    || WatchError::InvalidPort { url: url.to_owned(), port: text.to_owned() };
+                if !text.bytes().all(|byte| byte.is_ascii_digit()) {
+                    return Err(invalid_port());
+                }
+                match text.parse::<u16>() {
+                    Ok(port) if port != 0 => port,
+                    _ => return Err(invalid_port()),
+                }
+            }
+        };
         // An IPv6 host keeps its brackets, as `ToSocketAddrs` wants.
         let address = format!("{}:{port}", authority.host());
         let path_and_query =
@@ -164,6 +183,32 @@ mod tests {
         );
         assert!(refused("http://").starts_with("invalid url"), "{}", refused("http://"));
         assert!(refused("http://a b/").starts_with("invalid url"));
+    }
+
+    #[test]
+    fn a_port_is_a_number_from_1_to_65535_and_never_silently_80() {
+        for (url, address) in [
+            ("http://127.0.0.1:65535/", "127.0.0.1:65535"),
+            ("127.0.0.1:1", "127.0.0.1:1"),
+            ("http://127.0.0.1:/", "127.0.0.1:80"),
+            ("http://[::1]/", "[::1]:80"),
+        ] {
+            assert_eq!(target(url).expect(url).address, address, "{url}");
+        }
+        for (url, port) in [
+            ("http://127.0.0.1:99999/", "99999"),
+            ("http://127.0.0.1:70000/", "70000"),
+            ("127.0.0.1:65536", "65536"),
+            ("http://127.0.0.1:0/", "0"),
+            ("http://[::1]:123456/", "123456"),
+            ("http://127.0.0.1:+80/", "+80"),
+        ] {
+            let error = target(url).expect_err(url).to_string();
+            assert_eq!(
+                error,
+                format!("invalid port {port:?} in {url:?}: a port is a number from 1 to 65535"),
+            );
+        }
     }
 
     #[test]
