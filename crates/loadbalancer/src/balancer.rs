@@ -382,6 +382,14 @@ impl LoadBalancer {
         self.registry.backend(id).map(|backend| backend.in_flight())
     }
 
+    /// Connections to a registered target that could not be made (refused,
+    /// timed out) since it was registered: ALB's `TargetConnectionErrorCount`.
+    /// After one, new requests pass the target by for a while when other
+    /// targets are routable.
+    pub fn target_connection_errors(&self, id: &TargetId) -> Option<u64> {
+        self.registry.backend(id).map(|backend| backend.connection_errors())
+    }
+
     /// A receiver that changes whenever target states or settings change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.registry.subscribe()

@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::registry::{InFlight, Registry};
+use crate::registry::{Backend, InFlight, Registry};
 use crate::upstream::{self, AttemptError, Exchange, UpstreamConnection};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -119,34 +119,74 @@ async fn forward(
         );
     }
     let mut request = prepare_request(request, client_ip, listen_port);
-    for offset in 0..routes.len() {
-        let backend = &routes[(start + offset) % routes.len()];
-        let in_flight = InFlight::start(backend.clone());
-        let attempt =
-            tokio::time::timeout(registry.idle_timeout, upstream::send(backend, worker, request));
-        let Ok(attempt) = attempt.await else {
-            return short_response(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
-        };
-        match attempt {
-            Ok(Exchange { response, connection }) => {
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                let body = ProxyBody::Upstream(UpstreamBody {
-                    body,
-                    in_flight,
-                    worker,
-                    connection: Some(connection),
-                    done: false,
-                });
-                return Response::from_parts(parts, body);
+    let count = routes.len();
+    let mut attempts = 0;
+    // Round robin over the targets no connection recently failed to, then
+    // over those it did: a target is passed by, never dropped, so a request
+    // still reaches one when every connection failed lately.
+    for passed_by in [false, true] {
+        for offset in 0..count {
+            let backend = &routes[(start + offset) % count];
+            if backend.passed_by() != passed_by {
+                continue;
             }
-            Err(AttemptError::NotSent(unsent)) => request = *unsent,
-            Err(AttemptError::Failed) => {
-                return short_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            attempts += 1;
+            // The last target left may take as long to connect as it needs.
+            let connect_timeout = if attempts == count {
+                upstream::CONNECT_TIMEOUT
+            } else {
+                upstream::FAILOVER_CONNECT_TIMEOUT
+            };
+            match attempt(backend, worker, request, connect_timeout, registry.idle_timeout).await {
+                Attempted::Done(response) => return response,
+                Attempted::NotSent(unsent) => request = unsent,
             }
         }
     }
     short_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+}
+
+/// What one attempt on one target came to.
+enum Attempted {
+    /// The response to give the client (the target's, or 502 / 504).
+    Done(Response<ProxyBody>),
+    /// The request was not sent: another target may take it.
+    NotSent(Request<Incoming>),
+}
+
+async fn attempt(
+    backend: &Arc<Backend>,
+    worker: usize,
+    request: Request<Incoming>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Attempted {
+    let in_flight = InFlight::start(backend.clone());
+    let sent = upstream::send(backend, worker, request, connect_timeout);
+    let Ok(sent) = tokio::time::timeout(idle_timeout, sent).await else {
+        return Attempted::Done(short_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Time-out\n",
+        ));
+    };
+    match sent {
+        Ok(Exchange { response, connection }) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let body = ProxyBody::Upstream(UpstreamBody {
+                body,
+                in_flight,
+                worker,
+                connection: Some(connection),
+                done: false,
+            });
+            Attempted::Done(Response::from_parts(parts, body))
+        }
+        Err(AttemptError::NotSent(unsent)) => Attempted::NotSent(*unsent),
+        Err(AttemptError::Failed) => {
+            Attempted::Done(short_response(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
+        }
+    }
 }
 
 fn prepare_request(

@@ -21,6 +21,12 @@ use crate::upstream::UpstreamConnection;
 /// Idle upstream connections kept per target; more are closed when returned.
 const MAX_IDLE_PER_TARGET: usize = 256;
 
+/// How long new requests pass a target by after a connection to it could
+/// not be made, while other targets are routable (nginx's `fail_timeout`).
+/// The health checks decide whether it is unhealthy; this only keeps
+/// requests from queueing behind a dead address until they do.
+pub(crate) const PASS_BY_AFTER_CONNECT_FAILURE: Duration = Duration::from_secs(10);
+
 /// One registered target as the data plane sees it.
 pub(crate) struct Backend {
     pub(crate) target: Target,
@@ -29,12 +35,48 @@ pub(crate) struct Backend {
     /// runtime of the worker that opened it.
     idle: Box<[Mutex<Vec<UpstreamConnection>>]>,
     drained: Notify,
+    /// The registry's epoch, for the two fields below.
+    epoch: Instant,
+    /// Until when (nanoseconds after `epoch`) new requests pass this target
+    /// by, after a connection to it could not be made; 0 when none failed.
+    passed_by_until: AtomicU64,
+    /// Connections to this target that could not be made (refused, timed
+    /// out, or failed before HTTP started): ALB's `TargetConnectionErrorCount`.
+    connection_errors: AtomicU64,
 }
 
 impl Backend {
-    fn new(target: Target, workers: usize) -> Self {
+    fn new(target: Target, workers: usize, epoch: Instant) -> Self {
         let idle = (0..workers.max(1)).map(|_| Mutex::new(Vec::new())).collect();
-        Self { target, in_flight: AtomicU64::new(0), idle, drained: Notify::new() }
+        Self {
+            target,
+            in_flight: AtomicU64::new(0),
+            idle,
+            drained: Notify::new(),
+            epoch,
+            passed_by_until: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a connection that could not be made: new requests pass this
+    /// target by for [`PASS_BY_AFTER_CONNECT_FAILURE`] when others can take them.
+    pub(crate) fn connection_failed(&self) {
+        self.connection_errors.fetch_add(1, Ordering::Relaxed);
+        let until = self.epoch.elapsed() + PASS_BY_AFTER_CONNECT_FAILURE;
+        let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.passed_by_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether a connection to this target failed recently. Reads the clock
+    /// only when one ever failed, so the usual request pays one atomic load.
+    pub(crate) fn passed_by(&self) -> bool {
+        let until = self.passed_by_until.load(Ordering::Relaxed);
+        until != 0 && u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX) < until
+    }
+
+    pub(crate) fn connection_errors(&self) -> u64 {
+        self.connection_errors.load(Ordering::Relaxed)
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -138,9 +180,9 @@ impl Registry {
             health.targets().any(|target| &target.id == id && target.addr == backend.target.addr)
         });
         for target in health.targets() {
-            backends
-                .entry(target.id.clone())
-                .or_insert_with(|| Arc::new(Backend::new(target.clone(), self.workers)));
+            backends.entry(target.id.clone()).or_insert_with(|| {
+                Arc::new(Backend::new(target.clone(), self.workers, self.epoch))
+            });
         }
         let routes: Vec<Arc<Backend>> =
             health.routable().filter_map(|target| backends.get(&target.id).cloned()).collect();

@@ -27,8 +27,16 @@ use tokio::net::TcpStream;
 
 use crate::registry::Backend;
 
-/// How long a connect to a target may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connect to a target may take before it counts as failed, when
+/// no other target is left to try.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a connect may take when another target could take the request
+/// instead. Targets are on this host (a container's published port): a
+/// connect completes in well under a millisecond or its address has gone
+/// (a killed container's port forward leads nowhere and the connect would
+/// hang for seconds). Nothing was sent yet, so moving on is safe.
+pub(crate) const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 
 type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
 
@@ -104,11 +112,14 @@ pub(crate) struct Exchange {
     pub(crate) connection: UpstreamConnection,
 }
 
-/// Sends `request` to `backend`, reusing an idle connection when one works.
+/// Sends `request` to `backend`, reusing an idle connection when one works,
+/// else connecting within `connect_timeout`. A connection that cannot be
+/// made is recorded on the backend ([`Backend::connection_failed`]).
 pub(crate) async fn send(
     backend: &Backend,
     worker: usize,
     mut request: Request<Incoming>,
+    connect_timeout: Duration,
 ) -> Result<Exchange, AttemptError> {
     while let Some(mut connection) = backend.take_idle(worker) {
         if !connection.ready().await {
@@ -123,11 +134,15 @@ pub(crate) async fn send(
         }
     }
     let connected =
-        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.target.addr)).await;
-    let Ok(Ok(stream)) = connected else { return Err(AttemptError::NotSent(Box::new(request))) };
+        tokio::time::timeout(connect_timeout, TcpStream::connect(backend.target.addr)).await;
+    let Ok(Ok(stream)) = connected else {
+        backend.connection_failed();
+        return Err(AttemptError::NotSent(Box::new(request)));
+    };
     // Nagle only adds latency to small request/response exchanges.
     let _ = stream.set_nodelay(true);
     let Ok((sender, driver)) = http1::handshake(TokioIo::new(stream)).await else {
+        backend.connection_failed();
         return Err(AttemptError::NotSent(Box::new(request)));
     };
     let mut connection = UpstreamConnection { sender, driver: Some(Box::pin(driver)) };

@@ -234,7 +234,62 @@ async fn refused_connection_is_retried_on_the_other_target() {
     }
     assert_eq!(failed, 0);
     assert_eq!(b.hits(), 105);
+    // One refused connect, then a is passed by instead of tried again for
+    // every other request.
+    assert_eq!(lb.target_connection_errors(&TargetId::new("a")), Some(1));
+    assert_eq!(lb.target_connection_errors(&TargetId::new("b")), Some(0));
     lb.shutdown().await;
+}
+
+/// A target whose address swallows connects, as a killed container's
+/// published port does while its forward still points at the gone address,
+/// must not hold requests for the whole connect timeout: each request moves
+/// on to the other target, and after the first the target is passed by.
+#[tokio::test]
+async fn a_target_whose_connects_hang_is_passed_by() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let lb = start_lb(Arc::new(ScriptedProber::new()), Duration::from_secs(1)).await;
+    lb.register_targets(&[Target::new("a", a.addr), Target::new("b", b.addr)]).unwrap();
+    wait_for(&lb, "a", TargetState::Healthy).await;
+    wait_for(&lb, "b", TargetState::Healthy).await;
+    let a_addr = a.addr;
+    a.shut_down().await;
+    let _hanging = hanging_listener(a_addr).await;
+    let mut client = connect(lb.local_addr()).await;
+    for _ in 0..40 {
+        let (status, body) = send(&mut client, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("b "), "{body}");
+    }
+    assert_eq!(b.hits(), 40);
+    assert_eq!(lb.target_connection_errors(&TargetId::new("a")), Some(1));
+    lb.shutdown().await;
+}
+
+/// A listener on `addr` that never accepts, its accept queue filled, so that
+/// further connects get no answer (Linux drops their SYNs) and hang.
+async fn hanging_listener(
+    addr: SocketAddr,
+) -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(addr).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut queued = Vec::new();
+    // Connects complete until the queue is full; the first that does not
+    // shows that it is.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            Ok(Err(error)) => panic!("connect to the hanging listener: {error}"),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    (listener, queued)
 }
 
 #[tokio::test]
