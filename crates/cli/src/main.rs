@@ -249,6 +249,10 @@ enum StackCommand {
         /// Return once the delete has started; do not follow it.
         #[arg(long)]
         no_wait: bool,
+        /// Keep these resources (logical ids) instead of deleting them; only for
+        /// a stack in DELETE_FAILED (RetainResources).
+        #[arg(long, value_delimiter = ',', value_name = "LOGICAL_ID")]
+        retain_resources: Vec<String>,
     },
     /// Show a stack: status, reason, parameters, outputs (DescribeStacks).
     Describe { name: String },

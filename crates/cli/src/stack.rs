@@ -185,7 +185,7 @@ pub(crate) async fn stack(
             }
             follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, json).await
         }
-        StackCommand::Delete { name, no_wait } => {
+        StackCommand::Delete { name, no_wait, retain_resources } => {
             let Some(stack) = api.stack(&name).await? else {
                 if json {
                     render::json(&json!({}));
@@ -198,6 +198,7 @@ pub(crate) async fn stack(
                 if no_wait { HashSet::new() } else { event_ids(&api, &stack.stack_id).await? };
             let input = DeleteStackInput {
                 stack_name: stack.stack_id.clone(),
+                retain_resources,
                 ..DeleteStackInput::default()
             };
             let output: serde_json::Value = api.cloudformation("DeleteStack", &input).await?;

@@ -139,6 +139,10 @@ pub struct DeleteStackInput {
     pub stack_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_token: Option<String>,
+    /// Logical ids of resources to keep (`DELETE_SKIPPED`) instead of
+    /// deleting; only for a stack in `DELETE_FAILED`, as on AWS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retain_resources: Vec<String>,
 }
 
 /// `DescribeStacks`: one stack by name or id, or every live stack.

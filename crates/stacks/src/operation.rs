@@ -854,6 +854,44 @@ pub(crate) fn stack_event(
     Ok(())
 }
 
+/// A new DeleteStack tries again what an earlier operation failed to
+/// delete: each `DELETE_FAILED` resource goes back to `DELETE_IN_PROGRESS`
+/// (the executor then deletes it; a failure in this operation ends it
+/// `DELETE_FAILED` again), and each of `retain` is kept (`DELETE_SKIPPED`).
+/// Called once per DeleteStack request, after the stack became
+/// `DELETE_IN_PROGRESS`.
+pub(crate) fn retry_failed_deletes(
+    store: &Store,
+    stack: &StackRow,
+    retain: &BTreeSet<String>,
+) -> Result<(), StoreError> {
+    for row in store.stack_resources(&stack.stack_id)? {
+        let status = if retain.contains(&row.logical_id) && row.status.may_exist() {
+            ResourceStatus::DeleteSkipped
+        } else if row.status == ResourceStatus::DeleteFailed {
+            ResourceStatus::DeleteInProgress
+        } else {
+            continue;
+        };
+        let now = clock::now();
+        let row = StackResourceRow { status, status_reason: None, updated_at: now, ..row };
+        store.put_stack_resource(&row)?;
+        store.append_stack_event(&StackEventRow {
+            seq: 0,
+            event_id: uuid(),
+            stack_id: stack.stack_id.clone(),
+            stack_name: stack.name.clone(),
+            logical_id: row.logical_id.clone(),
+            physical_id: row.physical_id.clone(),
+            resource_type: row.resource_type.clone(),
+            status: status.as_str().to_owned(),
+            reason: None,
+            at: now,
+        })?;
+    }
+    Ok(())
+}
+
 /// What a resource's row keeps of the physical resource it replaced (or,
 /// after a rollback restored that one, of the replacement) until cleanup.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

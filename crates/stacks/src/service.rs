@@ -524,6 +524,10 @@ impl<E: Engine + 'static> StackService<E> {
 
     /// `DeleteStack`: refused while another stack imports one of its
     /// exports. Deleting a stack that does not exist succeeds, as on AWS.
+    /// A stack an earlier delete or rollback left `DELETE_FAILED` or
+    /// `ROLLBACK_FAILED` is deleted again: its `DELETE_FAILED` resources are
+    /// tried again (once per request), and `RetainResources` (only for a
+    /// stack in `DELETE_FAILED`, as on AWS) keeps the named ones.
     pub async fn delete_stack(&self, input: DeleteStackInput) -> Result<(), ApiError> {
         let store = &self.runtime.store;
         let Some(stack) = store.stack(&input.stack_name).map_err(store_error)? else {
@@ -539,6 +543,28 @@ impl<E: Engine + 'static> StackService<E> {
                 "Stack [{}] is in {} state and can not be deleted until the operation ends",
                 stack.name, stack.status
             )));
+        }
+        let retain: BTreeSet<String> = input.retain_resources.iter().cloned().collect();
+        if !retain.is_empty() {
+            if stack.status != StackStatus::DeleteFailed {
+                return Err(ApiError::validation(format!(
+                    "Invalid operation on stack [{}]: RetainResources can only be specified when the stack is in the DELETE_FAILED state (it is {})",
+                    stack.name, stack.status
+                )));
+            }
+            let rows = store.stack_resources(&stack.stack_id).map_err(store_error)?;
+            let unknown: Vec<&str> = retain
+                .iter()
+                .filter(|name| !rows.iter().any(|row| &&row.logical_id == name))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ApiError::validation(format!(
+                    "RetainResources names resources stack [{}] does not have: [{}]",
+                    stack.name,
+                    unknown.join(", ")
+                )));
+            }
         }
         let outputs: Vec<Output> = serde_json::from_str(&stack.outputs).unwrap_or_default();
         let exported: BTreeSet<String> =
@@ -556,16 +582,29 @@ impl<E: Engine + 'static> StackService<E> {
             }
         }
         let now = clock::now();
-        store
-            .set_stack_status(
+        // Compare-and-set: of two requests at once, one starts the delete
+        // (and alone retries the failed resources).
+        let started = store
+            .set_stack_status_from(
                 &stack.stack_id,
+                stack.status,
                 StackStatus::DeleteInProgress,
                 Some("User Initiated"),
                 now,
             )
             .map_err(store_error)?;
+        if !started {
+            return Err(ApiError::validation(format!(
+                "Stack [{}] changed while the delete was being requested; try again",
+                stack.name
+            )));
+        }
         stack_event(store, &stack, StackStatus::DeleteInProgress, Some("User Initiated"), now)
             .map_err(store_error)?;
+        // A crash before this line leaves the failed resources as they were:
+        // the resumed delete ends DELETE_FAILED again and a new request
+        // retries them.
+        operation::retry_failed_deletes(store, &stack, &retain).map_err(store_error)?;
         self.spawn_operation(&stack.stack_id);
         Ok(())
     }

@@ -589,3 +589,85 @@ async fn a_change_that_cannot_be_made_rolls_the_update_back_to_the_previous_temp
     let again = sim.update("net", Some(NETWORK), &[]).await.unwrap_err();
     assert_eq!(again.message, "No updates are to be performed.");
 }
+
+impl Sim {
+    async fn delete(&self, name: &str, retain: &[&str]) -> Result<Stack, ApiError> {
+        let stack_id = self.describe(name).stack_id;
+        let input = DeleteStackInput {
+            stack_name: name.into(),
+            retain_resources: retain.iter().map(|name| name.to_string()).collect(),
+            ..Default::default()
+        };
+        self.service.delete_stack(input).await?;
+        self.service.wait_idle(&stack_id).await;
+        Ok(self.describe(&stack_id))
+    }
+}
+
+#[tokio::test]
+async fn a_new_delete_tries_failed_resources_again_once() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let removals = || sim.engine.calls_of(Operation::NetworkRemove).len();
+    sim.engine.fail_nth(Operation::NetworkRemove, 1, FaultKind::Api);
+    sim.engine.fail_nth(Operation::NetworkRemove, 2, FaultKind::Api);
+    let failed = sim.delete("net", &[]).await.unwrap();
+    assert_eq!(failed.stack_status, "DELETE_FAILED");
+    assert_eq!(removals(), 1);
+    // The next delete tries the VPC again; failing again within this
+    // operation ends it DELETE_FAILED (no loop).
+    let again = sim.delete(&stack.stack_id, &[]).await.unwrap();
+    assert_eq!(again.stack_status, "DELETE_FAILED");
+    assert_eq!(
+        again.stack_status_reason.as_deref(),
+        Some("The following resource(s) failed to delete: [Vpc].")
+    );
+    assert_eq!(removals(), 2, "the failed VPC was tried once more");
+    let before = sim.events(&stack.stack_id).len();
+    let deleted = sim.delete(&stack.stack_id, &[]).await.unwrap();
+    assert_eq!(deleted.stack_status, "DELETE_COMPLETE");
+    assert_eq!(removals(), 3);
+    let tail: Vec<(String, String)> = sim.events(&stack.stack_id)[before..].to_vec();
+    let expected: Vec<(String, String)> = [
+        ("net", "DELETE_IN_PROGRESS"),
+        ("Vpc", "DELETE_IN_PROGRESS"),
+        ("Vpc", "DELETE_COMPLETE"),
+        ("net", "DELETE_COMPLETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(tail, expected);
+}
+
+#[tokio::test]
+async fn a_stack_left_rollback_failed_can_be_deleted() {
+    let sim = Sim::new().await;
+    // The VPC fails to create; the rollback then fails to remove its network.
+    sim.engine.fail_nth(Operation::NetworkEnsure, 1, FaultKind::Api);
+    sim.engine.fail_nth(Operation::NetworkRemove, 1, FaultKind::Api);
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    assert_eq!(stack.stack_status, "ROLLBACK_FAILED");
+    let deleted = sim.delete("net", &[]).await.unwrap();
+    assert_eq!(deleted.stack_status, "DELETE_COMPLETE");
+    assert_eq!(sim.engine.calls_of(Operation::NetworkRemove).len(), 2);
+}
+
+#[tokio::test]
+async fn retain_resources_keeps_named_resources_of_a_delete_failed_stack_only() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let error = sim.delete("net", &["Vpc"]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    assert!(error.message.contains("DELETE_FAILED"), "{error}");
+    assert_eq!(sim.describe("net").stack_status, "CREATE_COMPLETE", "the refusal changed nothing");
+    sim.engine.fail_nth(Operation::NetworkRemove, 1, FaultKind::Api);
+    assert_eq!(sim.delete("net", &[]).await.unwrap().stack_status, "DELETE_FAILED");
+    let unknown = sim.delete("net", &["Nowhere"]).await.unwrap_err();
+    assert!(unknown.message.contains("Nowhere"), "{unknown}");
+    let deleted = sim.delete("net", &["Vpc"]).await.unwrap();
+    assert_eq!(deleted.stack_status, "DELETE_COMPLETE");
+    assert_eq!(sim.engine.calls_of(Operation::NetworkRemove).len(), 1, "the VPC was kept");
+    let events = sim.events(&stack.stack_id);
+    assert!(events.contains(&("Vpc".into(), "DELETE_SKIPPED".into())), "{events:?}");
+}
