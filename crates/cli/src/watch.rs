@@ -5,7 +5,7 @@
 //! stdout holds only the summary object.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -91,7 +91,8 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
     /// Write a timeline chart to FILE at the end (SVG): requests per second by
-    /// image, failures, p99 latency.
+    /// image, failures, p99 latency. FILE is opened before the first request,
+    /// so a path that cannot be written is refused at once.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
 }
@@ -108,6 +109,8 @@ enum Lines {
 
 pub(crate) async fn watch(args: WatchArgs, json: bool) -> Result<ExitCode, CliError> {
     let config = config(&args);
+    // Nothing is prepared (no file created) for a run that cannot start.
+    config.check().map_err(usage_error)?;
     let lines = match (args.each, args.quiet) {
         (_, true) => Lines::Quiet,
         (true, _) => Lines::Each,
@@ -122,6 +125,7 @@ pub(crate) async fn watch(args: WatchArgs, json: bool) -> Result<ExitCode, CliEr
         }
         None => None,
     };
+    let chart = args.svg.as_deref().map(Chart::open).transpose()?;
     let live = Arc::new(Mutex::new(Live::new(lines, json, jsonl)));
     let started_at = SystemTime::now();
     let ticker = tokio::spawn({
@@ -150,10 +154,7 @@ pub(crate) async fn watch(args: WatchArgs, json: bool) -> Result<ExitCode, CliEr
     };
     let result = autopatch_watch::run(&config, sink, stop).await;
     ticker.abort();
-    let outcome = result.map_err(|error| {
-        CliError::from_error(error)
-            .with_hint("see `autopatch watch --help` for the accepted values")
-    })?;
+    let outcome = result.map_err(usage_error)?;
     let jsonl_error = live.lock().unwrap_or_else(PoisonError::into_inner).finish();
 
     let summary = &outcome.summary;
@@ -167,17 +168,101 @@ pub(crate) async fn watch(args: WatchArgs, json: bool) -> Result<ExitCode, CliEr
             render::line(&line);
         }
     }
+    // The chart is written even when the JSON lines failed.
+    let chart_error =
+        chart.and_then(|chart| chart.write(&autopatch_watch::svg(&outcome.responses)).err());
     if let Some(error) = jsonl_error {
+        if let Some(chart_error) = chart_error {
+            render::report(&chart_error);
+        }
         return Err(CliError::new(format!("failed to write the JSON lines file: {error}")));
     }
-    if let Some(path) = &args.svg {
-        fs_err::write(path, autopatch_watch::svg(&outcome.responses)).map_err(|error| {
-            CliError::new(format!("failed to write the chart: {error}"))
-                .with_hint("give --svg a path in a writable directory")
-        })?;
+    if let Some(error) = chart_error {
+        return Err(error);
     }
     let proved = summary.failures == 0 && summary.successes > 0;
     Ok(if proved { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn usage_error(error: autopatch_watch::WatchError) -> CliError {
+    CliError::from_error(error).with_hint("see `autopatch watch --help` for the accepted values")
+}
+
+/// The `--svg` file, opened before the run so that a path that cannot be
+/// written is refused before the first request, not after a long run.
+/// It is emptied and written only at the end, so an existing file keeps its
+/// content until then; a file opened here that is dropped unwritten (the
+/// run did not finish) is removed again.
+struct Chart {
+    path: PathBuf,
+    /// `None` once written.
+    file: Option<fs_err::File>,
+    /// The file did not exist before: it is removed when not written.
+    created: bool,
+}
+
+impl Chart {
+    fn open(path: &Path) -> Result<Chart, CliError> {
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        let file =
+            fs_err::OpenOptions::new().write(true).create(true).open(path).map_err(|error| {
+                CliError::new(format!("failed to open the chart file: {error}"))
+                    .with_hint("give --svg a file path in a writable directory")
+            })?;
+        Ok(Chart { path: path.to_owned(), file: Some(file), created: !existed })
+    }
+
+    /// Writes `svg` to the file. When that fails (a full disk, say), the
+    /// chart is written to the temporary directory instead and the error
+    /// says where.
+    fn write(mut self, svg: &str) -> Result<(), CliError> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let error = match replace_contents(file, svg) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if self.created {
+            // Not a half chart that looks like a whole one.
+            let _ignored = std::fs::remove_file(&self.path);
+        }
+        let message = format!("failed to write the chart: {error}");
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let fallback = std::env::temp_dir()
+            .join(format!("autopatch-watch-{seconds}-{}.svg", std::process::id()));
+        Err(match fs_err::write(&fallback, svg) {
+            Ok(()) => CliError::new(message).with_hint(format!(
+                "the chart was written to {} instead: move it where you want it",
+                fallback.display()
+            )),
+            Err(second) => CliError::new(format!(
+                "{message}; and to the temporary directory: {second}"
+            ))
+            .with_hint(
+                "the chart is lost, the summary above is not; next time give --svg a path with \
+                     free space (and --jsonl to keep every response as it arrives)",
+            ),
+        })
+    }
+}
+
+/// Empties a regular file (a device cannot be) and writes `text` to it.
+fn replace_contents(mut file: fs_err::File, text: &str) -> std::io::Result<()> {
+    if file.metadata()?.is_file() {
+        file.set_len(0)?;
+    }
+    file.write_all(text.as_bytes())?;
+    file.flush()
+}
+
+impl Drop for Chart {
+    fn drop(&mut self) {
+        if self.created && self.file.take().is_some() {
+            // Best effort: the run is failing already.
+            let _ignored = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn config(args: &WatchArgs) -> WatchConfig {

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,4 +239,90 @@ fn ctrl_c_ends_the_run_with_the_summary_and_the_files() {
     let lines = std::fs::read_to_string(&jsonl).expect("the JSON lines file");
     assert_eq!(lines.lines().count() as u64, requests, "every response is in the file");
     assert!(std::fs::read_to_string(&svg).expect("the chart").contains("image:A"));
+}
+
+#[test]
+fn an_svg_path_that_cannot_be_written_is_refused_before_the_first_request() {
+    let server = Server::start(|_| (200, Some("A")));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let missing = dir.path().join("missing").join("watch.svg");
+    for path in [missing.as_path(), dir.path()] {
+        let path = path.to_str().expect("a utf-8 path");
+        let output = watch(&[&server.url, "-n", "1", "-q", "--svg", path]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).starts_with("error: failed to open the chart file")
+                && stderr(&output).contains(path),
+            "{}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("hint: give --svg a file path"), "{}", stderr(&output));
+        assert!(output.stdout.is_empty(), "no run, so no summary");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 0, "no request was sent");
+}
+
+#[test]
+fn a_run_that_cannot_start_leaves_no_files_behind() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let jsonl = dir.path().join("watch.jsonl");
+    let svg = dir.path().join("watch.svg");
+    let output = watch(&[
+        "http://127.0.0.1:0/",
+        "-n",
+        "1",
+        "--jsonl",
+        jsonl.to_str().expect("a utf-8 path"),
+        "--svg",
+        svg.to_str().expect("a utf-8 path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("invalid port"), "{}", stderr(&output));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("the directory").collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_chart_that_cannot_be_written_at_the_end_is_kept_in_the_temporary_directory() {
+    let server = Server::start(|_| (200, Some("webapp/1.0.0/1")));
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    // /dev/full opens for writing and fails every write (ENOSPC), like a
+    // disk that filled up during the run.
+    let output = Command::new(env!("CARGO_BIN_EXE_autopatch"))
+        .args([
+            "watch",
+            &server.url,
+            "-n",
+            "3",
+            "-c",
+            "1",
+            "-q",
+            "-o",
+            "json",
+            "--svg",
+            "/dev/full",
+        ])
+        .env("TMPDIR", temporary.path())
+        .output()
+        .expect("run autopatch");
+    assert_eq!(output.status.code(), Some(2), "a file that could not be written");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the summary is still printed");
+    assert_eq!((summary["requests"].as_u64(), summary["failures"].as_u64()), (Some(3), Some(0)));
+    let errors = stderr(&output);
+    assert!(errors.starts_with("error: failed to write the chart"), "{errors}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(temporary.path())
+        .expect("the temporary directory")
+        .map(|entry| entry.expect("an entry").path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        errors.contains(&format!(
+            "hint: the chart was written to {} instead: move it where you want it",
+            kept[0].display()
+        )),
+        "{errors}"
+    );
+    let chart = std::fs::read_to_string(&kept[0]).expect("the chart");
+    assert!(chart.starts_with("<svg") && chart.contains("image:webapp/1.0.0/1"), "{chart}");
 }

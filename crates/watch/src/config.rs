@@ -51,6 +51,13 @@ impl WatchConfig {
             image_header: DEFAULT_IMAGE_HEADER.to_owned(),
         }
     }
+
+    /// The error [`crate::run`] would fail with, without running: a caller
+    /// checks the configuration before preparing anything for the run
+    /// (files, say).
+    pub fn check(&self) -> Result<(), WatchError> {
+        Target::check(self).map(|_| ())
+    }
 }
 
 /// Why a run could not start. Failed requests are not errors: they are
@@ -215,7 +222,7 @@ mod tests {
     fn settings_are_checked() {
         let url = "http://127.0.0.1:1/";
         let check =
-            |config: WatchConfig| Target::check(&config).map(|_| ()).map_err(|e| e.to_string());
+            |config: WatchConfig| config.check().map_err(|e| e.to_string());
         assert_eq!(
             check(WatchConfig { concurrency: 0, ..WatchConfig::new(url) }),
             Err("invalid concurrency 0: at least one worker is needed".to_owned())
