@@ -16,6 +16,9 @@
 //! - Only a group's own loop launches and finishes terminations while it
 //!   runs; `delete_group` and `stop` end the loop (letting its current tick
 //!   finish) before acting, and `remove_orphans` leaves running groups alone.
+//!   A deletion the engine failed part way is finished by a retry task of its
+//!   own; it only touches rows already terminating and containers of a group
+//!   whose loop has ended.
 //!   [`Fleet::terminate_instance`] only begins a termination (recorded,
 //!   deregistered) under the group's state lock, like the loop does; the loop
 //!   finishes it.
@@ -68,6 +71,11 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often `delete_group` asks the target groups whether draining ended.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
+/// The first and the longest wait between attempts to finish a group
+/// deletion that failed part way (the engine did not answer, say).
+const FIRST_REAP_RETRY: Duration = Duration::from_secs(1);
+const MAX_REAP_RETRY: Duration = Duration::from_secs(30);
+
 /// What a fleet needs of a load balancer target group.
 pub trait TargetGroupHandle: Send + Sync {
     /// Starts sending the instance traffic (after its health checks pass).
@@ -116,6 +124,9 @@ impl<E: Engine> std::fmt::Debug for Fleet<E> {
 struct Inner<E> {
     shared: Arc<Shared<E>>,
     groups: Mutex<BTreeMap<String, GroupHandle>>,
+    /// Deleted groups whose instances could not all be terminated: a task
+    /// per group tries again until they are (see [`Fleet::delete_group`]).
+    reapers: Mutex<BTreeMap<String, JoinHandle<()>>>,
 }
 
 impl<E> Drop for Inner<E> {
@@ -123,6 +134,9 @@ impl<E> Drop for Inner<E> {
     fn drop(&mut self) {
         for handle in lock(&self.groups).values() {
             handle.group.stop.send_replace(true);
+        }
+        for reaper in lock(&self.reapers).values() {
+            reaper.abort();
         }
     }
 }
@@ -241,6 +255,7 @@ impl<E: Engine + 'static> Fleet<E> {
             inner: Arc::new(Inner {
                 shared: Arc::new(shared),
                 groups: Mutex::new(BTreeMap::new()),
+                reapers: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -464,11 +479,23 @@ impl<E: Engine + 'static> Fleet<E> {
     /// or `drain_timeout`, stop, remove, folder removed), stops the
     /// controller, leaves nothing. Works for groups whose controller does not
     /// run (after a restart) too; deleting a group with no instances is fine.
+    ///
+    /// When an instance cannot be stopped or removed (the engine does not
+    /// answer), the error is returned and a task keeps trying, backing off
+    /// from 1 s to 30 s, until every instance is gone; deleting the group
+    /// again takes over from it, and [`Fleet::stop`] ends it (the next
+    /// start's [`Fleet::remove_orphans`] finishes the job).
     pub async fn delete_group(
         &self,
         group: &str,
         drain_timeout: Duration,
     ) -> Result<(), FleetError> {
+        // A retry left by an earlier delete of this group gives way to this one.
+        let reaper = lock(&self.inner.reapers).remove(group);
+        if let Some(reaper) = reaper {
+            reaper.abort();
+            let _ = reaper.await;
+        }
         let handle = lock(&self.inner.groups).remove(group);
         let target_groups = match handle {
             Some(handle) => {
@@ -509,30 +536,29 @@ impl<E: Engine + 'static> Fleet<E> {
             }
             tokio::time::sleep(DRAIN_POLL.min(deadline - now)).await;
         }
-        let context = shared.context();
-        let mut first_error = None;
-        for row in &rows {
-            if let Err(error) = finish_termination(&context, &row.instance_id, None).await {
-                first_error.get_or_insert(error);
-            }
-        }
-        let leftovers = shared
-            .engine
-            .container_list(&[(GROUP_LABEL.to_string(), group.to_string())])
-            .await
-            .engine_context("listing the containers of", group)?;
-        for container in leftovers {
-            if let Err(error) = shared
-                .engine
-                .container_remove(&container.id)
-                .await
-                .engine_context("removing", &container.name)
-            {
-                first_error.get_or_insert(error);
-            }
-        }
+        let finished = terminate_the_rest(shared, group).await;
         shared.changed();
-        first_error.map_or(Ok(()), Err)
+        if finished.is_err() {
+            // The stack records the failure; the instances must not outlive it
+            // until the next daemon start's orphan sweep.
+            let shared = Arc::clone(shared);
+            let name = group.to_owned();
+            let reaper = tokio::spawn(async move {
+                let mut wait = FIRST_REAP_RETRY;
+                loop {
+                    tokio::time::sleep(wait).await;
+                    if terminate_the_rest(&shared, &name).await.is_ok() {
+                        shared.changed();
+                        return;
+                    }
+                    wait = (wait * 2).min(MAX_REAP_RETRY);
+                }
+            });
+            if let Some(previous) = lock(&self.inner.reapers).insert(group.to_owned(), reaper) {
+                previous.abort();
+            }
+        }
+        finished
     }
 
     /// Daemon shutdown: stops every controller (each finishes its current
@@ -542,6 +568,13 @@ impl<E: Engine + 'static> Fleet<E> {
             std::mem::take(&mut *lock(&self.inner.groups)).into_values().collect();
         for handle in handles {
             handle.stop().await;
+        }
+        // What they had left to terminate the next start's orphan sweep finds.
+        let reapers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *lock(&self.inner.reapers)).into_values().collect();
+        for reaper in reapers {
+            reaper.abort();
+            let _ = reaper.await;
         }
     }
 
@@ -639,6 +672,36 @@ impl<E: Engine + 'static> Fleet<E> {
 
 /// A group's loop: tick, then sleep until the interval passes, a wake-up,
 /// or the stop.
+/// Finishes the termination of every instance of a deleted group not yet
+/// terminated (already deregistered and drained) and removes any container
+/// of the group left without a row. Tries everything; returns the first error.
+async fn terminate_the_rest<E: Engine>(shared: &Shared<E>, group: &str) -> Result<(), FleetError> {
+    let context = shared.context();
+    let mut first_error = None;
+    let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
+    for row in &rows {
+        if let Err(error) = finish_termination(&context, &row.instance_id, None).await {
+            first_error.get_or_insert(error);
+        }
+    }
+    let leftovers = shared
+        .engine
+        .container_list(&[(GROUP_LABEL.to_string(), group.to_string())])
+        .await
+        .engine_context("listing the containers of", group)?;
+    for container in leftovers {
+        if let Err(error) = shared
+            .engine
+            .container_remove(&container.id)
+            .await
+            .engine_context("removing", &container.name)
+        {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 async fn run<E: Engine>(shared: Arc<Shared<E>>, group: Arc<Group>) {
     let mut stop = group.stop.subscribe();
     loop {

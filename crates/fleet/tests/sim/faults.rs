@@ -1,5 +1,6 @@
 //! Engine faults during launches: a failed launch is recorded, leaves no
-//! container or folder behind, and is retried with backoff.
+//! container or folder behind, and is retried with backoff. Faults while
+//! terminating, and a group deletion the engine fails, are finished later.
 
 use std::time::Duration;
 
@@ -125,4 +126,38 @@ async fn a_fault_while_terminating_is_retried_until_the_instance_is_gone() {
         assert_eq!(sim.engine.containers().len(), 1, "{operation:?} {kind:?}");
         assert_no_orphans(&sim, "web");
     }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_delete_the_engine_fails_is_finished_once_the_engine_answers_again() {
+    let sim = Sim::new();
+    sim.fleet.start_group(sim.spec("web", 2), Vec::new()).await.expect("started");
+    sim.until("two in service", |sim| sim.in_service("web").len() == 2).await;
+    let victims: Vec<String> = sim.live("web").into_iter().map(|row| row.instance_id).collect();
+
+    // The engine stops answering: the delete fails and says why.
+    sim.engine.fail_when(|_| Some(FaultKind::Unreachable));
+    let error = sim.fleet.delete_group("web", Duration::from_secs(30)).await.expect_err("fails");
+    assert!(error.to_string().contains("web"), "{error}");
+    assert_eq!(sim.engine.containers().len(), 2, "nothing could be removed");
+    assert!(sim.fleet.group_status("web").is_none(), "the controller is gone");
+
+    // Still down a while later: nothing is lost, nothing relaunched.
+    let creates = sim.creates();
+    sim.wait(Duration::from_secs(20)).await;
+    assert_eq!(sim.engine.containers().len(), 2);
+
+    // Back: the deletion finishes without another request.
+    sim.engine.clear_faults();
+    sim.until("the deleted group's instances gone", |sim| {
+        sim.engine.containers().is_empty() && sim.live("web").is_empty()
+    })
+    .await;
+    assert_eq!(sim.creates(), creates);
+    for id in &victims {
+        let row = sim.store.instance(id).expect("read").expect("row");
+        assert_eq!(row.lifecycle, LifecycleState::Terminated);
+        assert!(!sim.fleet.instance_dir(id).exists());
+    }
+    assert_no_orphans(&sim, "web");
 }
