@@ -206,6 +206,7 @@ enum StackCommand {
     #[command(verbatim_doc_comment)]
     #[command(group(clap::ArgGroup::new("source").required(true).args(["template", "use_previous_template"])))]
     Update {
+        /// The stack's name.
         name: String,
         /// A new template.
         #[arg(long, value_name = "FILE")]
@@ -234,6 +235,7 @@ enum StackCommand {
     /// UPDATE_ROLLBACK_COMPLETE.
     #[command(verbatim_doc_comment)]
     CancelUpdate {
+        /// The stack's name.
         name: String,
         /// Return once the cancel is recorded; do not follow the rollback.
         #[arg(long)]
@@ -245,6 +247,7 @@ enum StackCommand {
     /// that does not exist succeeds.
     #[command(verbatim_doc_comment)]
     Delete {
+        /// The stack's name.
         name: String,
         /// Return once the delete has started; do not follow it.
         #[arg(long)]
@@ -255,13 +258,25 @@ enum StackCommand {
         retain_resources: Vec<String>,
     },
     /// Show a stack: status, reason, parameters, outputs (DescribeStacks).
-    Describe { name: String },
+    Describe {
+        /// The stack's name.
+        name: String,
+    },
     /// A stack's events, oldest first (DescribeStackEvents; JSON keeps AWS's newest-first order).
-    Events { name: String },
+    Events {
+        /// The stack's name.
+        name: String,
+    },
     /// A stack's resources and their physical ids (DescribeStackResources).
-    Resources { name: String },
+    Resources {
+        /// The stack's name.
+        name: String,
+    },
     /// A stack's outputs: `KEY  VALUE  [export NAME]`, one per line.
-    Outputs { name: String },
+    Outputs {
+        /// The stack's name.
+        name: String,
+    },
     /// List stacks (ListStacks).
     List {
         /// Also list deleted stacks (DELETE_COMPLETE).
@@ -369,6 +384,7 @@ enum PipelineCommand {
     /// Exits 0 when the image is AVAILABLE or nothing needed building, 1 when
     /// the build FAILED, 130 when it was cancelled.
     Start {
+        /// The pipeline's name.
         name: String,
         /// Idempotency token: a retried start with the same token does not
         /// start a second build.
@@ -388,9 +404,15 @@ enum BuildCommand {
     /// List builds, newest first.
     List,
     /// Show a build: state, reason, artifact folder, events.
-    Show { id: String },
+    Show {
+        /// The build's id (`b-...`, see `autopatch build list`).
+        id: String,
+    },
     /// Ask a running build to stop (CancelImageCreation); it ends CANCELLED.
-    Cancel { id: String },
+    Cancel {
+        /// The build's id (`b-...`, see `autopatch build list`).
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -402,4 +424,30 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(commands::run(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every positional argument of every subcommand, with its help text or `None`.
+    fn positionals(command: &clap::Command, path: &str, found: &mut Vec<(String, Option<String>)>) {
+        for argument in command.get_positionals() {
+            let help = argument.get_help().map(|help| help.to_string());
+            found.push((format!("{path} <{}>", argument.get_id()), help));
+        }
+        for subcommand in command.get_subcommands() {
+            positionals(subcommand, &format!("{path} {}", subcommand.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_positional_argument_says_what_it_is() {
+        let mut found = Vec::new();
+        positionals(&super::Cli::command(), "autopatch", &mut found);
+        assert!(found.iter().any(|(name, _)| name == "autopatch stack delete <name>"), "{found:?}");
+        let missing: Vec<&String> =
+            found.iter().filter(|(_, help)| help.is_none()).map(|(name, _)| name).collect();
+        assert!(missing.is_empty(), "positional arguments without help: {missing:?}");
+    }
 }
