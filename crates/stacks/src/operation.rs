@@ -747,8 +747,8 @@ impl<E: Engine + 'static> Runtime<E> {
 
     /// Evaluates the outputs; an export name another stack already uses is an error.
     fn outputs(&self, loaded: &Loaded) -> Result<Vec<Output>, String> {
-        let taken =
-            exports(&self.store, Some(&loaded.row.stack_id)).map_err(|error| error.to_string())?;
+        let taken = exports(&self.store, Some(&loaded.row.stack_id))
+            .map_err(|error| autopatch_fleet::error_chain(&error))?;
         let mut outputs = Vec::new();
         let mut names = BTreeSet::new();
         for (key, output) in &loaded.template.outputs {

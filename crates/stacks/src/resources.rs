@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use autopatch_documents::cloudformation::Value;
 use autopatch_engine::Engine;
-use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, Zone};
+use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, Zone, error_chain as chain};
 use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, HttpProber, LoadBalancer, LoadBalancerConfig, Matcher,
 };
@@ -67,6 +67,16 @@ pub const ACCEPTED_TYPES: &[&str] = &[
     "AWS::IAM::Policy",
     "AWS::IAM::Role",
 ];
+
+/// Why a launch configuration's image does not resolve, in a stack's words
+/// (the image catalog speaks of a recipe's "parent image").
+pub(crate) fn image_problem(image: &str, reason: &str) -> String {
+    match reason.strip_prefix(&format!("parent image {image:?} does not exist: ")) {
+        Some(expected) => format!("image {image} does not exist: {expected}"),
+        // "image X is registered but its engine image Y is gone ..."
+        None => reason.to_owned(),
+    }
+}
 
 /// Whether stacks can create `resource_type`.
 pub fn supported(resource_type: &str) -> bool {
@@ -221,10 +231,9 @@ impl<E: Engine + 'static> Runtime<E> {
         match request.resource_type {
             "AWS::EC2::VPC" => {
                 let network = format!("autopatch-{physical}");
-                self.engine
-                    .network_ensure(&network)
-                    .await
-                    .map_err(|error| format!("create engine network {network}: {error}"))?;
+                self.engine.network_ensure(&network).await.map_err(|error| {
+                    format!("create engine network {network}: {}", chain(&error))
+                })?;
                 let cidr = props.text("CidrBlock")?.unwrap_or_else(|| "10.0.0.0/16".into());
                 Ok(json!({
                     "VpcId": physical, "CidrBlock": cidr, "CidrBlockAssociations": [],
@@ -310,7 +319,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 self.engine
                     .network_remove(&network)
                     .await
-                    .map_err(|error| format!("remove engine network {network}: {error}"))
+                    .map_err(|error| format!("remove engine network {network}: {}", chain(&error)))
             }
             "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
                 lock(&self.reserved_ports).remove(physical);
@@ -332,10 +341,9 @@ impl<E: Engine + 'static> Runtime<E> {
             }
             "AWS::AutoScaling::AutoScalingGroup" => {
                 let drain = attributes[LOCAL]["DrainSeconds"].as_u64().unwrap_or(300);
-                self.fleet
-                    .delete_group(physical, Duration::from_secs(drain))
-                    .await
-                    .map_err(|error| format!("delete Auto Scaling group {physical}: {error}"))
+                self.fleet.delete_group(physical, Duration::from_secs(drain)).await.map_err(
+                    |error| format!("delete Auto Scaling group {physical}: {}", chain(&error)),
+                )
             }
             _ => Ok(()),
         }
@@ -365,7 +373,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let adoptable = self
                     .store
                     .live_instances()
-                    .map_err(|error| error.to_string())?
+                    .map_err(|error| chain(&error))?
                     .into_iter()
                     .filter(|instance| instance.target_health.as_deref() == Some("healthy"))
                     .map(|instance| instance.instance_id)
@@ -414,12 +422,9 @@ impl<E: Engine + 'static> Runtime<E> {
                     None => {
                         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
                         let listener = LoadBalancer::reserve_listener(any).map_err(|error| {
-                            format!(
-                                "reserve a loopback port: {}",
-                                autopatch_fleet::error_chain(&error)
-                            )
+                            format!("reserve a loopback port: {}", chain(&error))
                         })?;
-                        let addr = listener.local_addr().map_err(|error| error.to_string())?;
+                        let addr = listener.local_addr().map_err(|error| chain(&error))?;
                         lock(&self.reserved_ports).insert(physical.to_owned(), listener);
                         addr
                     }
@@ -478,9 +483,8 @@ impl<E: Engine + 'static> Runtime<E> {
                 LoadBalancer::start_with(listen, config, prober).await
             }
         };
-        let balancer = started.map_err(|error| {
-            format!("start the load balancer on {listen}: {}", autopatch_fleet::error_chain(&error))
-        })?;
+        let balancer = started
+            .map_err(|error| format!("start the load balancer on {listen}: {}", chain(&error)))?;
         let local = balancer.local_addr();
         group.attach(balancer);
         Ok(listener_attributes(physical, &group_arn, Some(local)))
@@ -510,11 +514,11 @@ impl<E: Engine + 'static> Runtime<E> {
         let resolved =
             autopatch_imagebuilder::resolve_parent(&self.store, self.engine.as_ref(), &image)
                 .await
-                .map_err(|error| format!("look up image {image}: {error}"))?
-                .map_err(|reason| format!("image {image}: {reason}"))?;
+                .map_err(|error| format!("look up image {image}: {}", chain(&error)))?
+                .map_err(|reason| image_problem(&image, &reason))?;
         let instance_type = instance_type.unwrap_or_else(|| "m1.small".into());
         if let Err(error) = autopatch_fleet::instance_type(&instance_type) {
-            return Err(error.to_string());
+            return Err(chain(&error));
         }
         let user_data = user_data.map(|text| decode_user_data(&text));
         Ok(LaunchRecord {
@@ -648,7 +652,7 @@ impl<E: Engine + 'static> Runtime<E> {
         self.fleet
             .start_group(spec, target_groups)
             .await
-            .map_err(|error| format!("start Auto Scaling group {name}: {error}"))
+            .map_err(|error| format!("start Auto Scaling group {name}: {}", chain(&error)))
     }
 
     /// The fleet's view of a group record.
@@ -699,7 +703,7 @@ impl<E: Engine + 'static> Runtime<E> {
             let signals = self
                 .fleet
                 .signals(request.physical_id)
-                .map_err(|error| format!("read signals: {error}"))?;
+                .map_err(|error| format!("read signals: {}", chain(&error)))?;
             let received = match signal_verdict(
                 &signals,
                 [request.stack_name, request.stack_id],
@@ -739,7 +743,7 @@ impl<E: Engine + 'static> Runtime<E> {
             let healthy = self
                 .fleet
                 .instances(request.physical_id)
-                .map_err(|error| format!("list the group's instances: {error}"))?
+                .map_err(|error| format!("list the group's instances: {}", chain(&error)))?
                 .iter()
                 .filter(|row| row.lifecycle != LifecycleState::Terminating)
                 .filter(|row| healthy_in_all(&groups, &row.instance_id))
@@ -764,7 +768,7 @@ impl<E: Engine + 'static> Runtime<E> {
         let status = self
             .store
             .stack(request.stack_id)
-            .map_err(|error| format!("read the stack: {error}"))?
+            .map_err(|error| format!("read the stack: {}", chain(&error)))?
             .map(|stack| stack.status);
         match status {
             Some(status) if status == request.operation => Ok(()),
@@ -786,7 +790,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let (record, drain) = self.group_record(&props)?;
                 let spec = self.group_spec(request.physical_id, Some(request.stack_id), &record);
                 self.fleet.update_group(spec).map_err(|error| {
-                    format!("update Auto Scaling group {}: {error}", request.physical_id)
+                    format!("update Auto Scaling group {}: {}", request.physical_id, chain(&error))
                 })?;
                 Ok(with_group_record(previous.clone(), &record, drain))
             }
@@ -843,8 +847,9 @@ impl<E: Engine + 'static> Runtime<E> {
         policy.health_timeout =
             Duration::from_secs(record.grace_seconds) + Duration::from_secs(60) + checks;
         let template_spec = self.group_spec(name, Some(request.stack_id), &record);
-        let fleet_error =
-            |error: autopatch_fleet::FleetError| format!("Auto Scaling group {name}: {error}");
+        let fleet_error = |error: autopatch_fleet::FleetError| {
+            format!("Auto Scaling group {name}: {}", chain(&error))
+        };
         // The new launch for every instance launched from now on; a capacity
         // the update had grown to before a restart is kept.
         let mut spec = template_spec.clone();
@@ -938,7 +943,7 @@ impl<E: Engine + 'static> Runtime<E> {
         let found = self
             .store
             .stack_resource_by_physical_id(name)
-            .map_err(|error| error.to_string())?
+            .map_err(|error| chain(&error))?
             .or_else(|| self.store.launch_template_by_name(name).ok().flatten());
         let Some(row) = found else {
             return Err(format!("launch configuration or template {name} does not exist"));
@@ -953,7 +958,7 @@ impl<E: Engine + 'static> Runtime<E> {
         let row = self
             .store
             .stack_resource_by_physical_id(subnet)
-            .map_err(|error| error.to_string())?
+            .map_err(|error| chain(&error))?
             .ok_or_else(|| {
                 format!("subnet {subnet} does not exist (create the stack that declares it first)")
             })?;

@@ -128,7 +128,11 @@ impl<E: Engine + 'static> StackService<E> {
             ) {
                 Ok(loaded) => loaded,
                 Err(error) => {
-                    self.recovery_notes.push(format!("stack {}: {error}", stack.name));
+                    self.recovery_notes.push(format!(
+                        "stack {}: {}",
+                        stack.name,
+                        autopatch_fleet::error_chain(&error)
+                    ));
                     continue;
                 }
             };
@@ -168,11 +172,12 @@ impl<E: Engine + 'static> StackService<E> {
                 }
             }
         }
-        runtime
-            .fleet
-            .remove_orphans(&groups)
-            .await
-            .map_err(|error| ApiError::internal(format!("remove orphaned instances: {error}")))?;
+        runtime.fleet.remove_orphans(&groups).await.map_err(|error| {
+            ApiError::internal(format!(
+                "remove orphaned instances: {}",
+                autopatch_fleet::error_chain(&error)
+            ))
+        })?;
         Ok(())
     }
 
@@ -474,11 +479,17 @@ impl<E: Engine + 'static> StackService<E> {
                 &name,
             )
             .await
-            .map_err(|error| ApiError::internal(format!("look up image {name}: {error}")))?;
+            .map_err(|error| {
+                ApiError::internal(format!(
+                    "look up image {name}: {}",
+                    autopatch_fleet::error_chain(&error)
+                ))
+            })?;
             if let Err(reason) = found {
                 problems.push(format!(
-                    "{source}:{}: error: image {name} does not exist: {reason}",
-                    expr.span.start
+                    "{source}:{}: error: {}",
+                    expr.span.start,
+                    resources::image_problem(&name, &reason)
                 ));
             }
         }

@@ -671,3 +671,45 @@ async fn retain_resources_keeps_named_resources_of_a_delete_failed_stack_only() 
     let events = sim.events(&stack.stack_id);
     assert!(events.contains(&("Vpc".into(), "DELETE_SKIPPED".into())), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_resource_failure_reason_carries_the_whole_engine_error_chain() {
+    let sim = Sim::new().await;
+    sim.engine.fail_nth(Operation::NetworkRemove, 1, FaultKind::Unreachable);
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    assert_eq!(sim.delete("net", &[]).await.unwrap().stack_status, "DELETE_FAILED");
+    let failed = sim
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: stack.stack_id.clone() })
+        .unwrap()
+        .stack_events
+        .into_iter()
+        .find(|event| {
+            event.logical_resource_id == "Vpc" && event.resource_status == "DELETE_FAILED"
+        })
+        .unwrap();
+    let reason = failed.resource_status_reason.unwrap();
+    assert!(reason.starts_with("remove engine network autopatch-vpc-"), "{reason}");
+    // The engine's own words and, after ": ", the cause under them.
+    assert!(
+        reason.contains("no container engine answers at fake://")
+            && reason.ends_with(": injected fault: the engine does not answer"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_does_not_exist_is_named_as_the_stack_knows_it() {
+    let sim = Sim::new().await;
+    let body = "Parameters:\n  Image:\n    Type: String\nResources:\n  Config:\n    Type: AWS::AutoScaling::LaunchConfiguration\n    Properties:\n      ImageId: !Ref Image\n      InstanceType: t3.micro\n";
+    let error = sim.create("app", body, &[("Image", "webapp/9.9.9/1")]).await.unwrap_err();
+    assert!(
+        error.message.starts_with(
+            "template:8:16: error: image webapp/9.9.9/1 does not exist: expected an autopatch image"
+        ),
+        "{}",
+        error.message
+    );
+    assert!(!error.message.contains("parent"), "{}", error.message);
+    sim.nothing_created();
+}
