@@ -101,7 +101,7 @@ pub(crate) async fn stack(
             let input = CreateStackInput {
                 stack_name: name.clone(),
                 template_url: Some(template_url(&template)?),
-                parameters: parameters.into_iter().map(given).collect(),
+                parameters: input_parameters(parameters, Vec::new())?,
                 disable_rollback: disable_rollback.then_some(true),
                 ..CreateStackInput::default()
             };
@@ -125,12 +125,7 @@ pub(crate) async fn stack(
             fail_on_empty,
             no_wait,
         } => {
-            let mut input_parameters: Vec<Parameter> = parameters.into_iter().map(given).collect();
-            input_parameters.extend(use_previous.into_iter().map(|key| Parameter {
-                parameter_key: key,
-                parameter_value: None,
-                use_previous_value: Some(true),
-            }));
+            let input_parameters = input_parameters(parameters, use_previous)?;
             let input = UpdateStackInput {
                 stack_name: name.clone(),
                 template_url: template.as_deref().map(template_url).transpose()?,
@@ -437,6 +432,13 @@ fn template_url(template: &Path) -> Result<String, CliError> {
     let path = std::path::absolute(template).map_err(|error| {
         CliError::new(format!("failed to resolve {}: {error}", template.display())).with_code(1)
     })?;
+    if path.is_dir() {
+        return Err(CliError::new(format!(
+            "template {} is a directory, not a template file",
+            template.display()
+        ))
+        .with_code(1));
+    }
     if !path.is_file() {
         return Err(
             CliError::new(format!("template {} not found", template.display())).with_code(1)
@@ -445,8 +447,47 @@ fn template_url(template: &Path) -> Result<String, CliError> {
     Ok(format!("file://{}", path.display()))
 }
 
-fn given((key, value): (String, String)) -> Parameter {
-    Parameter { parameter_key: key, parameter_value: Some(value), use_previous_value: None }
+/// The request's parameters from `--parameter KEY=VALUE` and `--use-previous
+/// KEY`. A key named twice is a usage error: the daemon would keep one of
+/// the values without a word.
+fn input_parameters(
+    given: Vec<(String, String)>,
+    use_previous: Vec<String>,
+) -> Result<Vec<Parameter>, CliError> {
+    let given = given.into_iter().map(|(key, value)| Parameter {
+        parameter_key: key,
+        parameter_value: Some(value),
+        use_previous_value: None,
+    });
+    let previous = use_previous.into_iter().map(|key| Parameter {
+        parameter_key: key,
+        parameter_value: None,
+        use_previous_value: Some(true),
+    });
+    let mut parameters: Vec<Parameter> = Vec::new();
+    for parameter in given.chain(previous) {
+        if let Some(first) =
+            parameters.iter().find(|first| first.parameter_key == parameter.parameter_key)
+        {
+            return Err(CliError::new(format!(
+                "parameter {} is given twice ({} and {})",
+                parameter.parameter_key,
+                parameter_option(first),
+                parameter_option(&parameter)
+            ))
+            .with_hint("give each parameter once"));
+        }
+        parameters.push(parameter);
+    }
+    Ok(parameters)
+}
+
+/// The option that gave `parameter`.
+fn parameter_option(parameter: &Parameter) -> String {
+    match &parameter.parameter_value {
+        Some(value) => format!("--parameter {}={value}", parameter.parameter_key),
+        None => format!("--use-previous {}", parameter.parameter_key),
+    }
 }
 
 fn first_line(text: Option<&str>) -> String {

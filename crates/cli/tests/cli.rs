@@ -331,6 +331,59 @@ fn a_template_that_does_not_exist_is_refused_before_calling_the_daemon() {
 }
 
 #[test]
+fn a_directory_given_as_the_template_is_called_a_directory() {
+    let cli = Cli::new();
+    let directory = cli.state.path().display().to_string();
+    for args in [
+        vec!["stack", "create", "web", "--template", &directory],
+        vec!["stack", "update", "web", "--template", &directory],
+    ] {
+        let output = cli.run(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&output),
+            format!("error: template {directory} is a directory, not a template file\n"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_parameter_given_twice_is_refused_naming_it_before_calling_the_daemon() {
+    let cli = Cli::new();
+    let template = cli.write("empty.yml", "Resources: {}\n");
+    let cases = [
+        (
+            vec!["stack", "create", "web", "--template", &template],
+            vec!["--parameter", "Size=2", "--parameter", "Size=3"],
+            "--parameter Size=2 and --parameter Size=3",
+        ),
+        (
+            vec!["stack", "update", "web", "--use-previous-template"],
+            vec!["--parameter", "Image=a", "--parameter", "Size=2", "--parameter", "Size=2"],
+            "--parameter Size=2 and --parameter Size=2",
+        ),
+        (
+            vec!["stack", "update", "web", "--use-previous-template"],
+            vec!["--use-previous", "Size", "--parameter", "Size=2"],
+            "--parameter Size=2 and --use-previous Size",
+        ),
+    ];
+    for (command, parameters, options) in cases {
+        let args: Vec<&str> = command.into_iter().chain(parameters).collect();
+        let output = cli.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "error: parameter Size is given twice ({options})\nhint: give each parameter once\n"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn up_starts_one_daemon_down_stops_it_and_instances_are_left_to_the_next_up() {
     let cli = Cli::new();
     let up = cli.run(&["up"]);
