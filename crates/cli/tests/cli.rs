@@ -107,7 +107,13 @@ fn a_missing_engine_says_how_to_start_one() {
         errors.starts_with("error: no container engine answers at unix:///nonexistent/engine.sock"),
         "{errors}"
     );
-    assert!(errors.contains("podman system service"), "{errors}");
+    assert!(
+        errors.contains(
+            "start one with `podman system service --time=0 unix:///nonexistent/engine.sock &`"
+        ),
+        "the hint names the socket that was tried: {errors}"
+    );
+    assert!(!errors.contains("/run/podman/podman.sock"), "{errors}");
 }
 
 #[test]

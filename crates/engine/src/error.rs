@@ -4,9 +4,10 @@
 /// in `source()` (print the chain with an error-chain adapter).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// No engine answers: the message says how to start one.
+    /// No engine answers: the message says how to start one on the
+    /// endpoint that was tried (`DOCKER_HOST`'s, else the standard socket).
     #[error(
-        "no container engine answers at {endpoint}; start one with `podman system service --time=0 unix:///run/podman/podman.sock &` (or run scripts/setup-host.sh), or point DOCKER_HOST at a running Docker or Podman socket"
+        "no container engine answers at {endpoint}; start one with `podman system service --time=0 {endpoint} &` (or run scripts/setup-host.sh), or point DOCKER_HOST at a running Docker or Podman socket"
     )]
     Unreachable {
         endpoint: String,
