@@ -105,6 +105,49 @@ pub(crate) fn exports(
     Ok(exports)
 }
 
+/// The exports of `stack` that other live stacks import: name → (its
+/// value now, the first importing stack's name).
+pub(crate) fn exports_in_use(
+    store: &Store,
+    stack: &StackRow,
+) -> Result<BTreeMap<String, (String, String)>, StoreError> {
+    let outputs: Vec<Output> = serde_json::from_str(&stack.outputs).unwrap_or_default();
+    let mut in_use = BTreeMap::new();
+    for other in store.stacks(false)? {
+        if other.stack_id == stack.stack_id {
+            continue;
+        }
+        let imports: Vec<String> = serde_json::from_str(&other.imports).unwrap_or_default();
+        for output in &outputs {
+            if let Some(name) = &output.export_name
+                && imports.contains(name)
+                && !in_use.contains_key(name)
+            {
+                in_use.insert(name.clone(), (output.output_value.clone(), other.name.clone()));
+            }
+        }
+    }
+    Ok(in_use)
+}
+
+/// What an update would do to an export another stack imports, as
+/// CloudFormation refuses it; `None` when it keeps the export as it is.
+/// `new` is the export's value under the new template (`None`: no longer
+/// exported).
+pub(crate) fn export_change_refused(
+    name: &str,
+    (value, importer): &(String, String),
+    new: Option<&str>,
+) -> Option<String> {
+    match new {
+        None => Some(format!("Export {name} cannot be deleted as it is in use by {importer}")),
+        Some(new) if new != value => {
+            Some(format!("Export {name} cannot be updated as it is in use by {importer}"))
+        }
+        Some(_) => None,
+    }
+}
+
 /// Parses a stored stack and builds its context (without resources: see
 /// [`Loaded::refresh`]).
 pub(crate) fn load(
@@ -785,6 +828,23 @@ impl<E: Engine + 'static> Runtime<E> {
                 export_name,
             });
         }
+        // An update may not change or remove an export another stack
+        // imports. Validation refused what it could know (names and values
+        // from parameters); values made from resources are known only now,
+        // so the update fails here and rolls back.
+        if loaded.row.status == StackStatus::UpdateInProgress {
+            let in_use = exports_in_use(&self.store, &loaded.row)
+                .map_err(|error| autopatch_fleet::error_chain(&error))?;
+            for (name, used) in &in_use {
+                let new = outputs
+                    .iter()
+                    .find(|output| output.export_name.as_deref() == Some(name))
+                    .map(|output| output.output_value.as_str());
+                if let Some(refused) = export_change_refused(name, used, new) {
+                    return Err(refused);
+                }
+            }
+        }
         Ok(outputs)
     }
 
@@ -955,7 +1015,7 @@ fn creation_signals(
 }
 
 /// An output's value as DescribeStacks shows it: lists joined by commas.
-fn output_text(value: &Value) -> String {
+pub(crate) fn output_text(value: &Value) -> String {
     match value {
         Value::List(items) => items.iter().map(output_text).collect::<Vec<_>>().join(","),
         other => other.as_scalar_text().unwrap_or_else(|| other.to_string()),

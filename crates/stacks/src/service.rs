@@ -369,6 +369,61 @@ impl<E: Engine + 'static> StackService<E> {
         }
     }
 
+    /// An update may not remove or change an export another stack imports
+    /// (CloudFormation: "Export X cannot be updated as it is in use by Y").
+    /// Refused here where the new template's export names and values are
+    /// known before anything changes (parameters, pseudo parameters,
+    /// conditions); a value made from resources is checked when the update
+    /// computes its outputs, which then fails and rolls back.
+    fn check_exports_in_use(
+        &self,
+        stack: &StackRow,
+        template: &Template,
+        source: &str,
+        context: &StaticContext,
+    ) -> Result<(), ApiError> {
+        let in_use = operation::exports_in_use(&self.runtime.store, stack).map_err(store_error)?;
+        if in_use.is_empty() {
+            return Ok(());
+        }
+        // Export name → its value and where it is, when known now.
+        let mut exported = BTreeMap::new();
+        let mut all_names_known = true;
+        for output in template.outputs.values() {
+            if let Some(condition) = &output.condition
+                && context.conditions.get(&condition.value) != Some(&true)
+            {
+                continue;
+            }
+            let Some(name) = &output.export_name else { continue };
+            match evaluate(name, context).ok().and_then(|name| name.as_scalar_text()) {
+                Some(name) => {
+                    let value = evaluate(&output.value, context)
+                        .ok()
+                        .map(|value| operation::output_text(&value));
+                    exported.insert(name, (value, output.value.span.start));
+                }
+                None => all_names_known = false,
+            }
+        }
+        let mut problems = Vec::new();
+        for (name, used) in &in_use {
+            let refused = match exported.get(name) {
+                // Removed (unless an export name not known yet may be it).
+                None if all_names_known => operation::export_change_refused(name, used, None)
+                    .map(|message| format!("{source}: error: {message}")),
+                Some((Some(value), at)) => {
+                    operation::export_change_refused(name, used, Some(value))
+                        .map(|message| format!("{source}:{at}: error: {message}"))
+                }
+                // Known only once the update has made its resources.
+                _ => None,
+            };
+            problems.extend(refused);
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ApiError::validation(problems.join("\n"))) }
+    }
+
     /// `UpdateStack`: validates everything first (template, parameters,
     /// imports, that every image named exists), then updates in the
     /// background. Parameters not given keep their previous values (AWS
@@ -418,6 +473,7 @@ impl<E: Engine + 'static> StackService<E> {
         let context =
             self.request_context(&template, &source, &parameters, &stack.name, &stack.stack_id)?;
         let imports = self.check_imports(&template, &source, &context)?;
+        self.check_exports_in_use(&stack, &template, &source, &context)?;
         if body == stack.template_body && parameters == previous {
             return Err(ApiError::validation("No updates are to be performed."));
         }

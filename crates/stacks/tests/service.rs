@@ -713,3 +713,88 @@ async fn an_image_that_does_not_exist_is_named_as_the_stack_knows_it() {
     assert!(!error.message.contains("parent"), "{}", error.message);
     sim.nothing_created();
 }
+
+/// A base stack exporting its VPC and a label (from a parameter).
+const BASE: &str = r#"
+Parameters:
+  Label:
+    Type: String
+    Default: blue
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties:
+      CidrBlock: 172.31.0.0/16
+  Subnet:
+    Type: AWS::EC2::Subnet
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 172.31.1.0/24
+      AvailabilityZone: !Select [0, !GetAZs '']
+Outputs:
+  VpcId:
+    Value: !Ref Vpc
+    Export:
+      Name: !Sub '${AWS::StackName}-VpcId'
+  Label:
+    Value: !Ref Label
+    Export:
+      Name: !Sub '${AWS::StackName}-Label'
+"#;
+
+/// Imports both of BASE's exports.
+const APP: &str = r#"
+Resources:
+  Group:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: !ImportValue base-Label
+      VpcId: !ImportValue base-VpcId
+"#;
+
+#[tokio::test]
+async fn an_update_may_not_remove_or_change_an_export_another_stack_imports() {
+    let sim = Sim::new().await;
+    let base = sim.create("base", BASE, &[]).await.unwrap();
+    assert_eq!(sim.create("app", APP, &[]).await.unwrap().stack_status, "CREATE_COMPLETE");
+    let before = sim.events(&base.stack_id);
+    // Renamed: the imported name is gone. Refused before anything changes.
+    let renamed = BASE.replace("-VpcId'", "-Vpc'");
+    let error = sim.update("base", Some(&renamed), &[]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    assert!(
+        error.message.contains("Export base-VpcId cannot be deleted as it is in use by app"),
+        "{error}"
+    );
+    // A value known from the parameters: refused, with the output's position.
+    let error = sim.update("base", None, &[("Label", "green")]).await.unwrap_err();
+    assert_eq!(
+        error.message,
+        "template:23:12: error: Export base-Label cannot be updated as it is in use by app"
+    );
+    assert_eq!(sim.events(&base.stack_id), before, "the refusals changed nothing");
+    // A value made from a resource is known only when the update computes
+    // its outputs: the update fails there and rolls back.
+    let moved = BASE.replace("    Value: !Ref Vpc\n", "    Value: !Ref Subnet\n");
+    let updated = sim.update("base", Some(&moved), &[]).await.unwrap();
+    assert_eq!(updated.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{updated:?}");
+    let events = sim
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: "base".into() })
+        .unwrap()
+        .stack_events;
+    let rollback = events.iter().find(|e| e.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS");
+    assert_eq!(
+        rollback.and_then(|e| e.resource_status_reason.as_deref()),
+        Some("Export base-VpcId cannot be updated as it is in use by app")
+    );
+    assert_eq!(updated.outputs, base.outputs, "the exports are what they were");
+    // Exports no other stack imports may change.
+    sim.service
+        .delete_stack(DeleteStackInput { stack_name: "app".into(), ..Default::default() })
+        .await
+        .unwrap();
+    sim.service.wait_idle(&sim.describe("app").stack_id).await;
+    let free = sim.update("base", Some(&renamed), &[("Label", "green")]).await.unwrap();
+    assert_eq!(free.stack_status, "UPDATE_COMPLETE", "{free:?}");
+}
