@@ -9,9 +9,11 @@
 //! 4. Publish: the snapshot gets its version tag and the image row is written.
 //!
 //! Architecture invariant: a build that does not reach `AVAILABLE` publishes
-//! nothing and leaves no container behind. Every container and snapshot a
-//! build makes carries the label `autopatch.build=<id>`, so
-//! [`Builder::recover`] can remove what a dead runner left.
+//! nothing and leaves no container behind. Every container a build makes
+//! carries the label `autopatch.build=<id>`, so [`Builder::recover`] can
+//! remove what a dead runner left. A published image carries none of the
+//! build container's ownership labels (they are committed empty), so
+//! containers run from it are nobody's build containers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,13 +39,47 @@ pub const BUILD_LABEL: &str = "autopatch.build";
 /// that owns it, so [`Builder::recover`] can remove what a dead process left.
 pub const OWNER_LABEL: &str = "autopatch.owner-pid";
 
+/// Label on every container autopatch creates, with its role (`build`,
+/// `test`, `check-updates`, `diff`, `bootstrap`, `instance`).
+pub const ROLE_LABEL: &str = "autopatch.role";
+
 /// The labels every container autopatch creates carries: its role and its
 /// owner process.
 pub fn ownership_labels(role: &str) -> std::collections::BTreeMap<String, String> {
     std::collections::BTreeMap::from([
-        ("autopatch.role".to_owned(), role.to_owned()),
+        (ROLE_LABEL.to_owned(), role.to_owned()),
         (OWNER_LABEL.to_owned(), std::process::id().to_string()),
     ])
+}
+
+/// A label's value; an empty value counts as absent (a published image has
+/// its build container's ownership labels committed empty, since a commit
+/// cannot delete a label, and containers inherit its labels).
+pub fn label_value<'a>(
+    labels: &'a std::collections::BTreeMap<String, String>,
+    key: &str,
+) -> Option<&'a str> {
+    labels.get(key).map(String::as_str).filter(|value| !value.is_empty())
+}
+
+/// The roles whose containers [`Builder::recover`] removes when their owner
+/// process is gone.
+const RECOVERED_ROLES: [&str; 5] = ["build", "test", "check-updates", "diff", "bootstrap"];
+
+/// Whether `container` is one this code created for `role`. Build and test
+/// containers are also named `autopatch-<role>-<build id>`: images published
+/// before their ownership labels were cleared still carry
+/// `autopatch.role=build` and a dead owner pid, and a container someone runs
+/// from one (with an engine-chosen name) must not read as a build's.
+fn created_for_role(container: &autopatch_engine::ContainerInfo, role: &str) -> bool {
+    match role {
+        "build" | "test" => {
+            let name = container.name.trim_start_matches('/');
+            name.strip_prefix(&format!("autopatch-{role}-"))
+                .is_some_and(|build| build.starts_with("b-"))
+        }
+        _ => true,
+    }
 }
 
 /// The engine network builds and instances use.
@@ -505,18 +541,34 @@ impl<E: Engine + 'static> Builder<E> {
     /// process is gone end `FAILED`, and their containers and unpublished
     /// snapshots are removed. Returns the ids of the builds it ended.
     pub async fn recover(&self) -> Result<Vec<String>, BuildError> {
-        // Containers of any role (check, diff, bootstrap) whose owner died.
-        for role in ["build", "test", "check-updates", "diff", "bootstrap"] {
-            let label = [("autopatch.role".to_owned(), role.to_owned())];
+        // Containers of any role (build, test, check, diff, bootstrap) whose
+        // owner died. Another live process keeps its containers, whatever
+        // the state of a build they name (a check container from an image
+        // published with its build's labels names a finished build). This
+        // process's own build and test containers of a finished build are
+        // leftovers of a cleanup that failed.
+        for role in RECOVERED_ROLES {
+            let label = [(ROLE_LABEL.to_owned(), role.to_owned())];
             for container in self.engine.container_list(&label).await? {
-                let owner = container.labels.get(OWNER_LABEL).and_then(|pid| pid.parse().ok());
-                let finished_build = match container.labels.get(BUILD_LABEL) {
-                    Some(id) => {
-                        self.store.build(id)?.is_some_and(|build| build.state.is_terminal())
-                    }
-                    None => false,
+                if !created_for_role(&container, role) {
+                    continue;
+                }
+                let Some(owner) = label_value(&container.labels, OWNER_LABEL)
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                else {
+                    continue;
                 };
-                if finished_build || owner.is_some_and(|pid| !process_alive(pid)) {
+                let leftover = if owner == std::process::id() {
+                    let build = match label_value(&container.labels, BUILD_LABEL) {
+                        Some(id) => self.store.build(id)?,
+                        None => None,
+                    };
+                    matches!(role, "build" | "test")
+                        && build.is_some_and(|build| build.state.is_terminal())
+                } else {
+                    !process_alive(owner)
+                };
+                if leftover {
                     self.engine.container_remove(&container.id).await?;
                 }
             }
@@ -632,7 +684,13 @@ fn image_changes(build: &BuildRow, request: &BuildRequest, image_version: &str) 
     }
     changes.push(format!("LABEL autopatch.image-version={image_version}"));
     changes.push(format!("LABEL autopatch.recipe={}", request.recipe_name));
-    changes.push(format!("LABEL {BUILD_LABEL}={}", build.id));
+    changes.push(format!("LABEL autopatch.built-by={}", build.id));
+    // The build container's ownership labels would otherwise be inherited by
+    // every container run from the image, making each look like an orphaned
+    // build container. A commit cannot delete a label: clear them.
+    for owned in [ROLE_LABEL, OWNER_LABEL, BUILD_LABEL] {
+        changes.push(format!("LABEL {owned}="));
+    }
     changes.push(format!("LABEL autopatch.parent={}", request.parent.engine_image_id));
     changes
 }

@@ -28,8 +28,8 @@ mod updates;
 
 pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap};
 pub use build::{
-    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ResolvedParent,
-    engine_reference, error_chain, ownership_labels,
+    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ROLE_LABEL,
+    ResolvedParent, engine_reference, error_chain, label_value, ownership_labels,
 };
 pub use catalog::{
     LoadedPipeline, Registered, create_component, create_pipeline, create_recipe, find_image,

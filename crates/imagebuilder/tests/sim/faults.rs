@@ -225,7 +225,8 @@ async fn a_lost_engine_response_anywhere_fails_the_build_cleanly() {
 /// When the cleanup's own `container_remove` fails, the build still ends
 /// terminal (`FAILED`) and its container stays until the next
 /// `Builder::recover()` (every pipeline start runs one), which removes
-/// containers of finished builds.
+/// containers of finished builds whose owner (here: this process) is gone or
+/// is the recovering process itself.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_failed_cleanup_is_finished_by_the_next_recovery() {
     let components = vec![

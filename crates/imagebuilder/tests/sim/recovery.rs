@@ -2,8 +2,12 @@
 //! their containers, snapshot and unpublished tag are removed; builds whose
 //! runner lives are left alone.
 
+use std::collections::BTreeMap;
+
 use autopatch_engine::{ContainerSpec, Engine};
-use autopatch_imagebuilder::{BUILD_LABEL, NETWORK};
+use autopatch_imagebuilder::{
+    BUILD_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, label_value, ownership_labels,
+};
 use autopatch_model::{ImageState, Timestamp};
 use autopatch_store::NewBuild;
 
@@ -101,4 +105,84 @@ async fn recover_removes_containers_of_any_role_whose_owner_died() {
     let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
     assert!(!left.contains(&orphan.id), "the dead owner's check container is removed");
     assert!(left.contains(&live.id), "a container of a live process is left alone");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn containers_run_from_a_published_image_are_nobodys_build_containers() {
+    let sim = Sim::with_pipeline(&crate::harness::update_and_smoke(), "").await;
+    let (outcome, _) = sim.build().await;
+    assert_eq!(outcome.build.state, ImageState::Available, "{:?}", outcome.build.reason);
+    let image = outcome.image.expect("published");
+    let info = sim.engine.image_inspect(&image.engine_image_id).await.unwrap().unwrap();
+    for key in [ROLE_LABEL, OWNER_LABEL, BUILD_LABEL] {
+        assert_eq!(label_value(&info.labels, key), None, "{key} on the published image");
+    }
+
+    // What a user's `podman run`, and a check container, make from it.
+    let user = ContainerSpec { image: image.engine_reference.clone(), ..Default::default() };
+    let user = sim.engine.container_create(&user).await.unwrap();
+    let mut check = ContainerSpec { image: image.engine_reference, ..Default::default() };
+    check.labels = ownership_labels("check-updates");
+    let check = sim.engine.container_create(&check).await.unwrap();
+
+    sim.builder.recover().await.unwrap();
+
+    let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
+    assert_eq!(left, [user.id, check.id]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn recover_leaves_containers_from_images_published_with_build_labels() {
+    let sim = Sim::new();
+    // An image published before the fix: the build container's labels, a
+    // dead owner and a finished build.
+    sim.builder
+        .store
+        .create_build(&NewBuild {
+            id: "b-old",
+            pipeline: None,
+            recipe: RECIPE,
+            recipe_version: "1.0.0",
+            client_token: None,
+            parent_image: PARENT,
+            artifact_dir_root: &sim.builder.artifacts_root.display().to_string(),
+            owner_pid: Some(DEAD_PID),
+            now: Timestamp(1),
+        })
+        .unwrap();
+    sim.builder.store.set_build_state("b-old", ImageState::Available, None, Timestamp(2)).unwrap();
+    let old = "localhost/autopatch/old/recipe:1.0.0-1";
+    sim.engine.add_image_with(
+        old,
+        BTreeMap::from([
+            (ROLE_LABEL.to_owned(), "build".to_owned()),
+            (OWNER_LABEL.to_owned(), DEAD_PID.to_string()),
+            (BUILD_LABEL.to_owned(), "b-old".to_owned()),
+        ]),
+        None,
+    );
+    let user = ContainerSpec {
+        name: Some("quirky_turing".into()),
+        image: old.into(),
+        ..Default::default()
+    };
+    let user = sim.engine.container_create(&user).await.unwrap();
+    // A live process's check container names the finished build too.
+    let mut check = ContainerSpec { image: old.into(), ..Default::default() };
+    check.labels = ownership_labels("check-updates");
+    let check = sim.engine.container_create(&check).await.unwrap();
+    // A build container this code made, whose runner died: removed.
+    let mut orphan = ContainerSpec {
+        name: Some("autopatch-build-b-old".into()),
+        image: old.into(),
+        ..Default::default()
+    };
+    orphan.labels = ownership_labels("build");
+    orphan.labels.insert(OWNER_LABEL.into(), DEAD_PID.to_string());
+    sim.engine.container_create(&orphan).await.unwrap();
+
+    sim.builder.recover().await.unwrap();
+
+    let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
+    assert_eq!(left, [user.id, check.id]);
 }
