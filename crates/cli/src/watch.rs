@@ -50,13 +50,16 @@ const LINES_PER_SECOND: u64 = 10;
 /// the live lines go to stderr.
 ///
 /// Exit status: 0 when every request succeeded, 1 when any failed (or none
-/// succeeded), 2 for usage errors and files that cannot be written.
+/// succeeded), 2 for usage errors and files that cannot be written. Both
+/// files are opened before the first request; a chart that still cannot be
+/// written at the end goes to the temporary directory (the error says where).
 /// See docs/watch.md.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct WatchArgs {
-    /// The URL: http://HOST[:PORT][/PATH]; HOST:PORT alone means http:// (a
-    /// load balancer's DNSName). https is not supported.
+    /// The URL: http://HOST[:PORT][/PATH], PORT from 1 to 65535 (80 when
+    /// absent); HOST:PORT alone means http:// (a load balancer's DNSName).
+    /// https is not supported.
     url: String,
     /// Workers, each with its own keep-alive connection, sending as fast as
     /// responses come unless --rate is given. Without it (and without
@@ -87,7 +90,8 @@ pub(crate) struct WatchArgs {
     #[arg(long, short = 'q')]
     quiet: bool,
     /// Write one JSON object per response to FILE as they arrive: t_ms (start
-    /// since the run's start), status, latency_ms, image, error.
+    /// since the run's start), status, latency_ms, image, error. FILE is
+    /// created before the first request.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
     /// Write a timeline chart to FILE at the end (SVG): requests per second by
