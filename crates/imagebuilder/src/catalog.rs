@@ -257,7 +257,14 @@ pub async fn resolve_parent<E: Engine>(
     engine: &E,
     reference: &str,
 ) -> Result<Result<ResolvedParent, String>, RegistryError> {
-    if let Some(image) = find_image(store, reference)? {
+    let found = match find_image(store, reference) {
+        Ok(found) => found,
+        Err(RegistryError::BadReference { reference, message }) => {
+            return Ok(Err(format!("image reference {reference:?} is invalid: {message}")));
+        }
+        Err(error) => return Err(error),
+    };
+    if let Some(image) = found {
         return Ok(match engine.image_inspect(&image.engine_image_id).await? {
             Some(info) => Ok(ResolvedParent {
                 requested: reference.to_owned(),
@@ -289,24 +296,49 @@ pub async fn resolve_parent<E: Engine>(
     })
 }
 
-/// Finds a registered image by version reference (see [`resolve_parent`]).
+/// Finds a registered image by version reference (see [`resolve_parent`]):
+/// `name/x.y.z/N` is that build or nothing; a build number that is not a
+/// number is an error.
 pub fn find_image(store: &Store, reference: &str) -> Result<Option<ImageRow>, RegistryError> {
     let images = store.images()?;
     if let Some(image) = images.iter().find(|image| image.version == reference) {
         return Ok(Some(image.clone()));
     }
-    let mut parts = reference.split('/');
-    let (Some(name), version, None) = (parts.next(), parts.next(), parts.nth(1)) else {
-        return Ok(None);
+    let parts: Vec<&str> = reference.split('/').collect();
+    let (name, version, build) = match parts.as_slice() {
+        [name] => (*name, None, None),
+        [name, version] => (*name, Some(*version), None),
+        [name, version, build] => (*name, Some(*version), Some(*build)),
+        _ => return Ok(None),
     };
     let wanted: Option<SemanticVersion> = match version {
         None | Some("x.x.x") => None,
         Some(version) => match version.parse() {
             Ok(version) => Some(version),
+            // Not an image version: an engine reference such as
+            // `docker.io/library/debian:12`.
             Err(_) => return Ok(None),
         },
     };
-    // The highest version, then the highest build.
+    let build: Option<u32> = match build {
+        None => None,
+        Some(build) => match (wanted, build.parse::<u32>()) {
+            (Some(_), Ok(number)) if number > 0 => Some(number),
+            (Some(_), _) => {
+                return Err(RegistryError::BadReference {
+                    reference: reference.to_owned(),
+                    message: format!("the build number {build:?} is not a positive number"),
+                });
+            }
+            (None, _) => {
+                return Err(RegistryError::BadReference {
+                    reference: reference.to_owned(),
+                    message: "a build number needs a version: name/x.y.z/N".to_owned(),
+                });
+            }
+        },
+    };
+    // That build, or the highest version, then the highest build.
     Ok(images
         .into_iter()
         .filter(|image| image.recipe == name)
@@ -314,6 +346,7 @@ pub fn find_image(store: &Store, reference: &str) -> Result<Option<ImageRow>, Re
             image.recipe_version.parse::<SemanticVersion>().ok().map(|v| (v, image))
         })
         .filter(|(version, _)| wanted.is_none_or(|wanted| *version == wanted))
+        .filter(|(_, image)| build.is_none_or(|build| image.build_number == build))
         .max_by_key(|(version, image)| (*version, image.build_number))
         .map(|(_, image)| image))
 }

@@ -17,6 +17,9 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// An image reference shaped like an image version but not one.
+    #[error("image reference {reference:?} is invalid: {message}")]
+    BadReference { reference: String, message: String },
     #[error("{kind} {name} is not registered{hint}")]
     NotFound { kind: &'static str, name: String, hint: String },
     #[error(transparent)]

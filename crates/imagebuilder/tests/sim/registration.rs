@@ -54,3 +54,36 @@ components:
     assert!(matches!(refused, Err(RegistryError::Invalid(_))), "{refused:?}");
     assert_eq!(sim.builder.store.pipelines().unwrap(), []);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_image_version_with_a_build_number_names_that_build_or_nothing() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let (outcome, _) = sim.build().await;
+    assert!(outcome.image.is_some(), "{:?}", outcome.build.reason);
+    let store = &sim.builder.store;
+    let find = |reference: &str| autopatch_imagebuilder::find_image(store, reference);
+
+    assert_eq!(
+        find("recipe/1.0.0/1").unwrap().map(|i| i.version).as_deref(),
+        Some("recipe/1.0.0/1")
+    );
+    assert_eq!(find("recipe/1.0.0").unwrap().map(|i| i.version).as_deref(), Some("recipe/1.0.0/1"));
+    assert_eq!(find("recipe/1.0.0/99").unwrap(), None, "no build 99: not the latest build");
+    for bad in ["recipe/1.0.0/x", "recipe/1.0.0/0", "recipe/x.x.x/1"] {
+        let error = find(bad).expect_err(bad);
+        assert!(matches!(error, RegistryError::BadReference { .. }), "{bad}: {error:?}");
+    }
+    // Engine references with three parts are still engine references.
+    assert_eq!(find("docker.io/library/debian:12").unwrap(), None);
+
+    // Stacks and recipes resolve through `resolve_parent`: a typo is a
+    // problem to report, not the latest image.
+    for reference in ["recipe/1.0.0/99", "recipe/1.0.0/x"] {
+        let resolved =
+            autopatch_imagebuilder::resolve_parent(store, sim.builder.engine.as_ref(), reference)
+                .await
+                .unwrap();
+        let reason = resolved.expect_err(reference);
+        assert!(reason.contains(reference), "{reason}");
+    }
+}
