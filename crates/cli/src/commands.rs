@@ -54,12 +54,11 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
 fn registered(result: Registered, json: bool) -> Result<ExitCode, CliError> {
     if json {
         render::json(
-            &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created}),
+            &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created, "updated": result.updated}),
         );
     } else {
         let version = result.version.map(|v| format!("/{v}")).unwrap_or_default();
-        let what = if result.created { "registered" } else { "unchanged (already registered)" };
-        render::line(&format!("{} {}{version}: {what}", result.kind, result.name));
+        render::line(&format!("{} {}{version}: {}", result.kind, result.name, result.outcome()));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,8 +29,23 @@ pub struct Registered {
     pub kind: &'static str,
     pub name: String,
     pub version: Option<String>,
-    /// False when the same document was already registered (a no-op).
+    /// False when the name was already registered.
     pub created: bool,
+    /// True when a registered pipeline's document was replaced by a
+    /// different one (components and recipes are immutable per version).
+    pub updated: bool,
+}
+
+impl Registered {
+    /// What happened, for people: `registered`, `updated`, or `unchanged
+    /// (already registered)` when the same document was registered already.
+    pub fn outcome(&self) -> &'static str {
+        match (self.created, self.updated) {
+            (true, _) => "registered",
+            (false, true) => "updated",
+            (false, false) => "unchanged (already registered)",
+        }
+    }
 }
 
 /// Registers a component document under `name` (default: the document's
@@ -70,7 +85,13 @@ pub fn create_component(
         sha256: sha256(&file.text),
         created_at: clock::now(),
     })?;
-    Ok(Registered { kind: "component", name, version: Some(version.to_owned()), created })
+    Ok(Registered {
+        kind: "component",
+        name,
+        version: Some(version.to_owned()),
+        created,
+        updated: false,
+    })
 }
 
 /// Registers an image recipe after checking its components (registered,
@@ -123,7 +144,13 @@ pub async fn create_recipe<E: Engine>(
         sha256: sha256(&file.text),
         created_at: clock::now(),
     })?;
-    Ok(Registered { kind: "recipe", name: recipe.name, version: Some(version), created })
+    Ok(Registered {
+        kind: "recipe",
+        name: recipe.name,
+        version: Some(version),
+        created,
+        updated: false,
+    })
 }
 
 /// Creates or updates an image pipeline after checking its recipe exists.
@@ -142,15 +169,26 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
         )])));
     }
     let now = clock::now();
-    let existed = store.put_pipeline(&PipelineRow {
-        name: pipeline.name.clone(),
-        source_name: file.name.clone(),
-        document: file.text.clone(),
-        sha256: sha256(&file.text),
-        created_at: now,
-        updated_at: now,
-    })?;
-    Ok(Registered { kind: "pipeline", name: pipeline.name, version: None, created: !existed })
+    let digest = sha256(&file.text);
+    let previous = store.pipeline(&pipeline.name)?;
+    let unchanged = previous.as_ref().is_some_and(|row| row.sha256 == digest);
+    if !unchanged {
+        store.put_pipeline(&PipelineRow {
+            name: pipeline.name.clone(),
+            source_name: file.name.clone(),
+            document: file.text.clone(),
+            sha256: digest,
+            created_at: now,
+            updated_at: now,
+        })?;
+    }
+    Ok(Registered {
+        kind: "pipeline",
+        name: pipeline.name,
+        version: None,
+        created: previous.is_none(),
+        updated: previous.is_some() && !unchanged,
+    })
 }
 
 /// A registered component and its parsed document.

@@ -87,3 +87,22 @@ async fn an_image_version_with_a_build_number_names_that_build_or_nothing() {
         assert!(reason.contains(reference), "{reason}");
     }
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn registering_a_changed_pipeline_says_updated_and_an_identical_one_unchanged() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let store = &sim.builder.store;
+    let create = |text: &str| {
+        autopatch_imagebuilder::create_pipeline(store, &SourceFile::new("p.yml", text)).unwrap()
+    };
+    let first = "name: other\nimageRecipeArn: recipe\n";
+    let changed = "name: other\nimageRecipeArn: recipe\nimageTestsConfiguration: { imageTestsEnabled: false }\n";
+
+    assert_eq!(create(first).outcome(), "registered");
+    let again = create(changed);
+    assert_eq!((again.created, again.updated, again.outcome()), (false, true, "updated"));
+    assert_eq!(store.pipeline("other").unwrap().unwrap().document, changed);
+    let same = create(changed);
+    assert_eq!((same.created, same.updated), (false, false));
+    assert_eq!(same.outcome(), "unchanged (already registered)");
+}
