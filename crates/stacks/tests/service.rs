@@ -798,3 +798,73 @@ async fn an_update_may_not_remove_or_change_an_export_another_stack_imports() {
     let free = sim.update("base", Some(&renamed), &[("Label", "green")]).await.unwrap();
     assert_eq!(free.stack_status, "UPDATE_COMPLETE", "{free:?}");
 }
+
+/// Each line of a refusal: its `file:line:col` (or the whole line when it
+/// has no position) and whether it contains `phrase`.
+fn problem_lines(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .map(|line| match line.split_once(": error: ") {
+            Some((at, _)) => at.to_owned(),
+            None => line.to_owned(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn validation_reports_every_stage_s_problems_together_in_line_order() {
+    let sim = Sim::new().await;
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
+        (
+            // A type local stacks do not run, and an unknown property.
+            "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n      Bogus: x\n",
+            vec![],
+            vec![("template:3:11", "AWS::S3::Bucket is not supported"), ("template:8:7", "Bogus")],
+        ),
+        (
+            // A dependency cycle, and a parameter value not allowed.
+            "Parameters:\n  Env:\n    Type: String\n    AllowedValues: [dev]\nResources:\n  A:\n    Type: AWS::EC2::VPC\n    DependsOn: B\n  B:\n    Type: AWS::EC2::VPC\n    DependsOn: A\n",
+            vec![("Env", "prod")],
+            vec![("template:2:3", "Env"), ("template:6:3", "circular")],
+        ),
+        (
+            // An unknown top-level key, and imports of exports that do not
+            // exist (found in name order Alpha, Zeta, outputs; reported in
+            // line order).
+            "Bogus: 1\nResources:\n  Zeta:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: !ImportValue z-Export\n  Alpha:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: !ImportValue a-Export\nOutputs:\n  Out:\n    Value: !ImportValue o-Export\n",
+            vec![],
+            vec![
+                ("template:1:1", "Bogus"),
+                ("template:6:25", "No export named z-Export found"),
+                ("template:10:25", "No export named a-Export found"),
+                ("template:13:12", "No export named o-Export found"),
+            ],
+        ),
+    ];
+    for (body, parameters, expected) in cases {
+        let error = sim.create("bad", body, &parameters).await.unwrap_err();
+        let lines: Vec<&str> = error.message.lines().collect();
+        assert_eq!(
+            problem_lines(&error.message),
+            expected.iter().map(|(at, _)| at.to_string()).collect::<Vec<_>>(),
+            "{}",
+            error.message
+        );
+        for (line, (_, phrase)) in lines.iter().zip(&expected) {
+            assert!(line.contains(phrase), "{phrase:?} not in {line:?}");
+        }
+    }
+    sim.nothing_created();
+    // An update too: a parameter value, a bad type and its properties.
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    let body = NETWORK.replace("Type: AWS::EC2::VPC", "Type: AWS::S3::Bucket");
+    let error = sim.update("net", Some(&body), &[("Env", "staging")]).await.unwrap_err();
+    assert_eq!(
+        problem_lines(&error.message),
+        ["template:3:3", "template:9:11", "template:11:7"],
+        "{error}"
+    );
+    assert_eq!(sim.events(&stack.stack_id), before);
+}

@@ -39,7 +39,9 @@ pub use policy::{
     RollingUpdate, SCALING_PROCESSES, ScheduledActionPolicy, Setting, SettingValue, UpdatePolicy,
     parse_iso_duration,
 };
-pub use reader::{AWS_SPECIFIC_PARAMETER_TYPES, FORMAT_VERSION, parse_template};
+pub use reader::{
+    AWS_SPECIFIC_PARAMETER_TYPES, FORMAT_VERSION, parse_template, parse_template_lenient,
+};
 pub use types::{ResourceTypeSpec, resource_type, resource_types};
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::cloudformation::intrinsic::ExprReader;
 use crate::cloudformation::parameters::check_value;
 use crate::cloudformation::policy::{creation_policy, update_policy};
 use crate::cloudformation::validate::validate;
-use crate::diagnostic::{Diagnostics, Reporter};
+use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::source::SourceFile;
 use crate::yaml::{MappingReader, Node, Value, parse_yaml_reporting};
 
@@ -43,9 +43,25 @@ pub const AWS_SPECIFIC_PARAMETER_TYPES: [&str; 11] = [
 /// sections and keys, malformed intrinsic functions, references to nothing,
 /// circular dependencies, unsupported resource types and properties.
 pub fn parse_template(file: &SourceFile) -> Result<Template, Diagnostics> {
+    let (template, reporter) = read_and_validate(file);
+    reporter.finish_option(template)
+}
+
+/// Like [`parse_template`], for callers that go on checking what could be
+/// read (a stack request checks its parameters and imports too): the
+/// template as far as it could be read, declarations that could not be read
+/// left out, and every diagnostic, sorted by position. The template is
+/// `None` only when nothing could be read (YAML syntax errors, a document
+/// that is not a mapping); it is complete when there is no diagnostic.
+pub fn parse_template_lenient(file: &SourceFile) -> (Option<Template>, Vec<Diagnostic>) {
+    let (template, reporter) = read_and_validate(file);
+    (template, reporter.into_diagnostics())
+}
+
+fn read_and_validate(file: &SourceFile) -> (Option<Template>, Reporter) {
     let mut reporter = Reporter::new(file.name.clone());
     let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
-        return reporter.finish_option(None);
+        return (None, reporter);
     };
     let mut reader = ExprReader::new(reporter, &file.text);
     let template = read_template(&root, &mut reader);
@@ -53,7 +69,7 @@ pub fn parse_template(file: &SourceFile) -> Result<Template, Diagnostics> {
     if let Some((template, broken)) = &template {
         validate(template, broken, &mut reporter);
     }
-    reporter.finish_option(template.map(|(template, _)| template))
+    (template.map(|(template, _)| template), reporter)
 }
 
 /// Names declared in the template whose declaration could not be read; no

@@ -374,6 +374,34 @@ fn check_template(text: &str, expect: Expect) {
 }
 
 #[test]
+fn a_lenient_parse_gives_what_could_be_read_with_every_diagnostic() {
+    let text = "
+Bogus: 1
+Parameters:
+  Env: {Type: String, AllowedValues: [dev]}
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: 10.0.0.0/16, Bogus: x}
+  Bucket:
+    Type: AWS::S3::Bucket
+";
+    let (template, diagnostics) = parse_template_lenient(&SourceFile::new("t.yaml", text));
+    let template = template.expect("the readable parts");
+    assert_eq!(template.parameters.keys().collect::<Vec<_>>(), ["Env"]);
+    let types: Vec<&str> =
+        template.resources.values().map(|r| r.resource_type.value.as_str()).collect();
+    assert!(types.contains(&"AWS::S3::Bucket"), "{types:?}");
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered.len(), 2, "{rendered:?}");
+    assert!(rendered[0].starts_with("t.yaml:2:1: error:"), "{rendered:?}");
+    assert!(rendered[1].starts_with("t.yaml:8:42: error:"), "{rendered:?}");
+    let (nothing, diagnostics) = parse_template_lenient(&SourceFile::new("t.yaml", "a: [\n"));
+    assert!(nothing.is_none());
+    assert!(!diagnostics.is_empty());
+}
+
+#[test]
 fn references_to_nothing() {
     check_template(
         "
