@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use autopatch_documents::PhaseName;
 use autopatch_engine::{ContainerSpec, Engine, EngineError};
-use autopatch_model::{ImageState, Timestamp};
+use autopatch_model::{ImageState, StepStatus, Timestamp};
 use autopatch_store::{BuildRow, ImageRow, NewBuild, Store};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -347,19 +347,21 @@ impl<E: Engine + 'static> Builder<E> {
                 &mut ctx,
                 &request.components,
                 &[PhaseName::Build, PhaseName::Validate],
+                phases,
             );
             match tokio::time::timeout(request.build_timeout, run).await {
                 Ok(stage) => stage?,
                 Err(_) => {
-                    return Ok(Published::Failed(format!(
+                    let reason = format!(
                         "the build stage ran past the build timeout of {} minutes",
                         request.build_timeout.as_secs() / 60
-                    )));
+                    );
+                    toe::close_running(phases, StepStatus::Failed, &reason);
+                    return Ok(Published::Failed(reason));
                 }
             }
         };
         timings.build_stage_ms = toe::millis(started.elapsed());
-        phases.extend(stage.phases);
         if let Some(failure) = stage.failure {
             return Ok(Published::Failed(failure));
         }
@@ -426,18 +428,19 @@ impl<E: Engine + 'static> Builder<E> {
                 cancel,
                 reboots: &mut reboots,
             };
-            let run = toe::run_stage(&mut ctx, &request.components, &[PhaseName::Test]);
+            let run = toe::run_stage(&mut ctx, &request.components, &[PhaseName::Test], phases);
             let stage = match tokio::time::timeout(request.test_timeout, run).await {
                 Ok(stage) => stage?,
                 Err(_) => {
-                    return Ok(Published::Failed(format!(
+                    let reason = format!(
                         "the test stage ran past its timeout of {} minutes",
                         request.test_timeout.as_secs() / 60
-                    )));
+                    );
+                    toe::close_running(phases, StepStatus::Failed, &reason);
+                    return Ok(Published::Failed(reason));
                 }
             };
             timings.test_stage_ms = toe::millis(started.elapsed());
-            phases.extend(stage.phases);
             // The final cleanup removes the test container (by its label).
             if let Some(failure) = stage.failure {
                 return Ok(Published::Failed(failure));

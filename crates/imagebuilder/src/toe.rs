@@ -79,18 +79,22 @@ pub(crate) struct StageContext<'a, E: Engine> {
 
 /// The outcome of a stage.
 pub(crate) struct StageOutcome {
-    pub(crate) phases: Vec<PhaseRecord>,
     /// The first failure, if the stage failed.
     pub(crate) failure: Option<String>,
 }
 
 /// Runs `phases` of every component, phase-major, in the stage's container.
+///
+/// Each phase and step is recorded in `records` as it starts (status
+/// `running`), so however the stage ends (a failure, a cancel, an error, or
+/// its future dropped by a timeout) the steps that ran stay in the record;
+/// [`close_running`] gives what was still running its final status.
 pub(crate) async fn run_stage<E: Engine>(
     ctx: &mut StageContext<'_, E>,
     components: &[ComponentRun],
     phases: &[PhaseName],
+    records: &mut Vec<PhaseRecord>,
 ) -> Result<StageOutcome, BuildError> {
-    let mut records = Vec::new();
     // Step outputs per component, for `{{ phase.Step.outputs.stdout }}`.
     let mut outputs: HashMap<(usize, PhaseName, String), String> = HashMap::new();
     for phase_name in phases {
@@ -101,18 +105,40 @@ pub(crate) async fn run_stage<E: Engine>(
                 continue;
             };
             let started = tokio::time::Instant::now();
-            let mut steps = Vec::new();
+            records.push(PhaseRecord {
+                component: component.name.clone(),
+                component_version: component.version.clone(),
+                phase: phase_name.as_str(),
+                status: StepStatus::Running.as_str(),
+                duration_ms: 0,
+                steps: Vec::new(),
+            });
+            let record_index = records.len() - 1;
             let mut phase_failed = false;
             let mut abort = None;
             for step in &phase.steps {
                 if abort.is_some() {
-                    steps.push(skipped(step));
+                    records[record_index].steps.push(skipped(step));
                     continue;
                 }
                 let lookup = |phase: PhaseName, step: &str| {
                     outputs.get(&(component_index, phase, step.to_owned())).cloned()
                 };
-                let record = run_step(ctx, component, *phase_name, step, &lookup).await?;
+                let mut running = skipped(step);
+                running.status = StepStatus::Running.as_str();
+                records[record_index].steps.push(running);
+                let record = match run_step(ctx, component, *phase_name, step, &lookup).await {
+                    Ok(record) => record,
+                    Err(error) => {
+                        records[record_index].duration_ms = millis(started.elapsed());
+                        let status = match error {
+                            BuildError::Cancelled => StepStatus::Cancelled,
+                            _ => StepStatus::Failed,
+                        };
+                        close_running(records, status, &crate::build::error_chain(&error));
+                        return Err(error);
+                    }
+                };
                 if record.status == StepStatus::Failed.as_str() {
                     phase_failed = true;
                     if step.on_failure == OnFailure::Abort {
@@ -129,17 +155,13 @@ pub(crate) async fn run_stage<E: Engine>(
                     outputs
                         .insert((component_index, *phase_name, step.name.clone()), stdout.clone());
                 }
-                steps.push(record);
+                if let Some(last) = records[record_index].steps.last_mut() {
+                    *last = record;
+                }
             }
             let status = if phase_failed { StepStatus::Failed } else { StepStatus::Success };
-            records.push(PhaseRecord {
-                component: component.name.clone(),
-                component_version: component.version.clone(),
-                phase: phase_name.as_str(),
-                status: status.as_str(),
-                duration_ms: millis(started.elapsed()),
-                steps,
-            });
+            records[record_index].status = status.as_str();
+            records[record_index].duration_ms = millis(started.elapsed());
             if phase_failed {
                 let failure = abort.unwrap_or_else(|| {
                     format!(
@@ -148,11 +170,25 @@ pub(crate) async fn run_stage<E: Engine>(
                         phase_name.as_str()
                     )
                 });
-                return Ok(StageOutcome { phases: records, failure: Some(failure) });
+                return Ok(StageOutcome { failure: Some(failure) });
             }
         }
     }
-    Ok(StageOutcome { phases: records, failure: None })
+    Ok(StageOutcome { failure: None })
+}
+
+/// Gives every phase and step still `running` in `records` its final
+/// `status`, with `message` on the step; steps after it stay absent (they
+/// never started).
+pub(crate) fn close_running(records: &mut [PhaseRecord], status: StepStatus, message: &str) {
+    let running = StepStatus::Running.as_str();
+    for phase in records.iter_mut().filter(|phase| phase.status == running) {
+        phase.status = status.as_str();
+        for step in phase.steps.iter_mut().filter(|step| step.status == running) {
+            step.status = status.as_str();
+            step.failure_message = Some(message.to_owned());
+        }
+    }
 }
 
 fn skipped(step: &Step) -> StepRecord {
@@ -202,7 +238,19 @@ async fn run_step<E: Engine>(
             step.name,
             step.action.name()
         ));
-        let result = run_action(ctx, component, step, lookup, &mut log).await?;
+        // An action that cannot do its work (a file the engine refuses to
+        // write, an exec that fails) is a failed attempt like a non-zero
+        // exit, handled by `maxAttempts` and `onFailure`; only a cancel
+        // ends the stage here.
+        let result = match run_action(ctx, component, step, lookup, &mut log).await {
+            Ok(result) => result,
+            Err(BuildError::Cancelled) => return Err(BuildError::Cancelled),
+            Err(error) => {
+                let message = crate::build::error_chain(&error);
+                log.line(&format!("autopatch: {message}"));
+                ActionResult::Invalid { message }
+            }
+        };
         let outcome = match &result {
             ActionResult::Exited { code, .. } if *code == 0 => AttemptOutcome::Succeeded,
             ActionResult::Exited { code: 194, .. } => AttemptOutcome::RebootRequested,
@@ -480,6 +528,12 @@ async fn create_files<E: Engine>(
             Ok(path) => path,
             Err(message) => return Ok(ActionResult::Invalid { message }),
         };
+        if !path.starts_with('/') {
+            // A parameter can make a path relative after registration.
+            return Ok(ActionResult::Invalid {
+                message: format!("the path {path:?} is not absolute"),
+            });
+        }
         let content = match file
             .content
             .as_ref()

@@ -154,3 +154,49 @@ impl Sim {
         assert_eq!(self.container_names(), Vec::<String>::new());
     }
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_action_the_engine_cannot_carry_out_is_a_step_failure_under_on_failure() {
+    // The engine refuses to write the step's script: the action fails at
+    // run time, which `onFailure: Continue` handles like a non-zero exit.
+    let sim =
+        Sim::with_pipeline(&around(bash("Flaky", &["echo ok"]).on_failure("Continue")), "").await;
+    sim.engine.fail_when(|call| {
+        matches!(call, Call::PutFile { path, .. } if path.ends_with("probe-Flaky.sh"))
+            .then_some(autopatch_engine::FaultKind::Api)
+    });
+    let (outcome, _) = sim.build().await;
+
+    assert_eq!(outcome.build.state, ImageState::Failed, "{:?}", outcome.build.reason);
+    let output = detailed_output(&outcome.build);
+    assert_eq!(
+        step_table(&output),
+        [
+            "build probe Before: success attempts=1 reboots=0",
+            "build probe Flaky: failed attempts=1 reboots=0",
+            "build probe After: success attempts=1 reboots=0",
+        ]
+    );
+    let message = output["phases"][0]["steps"][1]["failure_message"].as_str().unwrap_or_default();
+    assert!(message.contains("failed to write a file"), "the engine's error: {message}");
+    assert_eq!(runs(&sim, "After"), 1);
+    sim.assert_nothing_left("a step the engine failed");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_cancel_mid_phase_keeps_the_steps_that_ran_in_the_detailed_output() {
+    let sim =
+        Sim::with_pipeline(&around(bash("Flaky", &["# sim: cancel", "echo running"])), "").await;
+    let (outcome, _) = sim.build().await;
+
+    assert_eq!(outcome.build.state, ImageState::Cancelled, "{:?}", outcome.build.reason);
+    let output = detailed_output(&outcome.build);
+    assert_eq!(
+        step_table(&output),
+        [
+            "build probe Before: success attempts=1 reboots=0",
+            "build probe Flaky: cancelled attempts=0 reboots=0",
+        ]
+    );
+    assert_eq!(output["phases"][0]["status"], "cancelled");
+}
