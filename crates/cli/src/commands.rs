@@ -2,11 +2,13 @@
 //! hand results to [`crate::render`].
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapRequest, BuildError, ImageEvidence, NETWORK, Registered, Sources, StartOptions,
-    StartOutcome,
+    BootstrapRequest, BuildError, BuildOutcome, ImageEvidence, NETWORK, Registered, Sources,
+    StartOptions, StartOutcome,
 };
 use autopatch_model::ImageState;
 use autopatch_store::{BuildRow, ImageRow};
@@ -32,7 +34,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             Command::Component(command) => component(&ctx()?, command, json),
             Command::Recipe(command) => recipe(&ctx()?, command, json).await,
             Command::Pipeline(command) => pipeline(&ctx()?, command, json).await,
-            Command::Build(command) => build(&ctx()?, command, json),
+            Command::Build(command) => build(&ctx()?, command, json).await,
             Command::Serve(args) => lifecycle::serve(&state_dir, args).await,
             Command::Up(args) => lifecycle::up(&state_dir, args, json).await,
             Command::Down => lifecycle::down(&state_dir, json).await,
@@ -57,7 +59,7 @@ fn registered(result: Registered, json: bool) -> Result<ExitCode, CliError> {
             &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created, "updated": result.updated}),
         );
     } else {
-        let version = result.version.map(|v| format!("/{v}")).unwrap_or_default();
+        let version = result.version.as_ref().map(|v| format!("/{v}")).unwrap_or_default();
         render::line(&format!("{} {}{version}: {}", result.kind, result.name, result.outcome()));
     }
     Ok(ExitCode::SUCCESS)
@@ -166,28 +168,98 @@ async fn pipeline(
         PipelineCommand::Start { name, client_token, force, verbose } => {
             let builder = ctx.builder().await?;
             let cancel = CancellationToken::new();
-            let on_interrupt = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    render::note("interrupted: cancelling the build (cleaning up)...");
-                    on_interrupt.cancel();
-                }
-            });
-            let progress = ProgressPrinter { verbose };
+            let interrupt = Interrupt::listen(&cancel)?;
+            let progress = ProgressPrinter::new(verbose);
+            // A token names one start of one pipeline (AWS's
+            // IdempotentParameterMismatch); a retry while its build runs follows it.
+            let earlier = match &client_token {
+                Some(token) => ctx
+                    .store
+                    .builds()
+                    .map_err(CliError::from_error)?
+                    .into_iter()
+                    .find(|build| build.client_token.as_deref() == Some(token.as_str())),
+                None => None,
+            };
             let options = StartOptions { client_token, force };
-            let outcome = autopatch_imagebuilder::start_pipeline(
-                &builder, &name, &options, &progress, &cancel,
-            )
-            .await
-            .map_err(|error| match error {
-                BuildError::Registry(error) => CliError::from_registry(error),
-                error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
-                    "nothing was built: the start condition needs every package source of the \
-                     latest image to answer; fix the source (or the network), or build anyway \
-                     with --force",
-                ),
-                error => CliError::from_error(error),
-            })?;
+            let outcome = if let Some(earlier) = earlier {
+                if earlier.pipeline.as_deref() != Some(name.as_str()) {
+                    return Err(CliError::new(format!(
+                        "client token {:?} was already used to start pipeline {} (build {}), not \
+                         {name} (IdempotentParameterMismatch)",
+                        options.client_token.as_deref().unwrap_or(""),
+                        earlier.pipeline.as_deref().unwrap_or("-"),
+                        earlier.id
+                    ))
+                    .with_hint("a client token names one start of one pipeline: use a new token"));
+                }
+                let build = match follow_build(ctx, &builder, &earlier, &cancel, &interrupt).await?
+                {
+                    Ok(build) => build,
+                    Err(code) => return Ok(code),
+                };
+                let image =
+                    ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
+                StartOutcome::Built(BuildOutcome { build, image, started: false })
+            } else {
+                let mut start = Box::pin(autopatch_imagebuilder::start_pipeline(
+                    &builder, &name, &options, &progress, &cancel,
+                ));
+                let result = tokio::select! {
+                    result = &mut start => result,
+                    () = cancel.cancelled() => {
+                        if progress.build_started() {
+                            // The build has its row: it sees the token, stops,
+                            // removes its containers and ends CANCELLED.
+                            render::note(&format!(
+                                "interrupted ({}): cancelling the build (cleaning up)...",
+                                interrupt.name()
+                            ));
+                            start.await
+                        } else {
+                            // Still deciding (recovery, the start condition's
+                            // update check): stop there; no build is created.
+                            drop(start);
+                            remove_own_check_containers(builder.engine.as_ref()).await;
+                            render::note(&format!(
+                                "interrupted ({}): stopped before starting a build; nothing was built",
+                                interrupt.name()
+                            ));
+                            return Ok(interrupt.exit_code());
+                        }
+                    }
+                };
+                result.map_err(|error| {
+                    match error {
+                    BuildError::Registry(error) => CliError::from_registry(error),
+                    error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
+                        "nothing was built: the start condition needs every package source of the \
+                         latest image to answer; fix the source (or the network), or build anyway \
+                         with --force",
+                    ),
+                    error => CliError::from_error(error),
+                }
+                })?
+            };
+            // Two starts with one new token at once: the second gets the
+            // first's build, still running; follow it too.
+            let outcome = match outcome {
+                StartOutcome::Built(outcome)
+                    if !outcome.started && !outcome.build.state.is_terminal() =>
+                {
+                    let build =
+                        match follow_build(ctx, &builder, &outcome.build, &cancel, &interrupt)
+                            .await?
+                        {
+                            Ok(build) => build,
+                            Err(code) => return Ok(code),
+                        };
+                    let image =
+                        ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
+                    StartOutcome::Built(BuildOutcome { build, image, started: false })
+                }
+                outcome => outcome,
+            };
             match outcome {
                 StartOutcome::Skipped { reason, latest } => {
                     if json {
@@ -237,6 +309,7 @@ async fn pipeline(
                         | ImageState::Pending
                         | ImageState::Building
                         | ImageState::Testing => ExitCode::SUCCESS,
+                        ImageState::Cancelled if interrupt.received() => interrupt.exit_code(),
                         ImageState::Cancelled => ExitCode::from(130),
                         _ => ExitCode::from(1),
                     })
@@ -246,7 +319,49 @@ async fn pipeline(
     }
 }
 
-fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitCode, CliError> {
+/// Whether a build in progress has lost the process running it.
+fn runner_gone(build: &BuildRow) -> bool {
+    !build.state.is_terminal()
+        && !build
+            .owner_pid
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Ends the builds whose runner died as `pipeline start` does before it
+/// starts (the recovery: their containers removed, `FAILED`), so they show as
+/// what they are. Without an engine they are left as they are, with a note.
+async fn recover_orphans(ctx: &Context) -> Result<Vec<String>, CliError> {
+    let builds = ctx.store.builds().map_err(CliError::from_error)?;
+    let orphans: Vec<&BuildRow> = builds.iter().filter(|build| runner_gone(build)).collect();
+    if orphans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recovered = match ctx.builder().await {
+        Ok(builder) => builder.recover().await.map_err(CliError::from_error),
+        Err(error) => Err(error),
+    };
+    match recovered {
+        Ok(ended) => Ok(ended),
+        Err(error) => {
+            for build in orphans {
+                render::note(&format!(
+                    "note: build {} is {} but its runner (pid {}) is gone; it could not be cleaned \
+                     up now: {}",
+                    build.id,
+                    build.state,
+                    build.owner_pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string()),
+                    error.message
+                ));
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+async fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitCode, CliError> {
+    if matches!(command, BuildCommand::List | BuildCommand::Show { .. }) {
+        recover_orphans(ctx).await?;
+    }
     match command {
         BuildCommand::List => {
             let builds = ctx.store.builds().map_err(CliError::from_error)?;
@@ -310,8 +425,23 @@ fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitCode, C
         }
         BuildCommand::Cancel { id } => {
             if ctx.store.request_cancel(&id).map_err(CliError::from_error)? {
+                let orphan =
+                    ctx.store.build(&id).map_err(CliError::from_error)?.filter(runner_gone);
+                let Some(orphan) = orphan else {
+                    render::line(&format!(
+                        "cancel requested for build {id}; it ends CANCELLED within a second or two"
+                    ));
+                    return Ok(ExitCode::SUCCESS);
+                };
+                // Nobody is left to act on the request: finish it now.
+                let builder = ctx.builder().await?;
+                builder.recover().await.map_err(CliError::from_error)?;
+                let build = ctx.store.build(&id).map_err(CliError::from_error)?;
+                let state = build.as_ref().map_or(orphan.state, |build| build.state);
                 render::line(&format!(
-                    "cancel requested for build {id}; it ends CANCELLED within a second or two"
+                    "build {id} had lost its runner (pid {}): its containers were removed and it \
+                     is now {state}",
+                    orphan.owner_pid.map_or_else(|| "unknown".to_owned(), |pid| pid.to_string())
                 ));
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -335,7 +465,7 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
                 include: args.include,
                 work_dir: ctx.work_dir(),
             };
-            let progress = ProgressPrinter { verbose: false };
+            let progress = ProgressPrinter::new(false);
             let row = autopatch_imagebuilder::bootstrap(&engine, &ctx.store, &request, &progress)
                 .await
                 .map_err(CliError::from_error)?;
@@ -430,10 +560,21 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             }
             let sources =
                 if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
-            let pending =
-                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, &image, sources)
-                    .await
-                    .map_err(CliError::from_error)?;
+            let cancel = CancellationToken::new();
+            let interrupt = Interrupt::listen(&cancel)?;
+            let check =
+                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, &image, sources);
+            let pending = tokio::select! {
+                pending = check => pending.map_err(CliError::from_error)?,
+                () = cancel.cancelled() => {
+                    remove_own_check_containers(engine.as_ref()).await;
+                    render::note(&format!(
+                        "interrupted ({}): update check stopped; its container was removed",
+                        interrupt.name()
+                    ));
+                    return Ok(interrupt.exit_code());
+                }
+            };
             if json {
                 render::json(&json!({
                     "image": image,
@@ -476,6 +617,122 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Follows a build that another `pipeline start` runs (same client token)
+/// until it ends, printing its states. `Err(exit code)` when a signal stopped
+/// the following; the build goes on.
+async fn follow_build<E: Engine + 'static>(
+    ctx: &Context,
+    builder: &autopatch_imagebuilder::Builder<E>,
+    earlier: &BuildRow,
+    cancel: &CancellationToken,
+    interrupt: &Interrupt,
+) -> Result<Result<BuildRow, ExitCode>, CliError> {
+    let id = &earlier.id;
+    if !earlier.state.is_terminal() {
+        render::note(&format!(
+            "client token already used by build {id}, still {}: following it until it ends \
+             (a signal stops following, not the build)",
+            earlier.state
+        ));
+    }
+    let mut last = earlier.state;
+    loop {
+        let build = ctx
+            .store
+            .build(id)
+            .map_err(CliError::from_error)?
+            .ok_or_else(|| CliError::new(format!("build {id} not found")))?;
+        if build.state != last {
+            last = build.state;
+            render::note(&format!("==> {last}"));
+        }
+        if build.state.is_terminal() {
+            return Ok(Ok(build));
+        }
+        if runner_gone(&build) {
+            builder.recover().await.map_err(CliError::from_error)?;
+            continue;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {
+                render::note(&format!(
+                    "interrupted ({}): stopped following build {id}; it goes on \
+                     (`autopatch build cancel {id}` stops it)",
+                    interrupt.name()
+                ));
+                return Ok(Err(interrupt.exit_code()));
+            }
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, each handled like Ctrl-C: the first one
+/// received cancels the token and is remembered for the exit code
+/// (128 + its number, as a shell reports a process the signal ended).
+struct Interrupt {
+    signal: Arc<AtomicI32>,
+}
+
+impl Interrupt {
+    const SIGNALS: [(i32, &'static str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")];
+
+    fn listen(cancel: &CancellationToken) -> Result<Interrupt, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let received = Arc::new(AtomicI32::new(0));
+        for (number, name) in Interrupt::SIGNALS {
+            let mut stream = signal(SignalKind::from_raw(number))
+                .map_err(|error| CliError::new(format!("cannot handle {name}: {error}")))?;
+            let received = Arc::clone(&received);
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    let _ =
+                        received.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
+                    cancel.cancel();
+                }
+            });
+        }
+        Ok(Interrupt { signal: received })
+    }
+
+    fn received(&self) -> bool {
+        self.signal.load(Ordering::SeqCst) != 0
+    }
+
+    fn name(&self) -> &'static str {
+        let number = self.signal.load(Ordering::SeqCst);
+        Interrupt::SIGNALS.iter().find(|(n, _)| *n == number).map_or("signal", |(_, name)| name)
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        let number = self.signal.load(Ordering::SeqCst);
+        ExitCode::from(u8::try_from(128 + number).unwrap_or(130))
+    }
+}
+
+/// Removes the update-check containers this process made: an interrupted
+/// check is dropped mid-way and never reaches its own cleanup.
+async fn remove_own_check_containers<E: Engine>(engine: &E) {
+    let labels = [
+        ("autopatch.role".to_owned(), "check-updates".to_owned()),
+        (autopatch_imagebuilder::OWNER_LABEL.to_owned(), std::process::id().to_string()),
+    ];
+    match engine.container_list(&labels).await {
+        Ok(containers) => {
+            for container in containers {
+                if let Err(error) = engine.container_remove(&container.id).await {
+                    render::note(&format!(
+                        "cannot remove the update check's container {}: {error}",
+                        container.id
+                    ));
+                }
+            }
+        }
+        Err(error) => render::note(&format!("cannot list the update check's containers: {error}")),
     }
 }
 

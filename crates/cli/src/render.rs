@@ -1,10 +1,16 @@
 //! Output: data to stdout as text or JSON, errors and progress to stderr.
 //! No meaning by colour alone; no colour at all for now.
+//!
+//! A closed output never panics: progress and errors that cannot be written
+//! to stderr are dropped (the work goes on: a build is never orphaned because
+//! its terminal went away), and when stdout is closed (`... | head -1`) the
+//! process ends at once with 141, as if killed by SIGPIPE. Commands print to
+//! stdout only once their work is done, so nothing is left running.
 
-#![expect(clippy::print_stdout, clippy::print_stderr, reason = "this module is the CLI's output")]
-
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use autopatch_imagebuilder::{BuildEvent, Progress};
 use autopatch_model::StepStatus;
@@ -98,50 +104,65 @@ pub(crate) fn is_diagnostics(message: &str) -> bool {
 }
 
 pub(crate) fn fail(message: &str, hint: Option<&str>) -> ExitCode {
-    eprintln!("error: {message}");
+    note(&format!("error: {message}"));
     if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
+        note(&format!("hint: {hint}"));
     }
     ExitCode::from(2)
 }
 
 pub(crate) fn report(error: &CliError) -> ExitCode {
     if error.diagnostics {
-        eprintln!("{}", error.message);
+        note(&error.message);
     } else {
-        eprintln!("error: {}", error.message);
+        note(&format!("error: {}", error.message));
     }
     if let Some(hint) = &error.hint {
-        eprintln!("hint: {hint}");
+        note(&format!("hint: {hint}"));
     }
     ExitCode::from(error.code)
 }
 
+/// The exit code when stdout is closed under the command: 128 + SIGPIPE, what
+/// a shell reports for a process SIGPIPE ended.
+pub(crate) const STDOUT_CLOSED: i32 = 141;
+
 pub(crate) fn json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    line(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// One line of data on stdout. A closed stdout ends the process (141); any
+/// other write error too (2), with a message on stderr.
 pub(crate) fn line(text: &str) {
-    println!("{text}");
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(STDOUT_CLOSED);
+        }
+        note(&format!("error: cannot write to stdout: {error}"));
+        std::process::exit(2);
+    }
 }
 
+/// One line of progress or of an error on stderr; dropped when stderr is
+/// closed or broken.
 pub(crate) fn note(text: &str) {
-    eprintln!("{text}");
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// Prints a table with aligned columns.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    for line in aligned(Some(&header), rows) {
-        println!("{line}");
+    for text in aligned(Some(&header), rows) {
+        line(&text);
     }
 }
 
 /// Prints rows with aligned columns and no header (trailing empty cells
 /// leave no trailing spaces).
 pub(crate) fn rows(rows: &[Vec<String>]) {
-    for line in aligned(None, rows) {
-        println!("{line}");
+    for text in aligned(None, rows) {
+        line(&text);
     }
 }
 
@@ -172,17 +193,38 @@ fn aligned(header: Option<&Vec<String>>, rows: &[Vec<String>]) -> Vec<String> {
 /// Live build progress on stderr: a line per state, step start and end.
 pub(crate) struct ProgressPrinter {
     pub(crate) verbose: bool,
+    /// Set by the first build state: a build row exists from then on.
+    pub(crate) build_started: AtomicBool,
+}
+
+impl ProgressPrinter {
+    pub(crate) fn new(verbose: bool) -> ProgressPrinter {
+        ProgressPrinter { verbose, build_started: AtomicBool::new(false) }
+    }
+
+    /// Whether a build was created (its first state reported).
+    pub(crate) fn build_started(&self) -> bool {
+        self.build_started.load(Ordering::SeqCst)
+    }
+}
+
+/// `eprintln!` that drops what a closed or broken stderr cannot take.
+macro_rules! progress {
+    ($($arg:tt)*) => { note(&format!($($arg)*)) };
 }
 
 impl Progress for ProgressPrinter {
     fn event(&self, event: BuildEvent) {
         match event {
-            BuildEvent::State { state, reason } => match reason {
-                Some(reason) => eprintln!("==> {state}: {reason}"),
-                None => eprintln!("==> {state}"),
-            },
+            BuildEvent::State { state, reason } => {
+                self.build_started.store(true, Ordering::SeqCst);
+                match reason {
+                    Some(reason) => progress!("==> {state}: {reason}"),
+                    None => progress!("==> {state}"),
+                }
+            }
             BuildEvent::StageStarted { stage, container } => {
-                eprintln!(
+                progress!(
                     "    {stage} stage in container {}",
                     &container[..container.len().min(12)]
                 )
@@ -190,12 +232,12 @@ impl Progress for ProgressPrinter {
             BuildEvent::StepStarted { component, phase, step, action, attempt } => {
                 let attempt =
                     if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
-                eprintln!("    {component} {phase} {step} [{action}]{attempt} ...");
+                progress!("    {component} {phase} {step} [{action}]{attempt} ...");
             }
             BuildEvent::StepOutput { text } => {
                 if self.verbose {
                     for line in text.lines() {
-                        eprintln!("      | {line}");
+                        progress!("      | {line}");
                     }
                 }
             }
@@ -206,18 +248,18 @@ impl Progress for ProgressPrinter {
                     _ => "FAILED",
                 };
                 let code = exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-                eprintln!(
+                progress!(
                     "    {component} {phase} {step}: {mark} ({:.1} s{code})",
                     duration_ms as f64 / 1000.0
                 );
             }
             BuildEvent::Rebooting { step } => {
-                eprintln!("    {step} asked for a reboot (exit 194): restarting the container")
+                progress!("    {step} asked for a reboot (exit 194): restarting the container")
             }
             BuildEvent::Timing { what, duration_ms } => {
-                eprintln!("    {what}: {:.1} s", duration_ms as f64 / 1000.0)
+                progress!("    {what}: {:.1} s", duration_ms as f64 / 1000.0)
             }
-            BuildEvent::Note { message } => eprintln!("    {message}"),
+            BuildEvent::Note { message } => progress!("    {message}"),
         }
     }
 }

@@ -1,0 +1,326 @@
+//! `pipeline start`, `image check-updates` and `build cancel` when the
+//! process is signalled, killed or loses its outputs: a build never stays
+//! BUILDING with its container running, and a check leaves no container.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Cli {
+    state: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            autopatch_testkit::ensure_golden(&autopatch_testkit::engine().await).await;
+        });
+        Cli { state: tempfile::tempdir().unwrap() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_autopatch"));
+        command.arg("--state-dir").arg(self.state.path()).args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(&[&["--output", "json"], args].concat());
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.state.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Registers a component running `command`, and a recipe and a pipeline
+    /// named `name` on `parent` (tests disabled).
+    fn pipeline(&self, name: &str, parent: &str, command: &str, condition: &str) {
+        let component = self.write(
+            &format!("{name}.yml"),
+            &format!("name: {name}-step\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Run\n        action: ExecuteBash\n        inputs:\n          commands: [ \"{command}\" ]\n"),
+        );
+        let recipe = self.write(
+            &format!("{name}.recipe.yml"),
+            &format!("name: {name}\nsemanticVersion: 1.0.0\nparentImage: {parent}\ncomponents:\n  - componentArn: {name}-step\n"),
+        );
+        let pipeline = self.write(
+            &format!("{name}.pipeline.yml"),
+            &format!("name: {name}\nimageRecipeArn: {name}\nimageTestsConfiguration:\n  imageTestsEnabled: false\nschedule:\n  scheduleExpression: rate(1 day)\n  startCondition: {condition}\n"),
+        );
+        for args in [
+            ["component", "create", "--file", &component],
+            ["recipe", "create", "--file", &recipe],
+            ["pipeline", "create", "--file", &pipeline],
+        ] {
+            let output = self.run(&args);
+            assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        }
+    }
+
+    fn builds(&self) -> Vec<Value> {
+        self.json(&["build", "list"]).as_array().unwrap().clone()
+    }
+
+    /// Starts `pipeline start NAME` and returns once its build step runs.
+    fn start_until_step_runs(&self, name: &str) -> Child {
+        let mut child =
+            self.command(&["pipeline", "start", name]).stderr(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("pipeline start ended before its step ran").unwrap();
+            if line.contains("Run [ExecuteBash] ...") {
+                break;
+            }
+        }
+        // Keep reading (and dropping) progress so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        child
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn podman(args: &[&str]) -> String {
+    let output = Command::new("podman").args(args).output().expect("run podman");
+    assert!(output.status.success(), "podman {args:?}: {}", stderr(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Containers (any state) carrying every label given.
+fn containers(labels: &[String]) -> Vec<String> {
+    let mut args = vec!["ps".to_owned(), "-a".to_owned(), "-q".to_owned()];
+    for label in labels {
+        args.extend(["--filter".to_owned(), format!("label={label}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    podman(&args).lines().map(str::to_owned).collect()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
+    assert!(status.unwrap().success(), "kill -{name}");
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Tags the tests published, removed when the test ends, passed or not.
+struct RemoveImages(Vec<String>);
+
+impl Drop for RemoveImages {
+    fn drop(&mut self) {
+        let listed = Command::new("podman")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        for reference in listed.lines() {
+            let ours = self.0.iter().any(|name| {
+                reference == name
+                    || (reference.starts_with("localhost/autopatch/")
+                        && reference.contains(&format!("/{name}:")))
+            });
+            if ours {
+                let _ = Command::new("podman").args(["rmi", reference]).output();
+            }
+        }
+    }
+}
+
+fn assert_build_ended(cli: &Cli, expected: &str) -> String {
+    let builds = cli.builds();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    let id = builds[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(builds[0]["state"], expected, "{builds:?}");
+    assert!(
+        containers(&[format!("autopatch.build={id}")]).is_empty(),
+        "build {id} left a container"
+    );
+    id
+}
+
+#[test]
+fn sigterm_and_sighup_cancel_the_build_like_ctrl_c() {
+    for (name, code) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let cli = Cli::new();
+        cli.pipeline("slow", autopatch_testkit::GOLDEN, "sleep 600", "always");
+        let mut child = cli.start_until_step_runs("slow");
+        signal(&child, name);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{name}");
+        assert_build_ended(&cli, "CANCELLED");
+    }
+}
+
+#[test]
+fn closed_outputs_neither_panic_nor_orphan_the_build() {
+    let cli = Cli::new();
+    let name = format!("closed-{}", std::process::id());
+    let _made = RemoveImages(vec![name.clone()]);
+    cli.pipeline(&name, autopatch_testkit::GOLDEN, "echo built", "always");
+
+    // Both outputs a pipe whose reader is gone: progress is dropped, the build
+    // runs to its end, and the result line ends the process as SIGPIPE would.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = cli
+        .command(&["pipeline", "start", &name])
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(141));
+    assert_build_ended(&cli, "AVAILABLE");
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = cli
+        .command(&["image", "show", &name])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(141), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "", "a closed stdout is no error to report");
+}
+
+#[test]
+fn cancelling_a_build_whose_runner_was_killed_finishes_it_at_once() {
+    let cli = Cli::new();
+    cli.pipeline("slow", autopatch_testkit::GOLDEN, "sleep 600", "always");
+
+    let mut child = cli.start_until_step_runs("slow");
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    // Its artifact folder names it (`build list` would already end it).
+    let folders = std::fs::read_dir(cli.state.path().join("builds")).unwrap();
+    let id = folders.map(|f| f.unwrap().file_name().into_string().unwrap()).next().unwrap();
+    let cancel = cli.run(&["build", "cancel", &id]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    let said = String::from_utf8_lossy(&cancel.stdout).into_owned();
+    assert!(said.contains("had lost its runner") && said.contains("FAILED"), "{said}");
+    let shown = cli.json(&["build", "show", &id]);
+    assert_eq!(shown["state"], "FAILED", "{shown}");
+    assert!(containers(&[format!("autopatch.build={id}")]).is_empty(), "{id} left a container");
+
+    // Listing shows an orphan as what it is, not BUILDING.
+    let mut child = cli.start_until_step_runs("slow");
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let builds = cli.builds();
+    assert_eq!(builds.len(), 2);
+    assert!(builds.iter().all(|b| b["state"] == "FAILED"), "{builds:?}");
+    let id = builds.iter().map(|b| b["id"].as_str().unwrap()).find(|b| *b != id).unwrap();
+    assert!(containers(&[format!("autopatch.build={id}")]).is_empty(), "{id} left a container");
+}
+
+/// The golden test image with an `apt-get` first on PATH that hangs: an
+/// update check in it runs until it is stopped.
+fn hanging_apt_image() -> String {
+    let pid = std::process::id();
+    let reference = format!("localhost/autopatch-test/hanging-apt:{pid}");
+    let container = format!("autopatch-test-hanging-apt-{pid}");
+    podman(&[
+        "run",
+        "--name",
+        &container,
+        autopatch_testkit::GOLDEN,
+        "sh",
+        "-c",
+        "printf '#!/bin/sh\\nsleep 600\\nexec /usr/bin/apt-get \"$@\"\\n' > /usr/local/bin/apt-get && \
+         chmod 755 /usr/local/bin/apt-get",
+    ]);
+    podman(&["commit", "-q", &container, &reference]);
+    podman(&["rm", &container]);
+    reference
+}
+
+#[test]
+fn an_interrupted_update_check_stops_at_once_and_leaves_no_container() {
+    let cli = Cli::new();
+    let image = hanging_apt_image();
+    let name = format!("hanging-{}", std::process::id());
+    let _made = RemoveImages(vec![image.clone(), name.clone()]);
+    let check_containers =
+        |child: &Child| containers(&[format!("autopatch.owner-pid={}", child.id())]);
+
+    let child = cli.command(&["image", "check-updates", &image]).stderr(Stdio::piped()).spawn();
+    let child = child.unwrap();
+    let pid = child.id();
+    wait_until("the check container exists", || !check_containers(&child).is_empty());
+    signal(&child, "INT");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(stderr(&output).contains("interrupted (SIGINT)"), "{}", stderr(&output));
+    assert!(containers(&[format!("autopatch.owner-pid={pid}")]).is_empty(), "a check container");
+
+    // A pipeline's start condition: the first run builds without a check, the
+    // second checks the published image and is interrupted there.
+    cli.pipeline(&name, &image, "echo built", "updates-available");
+    let first = cli.run(&["pipeline", "start", &name]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let child = cli.command(&["pipeline", "start", &name]).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    wait_until("the check container exists", || !check_containers(&child).is_empty());
+    signal(&child, "TERM");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
+    assert!(stderr(&output).contains("nothing was built"), "{}", stderr(&output));
+    assert!(containers(&[format!("autopatch.owner-pid={pid}")]).is_empty());
+    assert_eq!(cli.builds().len(), 1, "no second build was created");
+}
+
+#[test]
+fn a_client_token_names_one_start_of_one_pipeline_and_a_retry_follows_the_running_build() {
+    let cli = Cli::new();
+    cli.pipeline("slow", autopatch_testkit::GOLDEN, "sleep 600", "always");
+    cli.pipeline("other", autopatch_testkit::GOLDEN, "echo other", "always");
+
+    let mut first = cli
+        .command(&["pipeline", "start", "slow", "--client-token", "t-1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    while !lines.next().unwrap().unwrap().contains("Run [ExecuteBash] ...") {}
+    std::thread::spawn(move || for _ in lines {});
+
+    let other = cli.run(&["pipeline", "start", "other", "--client-token", "t-1"]);
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(stderr(&other).contains("IdempotentParameterMismatch"), "{}", stderr(&other));
+
+    // The retry follows the running build to its end: here, a cancel.
+    let retry = cli
+        .command(&["pipeline", "start", "slow", "--client-token", "t-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let folders = std::fs::read_dir(cli.state.path().join("builds")).unwrap();
+    let id = folders.map(|f| f.unwrap().file_name().into_string().unwrap()).next().unwrap();
+    let cancel = cli.run(&["build", "cancel", &id]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    let retry = retry.wait_with_output().unwrap();
+    assert_eq!(retry.status.code(), Some(130), "{}", stderr(&retry));
+    let said = String::from_utf8_lossy(&retry.stdout).into_owned();
+    assert_eq!(said.trim(), format!("build {id} CANCELLED: cancelled"));
+    assert_eq!(first.wait().unwrap().code(), Some(130));
+    assert_eq!(cli.builds().len(), 1, "one build for one token");
+}
