@@ -70,6 +70,12 @@ pub fn create_component(
             String::new()
         }
     };
+    if !name.is_empty() && !is_name(&name) {
+        // Component names become file and script names in the build
+        // container and the artifact folder: the rule recipe names follow.
+        let span = top_level_span(file, "name").unwrap_or(whole_file);
+        problems.push(diagnostic(file, span, &name_error("component name", &name)));
+    }
     let version = version.unwrap_or("1.0.0");
     if let Err(error) = version.parse::<SemanticVersion>() {
         problems.push(diagnostic(file, whole_file, &format!("{error}")));
@@ -103,6 +109,21 @@ pub async fn create_recipe<E: Engine>(
 ) -> Result<Registered, RegistryError> {
     let recipe = autopatch_documents::parse_recipe(file).map_err(RegistryError::Invalid)?;
     let mut problems = Vec::new();
+    if recipe.name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        // The name becomes the engine repository of every image the recipe
+        // publishes, and repository names are lowercase.
+        let span =
+            top_level_span(file, "name").unwrap_or(Span::at(Position { line: 1, column: 1 }));
+        problems.push(diagnostic(
+            file,
+            span,
+            &format!(
+                "found the recipe name {:?}; expected lowercase letters, digits, `-` and `_` (it names the images' engine repository), like {:?}",
+                recipe.name,
+                recipe.name.to_ascii_lowercase()
+            ),
+        ));
+    }
     for reference in &recipe.components {
         match resolve_component(store, &reference.name, reference.version) {
             Ok(Some((_, document))) => {
@@ -395,6 +416,21 @@ pub(crate) fn parent_text(parent: &ParentImage) -> String {
         ParentImage::Image(version) => version.to_string(),
         ParentImage::EngineReference(reference) => reference.clone(),
     }
+}
+
+/// The recipe rule for names: letters, digits, `-` and `_`.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn name_error(what: &str, text: &str) -> String {
+    format!("found the {what} {text:?}; expected a name made of letters, digits, `-` and `_`")
+}
+
+/// Where a top-level key's value is in a YAML or JSON document.
+fn top_level_span(file: &SourceFile, key: &str) -> Option<Span> {
+    let root = autopatch_documents::yaml::parse_yaml(file).ok()?;
+    root.get(key).map(|node| node.span)
 }
 
 fn describe(name: &str, version: Option<SemanticVersion>) -> String {

@@ -106,3 +106,61 @@ async fn registering_a_changed_pipeline_says_updated_and_an_identical_one_unchan
     assert_eq!((same.created, same.updated), (false, false));
     assert_eq!(same.outcome(), "unchanged (already registered)");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn component_names_that_are_not_names_are_refused_at_their_position() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    for bad in ["../../evil", "x/../y", "UPPER case"] {
+        let text = format!(
+            "schemaVersion: 1.0\nname: {bad:?}\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n"
+        );
+        let result = autopatch_imagebuilder::create_component(
+            store,
+            &SourceFile::new("c.yml", text),
+            None,
+            None,
+        );
+        let Err(RegistryError::Invalid(diagnostics)) = result else {
+            panic!("{bad}: expected RegistryError::Invalid, got {result:?}")
+        };
+        let text = diagnostics.to_string();
+        assert!(text.starts_with("c.yml:2:7: error: found the component name"), "{bad}: {text}");
+        // Given on the command line instead: refused too.
+        let ok = "name: fine\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n";
+        let result = autopatch_imagebuilder::create_component(
+            store,
+            &SourceFile::new("c.yml", ok),
+            Some(bad),
+            None,
+        );
+        assert!(matches!(result, Err(RegistryError::Invalid(_))), "--name {bad}: {result:?}");
+    }
+    assert!(store.components().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_uppercase_recipe_name_is_refused_at_registration() {
+    let sim = Sim::new();
+    for component in update_and_smoke() {
+        sim.register_component(&component);
+    }
+    let text = format!(
+        "semanticVersion: 1.0.0\nname: PatchedWebServer\nparentImage: {}\ncomponents:\n  - componentArn: update\n",
+        crate::harness::PARENT
+    );
+    let file = SourceFile::new("recipe.yml", text);
+
+    let result =
+        autopatch_imagebuilder::create_recipe(&sim.builder.store, &sim.builder.engine, &file).await;
+
+    let Err(RegistryError::Invalid(diagnostics)) = result else {
+        panic!("expected RegistryError::Invalid, got {result:?}")
+    };
+    let text = diagnostics.to_string();
+    assert!(
+        text.starts_with("recipe.yml:2:7: error: found the recipe name \"PatchedWebServer\""),
+        "{text}"
+    );
+    assert!(sim.builder.store.recipes().unwrap().is_empty());
+}
