@@ -790,14 +790,24 @@ fn print_evidence_summary(image: &ImageRow) {
 }
 
 fn print_evidence(evidence: &ImageEvidence) {
-    render::line(&format!(
-        "packages   {} installed; {} upgraded, {} added, {} removed",
+    for text in evidence_lines(evidence) {
+        render::line(&text);
+    }
+}
+
+/// The text form of an image's evidence: a summary line (downgrades too, so
+/// a version that went back is never hidden), the CVEs, then a table each of
+/// upgraded and downgraded packages, and the packages added and removed.
+fn evidence_lines(evidence: &ImageEvidence) -> Vec<String> {
+    let mut lines = vec![format!(
+        "packages   {} installed; {} upgraded, {} downgraded, {} added, {} removed",
         evidence.package_count,
         evidence.upgraded.len(),
+        evidence.downgraded.len(),
         evidence.added.len(),
         evidence.removed.len()
-    ));
-    render::line(&format!(
+    )];
+    lines.push(format!(
         "cves       {} fixed{}",
         evidence.cves.len(),
         if evidence.cves.is_empty() {
@@ -807,7 +817,7 @@ fn print_evidence(evidence: &ImageEvidence) {
         }
     ));
     for note in &evidence.notes {
-        render::line(&format!("note       {note}"));
+        lines.push(format!("note       {note}"));
     }
     if !evidence.upgraded.is_empty() {
         let rows: Vec<Vec<String>> = evidence
@@ -822,14 +832,23 @@ fn print_evidence(evidence: &ImageEvidence) {
                 vec![u.name.clone(), u.from.to_string(), u.to.to_string(), cves]
             })
             .collect();
-        render::table(&["UPGRADED", "FROM", "TO", "CVES FIXED"], &rows);
+        lines.extend(render::table_lines(&["UPGRADED", "FROM", "TO", "CVES FIXED"], &rows));
+    }
+    if !evidence.downgraded.is_empty() {
+        let rows: Vec<Vec<String>> = evidence
+            .downgraded
+            .iter()
+            .map(|d| vec![d.name.clone(), d.from.clone(), d.to.clone()])
+            .collect();
+        lines.extend(render::table_lines(&["DOWNGRADED", "FROM", "TO"], &rows));
     }
     for added in &evidence.added {
-        render::line(&format!("added      {} {}", added.name, added.version));
+        lines.push(format!("added      {} {}", added.name, added.version));
     }
     for removed in &evidence.removed {
-        render::line(&format!("removed    {} {}", removed.name, removed.version));
+        lines.push(format!("removed    {} {}", removed.name, removed.version));
     }
+    lines
 }
 
 fn image_json(image: &ImageRow) -> Value {
@@ -863,4 +882,27 @@ fn build_json(build: &BuildRow) -> Value {
         "createdAt": build.created_at.to_string(),
         "finishedAt": build.finished_at.map(|t| t.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downgrades_show_in_the_summary_and_their_own_table() {
+        let evidence: ImageEvidence = serde_json::from_value(json!({
+            "image": "web/1.0.0/2", "parent": "web/1.0.0/1", "package_count": 90,
+            "upgraded": [], "added": [], "removed": [], "cves": [],
+            "downgraded": [{"name": "libc6", "from": "2.36-9+deb12u4", "to": "2.36-9"}],
+            "changelogs_available": true, "notes": [],
+        }))
+        .unwrap();
+        let lines = evidence_lines(&evidence);
+        assert_eq!(
+            lines[0],
+            "packages   90 installed; 0 upgraded, 1 downgraded, 0 added, 0 removed"
+        );
+        assert!(lines.contains(&"DOWNGRADED  FROM            TO".to_owned()), "{lines:#?}");
+        assert!(lines.contains(&"libc6       2.36-9+deb12u4  2.36-9".to_owned()), "{lines:#?}");
+    }
 }

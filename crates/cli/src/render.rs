@@ -152,10 +152,15 @@ pub(crate) fn note(text: &str) {
 
 /// Prints a table with aligned columns.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    for text in aligned(Some(&header), rows) {
+    for text in table_lines(header, rows) {
         line(&text);
     }
+}
+
+/// The lines of a table with aligned columns.
+pub(crate) fn table_lines(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    aligned(Some(&header), rows)
 }
 
 /// Prints rows with aligned columns and no header (trailing empty cells
