@@ -432,7 +432,11 @@ async fn run_action<E: Engine>(
     // guards against an exec that never returns.
     let host_limit = step.timeout_seconds.map(|seconds| Duration::from_secs(seconds + 60));
     let exec = ctx.engine.exec(ctx.container, &spec, log);
+    // Biased: a cancel that arrives as the step ends wins, so the step
+    // that was running when the build was cancelled is the one recorded
+    // `cancelled`, whichever future the runtime would have polled first.
     let result = tokio::select! {
+        biased;
         _ = ctx.cancel.cancelled() => return Err(BuildError::Cancelled),
         result = with_limit(host_limit, exec) => result,
     };
