@@ -66,6 +66,12 @@ fn print_running(ping: &PingOutput, json: bool, already: bool) {
     if let Some(listen) = &ping.listen {
         render::line(&format!("also listening on http://{listen}"));
     }
+    for problem in &ping.problems {
+        render::note(&format!("warning: not recovered yet: {problem}"));
+    }
+    if !ping.problems.is_empty() {
+        render::note("the daemon keeps trying each of these; `autopatch up` shows what is left");
+    }
 }
 
 pub(crate) async fn up(

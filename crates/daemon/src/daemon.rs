@@ -152,7 +152,7 @@ async fn run<E: Engine + 'static>(
     let service = StackService::open(service_config, engine, Arc::new(store))
         .await
         .map_err(DaemonError::Service)?;
-    for note in service.recovery_notes() {
+    for note in &service.recovery_notes() {
         log(Level::Warn, "recovery could not re-adopt", &[("what", note)]);
     }
     let server_config = ServerConfig {

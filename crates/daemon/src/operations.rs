@@ -28,6 +28,12 @@ pub trait Operations: Send + Sync + 'static {
         operation: &str,
         input: Value,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+
+    /// What the service could not bring back after a restart and is still
+    /// trying to: `Ping` reports it, so `autopatch up` can tell the user.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Converts a request body to `T`; a body that does not fit is a
@@ -113,6 +119,10 @@ impl<E: Engine + 'static> Operations for StackService<E> {
             }
             _ => Err(ApiError::not_implemented(service, operation)),
         }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.recovery_notes()
     }
 }
 

@@ -43,6 +43,11 @@ pub struct PingOutput {
     pub listen: Option<String>,
     /// The container engine it drives (`unix:///run/podman/podman.sock`).
     pub engine_endpoint: String,
+    /// What recovery after a restart could not bring back yet (a load
+    /// balancer whose port another process holds, say), each naming the
+    /// stack and resource and why; the daemon keeps trying.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// `autopatch/Shutdown`'s answer: the process that is stopping.

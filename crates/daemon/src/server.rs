@@ -162,6 +162,7 @@ impl<O: Operations> Server<O> {
             socket: config.socket_path.display().to_string(),
             listen,
             engine_endpoint: config.engine_endpoint,
+            problems: Vec::new(),
         };
         Ok(Server {
             unix,
@@ -403,7 +404,11 @@ async fn answer<O: Operations>(
     let input = read_body(request.into_body()).await?;
     if service == DAEMON_SERVICE {
         return match operation {
-            "Ping" => encode(&shared.ping),
+            "Ping" => {
+                let mut ping = shared.ping.clone();
+                ping.problems = shared.operations.problems();
+                encode(&ping)
+            }
             "Shutdown" => {
                 shared.shutdown.notify_one();
                 encode(&ShutdownOutput { pid: shared.ping.pid })

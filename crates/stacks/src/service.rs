@@ -59,9 +59,18 @@ pub struct StackService<E: Engine> {
     runtime: Arc<Runtime<E>>,
     /// Stacks whose operation runs in this process.
     running: Arc<Mutex<BTreeSet<String>>>,
-    /// Problems met while re-adopting, for the daemon's log.
+    /// Stacks recovery could not read, for the daemon's log.
     recovery_notes: Vec<String>,
+    /// Resources whose re-adoption failed (a listener's port taken by
+    /// another process, say), by "stack S resource R (type)", with the last
+    /// reason; each is tried again until it works.
+    readoptions: Arc<Mutex<BTreeMap<String, String>>>,
+    /// The tasks trying them again, ended by [`StackService::shutdown`].
+    readopting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// The longest wait between attempts to re-adopt a resource.
+const MAX_READOPT_WAIT: Duration = Duration::from_secs(10);
 
 impl<E: Engine> std::fmt::Debug for StackService<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +109,8 @@ impl<E: Engine + 'static> StackService<E> {
             runtime,
             running: Arc::new(Mutex::new(BTreeSet::new())),
             recovery_notes: Vec::new(),
+            readoptions: Arc::new(Mutex::new(BTreeMap::new())),
+            readopting: Mutex::new(Vec::new()),
         };
         service.recover().await?;
         let service = Arc::new(service);
@@ -111,9 +122,12 @@ impl<E: Engine + 'static> StackService<E> {
         Ok(service)
     }
 
-    /// What recovery could not re-adopt (each line names the stack and resource).
-    pub fn recovery_notes(&self) -> &[String] {
-        &self.recovery_notes
+    /// What recovery could not bring back, as it stands now: stacks it
+    /// could not read, and resources whose re-adoption is still being tried
+    /// again (each line names the stack and resource, and why).
+    pub fn recovery_notes(&self) -> Vec<String> {
+        let pending = lock(&self.readoptions);
+        self.recovery_notes.iter().chain(pending.values()).cloned().collect()
     }
 
     async fn recover(&mut self) -> Result<(), ApiError> {
@@ -181,7 +195,8 @@ impl<E: Engine + 'static> StackService<E> {
         Ok(())
     }
 
-    /// Re-adopts one physical resource; a failure becomes a recovery note.
+    /// Re-adopts one physical resource. A failure becomes a recovery note,
+    /// and a task tries again (1 s, doubling up to 10 s) until it works.
     async fn adopt(
         &mut self,
         row: &autopatch_store::StackResourceRow,
@@ -198,10 +213,35 @@ impl<E: Engine + 'static> StackService<E> {
             .await
         {
             let stack = row.stack_id.rsplit('/').nth(1).unwrap_or(&row.stack_id);
-            self.recovery_notes.push(format!(
-                "stack {stack} resource {} ({}): {reason}",
-                row.logical_id, row.resource_type
-            ));
+            let what = format!("stack {stack} resource {} ({})", row.logical_id, row.resource_type);
+            // Keyed by the physical id too: an update's replaced resource and
+            // its replacement share the logical id.
+            let key = format!("{what} {physical}");
+            lock(&self.readoptions).insert(key.clone(), format!("{what}: {reason}"));
+            let runtime = self.runtime.clone();
+            let pending = self.readoptions.clone();
+            let resource_type = row.resource_type.clone();
+            let physical = physical.to_owned();
+            let retry = tokio::spawn(async move {
+                let mut wait = Duration::from_secs(1);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match runtime
+                        .adopt_resource(&resource_type, &physical, &properties, &attributes)
+                        .await
+                    {
+                        Ok(()) => {
+                            lock(&pending).remove(&key);
+                            return;
+                        }
+                        Err(reason) => {
+                            lock(&pending).insert(key.clone(), format!("{what}: {reason}"));
+                        }
+                    }
+                    wait = (wait * 2).min(MAX_READOPT_WAIT);
+                }
+            });
+            lock(&self.readopting).push(retry);
         }
     }
 
@@ -987,6 +1027,11 @@ impl<E: Engine + 'static> StackService<E> {
     /// Stops listeners and fleet controllers; instances keep running, to be
     /// re-adopted by the next [`StackService::open`].
     pub async fn shutdown(&self) {
+        let retries: Vec<_> = std::mem::take(&mut *lock(&self.readopting));
+        for retry in retries {
+            retry.abort();
+            let _ = retry.await;
+        }
         self.runtime.fleet.stop().await;
         let groups: Vec<_> = lock(&self.runtime.target_groups).values().cloned().collect();
         for group in groups {

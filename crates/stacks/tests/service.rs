@@ -868,3 +868,92 @@ async fn validation_reports_every_stage_s_problems_together_in_line_order() {
     );
     assert_eq!(sim.events(&stack.stack_id), before);
 }
+
+/// A load balancer, its target group and a listener, no instances.
+const BALANCER: &str = r#"
+Resources:
+  Balancer:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Scheme: internet-facing
+  Targets:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Port: 80
+      Protocol: HTTP
+  Listener:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Balancer
+      Port: 80
+      Protocol: HTTP
+      DefaultActions:
+        - Type: forward
+          TargetGroupArn: !Ref Targets
+Outputs:
+  Url:
+    Value: !GetAtt Balancer.DNSName
+"#;
+
+/// Whether something answers HTTP on `address` (any status).
+async fn answers(address: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else { return false };
+    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 ")
+}
+
+#[tokio::test]
+async fn a_listener_whose_port_is_taken_at_restart_is_reopened_once_it_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(FakeEngine::new());
+    let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
+    let service =
+        StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
+    let input = CreateStackInput {
+        stack_name: "lb".into(),
+        template_body: Some(BALANCER.into()),
+        ..Default::default()
+    };
+    let created = service.create_stack(input).await.unwrap();
+    service.wait_idle(&created.stack_id).await;
+    let stack = service
+        .describe_stacks(DescribeStacksInput { stack_name: Some("lb".into()) })
+        .unwrap()
+        .stacks
+        .remove(0);
+    assert_eq!(stack.stack_status, "CREATE_COMPLETE");
+    let address = stack.outputs[0].output_value.clone();
+    assert!(answers(&address).await, "the listener serves on {address}");
+
+    // The daemon stops; another process takes the port before it starts again.
+    service.shutdown().await;
+    drop(service);
+    let squatter = std::net::TcpListener::bind(&address).unwrap();
+    let service =
+        StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
+    let notes = service.recovery_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .starts_with("stack lb resource Listener (AWS::ElasticLoadBalancingV2::Listener): ")
+            && notes[0].contains(&address),
+        "{notes:?}"
+    );
+
+    // Once the port is free the listener is opened again, with no restart.
+    drop(squatter);
+    for _ in 0..300 {
+        if service.recovery_notes().is_empty() && answers(&address).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(service.recovery_notes().is_empty(), "{:?}", service.recovery_notes());
+    assert!(answers(&address).await, "the listener serves on {address} again");
+    service.shutdown().await;
+}

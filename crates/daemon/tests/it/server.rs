@@ -149,7 +149,17 @@ async fn ping_says_who_serves() {
     assert_eq!(ping.socket, server.socket.display().to_string());
     assert_eq!(ping.engine_endpoint, "unix:///test/engine.sock");
     assert_eq!(ping.listen, None);
+    assert!(ping.problems.is_empty());
     assert!(server.operations.calls().is_empty(), "Ping is the server's own");
+
+    // Recovery's open problems, as they stand at each Ping.
+    let problem = "stack lb resource Listener: bind listener on 127.0.0.1:8080: in use".to_owned();
+    server.operations.problems.lock().unwrap().push(problem.clone());
+    let ping = Client::new(server.state.path()).ping().await.unwrap();
+    assert_eq!(ping.problems, [problem]);
+    server.operations.problems.lock().unwrap().clear();
+    let ping = Client::new(server.state.path()).ping().await.unwrap();
+    assert!(ping.problems.is_empty());
 }
 
 #[tokio::test]

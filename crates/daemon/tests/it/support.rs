@@ -36,6 +36,8 @@ pub(crate) struct TestOperations {
     pub(crate) slow_started: Notify,
     pub(crate) slow_release: Notify,
     pub(crate) slow_finished: Notify,
+    /// What `problems` answers (recovery's open problems).
+    pub(crate) problems: Mutex<Vec<String>>,
 }
 
 impl Operations for TestOperations {
@@ -58,6 +60,10 @@ impl Operations for TestOperations {
             }
             _ => Err(ApiError::not_implemented(service, operation)),
         }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap().clone()
     }
 }
 
