@@ -221,8 +221,7 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let url = "http://127.0.0.1:1/";
-        let check =
-            |config: WatchConfig| config.check().map_err(|e| e.to_string());
+        let check = |config: WatchConfig| config.check().map_err(|e| e.to_string());
         assert_eq!(
             check(WatchConfig { concurrency: 0, ..WatchConfig::new(url) }),
             Err("invalid concurrency 0: at least one worker is needed".to_owned())
