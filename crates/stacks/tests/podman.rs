@@ -4,7 +4,7 @@
 //! and deletes that leave no container behind.
 //!
 //! The application image is the shipped `webapp` recipe baked once by the
-//! real image pipeline and kept as `localhost/autopatch-test/webapp:bookworm`.
+//! real image pipeline and kept as `localhost/autopatch-test/webapp:bookworm-<hash>` (crates/testkit).
 
 mod support;
 
