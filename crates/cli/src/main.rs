@@ -382,7 +382,8 @@ enum PipelineCommand {
     List,
     /// Run a pipeline now (StartImagePipelineExecution), with live progress.
     /// Exits 0 when the image is AVAILABLE or nothing needed building, 1 when
-    /// the build FAILED, 130 when it was cancelled.
+    /// the build FAILED, 130 when it was cancelled (Ctrl-C or `build cancel`),
+    /// 143 / 129 when SIGTERM / SIGHUP cancelled it, 141 when stdout closed.
     Start {
         /// The pipeline's name.
         name: String,

@@ -353,8 +353,8 @@ impl<E: Engine + 'static> Builder<E> {
                 Ok(stage) => stage?,
                 Err(_) => {
                     let reason = format!(
-                        "the build stage ran past the build timeout of {} minutes",
-                        request.build_timeout.as_secs() / 60
+                        "the build stage ran past the build timeout of {}",
+                        minutes(request.build_timeout)
                     );
                     toe::close_running(phases, StepStatus::Failed, &reason);
                     return Ok(Published::Failed(reason));
@@ -433,8 +433,8 @@ impl<E: Engine + 'static> Builder<E> {
                 Ok(stage) => stage?,
                 Err(_) => {
                     let reason = format!(
-                        "the test stage ran past its timeout of {} minutes",
-                        request.test_timeout.as_secs() / 60
+                        "the test stage ran past its timeout of {}",
+                        minutes(request.test_timeout)
                     );
                     toe::close_running(phases, StepStatus::Failed, &reason);
                     return Ok(Published::Failed(reason));
@@ -757,4 +757,24 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// "1 minute", "90 minutes".
+fn minutes(timeout: Duration) -> String {
+    match timeout.as_secs() / 60 {
+        1 => "1 minute".to_owned(),
+        count => format!("{count} minutes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_timeouts_read_in_whole_minutes_with_the_right_plural() {
+        assert_eq!(minutes(Duration::from_secs(60)), "1 minute");
+        assert_eq!(minutes(Duration::from_secs(90 * 60)), "90 minutes");
+        assert_eq!(minutes(Duration::from_secs(720 * 60)), "720 minutes");
+    }
 }
