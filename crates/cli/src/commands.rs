@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
     BootstrapRequest, BuildError, BuildOutcome, ImageEvidence, NETWORK, Registered, Sources,
-    StartOptions, StartOutcome,
+    StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
 use autopatch_store::{BuildRow, ImageRow};
@@ -170,38 +170,8 @@ async fn pipeline(
             let cancel = CancellationToken::new();
             let interrupt = Interrupt::listen(&cancel)?;
             let progress = ProgressPrinter::new(verbose);
-            // A token names one start of one pipeline (AWS's
-            // IdempotentParameterMismatch); a retry while its build runs follows it.
-            let earlier = match &client_token {
-                Some(token) => ctx
-                    .store
-                    .builds()
-                    .map_err(CliError::from_error)?
-                    .into_iter()
-                    .find(|build| build.client_token.as_deref() == Some(token.as_str())),
-                None => None,
-            };
             let options = StartOptions { client_token, force };
-            let outcome = if let Some(earlier) = earlier {
-                if earlier.pipeline.as_deref() != Some(name.as_str()) {
-                    return Err(CliError::new(format!(
-                        "client token {:?} was already used to start pipeline {} (build {}), not \
-                         {name} (IdempotentParameterMismatch)",
-                        options.client_token.as_deref().unwrap_or(""),
-                        earlier.pipeline.as_deref().unwrap_or("-"),
-                        earlier.id
-                    ))
-                    .with_hint("a client token names one start of one pipeline: use a new token"));
-                }
-                let build = match follow_build(ctx, &builder, &earlier, &cancel, &interrupt).await?
-                {
-                    Ok(build) => build,
-                    Err(code) => return Ok(code),
-                };
-                let image =
-                    ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
-                StartOutcome::Built(BuildOutcome { build, image, started: false })
-            } else {
+            let outcome = {
                 let mut start = Box::pin(autopatch_imagebuilder::start_pipeline(
                     &builder, &name, &options, &progress, &cancel,
                 ));
@@ -232,6 +202,8 @@ async fn pipeline(
                 result.map_err(|error| {
                     match error {
                     BuildError::Registry(error) => CliError::from_registry(error),
+                    error @ BuildError::ClientTokenMismatch { .. } => CliError::new(error.to_string())
+                        .with_hint("a client token names one start of one pipeline: use a new token"),
                     error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
                         "nothing was built: the start condition needs every package source of the \
                          latest image to answer; fix the source (or the network), or build anyway \
@@ -241,8 +213,8 @@ async fn pipeline(
                 }
                 })?
             };
-            // Two starts with one new token at once: the second gets the
-            // first's build, still running; follow it too.
+            // A token used before names its build (another pipeline's is
+            // refused above); one still running is followed to its end.
             let outcome = match outcome {
                 StartOutcome::Built(outcome)
                     if !outcome.started && !outcome.build.state.is_terminal() =>
@@ -317,14 +289,6 @@ async fn pipeline(
             }
         }
     }
-}
-
-/// Whether a build in progress has lost the process running it.
-fn runner_gone(build: &BuildRow) -> bool {
-    !build.state.is_terminal()
-        && !build
-            .owner_pid
-            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Ends the builds whose runner died as `pipeline start` does before it

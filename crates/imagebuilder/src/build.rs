@@ -578,11 +578,7 @@ impl<E: Engine + 'static> Builder<E> {
         }
         let mut ended = Vec::new();
         for build in self.store.builds()? {
-            if build.state.is_terminal() {
-                continue;
-            }
-            let owner_alive = build.owner_pid.is_some_and(process_alive);
-            if owner_alive {
+            if !runner_gone(&build) {
                 continue;
             }
             self.remove_build_resources(&build.id).await?;
@@ -739,6 +735,12 @@ fn new_build_id() -> String {
     let random = hasher.finish() & 0xff_ffff;
     let millis = clock::now().millis();
     format!("b-{millis:x}-{random:06x}")
+}
+
+/// Whether a build in progress has lost the process running it (what
+/// [`Builder::recover`] ends).
+pub fn runner_gone(build: &BuildRow) -> bool {
+    !build.state.is_terminal() && !build.owner_pid.is_some_and(process_alive)
 }
 
 /// Whether a process with this pid exists. A reused pid makes a dead

@@ -146,10 +146,10 @@ pub async fn create_recipe<E: Engine>(
             Err(error) => problems.push(diagnostic(file, reference.span, &crate::build::error_chain(&error))),
         }
     }
-    if let Err(message) =
+    if let Err(reason) =
         resolve_parent(store, engine.as_ref(), &parent_text(&recipe.parent_image)).await?
     {
-        problems.push(diagnostic(file, recipe.parent_image_span, &message));
+        problems.push(diagnostic(file, recipe.parent_image_span, &format!("parent {reason}")));
     }
     // `Diagnostics` are sorted by position; the checks above ran out of order.
     problems.sort_by_key(|problem| problem.span.start);
@@ -308,6 +308,47 @@ pub fn load_pipeline(store: &Store, name: &str) -> Result<LoadedPipeline, Regist
     })
 }
 
+/// Why an image reference does not resolve. Its text speaks of "image";
+/// a recipe's caller says "parent " before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Not a reference an image can have (a build number that is no number).
+    Invalid { reference: String, message: String },
+    /// Registered, but the engine no longer has its image.
+    Gone { version: String, engine_image_id: String },
+    /// Neither a registered image nor one the engine knows.
+    Missing { reference: String, registered: Vec<String> },
+}
+
+impl Unresolved {
+    /// For [`Unresolved::Missing`]: what a reference was expected to name.
+    pub fn expected(&self) -> Option<String> {
+        let Self::Missing { registered, .. } = self else { return None };
+        Some(format!(
+            "expected an autopatch image (name, name/x.y.z or name/x.y.z/N){} or an image in the container engine",
+            known(registered.iter().cloned())
+        ))
+    }
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid { reference, message } => {
+                write!(f, "image reference {reference:?} is invalid: {message}")
+            }
+            Self::Gone { version, engine_image_id } => write!(
+                f,
+                "image {version} is registered but its engine image {engine_image_id} is gone from the engine"
+            ),
+            Self::Missing { reference, .. } => {
+                let expected = self.expected().unwrap_or_default();
+                write!(f, "image {reference:?} does not exist: {expected}")
+            }
+        }
+    }
+}
+
 /// Resolves an image reference: an autopatch image version `name/x.y.z/N`,
 /// `name/x.y.z` or `name/x.x.x` or `name` (the latest build), or anything the
 /// engine knows (tag or id). The inner `Err` says why it does not resolve.
@@ -315,11 +356,11 @@ pub async fn resolve_parent<E: Engine>(
     store: &Store,
     engine: &E,
     reference: &str,
-) -> Result<Result<ResolvedParent, String>, RegistryError> {
+) -> Result<Result<ResolvedParent, Unresolved>, RegistryError> {
     let found = match find_image(store, reference) {
         Ok(found) => found,
         Err(RegistryError::BadReference { reference, message }) => {
-            return Ok(Err(format!("image reference {reference:?} is invalid: {message}")));
+            return Ok(Err(Unresolved::Invalid { reference, message }));
         }
         Err(error) => return Err(error),
     };
@@ -333,10 +374,10 @@ pub async fn resolve_parent<E: Engine>(
                 cmd: info.cmd,
                 entrypoint: info.entrypoint,
             }),
-            None => Err(format!(
-                "image {} is registered but its engine image {} is gone from the engine",
-                image.version, image.engine_image_id
-            )),
+            None => Err(Unresolved::Gone {
+                version: image.version.clone(),
+                engine_image_id: image.engine_image_id.clone(),
+            }),
         });
     }
     Ok(match engine.image_inspect(reference).await? {
@@ -348,10 +389,10 @@ pub async fn resolve_parent<E: Engine>(
             cmd: info.cmd,
             entrypoint: info.entrypoint,
         }),
-        None => Err(format!(
-            "parent image {reference:?} does not exist: expected an autopatch image (name, name/x.y.z or name/x.y.z/N){} or an image in the container engine",
-            known(store.images()?.iter().map(|i| i.version.clone()))
-        )),
+        None => Err(Unresolved::Missing {
+            reference: reference.to_owned(),
+            registered: store.images()?.into_iter().map(|image| image.version).collect(),
+        }),
     })
 }
 

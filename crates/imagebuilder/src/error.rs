@@ -54,4 +54,10 @@ pub enum BuildError {
     /// nothing may be skipped.
     #[error("cannot check {image} for pending updates: {message}")]
     UpdateCheck { image: String, message: String },
+    /// A client token names one start of one pipeline (AWS's
+    /// `IdempotentParameterMismatch`).
+    #[error(
+        "client token {token:?} was already used to start pipeline {pipeline} (build {build}), not {requested} (IdempotentParameterMismatch)"
+    )]
+    ClientTokenMismatch { token: String, pipeline: String, build: String, requested: String },
 }

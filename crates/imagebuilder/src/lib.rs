@@ -29,11 +29,11 @@ mod updates;
 pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap};
 pub use build::{
     BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ROLE_LABEL,
-    ResolvedParent, engine_reference, error_chain, label_value, ownership_labels,
+    ResolvedParent, engine_reference, error_chain, label_value, ownership_labels, runner_gone,
 };
 pub use catalog::{
-    LoadedPipeline, Registered, create_component, create_pipeline, create_recipe, find_image,
-    load_pipeline, resolve_parent,
+    LoadedPipeline, Registered, Unresolved, create_component, create_pipeline, create_recipe,
+    find_image, load_pipeline, resolve_parent,
 };
 pub use error::{BuildError, RegistryError};
 pub use evidence::{ImageEvidence, PackageVersion, VersionChange, diff_in_container};

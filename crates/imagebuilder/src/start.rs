@@ -59,6 +59,22 @@ pub async fn start_pipeline<E: Engine + 'static>(
             message: format!("build {ended} had lost its runner: marked FAILED and cleaned up"),
         });
     }
+    // A token used before names that start: no update check, no new build
+    // (the store's create_build answers the same for two starts at once).
+    if let Some(token) = &options.client_token
+        && let Some(earlier) = builder.store.build_with_client_token(token)?
+    {
+        if earlier.pipeline.as_deref() != Some(name) {
+            return Err(BuildError::ClientTokenMismatch {
+                token: token.clone(),
+                pipeline: earlier.pipeline.unwrap_or_else(|| "-".to_owned()),
+                build: earlier.id,
+                requested: name.to_owned(),
+            });
+        }
+        let image = builder.store.image(&earlier.image_version())?;
+        return Ok(StartOutcome::Built(BuildOutcome { build: earlier, image, started: false }));
+    }
     let loaded = catalog::load_pipeline(&builder.store, name)?;
     if loaded.pipeline.status == PipelineStatus::Disabled {
         return Err(RegistryError::NotFound {
@@ -76,11 +92,11 @@ pub async fn start_pipeline<E: Engine + 'static>(
     .await?
     {
         Ok(parent) => parent,
-        Err(message) => {
+        Err(reason) => {
             return Err(RegistryError::NotFound {
                 kind: "parent image",
                 name: catalog::parent_text(&loaded.recipe.parent_image),
-                hint: format!(": {message}"),
+                hint: format!(": {reason}"),
             }
             .into());
         }

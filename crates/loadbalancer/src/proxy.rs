@@ -120,16 +120,22 @@ async fn forward(
     }
     let mut request = prepare_request(request, client_ip, listen_port);
     let count = routes.len();
+    // Which targets a connection recently failed to, read once per request
+    // so that each target is tried once (beyond 64 targets, none is).
+    let passed: u64 = (0..count.min(64))
+        .filter(|&index| routes[index].passed_by())
+        .fold(0, |mask, index| mask | 1 << index);
     let mut attempts = 0;
     // Round robin over the targets no connection recently failed to, then
     // over those it did: a target is passed by, never dropped, so a request
     // still reaches one when every connection failed lately.
     for passed_by in [false, true] {
         for offset in 0..count {
-            let backend = &routes[(start + offset) % count];
-            if backend.passed_by() != passed_by {
+            let index = (start + offset) % count;
+            if (index < 64 && passed & 1 << index != 0) != passed_by {
                 continue;
             }
+            let backend = &routes[index];
             attempts += 1;
             // The last target left may take as long to connect as it needs.
             let connect_timeout = if attempts == count {

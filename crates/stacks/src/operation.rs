@@ -875,20 +875,33 @@ impl<E: Engine + 'static> Runtime<E> {
         status: &str,
         reason: Option<&str>,
     ) -> Result<(), OperationError> {
-        self.store.append_stack_event(&StackEventRow {
-            seq: 0,
-            event_id: uuid(),
-            stack_id: stack.stack_id.clone(),
-            stack_name: stack.name.clone(),
-            logical_id: row.logical_id.clone(),
-            physical_id: row.physical_id.clone(),
-            resource_type: row.resource_type.clone(),
-            status: status.to_owned(),
-            reason: reason.map(str::to_owned),
-            at: clock::now(),
-        })?;
+        resource_event(&self.store, stack, row, status, reason, clock::now())?;
         Ok(())
     }
+}
+
+/// Appends an event about one of the stack's resources.
+fn resource_event(
+    store: &Store,
+    stack: &StackRow,
+    row: &StackResourceRow,
+    status: &str,
+    reason: Option<&str>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    store.append_stack_event(&StackEventRow {
+        seq: 0,
+        event_id: uuid(),
+        stack_id: stack.stack_id.clone(),
+        stack_name: stack.name.clone(),
+        logical_id: row.logical_id.clone(),
+        physical_id: row.physical_id.clone(),
+        resource_type: row.resource_type.clone(),
+        status: status.to_owned(),
+        reason: reason.map(str::to_owned),
+        at,
+    })?;
+    Ok(())
 }
 
 /// Appends an event about the stack itself.
@@ -936,18 +949,7 @@ pub(crate) fn retry_failed_deletes(
         let now = clock::now();
         let row = StackResourceRow { status, status_reason: None, updated_at: now, ..row };
         store.put_stack_resource(&row)?;
-        store.append_stack_event(&StackEventRow {
-            seq: 0,
-            event_id: uuid(),
-            stack_id: stack.stack_id.clone(),
-            stack_name: stack.name.clone(),
-            logical_id: row.logical_id.clone(),
-            physical_id: row.physical_id.clone(),
-            resource_type: row.resource_type.clone(),
-            status: status.as_str().to_owned(),
-            reason: None,
-            at: now,
-        })?;
+        resource_event(store, stack, &row, status.as_str(), None, now)?;
     }
     Ok(())
 }

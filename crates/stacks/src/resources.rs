@@ -23,6 +23,7 @@ use std::time::Duration;
 use autopatch_documents::cloudformation::Value;
 use autopatch_engine::Engine;
 use autopatch_fleet::{GroupSpec, HealthCheckType, LaunchTemplate, Zone, error_chain as chain};
+use autopatch_imagebuilder::Unresolved;
 use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, HttpProber, LoadBalancer, LoadBalancerConfig, Matcher,
 };
@@ -68,13 +69,12 @@ pub const ACCEPTED_TYPES: &[&str] = &[
     "AWS::IAM::Role",
 ];
 
-/// Why a launch configuration's image does not resolve, in a stack's words
-/// (the image catalog speaks of a recipe's "parent image").
-pub(crate) fn image_problem(image: &str, reason: &str) -> String {
-    match reason.strip_prefix(&format!("parent image {image:?} does not exist: ")) {
+/// Why a launch configuration's image does not resolve, naming the image as
+/// the template gives it.
+pub(crate) fn image_problem(image: &str, reason: &Unresolved) -> String {
+    match reason.expected() {
         Some(expected) => format!("image {image} does not exist: {expected}"),
-        // "image X is registered but its engine image Y is gone ..."
-        None => reason.to_owned(),
+        None => reason.to_string(),
     }
 }
 

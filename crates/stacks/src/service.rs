@@ -402,10 +402,8 @@ impl<E: Engine + 'static> StackService<E> {
             &template,
             source,
             &parameters,
-            stack_name,
-            stack_id,
-            report,
-            problems,
+            (stack_name, stack_id),
+            report.then_some(&mut *problems),
         );
         let imports = self.check_imports(&template, source, &context, problems)?;
         if let Some((stack, _)) = previous {
@@ -416,17 +414,14 @@ impl<E: Engine + 'static> StackService<E> {
 
     /// What the template's intrinsics can see before anything exists
     /// (parameters, pseudo parameters, conditions). Conditions that do not
-    /// evaluate, and a dependency cycle, are problems when `report`.
-    #[allow(clippy::too_many_arguments)]
+    /// evaluate, and a dependency cycle, go to `problems` when given.
     fn request_context(
         &self,
         template: &Template,
         source: &str,
         parameters: &BTreeMap<String, String>,
-        stack_name: &str,
-        stack_id: &str,
-        report: bool,
-        problems: &mut Problems,
+        (stack_name, stack_id): (&str, &str),
+        problems: Option<&mut Problems>,
     ) -> StaticContext {
         let identity = StackIdentity {
             stack_name,
@@ -435,17 +430,17 @@ impl<E: Engine + 'static> StackService<E> {
             account_id: &self.runtime.config.account_id,
         };
         let mut context = stack_context(template, parameters, &identity, BTreeMap::new());
-        match evaluate_conditions(template, &context) {
-            Ok(conditions) => {
-                if let Err(cycle) = dependency_order(template, &conditions)
-                    && report
+        match (evaluate_conditions(template, &context), problems) {
+            (Ok(conditions), problems) => {
+                if let (Err(cycle), Some(problems)) =
+                    (dependency_order(template, &conditions), problems)
                 {
                     problems.request(format!("{source}: error: {cycle}"));
                 }
                 context.conditions = conditions;
             }
-            Err(error) if report => problems.at(source, error.span.start, &error.kind),
-            Err(_) => {}
+            (Err(error), Some(problems)) => problems.at(source, error.span.start, &error.kind),
+            (Err(_), None) => {}
         }
         context
     }
@@ -763,20 +758,12 @@ impl<E: Engine + 'static> StackService<E> {
                 )));
             }
         }
-        let outputs: Vec<Output> = serde_json::from_str(&stack.outputs).unwrap_or_default();
-        let exported: BTreeSet<String> =
-            outputs.into_iter().filter_map(|output| output.export_name).collect();
-        for other in store.stacks(false).map_err(store_error)? {
-            if other.stack_id == stack.stack_id {
-                continue;
-            }
-            let imports: Vec<String> = serde_json::from_str(&other.imports).unwrap_or_default();
-            if let Some(name) = imports.iter().find(|name| exported.contains(*name)) {
-                return Err(ApiError::validation(format!(
-                    "Export {name} cannot be deleted as it is in use by {}",
-                    other.name
-                )));
-            }
+        let in_use = operation::exports_in_use(store, &stack).map_err(store_error)?;
+        if let Some(refused) = in_use
+            .iter()
+            .find_map(|(name, used)| operation::export_change_refused(name, used, None))
+        {
+            return Err(ApiError::validation(refused));
         }
         let now = clock::now();
         // Compare-and-set: of two requests at once, one starts the delete

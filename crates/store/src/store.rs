@@ -376,6 +376,18 @@ impl Store {
         Ok((row, true))
     }
 
+    /// The build a client token started, if any.
+    pub fn build_with_client_token(&self, token: &str) -> Result<Option<BuildRow>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {BUILD_COLUMNS} FROM builds WHERE client_token = ?1"),
+                [token],
+                build_from_row,
+            )
+            .optional()
+            .context("look up a client token")
+    }
+
     pub fn build(&self, id: &str) -> Result<Option<BuildRow>, StoreError> {
         self.lock()
             .query_row(

@@ -84,7 +84,7 @@ async fn an_image_version_with_a_build_number_names_that_build_or_nothing() {
                 .await
                 .unwrap();
         let reason = resolved.expect_err(reference);
-        assert!(reason.contains(reference), "{reason}");
+        assert!(reason.to_string().contains(reference), "{reason}");
     }
 }
 
