@@ -170,6 +170,9 @@ impl DockerEngine {
 
     /// Classifies a bollard error: connection failures mean the engine is
     /// unreachable, anything else is the engine refusing `operation`.
+    /// The message reads `engine failed to {operation} {object}`: when the
+    /// object names its kind (`container 3f2a`), the operation is the bare
+    /// verb (`start`), so the noun is not said twice.
     fn error(
         &self,
         operation: &'static str,
@@ -274,7 +277,7 @@ impl Engine for DockerEngine {
         self.docker
             .tag_image(image, Some(options))
             .await
-            .map_err(|error| self.error_or_not_found("tag image", format!("image {image}"), error))
+            .map_err(|error| self.error_or_not_found("tag", format!("image {image}"), error))
     }
 
     async fn image_remove(&self, reference: &str) -> Result<(), EngineError> {
@@ -318,9 +321,10 @@ impl Engine for DockerEngine {
     }
 
     async fn container_start(&self, id: &str) -> Result<(), EngineError> {
-        self.docker.start_container(id, None::<StartContainerOptions>).await.map_err(|error| {
-            self.error_or_not_found("start container", format!("container {id}"), error)
-        })
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|error| self.error_or_not_found("start", format!("container {id}"), error))
     }
 
     async fn container_stop(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
@@ -331,9 +335,10 @@ impl Engine for DockerEngine {
         };
         // The engine answers once the container has stopped, up to `grace` later.
         let docker = self.docker.clone().with_timeout(DEFAULT_TIMEOUT + grace);
-        docker.stop_container(id, Some(options)).await.map_err(|error| {
-            self.error_or_not_found("stop container", format!("container {id}"), error)
-        })
+        docker
+            .stop_container(id, Some(options))
+            .await
+            .map_err(|error| self.error_or_not_found("stop", format!("container {id}"), error))
     }
 
     async fn container_remove(&self, id: &str) -> Result<(), EngineError> {
@@ -984,6 +989,57 @@ mod tests {
     /// An engine's error answer.
     fn answer(status_code: u16, message: &str) -> BollardError {
         BollardError::DockerResponseServerError { status_code, message: message.into() }
+    }
+
+    /// An engine on a unix socket that answers every request with a 500.
+    async fn refusing_engine(dir: &Path) -> DockerEngine {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let path = dir.join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind the socket");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => request.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    let body = r#"{"message":"refused"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let endpoint = format!("unix://{}", path.display());
+        let docker = Docker::connect_with_host(&endpoint).expect("a client for the socket");
+        DockerEngine { docker, endpoint }
+    }
+
+    #[tokio::test]
+    async fn a_refused_operation_names_its_object_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let engine = refusing_engine(dir.path()).await;
+        let messages = [
+            engine.container_start("3f2a").await,
+            engine.container_stop("3f2a", Duration::ZERO).await,
+            engine.image_tag("5323", "localhost/web:1").await,
+        ]
+        .map(|result| result.expect_err("the engine refuses").to_string());
+        assert_eq!(
+            messages,
+            [
+                "engine failed to start container 3f2a",
+                "engine failed to stop container 3f2a",
+                "engine failed to tag image 5323",
+            ]
+        );
     }
 
     #[test]

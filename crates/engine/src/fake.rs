@@ -107,25 +107,25 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The operation as it reads in an error ("engine failed to ...").
+    /// The operation as it reads in an error, `engine failed to {verb}
+    /// {object}`: the object names its kind (`container 3f2a`), so the verb
+    /// does not repeat it.
     fn verb(self) -> &'static str {
         match self {
             Operation::Info => "query",
-            Operation::ImageInspect => "inspect image",
-            Operation::ImageImport => "import image",
-            Operation::ImageTag => "tag image",
-            Operation::ImageRemove => "remove image",
-            Operation::ContainerCreate => "create container",
-            Operation::ContainerStart => "start container",
-            Operation::ContainerStop => "stop container",
-            Operation::ContainerRemove => "remove container",
-            Operation::ContainerInspect => "inspect container",
+            Operation::ImageInspect | Operation::ContainerInspect => "inspect",
+            Operation::ImageImport => "import",
+            Operation::ImageTag => "tag",
+            Operation::ImageRemove | Operation::ContainerRemove | Operation::NetworkRemove => {
+                "remove"
+            }
+            Operation::ContainerCreate | Operation::NetworkEnsure => "create",
+            Operation::ContainerStart => "start",
+            Operation::ContainerStop => "stop",
             Operation::ContainerList => "list containers",
             Operation::Exec => "run a command in",
             Operation::PutFile => "write a file into",
-            Operation::Commit => "commit container",
-            Operation::NetworkEnsure => "create network",
-            Operation::NetworkRemove => "remove network",
+            Operation::Commit => "commit",
         }
     }
 }
@@ -734,7 +734,7 @@ impl Engine for FakeEngine {
             {
                 return Err(refused(
                     Operation::ImageRemove,
-                    reference,
+                    format!("image {reference}"),
                     format!("image is in use by container {}", user.info.id),
                 ));
             }
@@ -746,7 +746,7 @@ impl Engine for FakeEngine {
     async fn container_create(&self, spec: &ContainerSpec) -> Result<ContainerInfo, EngineError> {
         let call = Call::ContainerCreate { spec: spec.clone() };
         self.run(call, |state| {
-            let object = spec.name.clone().unwrap_or_else(|| spec.image.clone());
+            let object = format!("container {}", spec.name.as_deref().unwrap_or(&spec.image));
             let image_id = state.find_image(&spec.image).ok_or_else(|| {
                 refused(
                     Operation::ContainerCreate,
@@ -1172,6 +1172,40 @@ mod tests {
         assert_eq!(engine.image_inspect("localhost/app:v1").await.expect("inspect"), None);
     }
 
+    #[test]
+    fn an_injected_refusal_names_its_object_once() {
+        let id = "3f2a".to_string();
+        let calls = [
+            Call::Info,
+            Call::ImageInspect { reference: "web:1".into() },
+            Call::ImageImport {
+                tarball: "/t.tar".into(),
+                reference: "web:1".into(),
+                changes: vec![],
+            },
+            Call::ImageTag { image: "5323".into(), reference: "web:1".into() },
+            Call::ImageRemove { reference: "web:1".into() },
+            Call::ContainerCreate {
+                spec: ContainerSpec { image: "web:1".into(), ..Default::default() },
+            },
+            Call::ContainerStart { id: id.clone() },
+            Call::ContainerStop { id: id.clone(), grace: Duration::ZERO },
+            Call::ContainerRemove { id: id.clone() },
+            Call::ContainerInspect { id: id.clone() },
+            Call::ContainerList { labels: vec![("a".into(), "b".into())] },
+            Call::Exec { id: id.clone(), spec: ExecSpec::default() },
+            Call::PutFile { id: id.clone(), path: "/x".into(), contents: vec![], mode: 0o644 },
+            Call::Commit { id: id.clone(), reference: "web:1".into(), changes: vec![] },
+            Call::NetworkEnsure { name: "fleet".into() },
+            Call::NetworkRemove { name: "fleet".into() },
+        ];
+        for call in calls {
+            let message = fault_error(FaultKind::Api, &call).to_string();
+            let words: Vec<&str> = message.split_whitespace().collect();
+            assert!(words.windows(2).all(|pair| pair[0] != pair[1]), "{message}");
+        }
+    }
+
     #[tokio::test]
     async fn faults_hit_the_chosen_call() {
         let engine = FakeEngine::new();
@@ -1180,7 +1214,7 @@ mod tests {
         engine.fail_nth(Operation::Commit, 2, FaultKind::Api);
         engine.commit(&container.id, "localhost/app:1", &[]).await.expect("first commit works");
         let error = engine.commit(&container.id, "localhost/app:2", &[]).await.expect_err("2nd");
-        assert!(matches!(error, EngineError::Api { operation: "commit container", .. }));
+        assert!(matches!(error, EngineError::Api { operation: "commit", .. }));
         assert_eq!(engine.image_inspect("localhost/app:2").await.expect("inspect"), None);
         engine.commit(&container.id, "localhost/app:3", &[]).await.expect("third works");
 
@@ -1209,7 +1243,8 @@ mod tests {
         let spec = engine.container_spec(&container.name).expect("the spec is kept");
         assert_eq!(spec.network.as_deref(), Some("fleet"));
         let error = engine.network_remove("fleet").await.expect_err("in use");
-        assert!(matches!(error, EngineError::Api { operation: "remove network", .. }));
+        assert!(matches!(error, EngineError::Api { operation: "remove", .. }));
+        assert_eq!(error.to_string(), "engine failed to remove network fleet");
         engine.container_remove(&container.id).await.expect("remove");
         assert_eq!(engine.container_spec(&container.id), None);
         engine.network_remove("fleet").await.expect("unused now");
