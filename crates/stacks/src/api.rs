@@ -132,6 +132,31 @@ pub struct CancelUpdateStackInput {
     pub stack_name: String,
 }
 
+/// `ContinueUpdateRollback`: a stack left `UPDATE_ROLLBACK_FAILED` rolls
+/// back again, from where its rollback stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContinueUpdateRollbackInput {
+    pub stack_name: String,
+    /// Logical ids of resources whose rollback is skipped: each must be
+    /// `UPDATE_FAILED` because the rollback failed it. They are marked
+    /// `UPDATE_COMPLETE` and recorded with the previous template's
+    /// properties; the resources themselves are left as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources_to_skip: Vec<String>,
+    /// Accepted and ignored (there is no IAM locally).
+    #[serde(default, rename = "RoleARN", skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_token: Option<String>,
+}
+
+/// `ContinueUpdateRollback`'s answer: empty, as on AWS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContinueUpdateRollbackOutput {}
+
 /// `DeleteStack`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

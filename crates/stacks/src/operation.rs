@@ -293,6 +293,41 @@ impl<E: Engine + 'static> Runtime<E> {
         }
     }
 
+    /// `ContinueUpdateRollback`'s `ResourcesToSkip`: each resource named is
+    /// marked `UPDATE_COMPLETE` and recorded with the properties the
+    /// previous template gives it, so the rollback finds nothing left to do
+    /// for it; the resource itself is not touched (it may differ from what
+    /// the stack records until an update or a hand fixes it). Called once
+    /// the stack is `UPDATE_ROLLBACK_IN_PROGRESS` again, before its
+    /// operation runs.
+    pub(crate) fn skip_rollback(
+        &self,
+        stack_id: &str,
+        skip: &BTreeSet<String>,
+    ) -> Result<(), OperationError> {
+        let mut loaded = load(&self.store, stack_id, &self.config.region, &self.config.account_id)?;
+        let resources = self.store.stack_resources(stack_id)?;
+        loaded.refresh(loaded.row.clone(), &resources);
+        let reason = "Resource skipped by ContinueUpdateRollback: recorded with the previous template's properties, left as it is";
+        for row in resources.into_iter().filter(|row| skip.contains(&row.logical_id)) {
+            // A resource whose previous properties do not evaluate keeps the
+            // ones it has: the rollback then reports why.
+            let properties = match self.desired(&loaded, &row.logical_id) {
+                Ok((properties, _)) => to_json(&properties).to_string(),
+                Err(_) => row.properties.clone(),
+            };
+            let row = StackResourceRow { properties, ..row };
+            self.set_resource(
+                &loaded.row,
+                row,
+                ResourceStatus::UpdateComplete,
+                Some(reason),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Evaluates the outputs and moves on: a create completes; an update
     /// (or its rollback) goes to its cleanup.
     fn outputs_step(&self, loaded: &Loaded) -> Result<(), OperationError> {
@@ -952,6 +987,38 @@ pub(crate) fn retry_failed_deletes(
         resource_event(store, stack, &row, status.as_str(), None, now)?;
     }
     Ok(())
+}
+
+/// The resources a failed update rollback left `UPDATE_FAILED`: those
+/// whose `UPDATE_FAILED` came after the stack's last
+/// `UPDATE_ROLLBACK_IN_PROGRESS`. A resource the update itself failed, which
+/// the rollback stopped before reaching, is not one of them.
+pub(crate) fn failed_by_rollback(
+    store: &Store,
+    stack: &StackRow,
+) -> Result<BTreeSet<String>, StoreError> {
+    let events = store.stack_events(&stack.stack_id)?;
+    let rollback = StackStatus::UpdateRollbackInProgress.as_str();
+    let since = events
+        .iter()
+        .rposition(|event| event.resource_type == STACK_TYPE && event.status == rollback)
+        .map_or(0, |at| at + 1);
+    let failed: BTreeSet<&str> = events[since..]
+        .iter()
+        .filter(|event| {
+            event.resource_type != STACK_TYPE
+                && event.status == ResourceStatus::UpdateFailed.as_str()
+        })
+        .map(|event| event.logical_id.as_str())
+        .collect();
+    Ok(store
+        .stack_resources(&stack.stack_id)?
+        .into_iter()
+        .filter(|row| {
+            row.status == ResourceStatus::UpdateFailed && failed.contains(row.logical_id.as_str())
+        })
+        .map(|row| row.logical_id)
+        .collect())
 }
 
 /// What a resource's row keeps of the physical resource it replaced (or,

@@ -255,7 +255,20 @@ impl<E: Engine + 'static> StackService<E> {
         tokio::spawn(async move {
             // A store failure leaves the operation in progress; the next
             // daemon start resumes it.
-            let _ = runtime.run_operation(&stack_id).await;
+            while runtime.run_operation(&stack_id).await.is_ok() {
+                // A request that started a new operation (a ContinueUpdateRollback
+                // or a DeleteStack right after this one failed) while this
+                // task was ending found it still running: run that one too.
+                let mut running = lock(&running);
+                let restarted = runtime
+                    .store
+                    .stack(&stack_id)
+                    .is_ok_and(|stack| stack.is_some_and(|stack| stack.status.in_progress()));
+                if !restarted {
+                    running.remove(&stack_id);
+                    return;
+                }
+            }
             lock(&running).remove(&stack_id);
         });
     }
@@ -712,6 +725,96 @@ impl<E: Engine + 'static> StackService<E> {
         // the resumed operation rolls back.
         self.spawn_operation(&stack.stack_id);
         Ok(())
+    }
+
+    /// `ContinueUpdateRollback`: a stack whose update rollback failed
+    /// (`UPDATE_ROLLBACK_FAILED`) rolls back again from where it stopped
+    /// (`UPDATE_ROLLBACK_IN_PROGRESS`, then `UPDATE_ROLLBACK_COMPLETE`, or
+    /// `UPDATE_ROLLBACK_FAILED` again): the resources that failed are tried
+    /// again, except those `ResourcesToSkip` names. Only a resource the
+    /// rollback left `UPDATE_FAILED` may be skipped, as on AWS; it is marked
+    /// `UPDATE_COMPLETE` with the previous template's properties and left
+    /// as it is. Any other status, or any other resource to skip, is
+    /// refused and changes nothing.
+    pub async fn continue_update_rollback(
+        &self,
+        input: ContinueUpdateRollbackInput,
+    ) -> Result<ContinueUpdateRollbackOutput, ApiError> {
+        let store = &self.runtime.store;
+        let stack = self.find_stack(&input.stack_name)?;
+        if stack.status != StackStatus::UpdateRollbackFailed {
+            return Err(ApiError::validation(format!(
+                "ContinueUpdateRollback cannot be called from current stack status {}",
+                stack.status
+            )));
+        }
+        let mut skip = BTreeSet::new();
+        if !input.resources_to_skip.is_empty() {
+            let rows = store.stack_resources(&stack.stack_id).map_err(store_error)?;
+            let failed = operation::failed_by_rollback(store, &stack).map_err(store_error)?;
+            let mut problems = Vec::new();
+            for name in &input.resources_to_skip {
+                if !skip.insert(name.clone()) {
+                    continue;
+                }
+                let Some(row) = rows.iter().find(|row| &row.logical_id == name) else {
+                    problems.push(format!(
+                        "ResourcesToSkip: resource [{name}] does not exist in stack [{}]",
+                        stack.name
+                    ));
+                    continue;
+                };
+                if failed.contains(name) {
+                    continue;
+                }
+                let why = if row.status == ResourceStatus::UpdateFailed {
+                    "UPDATE_FAILED because the update failed, not its rollback".to_owned()
+                } else {
+                    format!("in the {} state", row.status)
+                };
+                problems.push(format!(
+                    "ResourcesToSkip: resource [{name}] is {why}; you can specify only resources that are in the UPDATE_FAILED state because a rollback failed"
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(ApiError::validation(problems.join("\n")));
+            }
+        }
+        let now = clock::now();
+        // Compare-and-set: of two requests at once, one continues the
+        // rollback (and alone skips what it names).
+        let started = store
+            .set_stack_status_from(
+                &stack.stack_id,
+                StackStatus::UpdateRollbackFailed,
+                StackStatus::UpdateRollbackInProgress,
+                Some("User Initiated"),
+                now,
+            )
+            .map_err(store_error)?;
+        if !started {
+            return Err(ApiError::validation(format!(
+                "Stack [{}] changed while ContinueUpdateRollback was being requested; try again",
+                stack.name
+            )));
+        }
+        stack_event(
+            store,
+            &stack,
+            StackStatus::UpdateRollbackInProgress,
+            Some("User Initiated"),
+            now,
+        )
+        .map_err(store_error)?;
+        // A crash before the skips are written leaves those resources
+        // UPDATE_FAILED: the resumed rollback tries them again (and, failing,
+        // ends UPDATE_ROLLBACK_FAILED, where a new request skips them).
+        let skipped = self.runtime.skip_rollback(&stack.stack_id, &skip);
+        // The rollback runs even when the skips could not be written: the
+        // stack must not stay in progress with nothing working on it.
+        self.spawn_operation(&stack.stack_id);
+        skipped.map_err(|error| ApiError::internal(autopatch_fleet::error_chain(&error)))?;
+        Ok(ContinueUpdateRollbackOutput {})
     }
 
     /// `DeleteStack`: refused while another stack imports one of its

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopatch_engine::{FakeEngine, FaultKind, Operation};
+use autopatch_engine::{Call, FakeEngine, FaultKind, Operation};
 use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
 use autopatch_stacks::api::*;
 use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
@@ -15,6 +15,7 @@ use autopatch_store::{StackResourceRow, StackRow, Store};
 struct Sim {
     _dir: tempfile::TempDir,
     engine: Arc<FakeEngine>,
+    store: Arc<Store>,
     service: Arc<StackService<FakeEngine>>,
 }
 
@@ -36,7 +37,7 @@ impl Sim {
         let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
         let service =
             StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
-        Sim { _dir: dir, engine, service }
+        Sim { _dir: dir, engine, store, service }
     }
 
     async fn create(
@@ -956,4 +957,244 @@ async fn a_listener_whose_port_is_taken_at_restart_is_reopened_once_it_is_free()
     assert!(service.recovery_notes().is_empty(), "{:?}", service.recovery_notes());
     assert!(answers(&address).await, "the listener serves on {address} again");
     service.shutdown().await;
+}
+
+/// Two launch templates of one image (the second waits for the first) and
+/// a security group no update touches.
+const LAUNCHES: &str = r#"
+Parameters:
+  Image:
+    Type: String
+  SecondType:
+    Type: String
+    Default: t3.micro
+Resources:
+  Sg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: web
+  First:
+    Type: AWS::EC2::LaunchTemplate
+    Properties:
+      LaunchTemplateData:
+        ImageId: !Ref Image
+        InstanceType: t3.micro
+  Second:
+    Type: AWS::EC2::LaunchTemplate
+    DependsOn: First
+    Properties:
+      LaunchTemplateData:
+        ImageId: !Ref Image
+        InstanceType: !Ref SecondType
+"#;
+
+const IMAGE_A: &str = "localhost/app:1";
+const IMAGE_B: &str = "localhost/app:2";
+
+impl Sim {
+    /// The stack `app` of LAUNCHES on image A, left UPDATE_ROLLBACK_FAILED
+    /// by an update to image B: First is changed to B, Second fails (an
+    /// instance type that does not exist), and the rollback fails to change
+    /// First back because the engine does not answer about image A (which
+    /// it keeps doing until the test clears the faults). Returns the
+    /// stack and its resource rows from before the update.
+    async fn rollback_failed(&self) -> (Stack, Vec<StackResourceRow>) {
+        self.engine.add_image(IMAGE_A);
+        self.engine.add_image(IMAGE_B);
+        let created = self.create("app", LAUNCHES, &[("Image", IMAGE_A)]).await.unwrap();
+        assert_eq!(created.stack_status, "CREATE_COMPLETE", "{created:?}");
+        let before = self.store.stack_resources(&created.stack_id).unwrap();
+        self.engine.fail_when(|call| match call {
+            Call::ImageInspect { reference } if reference == IMAGE_A => {
+                Some(FaultKind::Unreachable)
+            }
+            _ => None,
+        });
+        let failed = self
+            .update("app", None, &[("Image", IMAGE_B), ("SecondType", "t9.nope")])
+            .await
+            .unwrap();
+        assert_eq!(failed.stack_status, "UPDATE_ROLLBACK_FAILED", "{failed:?}");
+        assert_eq!(
+            failed.stack_status_reason.as_deref(),
+            Some("The following resource(s) failed to update: [First].")
+        );
+        (failed, before)
+    }
+
+    async fn continue_rollback(&self, name: &str, skip: &[&str]) -> Result<Stack, ApiError> {
+        let stack_id = self.describe(name).stack_id;
+        let input = ContinueUpdateRollbackInput {
+            stack_name: name.into(),
+            resources_to_skip: skip.iter().map(|name| name.to_string()).collect(),
+            ..Default::default()
+        };
+        self.service.continue_update_rollback(input).await?;
+        self.service.wait_idle(&stack_id).await;
+        Ok(self.describe(&stack_id))
+    }
+
+    fn row(&self, stack_id: &str, logical_id: &str) -> StackResourceRow {
+        let rows = self.store.stack_resources(stack_id).unwrap();
+        rows.into_iter().find(|row| row.logical_id == logical_id).unwrap()
+    }
+
+    /// The image a launch template's engine resource was last made with.
+    fn launch_image(&self, stack_id: &str, logical_id: &str) -> String {
+        let attributes: serde_json::Value =
+            serde_json::from_str(&self.row(stack_id, logical_id).attributes).unwrap();
+        attributes["autopatch:Local"]["Launch"]["image"].as_str().unwrap().to_owned()
+    }
+
+    fn inspections_of(&self, image: &str) -> usize {
+        let inspections = self.engine.calls_of(Operation::ImageInspect);
+        inspections
+            .iter()
+            .filter(|call| matches!(call, Call::ImageInspect { reference } if reference == image))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn continue_update_rollback_retries_the_failed_rollback_until_it_completes() {
+    let sim = Sim::new().await;
+    let (stack, before) = sim.rollback_failed().await;
+    assert_eq!(sim.launch_image(&stack.stack_id, "First"), IMAGE_B);
+    // Such a stack cannot be updated; ContinueUpdateRollback is the way out.
+    let error = sim.update("app", None, &[("Image", IMAGE_A)]).await.unwrap_err();
+    assert!(error.message.contains("UPDATE_ROLLBACK_FAILED state and can not be updated"));
+
+    // While the engine still fails, the rollback fails again, at First.
+    let again = sim.continue_rollback("app", &[]).await.unwrap();
+    assert_eq!(again.stack_status, "UPDATE_ROLLBACK_FAILED", "{again:?}");
+    assert_eq!(
+        again.stack_status_reason.as_deref(),
+        Some("The following resource(s) failed to update: [First].")
+    );
+
+    // Once it answers, the rollback gets to the end.
+    sim.engine.clear_faults();
+    let events_before = sim.events(&stack.stack_id).len();
+    let done = sim.continue_rollback("app", &[]).await.unwrap();
+    assert_eq!(done.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{done:?}");
+    let tail = sim.events(&stack.stack_id)[events_before..].to_vec();
+    let expected: Vec<(String, String)> = [
+        ("app", "UPDATE_ROLLBACK_IN_PROGRESS"),
+        ("First", "UPDATE_IN_PROGRESS"),
+        ("First", "UPDATE_COMPLETE"),
+        // Failed by the update, never reached by the failed rollbacks.
+        ("Second", "UPDATE_IN_PROGRESS"),
+        ("Second", "UPDATE_COMPLETE"),
+        ("app", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("app", "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(tail, expected);
+    // Every resource is what it was before the update, engine side too.
+    for row in &before {
+        let now = sim.row(&stack.stack_id, &row.logical_id);
+        assert_eq!(now.physical_id, row.physical_id, "{}", row.logical_id);
+        assert_eq!(now.properties, row.properties, "{}", row.logical_id);
+    }
+    assert_eq!(sim.launch_image(&stack.stack_id, "First"), IMAGE_A);
+    assert_eq!(sim.launch_image(&stack.stack_id, "Second"), IMAGE_A);
+    let parameter = |key: &str| {
+        done.parameters.iter().find(|p| p.parameter_key == key).unwrap().parameter_value.clone()
+    };
+    assert_eq!(parameter("Image").as_deref(), Some(IMAGE_A));
+    assert_eq!(parameter("SecondType").as_deref(), Some("t3.micro"));
+    // The stack takes updates again, and there is no rollback to continue.
+    let refused = sim.continue_rollback("app", &[]).await.unwrap_err();
+    assert_eq!(
+        refused.message,
+        "ContinueUpdateRollback cannot be called from current stack status UPDATE_ROLLBACK_COMPLETE"
+    );
+    let updated = sim.update("app", None, &[("Image", IMAGE_B)]).await.unwrap();
+    assert_eq!(updated.stack_status, "UPDATE_COMPLETE", "{updated:?}");
+}
+
+#[tokio::test]
+async fn resources_to_skip_records_a_resource_the_rollback_failed_as_the_previous_template_says() {
+    let sim = Sim::new().await;
+    let (stack, before) = sim.rollback_failed().await;
+    let events_before = sim.events(&stack.stack_id);
+    // Only a resource the rollback failed may be skipped: not one the
+    // update failed (Second), nor one that did not fail, nor one that is
+    // not there. Each is named; nothing changes.
+    let refused = sim.continue_rollback("app", &["Second", "Sg", "Nowhere"]).await.unwrap_err();
+    assert_eq!(refused.code, "ValidationError");
+    assert_eq!(
+        refused.message.lines().collect::<Vec<_>>(),
+        [
+            "ResourcesToSkip: resource [Second] is UPDATE_FAILED because the update failed, not its rollback; you can specify only resources that are in the UPDATE_FAILED state because a rollback failed",
+            "ResourcesToSkip: resource [Sg] is in the CREATE_COMPLETE state; you can specify only resources that are in the UPDATE_FAILED state because a rollback failed",
+            "ResourcesToSkip: resource [Nowhere] does not exist in stack [app]",
+        ]
+    );
+    assert_eq!(sim.events(&stack.stack_id), events_before, "the refusal changed nothing");
+    assert_eq!(sim.describe("app").stack_status, "UPDATE_ROLLBACK_FAILED");
+
+    // Skipping First: it is not touched; Second is rolled back.
+    sim.engine.clear_faults();
+    let inspections = sim.inspections_of(IMAGE_A);
+    let done = sim.continue_rollback("app", &["First"]).await.unwrap();
+    assert_eq!(done.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{done:?}");
+    assert_eq!(sim.inspections_of(IMAGE_A) - inspections, 1, "only Second was rolled back");
+    let first = sim.row(&stack.stack_id, "First");
+    assert_eq!(first.status, ResourceStatus::UpdateComplete);
+    let previous = before.iter().find(|row| row.logical_id == "First").unwrap();
+    assert_eq!(first.properties, previous.properties, "recorded as the previous template says");
+    assert_eq!(sim.launch_image(&stack.stack_id, "First"), IMAGE_B, "but left as it is");
+    assert_eq!(sim.launch_image(&stack.stack_id, "Second"), IMAGE_A);
+    let tail = sim.events(&stack.stack_id)[events_before.len()..].to_vec();
+    let expected: Vec<(String, String)> = [
+        ("app", "UPDATE_ROLLBACK_IN_PROGRESS"),
+        ("First", "UPDATE_COMPLETE"),
+        ("Second", "UPDATE_IN_PROGRESS"),
+        ("Second", "UPDATE_COMPLETE"),
+        ("app", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("app", "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(tail, expected);
+    let skipped = sim
+        .service
+        .describe_stack_events(DescribeStackEventsInput { stack_name: "app".into() })
+        .unwrap()
+        .stack_events
+        .into_iter()
+        .find(|event| event.logical_resource_id == "First")
+        .unwrap();
+    assert!(
+        skipped
+            .resource_status_reason
+            .unwrap()
+            .starts_with("Resource skipped by ContinueUpdateRollback"),
+    );
+}
+
+#[tokio::test]
+async fn continue_update_rollback_is_refused_in_any_other_state_and_changes_nothing() {
+    let sim = Sim::new().await;
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    for skip in [&[][..], &["Vpc"][..]] {
+        let error = sim.continue_rollback("net", skip).await.unwrap_err();
+        assert_eq!(
+            (error.code.as_str(), error.message.as_str()),
+            (
+                "ValidationError",
+                "ContinueUpdateRollback cannot be called from current stack status CREATE_COMPLETE"
+            )
+        );
+    }
+    assert_eq!(sim.events(&stack.stack_id), before);
+    assert_eq!(sim.describe("net").stack_status, "CREATE_COMPLETE");
+    let input = ContinueUpdateRollbackInput { stack_name: "nowhere".into(), ..Default::default() };
+    let missing = sim.service.continue_update_rollback(input).await.unwrap_err();
+    assert_eq!(missing.message, "Stack with id nowhere does not exist");
 }
