@@ -92,6 +92,9 @@ impl<E: Engine + 'static> Operations for StackService<E> {
                 self.cancel_update_stack(decode(operation, input)?).await?;
                 Ok(Value::Object(serde_json::Map::new()))
             }
+            ("cloudformation", "ContinueUpdateRollback") => {
+                encode(&self.continue_update_rollback(decode(operation, input)?).await?)
+            }
             ("cloudformation", "DeleteStack") => {
                 self.delete_stack(decode(operation, input)?).await?;
                 Ok(Value::Object(serde_json::Map::new()))
@@ -137,6 +140,7 @@ mod tests {
         ("cloudformation", "CreateStack"),
         ("cloudformation", "UpdateStack"),
         ("cloudformation", "CancelUpdateStack"),
+        ("cloudformation", "ContinueUpdateRollback"),
         ("cloudformation", "DeleteStack"),
         ("cloudformation", "DescribeStacks"),
         ("cloudformation", "DescribeStackEvents"),
@@ -185,6 +189,32 @@ mod tests {
             assert_eq!(error, ApiError::not_implemented(name, operation));
             assert_eq!(error.status, 404);
         }
+    }
+
+    #[test]
+    fn continue_update_rollback_reads_aws_field_names() {
+        let input = decode::<autopatch_stacks::api::ContinueUpdateRollbackInput>(
+            "ContinueUpdateRollback",
+            json!({
+                "StackName": "web",
+                "ResourcesToSkip": ["Group", "Config"],
+                "RoleARN": "arn:aws:iam::000000000000:role/cfn",
+                "ClientRequestToken": "t-1",
+            }),
+        )
+        .unwrap();
+        assert_eq!(input.stack_name, "web");
+        assert_eq!(input.resources_to_skip, ["Group", "Config"]);
+        assert_eq!(input.role_arn.as_deref(), Some("arn:aws:iam::000000000000:role/cfn"));
+        let error = decode::<autopatch_stacks::api::ContinueUpdateRollbackInput>(
+            "ContinueUpdateRollback",
+            json!({"StackName": "web", "ResourcesToSkip": "Group"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.message,
+            "request of ContinueUpdateRollback is not valid: ResourcesToSkip: invalid type: string \"Group\", expected a sequence"
+        );
     }
 
     #[test]
