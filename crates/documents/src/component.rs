@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
+use crate::recipe::ComponentReference;
 use crate::reference::{is_name, name_error};
 use crate::source::{LineIndex, Position, SourceFile, Span, advance};
 use crate::template::{Segment, Template, parse_template};
@@ -249,7 +250,8 @@ pub struct CreateFileInput {
     pub path: Template,
     /// `None`: an empty file.
     pub content: Option<Template>,
-    /// How `content` is encoded. Base64 content is checked when rendered, not here.
+    /// How `content` is encoded. Base64 content without references is
+    /// checked when the document is read; with references, when rendered.
     pub encoding: FileEncoding,
     /// The mode, from an octal string like `"0644"`.
     pub permissions: Option<u32>,
@@ -280,16 +282,50 @@ impl FileEncoding {
     }
 }
 
+/// A component document as far as it could be read, from
+/// [`parse_component_lenient`]: what registration checks besides the document
+/// itself (its name), including when the document has problems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialComponent {
+    /// The document's `name` and where its value is, when given and readable.
+    pub name: Option<(String, Span)>,
+    /// The whole document, when it had no problem.
+    document: Option<ComponentDocument>,
+}
+
+impl PartialComponent {
+    /// The whole document: `Some` exactly when the lenient parse reported no
+    /// problem.
+    pub fn complete(self) -> Option<ComponentDocument> {
+        self.document
+    }
+}
+
 /// Parses and validates an AWSTOE component document.
 ///
 /// # Errors
 /// Returns every problem found: YAML syntax, unknown or missing keys, wrong
 /// types, unsupported actions, duplicate names, undefined or out-of-order
-/// references.
+/// references, relative `CreateFile` paths and content that is not the
+/// base64 it is declared to be.
 pub fn parse_component(file: &SourceFile) -> Result<ComponentDocument, Diagnostics> {
+    let (component, reporter) = read_component(file);
+    reporter.finish_option(component.and_then(PartialComponent::complete))
+}
+
+/// Like [`parse_component`], for callers that go on checking what could be
+/// read (registration checks the name): the document as far as it could be
+/// read and every diagnostic, sorted by position. `None` only when nothing
+/// could be read (YAML syntax errors, a document that is not a mapping).
+pub fn parse_component_lenient(file: &SourceFile) -> (Option<PartialComponent>, Vec<Diagnostic>) {
+    let (component, reporter) = read_component(file);
+    (component, reporter.into_diagnostics())
+}
+
+fn read_component(file: &SourceFile) -> (Option<PartialComponent>, Reporter) {
     let mut reporter = Reporter::new(file.name.clone());
     let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
-        return reporter.finish_option(None);
+        return (None, reporter);
     };
     let mut reader = ComponentReader {
         lines: LineIndex::new(&file.text),
@@ -298,43 +334,97 @@ pub fn parse_component(file: &SourceFile) -> Result<ComponentDocument, Diagnosti
         declared: None,
         step_names: BTreeMap::new(),
     };
-    let document = reader.document(&root);
+    let mut component = reader.document(&root);
     // Even when the document is incomplete: every problem is reported.
     reader.check_references();
-    reader.reporter.finish_option(document)
+    let reporter = reader.reporter;
+    if let Some(component) = &mut component
+        && reporter.has_errors()
+    {
+        component.document = None;
+    }
+    (component, reporter)
 }
 
-/// Checks parameter values for a document, as given by a recipe: every
-/// parameter without a default needs a value, every value must name a
-/// declared parameter. Diagnostics are reported at `span` in `file`.
+/// Checks the parameter values a recipe's component entry gives for this
+/// document: every parameter without a default needs a value (reported at
+/// the entry), and every parameter given must be declared (reported at its
+/// `name`). The diagnostics are for `file`, the recipe.
 pub fn check_parameter_values(
     doc: &ComponentDocument,
-    values: &BTreeMap<String, String>,
+    reference: &ComponentReference,
     file: &str,
-    span: Span,
 ) -> Vec<Diagnostic> {
     let mut reporter = Reporter::new(file);
-    for parameter in &doc.parameters {
-        if parameter.default.is_none() && !values.contains_key(&parameter.name) {
-            reporter.error(
-                span,
-                format!(
-                    "missing a value for the parameter `{}`, which has no default",
-                    parameter.name
-                ),
-            );
+    // A parameter whose entry could not be read was reported already; it
+    // may be the one that looks missing.
+    if reference.parameters_complete {
+        for parameter in &doc.parameters {
+            if parameter.default.is_none()
+                && !reference.parameter_spans.contains_key(&parameter.name)
+            {
+                reporter.error(
+                    reference.span,
+                    format!(
+                        "missing a value for the parameter `{}`, which has no default",
+                        parameter.name
+                    ),
+                );
+            }
         }
     }
-    for name in values.keys() {
-        if doc.parameter(name).is_none() {
-            let declared = declared_parameters(doc.parameters.iter().map(|p| p.name.as_str()));
-            reporter.error(
-                span,
-                format!("found a value for the undeclared parameter `{name}`; {declared}"),
-            );
+    for (name, span) in &reference.parameter_spans {
+        if doc.parameter(name).is_some() {
+            continue;
         }
+        let declared = doc.parameters.iter().map(|p| p.name.as_str());
+        let message = match closest(name, declared.clone()) {
+            Some(known) => {
+                format!(
+                    "found a value for the undeclared parameter `{name}`, did you mean `{known}`?"
+                )
+            }
+            None => format!(
+                "found a value for the undeclared parameter `{name}`; {}",
+                declared_parameters(declared)
+            ),
+        };
+        reporter.error(*span, message);
     }
     reporter.into_diagnostics()
+}
+
+/// The name among `names` that `name` is most likely a misspelling of: the
+/// same but for case, or at most two edits away (one for short names).
+fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let allowed = if name.chars().count() <= 4 { 1 } else { 2 };
+    names
+        .map(|candidate| {
+            let distance = if candidate.eq_ignore_ascii_case(name) {
+                0
+            } else {
+                edit_distance(&name.to_ascii_lowercase(), &candidate.to_ascii_lowercase())
+            };
+            (distance, candidate)
+        })
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The Levenshtein distance between two strings, counted in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, a_char) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, b_char) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_char != *b_char);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// "expected one of the declared parameters: A, B" or "the document declares no parameters".
@@ -381,9 +471,12 @@ struct ComponentReader<'a> {
 }
 
 impl ComponentReader<'_> {
-    fn document(&mut self, root: &Node) -> Option<ComponentDocument> {
+    /// The document as far as it could be read; `None` when the root is not
+    /// a mapping.
+    fn document(&mut self, root: &Node) -> Option<PartialComponent> {
         let mut map = MappingReader::new(root, &mut self.reporter)?;
-        let name = map.optional("name").and_then(|node| self.string(node));
+        let name =
+            map.optional("name").and_then(|node| self.string(node).map(|name| (name, node.span)));
         let description = map.optional("description").and_then(|node| self.string(node));
         let schema_version = map
             .required("schemaVersion", &mut self.reporter)
@@ -398,13 +491,17 @@ impl ComponentReader<'_> {
         let phases = map.required("phases", &mut self.reporter).and_then(|node| self.phases(node));
         map.unsupported("constants", "AWSTOE constants are not supported yet; use parameters");
         map.finish(&mut self.reporter);
-        Some(ComponentDocument {
-            name,
-            description,
-            schema_version: schema_version?,
-            parameters: parameters?,
-            phases: phases?,
-        })
+        let document = match (schema_version, parameters, phases) {
+            (Some(schema_version), Some(parameters), Some(phases)) => Some(ComponentDocument {
+                name: name.as_ref().map(|(name, _)| name.clone()),
+                description,
+                schema_version,
+                parameters,
+                phases,
+            }),
+            _ => None,
+        };
+        Some(PartialComponent { name, document })
     }
 
     fn string(&mut self, node: &Node) -> Option<String> {
@@ -762,13 +859,21 @@ impl ComponentReader<'_> {
 
     fn create_file_input(&mut self, item: &Node, context: &StepContext) -> Option<CreateFileInput> {
         let mut map = MappingReader::new(item, &mut self.reporter)?;
-        let path =
-            map.required("path", &mut self.reporter).map(|node| self.template(node, context));
-        let content = map.optional("content").map(|node| self.template(node, context));
+        let path = map.required("path", &mut self.reporter).map(|node| self.path(node, context));
+        let content_node = map.optional("content");
+        let content = content_node.map(|node| self.template(node, context));
         let encoding = match map.optional("encoding") {
             None => Some(FileEncoding::default()),
             Some(node) => self.encoding(node),
         };
+        // Literal content is checked now; content with references only
+        // once rendered, when the step runs.
+        if let (Some(FileEncoding::Base64), Some(node), Some(Some(content))) =
+            (encoding, content_node, &content)
+            && let Some(text) = content.as_literal()
+        {
+            self.base64_content(node, &text);
+        }
         let permissions = map.optional("permissions").map(|node| self.permissions(node));
         let owner = map.optional("owner").map(|node| self.template(node, context));
         let group = map.optional("group").map(|node| self.template(node, context));
@@ -787,6 +892,54 @@ impl ComponentReader<'_> {
             overwrite: overwrite?,
             span: item.span,
         })
+    }
+
+    /// A `CreateFile` path: absolute, as AWSTOE requires. A path that starts
+    /// with a reference is checked once rendered, when the step runs.
+    fn path(&mut self, node: &Node, context: &StepContext) -> Option<Template> {
+        let path = self.template(node, context)?;
+        let message = match path.segments.first() {
+            None => "found an empty path; expected an absolute path, starting with `/`".to_owned(),
+            Some(Segment::Literal(text)) if !text.starts_with('/') => format!(
+                "found the relative path {:?}; expected an absolute path, starting with `/` (AWSTOE writes files at absolute paths only)",
+                path.to_string()
+            ),
+            Some(_) => return Some(path),
+        };
+        self.reporter.error(node.span, message);
+        None
+    }
+
+    /// Reports `text` unless it decodes as the executor decodes it: standard
+    /// base64 with padding, whitespace (line breaks) ignored.
+    fn base64_content(&mut self, node: &Node, text: &str) {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+        let compact: String = text.split_whitespace().collect();
+        let Err(error) = STANDARD.decode(&compact) else { return };
+        let character = |offset: usize| compact.get(offset..).and_then(|rest| rest.chars().next());
+        let reason = match error {
+            base64::DecodeError::InvalidByte(offset, _) => match character(offset) {
+                Some('=') => "`=` padding before its end".to_owned(),
+                Some(found) => format!("the character {found:?}, which base64 does not use"),
+                None => "a character base64 does not use".to_owned(),
+            },
+            base64::DecodeError::InvalidLastSymbol(offset, _) => format!(
+                "a last character {:?} that no encoder writes there (cut short or altered?)",
+                character(offset).unwrap_or('?')
+            ),
+            base64::DecodeError::InvalidLength(length) => {
+                format!("{length} base64 characters, a length no encoder writes")
+            }
+            base64::DecodeError::InvalidPadding => format!(
+                "{} characters besides whitespace, not a multiple of 4 padded with `=`",
+                compact.chars().count()
+            ),
+        };
+        self.reporter.error(
+            node.span,
+            format!("found content that is not valid base64 ({reason}); expected base64, as `encoding: base64` says"),
+        );
     }
 
     fn encoding(&mut self, node: &Node) -> Option<FileEncoding> {

@@ -95,6 +95,13 @@ impl Reporter {
         });
     }
 
+    /// Records problems found elsewhere in the same file: a lenient parse's,
+    /// or a caller's own checks (registered references, for example), so
+    /// that they are reported together with the rest, in position order.
+    pub fn extend(&mut self, diagnostics: impl IntoIterator<Item = Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.diagnostics.is_empty()
     }

@@ -4,7 +4,10 @@
 //! - AWSTOE component documents ([`parse_component`]);
 //! - image recipes and image pipelines shaped like Image Builder's
 //!   `CreateImageRecipe` and `CreateImagePipeline` requests ([`parse_recipe`],
-//!   [`parse_pipeline`]);
+//!   [`parse_pipeline`]); each format also has a lenient parse
+//!   ([`parse_recipe_lenient`]...) that gives what could be read with every
+//!   diagnostic, so that a caller checking references against a store reports
+//!   its problems together with the document's;
 //! - CloudFormation templates, their intrinsic functions, parameters and
 //!   resource order ([`cloudformation`]);
 //! - underneath, a spanned YAML tree ([`yaml`]) that keeps tags such as
@@ -23,20 +26,25 @@ mod diagnostic;
 mod pipeline;
 mod recipe;
 mod reference;
+mod schedule;
 mod source;
 mod template;
 pub mod yaml;
 
 pub use component::{
     Action, ComponentDocument, CreateFileInput, DEFAULT_TIMEOUT_SECONDS, FileEncoding, OnFailure,
-    ParameterDeclaration, Phase, PhaseName, SCHEMA_VERSION, Stage, Step, check_parameter_values,
-    parse_component,
+    ParameterDeclaration, PartialComponent, Phase, PhaseName, SCHEMA_VERSION, Stage, Step,
+    check_parameter_values, parse_component, parse_component_lenient,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use pipeline::{
-    ImageTestsConfiguration, InfrastructureConfiguration, PipelineDocument, PipelineStatus,
-    RecipeReference, Schedule, StartCondition, parse_pipeline,
+    ImageTestsConfiguration, InfrastructureConfiguration, MIN_MEMORY_MIB, PartialPipeline,
+    PipelineDocument, PipelineStatus, RecipeReference, Schedule, StartCondition, parse_pipeline,
+    parse_pipeline_lenient,
 };
-pub use recipe::{ComponentReference, ParentImage, RecipeDocument, parse_recipe};
+pub use recipe::{
+    ComponentReference, ParentImage, PartialRecipe, RecipeDocument, parse_recipe,
+    parse_recipe_lenient,
+};
 pub use source::{Position, SourceFile, Span};
 pub use template::{RenderError, Segment, Template};

@@ -7,17 +7,26 @@
 //!   instead of a separate resource referenced by ARN;
 //! - `schedule.startCondition: always | updates-available` is accepted as a
 //!   readable spelling of `pipelineExecutionStartCondition`;
-//! - `imageTestsConfiguration.timeoutMinutes` accepts 1 to 1440 (AWS: 60 to 1440).
+//! - `imageTestsConfiguration.timeoutMinutes` accepts 1 to 1440 (AWS: 60 to 1440);
+//! - `infrastructureConfiguration.memoryMiB` is at least [`MIN_MEMORY_MIB`], the
+//!   smallest memory limit container engines start a container with.
 //!
-//! The schedule expression is kept as written; the scheduler parses it.
+//! The schedule expression's syntax is checked here (`cron(...)` or
+//! `rate(...)`, see the schedule module) and the expression kept as written.
 
 use autopatch_model::SemanticVersion;
 
-use crate::diagnostic::{Diagnostics, Reporter};
+use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::recipe::resource_name;
 use crate::reference::{BuildPart, parse_reference};
-use crate::source::{SourceFile, Span};
-use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
+use crate::schedule::check_schedule_expression;
+use crate::source::{LineIndex, Position, SourceFile, Span, advance};
+use crate::yaml::{MappingReader, Node, ScalarStyle, parse_yaml_reporting};
+
+/// The smallest `memoryMiB` accepted: Docker refuses a memory limit under
+/// 6 MiB, and runc fails to start a container whose limit is under what the
+/// container uses while it starts.
+pub const MIN_MEMORY_MIB: u64 = 6;
 
 /// An image pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +73,8 @@ impl Default for ImageTestsConfiguration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pub start_condition: StartCondition,
-    /// A `cron(...)` or `rate(...)` expression, not validated here.
+    /// A `cron(...)` or `rate(...)` expression, as written; its syntax is
+    /// checked.
     pub schedule_expression: String,
     /// An IANA time zone name for the expression, as written; `None`: UTC.
     pub timezone: Option<String>,
@@ -109,7 +119,8 @@ pub struct InfrastructureConfiguration {
     pub instance_types: Vec<String>,
     /// A CPU limit for build and test containers; `None`: no limit.
     pub cpus: Option<f64>,
-    /// A memory limit for build and test containers; `None`: no limit.
+    /// A memory limit for build and test containers, at least
+    /// [`MIN_MEMORY_MIB`]; `None`: no limit.
     pub memory_mib: Option<u64>,
     /// The build timeout, default 240.
     pub timeout_minutes: u32,
@@ -143,21 +154,59 @@ impl PipelineStatus {
     }
 }
 
+/// A pipeline as far as it could be read, from [`parse_pipeline_lenient`]:
+/// what a caller checks against the store (the recipe), including when the
+/// document has problems.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialPipeline {
+    /// The recipe reference, when it could be read.
+    pub image_recipe: Option<RecipeReference>,
+    /// The whole pipeline, when the document had no problem.
+    document: Option<PipelineDocument>,
+}
+
+impl PartialPipeline {
+    /// The whole pipeline: `Some` exactly when the lenient parse reported no
+    /// problem.
+    pub fn complete(self) -> Option<PipelineDocument> {
+        self.document
+    }
+}
+
 /// Parses and validates an image pipeline file.
 ///
 /// # Errors
 /// Returns every problem found: YAML syntax, unknown or missing keys, wrong
-/// types, values out of range, conflicting start conditions.
+/// types, values out of range, conflicting start conditions, schedule
+/// expressions that are not AWS's cron or rate syntax.
 pub fn parse_pipeline(file: &SourceFile) -> Result<PipelineDocument, Diagnostics> {
-    let mut reporter = Reporter::new(file.name.clone());
-    let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
-        return reporter.finish_option(None);
-    };
-    let pipeline = pipeline(&root, &mut reporter);
-    reporter.finish_option(pipeline)
+    let (pipeline, reporter) = read_pipeline(file);
+    reporter.finish_option(pipeline.and_then(PartialPipeline::complete))
 }
 
-fn pipeline(root: &Node, reporter: &mut Reporter) -> Option<PipelineDocument> {
+/// Like [`parse_pipeline`], for callers that go on checking what could be
+/// read (registration checks that the recipe is registered): the pipeline as
+/// far as it could be read and every diagnostic, sorted by position. `None`
+/// only when nothing could be read (YAML syntax errors, a document that is
+/// not a mapping).
+pub fn parse_pipeline_lenient(file: &SourceFile) -> (Option<PartialPipeline>, Vec<Diagnostic>) {
+    let (pipeline, reporter) = read_pipeline(file);
+    (pipeline, reporter.into_diagnostics())
+}
+
+fn read_pipeline(file: &SourceFile) -> (Option<PartialPipeline>, Reporter) {
+    let mut reporter = Reporter::new(file.name.clone());
+    let lines = LineIndex::new(&file.text);
+    let pipeline = parse_yaml_reporting(file, &mut reporter)
+        .and_then(|root| pipeline(&root, &lines, &mut reporter));
+    (pipeline, reporter)
+}
+
+fn pipeline(
+    root: &Node,
+    lines: &LineIndex<'_>,
+    reporter: &mut Reporter,
+) -> Option<PartialPipeline> {
     let mut map = MappingReader::new(root, reporter)?;
     let name = map
         .required("name", reporter)
@@ -174,7 +223,7 @@ fn pipeline(root: &Node, reporter: &mut Reporter) -> Option<PipelineDocument> {
     };
     let schedule = match map.optional("schedule") {
         None => Some(None),
-        Some(node) => schedule(node, reporter).map(Some),
+        Some(node) => schedule(node, lines, reporter).map(Some),
     };
     let infrastructure = match map.optional("infrastructureConfiguration") {
         None => Some(InfrastructureConfiguration::default()),
@@ -185,15 +234,28 @@ fn pipeline(root: &Node, reporter: &mut Reporter) -> Option<PipelineDocument> {
         Some(node) => status(node, reporter),
     };
     map.finish(reporter);
-    Some(PipelineDocument {
-        name: name?,
-        description,
-        image_recipe: image_recipe?,
-        image_tests: image_tests?,
-        schedule: schedule?,
-        infrastructure: infrastructure?,
-        status: status?,
-    })
+    // Every part that could not be read was reported: without a diagnostic,
+    // the pipeline is whole.
+    let document = match (name, &image_recipe, image_tests, schedule, infrastructure, status) {
+        (
+            Some(name),
+            Some(image_recipe),
+            Some(image_tests),
+            Some(schedule),
+            Some(infrastructure),
+            Some(status),
+        ) if !reporter.has_errors() => Some(PipelineDocument {
+            name,
+            description,
+            image_recipe: image_recipe.clone(),
+            image_tests,
+            schedule,
+            infrastructure,
+            status,
+        }),
+        _ => None,
+    };
+    Some(PartialPipeline { image_recipe, document })
 }
 
 fn recipe_reference(node: &Node, reporter: &mut Reporter) -> Option<RecipeReference> {
@@ -255,7 +317,7 @@ fn image_tests(node: &Node, reporter: &mut Reporter) -> Option<ImageTestsConfigu
     Some(ImageTestsConfiguration { image_tests_enabled: enabled?, timeout_minutes: timeout? })
 }
 
-fn schedule(node: &Node, reporter: &mut Reporter) -> Option<Schedule> {
+fn schedule(node: &Node, lines: &LineIndex<'_>, reporter: &mut Reporter) -> Option<Schedule> {
     let mut map = MappingReader::new(node, reporter)?;
     let aws = map.optional("pipelineExecutionStartCondition");
     let short = map.optional("startCondition");
@@ -267,16 +329,28 @@ fn schedule(node: &Node, reporter: &mut Reporter) -> Option<Schedule> {
         (None, None) => Some(StartCondition::default()),
         (Some(node), None) => start_condition(node, true, reporter),
         (None, Some(node)) => start_condition(node, false, reporter),
-        (Some(_), Some(node)) => {
+        (Some(aws), Some(short)) => {
             reporter.error(
-                node.span,
+                short.span,
                 "found both `pipelineExecutionStartCondition` and `startCondition`; expected one",
             );
+            // Each value is still checked, so a bad one is reported now
+            // rather than once the other is removed.
+            start_condition(aws, true, reporter);
+            start_condition(short, false, reporter);
             None
         }
     };
     let expression = expression?;
     let schedule_expression = expression.expect_string(reporter)?.to_owned();
+    let errors = check_schedule_expression(&schedule_expression);
+    for error in &errors {
+        let at = scalar_position(lines, expression, &schedule_expression, error.offset);
+        reporter.error(Span::at(at), error.message.clone());
+    }
+    if !errors.is_empty() {
+        return None;
+    }
     Some(Schedule {
         start_condition: start_condition?,
         schedule_expression,
@@ -323,8 +397,7 @@ fn infrastructure(node: &Node, reporter: &mut Reporter) -> Option<Infrastructure
     };
     let memory_mib = match map.optional("memoryMiB") {
         None => Some(None),
-        Some(node) => integer_in(node, "memoryMiB", 1..=i64::MAX, reporter)
-            .map(|value| Some(value.unsigned_abs())),
+        Some(node) => memory_mib(node, reporter).map(Some),
     };
     let timeout = match map.optional("timeoutMinutes") {
         None => Some(defaults.timeout_minutes),
@@ -337,6 +410,42 @@ fn infrastructure(node: &Node, reporter: &mut Reporter) -> Option<Infrastructure
         memory_mib: memory_mib?,
         timeout_minutes: timeout?,
     })
+}
+
+/// `memoryMiB`: at least [`MIN_MEMORY_MIB`].
+fn memory_mib(node: &Node, reporter: &mut Reporter) -> Option<u64> {
+    let value = node.expect_integer(reporter)?;
+    match u64::try_from(value) {
+        Ok(mib) if mib >= MIN_MEMORY_MIB => Some(mib),
+        _ => {
+            reporter.error(
+                node.span,
+                format!(
+                    "found memoryMiB {value}; expected an integer of at least {MIN_MEMORY_MIB}, the smallest memory limit container engines start a container with (Docker refuses less than 6 MiB)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The source position of byte `offset` of `text`, the string value of the
+/// scalar `node`: exact when the source spells the value as it reads (a plain
+/// or quoted scalar without escapes), else the scalar's start.
+fn scalar_position(lines: &LineIndex<'_>, node: &Node, text: &str, offset: usize) -> Position {
+    let start = node.span.start;
+    let Some(raw) = lines.slice(node.span) else { return start };
+    let Some(prefix) = text.get(..offset) else { return start };
+    let quoted = node.scalar.as_ref().is_some_and(|scalar| {
+        matches!(scalar.style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)
+    });
+    if !quoted && raw == text {
+        advance(start, prefix)
+    } else if quoted && raw.get(1..raw.len().saturating_sub(1)) == Some(text) {
+        advance(advance(start, &raw[..1]), prefix)
+    } else {
+        start
+    }
 }
 
 fn status(node: &Node, reporter: &mut Reporter) -> Option<PipelineStatus> {
@@ -514,5 +623,100 @@ status: enabled
                 pipeline.yaml:15:3: error: unknown key `subnetId`; expected one of `instanceTypes`, `cpus`, `memoryMiB`, `timeoutMinutes`
                 pipeline.yaml:16:9: error: found the status "enabled"; expected ENABLED or DISABLED"#]],
         );
+    }
+
+    #[test]
+    fn memory_below_what_engines_accept_is_refused() {
+        let memory = |value: &str| {
+            let text = format!(
+                "name: p\nimageRecipeArn: r\ninfrastructureConfiguration:\n  memoryMiB: {value}\n"
+            );
+            match parse_pipeline(&SourceFile::new("p.yaml", text)) {
+                Ok(pipeline) => format!("{:?}", pipeline.infrastructure.memory_mib),
+                Err(diagnostics) => diagnostics.to_string(),
+            }
+        };
+        let actual = ["1", "5", "6", "2048", "-1"].map(memory).join("\n");
+        expect![[r#"
+            p.yaml:4:14: error: found memoryMiB 1; expected an integer of at least 6, the smallest memory limit container engines start a container with (Docker refuses less than 6 MiB)
+            p.yaml:4:14: error: found memoryMiB 5; expected an integer of at least 6, the smallest memory limit container engines start a container with (Docker refuses less than 6 MiB)
+            Some(6)
+            Some(2048)
+            p.yaml:4:14: error: found memoryMiB -1; expected an integer of at least 6, the smallest memory limit container engines start a container with (Docker refuses less than 6 MiB)"#]]
+        .assert_eq(&actual);
+    }
+
+    #[test]
+    fn schedule_expressions_are_checked_where_they_are_wrong() {
+        let schedule = |value: &str| {
+            let text =
+                format!("name: p\nimageRecipeArn: r\nschedule:\n  scheduleExpression: {value}\n");
+            match parse_pipeline(&SourceFile::new("p.yaml", text)) {
+                Ok(pipeline) => format!("{:?}", pipeline.schedule.map(|s| s.schedule_expression)),
+                Err(diagnostics) => diagnostics.to_string(),
+            }
+        };
+        let actual = [
+            "cron(0 3 ? * SUN *)",
+            "\"rate(12 hours)\"",
+            // Five fields, as crontab has: AWS wants six.
+            "cron(0 3 * * 1)",
+            // At the field: plain and quoted.
+            "cron(0 25 ? * SUN *)",
+            "'cron(0 3 ? * SUN#9 *)'",
+            // Escapes: the value's start.
+            "\"cron(0 3 ? * SUN\\x20*) \"",
+            "every day",
+            "rate(1 days)",
+        ]
+        .map(schedule)
+        .join("\n");
+        expect![[r#"
+            Some("cron(0 3 ? * SUN *)")
+            Some("rate(12 hours)")
+            p.yaml:4:28: error: found 5 fields in `cron(0 3 * * 1)`; expected 6: minutes hours day-of-month month day-of-week year, like cron(0 3 ? * SUN *)
+            p.yaml:4:30: error: found 25 in the hours field; expected 0-23
+            p.yaml:4:41: error: found "9" after `#` in the day-of-week field; expected 1 to 5, the week of the month
+            p.yaml:4:23: error: found the schedule expression "cron(0 3 ? * SUN *) "; expected cron(minutes hours day-of-month month day-of-week year) or rate(value unit), like cron(0 3 ? * SUN *) or rate(1 day)
+            p.yaml:4:23: error: found the schedule expression "every day"; expected cron(minutes hours day-of-month month day-of-week year) or rate(value unit), like cron(0 3 ? * SUN *) or rate(1 day)
+            p.yaml:4:30: error: found `days` after the value 1; expected the singular `day`"#]]
+        .assert_eq(&actual);
+    }
+
+    #[test]
+    fn both_start_conditions_have_their_values_checked_too() {
+        check(
+            "name: p\nimageRecipeArn: r\nschedule:\n  scheduleExpression: rate(1 day)\n  pipelineExecutionStartCondition: ALWAYS\n  startCondition: sometimes\n",
+            expect![[r#"
+                pipeline.yaml:5:36: error: found the start condition "ALWAYS"; expected EXPRESSION_MATCH_ONLY or EXPRESSION_MATCH_AND_DEPENDENCY_UPDATES_AVAILABLE
+                pipeline.yaml:6:19: error: found both `pipelineExecutionStartCondition` and `startCondition`; expected one
+                pipeline.yaml:6:19: error: found the start condition "sometimes"; expected always or updates-available"#]],
+        );
+    }
+
+    #[test]
+    fn a_lenient_parse_gives_the_recipe_reference_of_a_pipeline_with_problems() {
+        let text = "name: p\nimageRecipeArn: web/1.0.0\nbogus: 1\ninfrastructureConfiguration: {memoryMiB: 2}\nschedule: {scheduleExpression: cron(0 3 * * *)}\n";
+        let (pipeline, diagnostics) = parse_pipeline_lenient(&SourceFile::new("p.yaml", text));
+        let pipeline = pipeline.expect("a mapping");
+        let recipe = pipeline.image_recipe.clone().expect("a readable reference");
+        assert_eq!((recipe.name.as_str(), recipe.span.start), ("web", Position::new(2, 17)));
+        let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(rendered.len(), 3, "{rendered:?}");
+        assert!(rendered[0].starts_with("p.yaml:3:1: error: unknown key `bogus`"), "{rendered:?}");
+        assert!(rendered[1].starts_with("p.yaml:4:42: error: found memoryMiB 2"), "{rendered:?}");
+        assert!(rendered[2].starts_with("p.yaml:5:37: error: found 5 fields"), "{rendered:?}");
+        assert_eq!(pipeline.complete(), None);
+
+        let whole = "name: p\nimageRecipeArn: web\n";
+        let (pipeline, diagnostics) = parse_pipeline_lenient(&SourceFile::new("p.yaml", whole));
+        assert!(diagnostics.is_empty());
+        assert_eq!(
+            pipeline.and_then(PartialPipeline::complete).map(|p| p.name).as_deref(),
+            Some("p")
+        );
+        let (nothing, diagnostics) = parse_pipeline_lenient(&SourceFile::new("p.yaml", "a: [\n"));
+        assert!(nothing.is_none());
+        assert_eq!(diagnostics.len(), 1);
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! Only the shape is checked here. Whether the parent image exists and the
 //! components are registered is checked against the store by the caller, at
-//! the spans kept for that purpose.
+//! the spans kept for that purpose; [`parse_recipe_lenient`] gives the caller
+//! those references even when the document has problems, so that the
+//! document's problems and the references' are reported together.
 
 use std::collections::BTreeMap;
 
 use autopatch_model::{ImageVersion, SemanticVersion};
 
-use crate::diagnostic::{Diagnostics, Reporter};
+use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::reference::{BuildPart, is_name, name_error, parse_reference};
 use crate::source::{SourceFile, Span};
 use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
@@ -56,9 +58,40 @@ pub struct ComponentReference {
     pub build: Option<u32>,
     /// Parameter values, by name.
     pub parameters: BTreeMap<String, String>,
-    /// The entry's mapping, to report an unregistered component or bad
-    /// parameters there.
+    /// Where each parameter given is named (its `name:` value), to report an
+    /// undeclared one there; includes the parameters whose value could not
+    /// be read.
+    pub parameter_spans: BTreeMap<String, Span>,
+    /// False when a parameter entry's name could not be read (a diagnostic
+    /// says why): a parameter may then be absent from `parameter_spans` only
+    /// because it could not be read. Always true in a recipe without problems.
+    pub parameters_complete: bool,
+    /// The entry's mapping, to report an unregistered component or a
+    /// missing parameter there.
     pub span: Span,
+}
+
+/// A recipe as far as it could be read, from [`parse_recipe_lenient`]: what a
+/// caller checks against the store (its name, parent image and components),
+/// including when the document has problems.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialRecipe {
+    /// The name and where its value is, when it could be read.
+    pub name: Option<(String, Span)>,
+    /// The parent image and where its value is, when it could be read.
+    pub parent_image: Option<(ParentImage, Span)>,
+    /// The component entries whose `componentArn` could be read, in order.
+    pub components: Vec<ComponentReference>,
+    /// The whole recipe, when the document had no problem.
+    document: Option<RecipeDocument>,
+}
+
+impl PartialRecipe {
+    /// The whole recipe: `Some` exactly when the lenient parse reported no
+    /// problem.
+    pub fn complete(self) -> Option<RecipeDocument> {
+        self.document
+    }
 }
 
 /// Parses and validates an image recipe file.
@@ -67,28 +100,41 @@ pub struct ComponentReference {
 /// Returns every problem found: YAML syntax, unknown or missing keys, wrong
 /// types, bad names, versions and references.
 pub fn parse_recipe(file: &SourceFile) -> Result<RecipeDocument, Diagnostics> {
-    let mut reporter = Reporter::new(file.name.clone());
-    let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
-        return reporter.finish_option(None);
-    };
-    let recipe = recipe(&root, &mut reporter);
-    reporter.finish_option(recipe)
+    let (recipe, reporter) = read_recipe(file);
+    reporter.finish_option(recipe.and_then(PartialRecipe::complete))
 }
 
-fn recipe(root: &Node, reporter: &mut Reporter) -> Option<RecipeDocument> {
+/// Like [`parse_recipe`], for callers that go on checking what could be read
+/// (registration checks the components and the parent image against the
+/// store): the recipe as far as it could be read and every diagnostic, sorted
+/// by position. `None` only when nothing could be read (YAML syntax errors, a
+/// document that is not a mapping).
+pub fn parse_recipe_lenient(file: &SourceFile) -> (Option<PartialRecipe>, Vec<Diagnostic>) {
+    let (recipe, reporter) = read_recipe(file);
+    (recipe, reporter.into_diagnostics())
+}
+
+fn read_recipe(file: &SourceFile) -> (Option<PartialRecipe>, Reporter) {
+    let mut reporter = Reporter::new(file.name.clone());
+    let recipe =
+        parse_yaml_reporting(file, &mut reporter).and_then(|root| recipe(&root, &mut reporter));
+    (recipe, reporter)
+}
+
+fn recipe(root: &Node, reporter: &mut Reporter) -> Option<PartialRecipe> {
     let mut map = MappingReader::new(root, reporter)?;
-    let name = map
-        .required("name", reporter)
-        .and_then(|node| resource_name(node, "recipe name", reporter));
+    let name = map.required("name", reporter).and_then(|node| {
+        resource_name(node, "recipe name", reporter).map(|name| (name, node.span))
+    });
     let semantic_version = semantic_version(&mut map, reporter);
     let description = map
         .optional("description")
         .and_then(|node| node.expect_string(reporter))
         .map(str::to_owned);
-    let parent_node = map.required("parentImage", reporter);
-    let parent_image = parent_node.and_then(|node| parent_image(node, reporter));
-    let components =
-        map.required("components", reporter).and_then(|node| components(node, reporter));
+    let parent_image = map
+        .required("parentImage", reporter)
+        .and_then(|node| parent_image(node, reporter).map(|parent| (parent, node.span)));
+    let components = map.required("components", reporter).map(|node| components(node, reporter));
     let working_directory = map.optional("workingDirectory").and_then(|node| {
         let text = node.expect_string(reporter)?;
         if !text.starts_with('/') {
@@ -101,15 +147,26 @@ fn recipe(root: &Node, reporter: &mut Reporter) -> Option<RecipeDocument> {
         Some(text.to_owned())
     });
     map.finish(reporter);
-    Some(RecipeDocument {
-        name: name?,
-        semantic_version: semantic_version?,
-        description,
-        parent_image: parent_image?,
-        parent_image_span: parent_node?.span,
-        components: components?,
-        working_directory,
-    })
+    // Every part that could not be read was reported: without a diagnostic,
+    // the recipe is whole.
+    let document = match (&name, semantic_version, &parent_image, &components) {
+        (
+            Some((name, _)),
+            Some(semantic_version),
+            Some((parent, parent_span)),
+            Some(components),
+        ) if !reporter.has_errors() => Some(RecipeDocument {
+            name: name.clone(),
+            semantic_version,
+            description,
+            parent_image: parent.clone(),
+            parent_image_span: *parent_span,
+            components: components.clone(),
+            working_directory,
+        }),
+        _ => None,
+    };
+    Some(PartialRecipe { name, parent_image, components: components.unwrap_or_default(), document })
 }
 
 /// A resource name (letters, digits, `-`, `_`), else `None` after reporting.
@@ -122,27 +179,34 @@ pub(crate) fn resource_name(node: &Node, what: &str, reporter: &mut Reporter) ->
     Some(text.to_owned())
 }
 
-/// `semanticVersion`, or its alias `version`, exactly one of them.
+/// `semanticVersion`, or its alias `version`, exactly one of them. When both
+/// are given, each value is still checked, so that a bad one is reported now
+/// rather than once the other is removed.
 fn semantic_version(
     map: &mut MappingReader<'_>,
     reporter: &mut Reporter,
 ) -> Option<SemanticVersion> {
     let canonical = map.entry("semanticVersion");
     let alias = map.entry("version");
-    let node = match (canonical, alias) {
-        (Some((_, node)), None) | (None, Some((_, node))) => node,
-        (Some(_), Some((alias_key, _))) => {
+    match (canonical, alias) {
+        (Some((_, node)), None) | (None, Some((_, node))) => version_value(node, reporter),
+        (Some((_, canonical)), Some((alias_key, alias))) => {
             reporter.error(
                 alias_key.span,
                 "found both `semanticVersion` and its alias `version`; expected one",
             );
-            return None;
+            version_value(canonical, reporter);
+            version_value(alias, reporter);
+            None
         }
         (None, None) => {
             reporter.error(map.span(), "missing required key `semanticVersion`");
-            return None;
+            None
         }
-    };
+    }
+}
+
+fn version_value(node: &Node, reporter: &mut Reporter) -> Option<SemanticVersion> {
     let text = node.expect_string(reporter)?;
     match text.parse::<SemanticVersion>() {
         Ok(version) => Some(version),
@@ -211,15 +275,13 @@ fn looks_like_image_version(text: &str) -> bool {
     }
 }
 
-fn components(node: &Node, reporter: &mut Reporter) -> Option<Vec<ComponentReference>> {
-    let items = node.expect_sequence(reporter)?;
+/// The entries whose `componentArn` could be read; every problem is reported.
+fn components(node: &Node, reporter: &mut Reporter) -> Vec<ComponentReference> {
+    let Some(items) = node.expect_sequence(reporter) else { return Vec::new() };
     if items.is_empty() {
         reporter.error(node.span, "expected at least one component, found an empty sequence");
-        return None;
     }
-    let entries: Vec<Option<ComponentReference>> =
-        items.iter().map(|item| component(item, reporter)).collect();
-    entries.into_iter().collect()
+    items.iter().filter_map(|item| component(item, reporter)).collect()
 }
 
 fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference> {
@@ -235,7 +297,7 @@ fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference>
         }
     });
     let parameters = match map.optional("parameters") {
-        None => Some(BTreeMap::new()),
+        None => GivenParameters { complete: true, ..GivenParameters::default() },
         Some(node) => component_parameters(node, reporter),
     };
     map.finish(reporter);
@@ -245,20 +307,30 @@ fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference>
         name: name.name,
         version: name.version,
         build: name.build,
-        parameters: parameters?,
+        parameters: parameters.values,
+        parameter_spans: parameters.spans,
+        parameters_complete: parameters.complete,
         span: item.span,
     })
 }
 
+/// The parameters of a component entry, as far as they could be read.
+#[derive(Debug, Default)]
+struct GivenParameters {
+    values: BTreeMap<String, String>,
+    spans: BTreeMap<String, Span>,
+    /// Whether every entry's name could be read.
+    complete: bool,
+}
+
 /// `[ { name: N, value: [V] } ]`; a scalar `value` is taken as `[value]`.
-fn component_parameters(node: &Node, reporter: &mut Reporter) -> Option<BTreeMap<String, String>> {
-    let items = node.expect_sequence(reporter)?;
-    let mut parameters = BTreeMap::new();
-    let mut first_given = BTreeMap::new();
-    let mut complete = true;
+fn component_parameters(node: &Node, reporter: &mut Reporter) -> GivenParameters {
+    let mut given = GivenParameters::default();
+    let Some(items) = node.expect_sequence(reporter) else { return given };
+    given.complete = true;
     for item in items {
         let Some(mut map) = MappingReader::new(item, reporter) else {
-            complete = false;
+            given.complete = false;
             continue;
         };
         let name_node = map.required("name", reporter);
@@ -266,24 +338,27 @@ fn component_parameters(node: &Node, reporter: &mut Reporter) -> Option<BTreeMap
         let value =
             map.required("value", reporter).and_then(|node| parameter_value(node, reporter));
         map.finish(reporter);
-        let (Some(name_node), Some(name), Some(value)) = (name_node, name, value) else {
-            complete = false;
+        let (Some(name_node), Some(name)) = (name_node, name) else {
+            given.complete = false;
             continue;
         };
-        if let Some(first) = first_given.get(name) {
+        if let Some(first) = given.spans.get(name) {
             reporter.error(
                 name_node.span,
-                format!("duplicate parameter `{name}`, first given at {first}"),
+                format!("duplicate parameter `{name}`, first given at {}", first.start),
             );
-            complete = false;
             continue;
         }
-        first_given.insert(name.to_owned(), name_node.span.start);
-        parameters.insert(name.to_owned(), value);
+        given.spans.insert(name.to_owned(), name_node.span);
+        if let Some(value) = value {
+            given.values.insert(name.to_owned(), value);
+        }
     }
-    complete.then_some(parameters)
+    given
 }
 
+/// A parameter's value: a string (numbers and booleans as written), or a
+/// sequence of exactly one; anything else is reported at the value.
 fn parameter_value(node: &Node, reporter: &mut Reporter) -> Option<String> {
     let Some(items) = node.as_sequence().filter(|_| node.tag.is_none()) else {
         return node.expect_string(reporter).map(str::to_owned);
@@ -375,6 +450,8 @@ workingDirectory: /tmp
                             version: None,
                             build: None,
                             parameters: {},
+                            parameter_spans: {},
+                            parameters_complete: true,
                             span: Span {
                                 start: Position {
                                     line: 7,
@@ -403,6 +480,29 @@ workingDirectory: /tmp
                                 "Greeting": "Welcome to Re:Invent 2020",
                                 "Port": "8080",
                             },
+                            parameter_spans: {
+                                "Greeting": Span {
+                                    start: Position {
+                                        line: 10,
+                                        column: 15,
+                                    },
+                                    end: Position {
+                                        line: 10,
+                                        column: 23,
+                                    },
+                                },
+                                "Port": Span {
+                                    start: Position {
+                                        line: 12,
+                                        column: 15,
+                                    },
+                                    end: Position {
+                                        line: 12,
+                                        column: 19,
+                                    },
+                                },
+                            },
+                            parameters_complete: true,
                             span: Span {
                                 start: Position {
                                     line: 8,
@@ -498,6 +598,7 @@ tags: {}
 "#,
             expect![[r#"
                 recipe.yaml:2:7: error: found the recipe name "my recipe"; expected a name made of letters, digits, `-` and `_`
+                recipe.yaml:3:18: error: found the version "1.0"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0
                 recipe.yaml:4:1: error: found both `semanticVersion` and its alias `version`; expected one
                 recipe.yaml:5:14: error: expected a string, found a sequence
                 recipe.yaml:7:19: error: found the version "1.0" in "UpdateOS/1.0"; expected x.y.z: expected three numbers separated by dots, like 1.0.0
@@ -521,5 +622,60 @@ tags: {}
                 recipe.yaml:2:18: error: found the version "1.0.0.0"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0
                 recipe.yaml:4:13: error: expected at least one component, found an empty sequence"#]],
         );
+    }
+
+    #[test]
+    fn a_lenient_parse_gives_the_references_of_a_recipe_with_problems() {
+        // No name, a bad version, an unknown key and an unreadable entry:
+        // every problem is reported, and what registration checks against
+        // the store (the parent, the readable entries) is still given.
+        let text = "semanticVersion: 1.0\nparentImage: golden/1.0.0/1\nbogus: 1\ncomponents:\n  - componentArn: update-os\n  - componentArn: webapp\n    parameters:\n      - name: Greeting\n        value: [hi]\n  - componentArn: bad/1.0\n";
+        let (recipe, diagnostics) = parse_recipe_lenient(&SourceFile::new("r.yaml", text));
+        let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        expect![[r#"
+            [
+                "r.yaml:1:1: error: missing required key `name`",
+                "r.yaml:1:18: error: found the version \"1.0\"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0",
+                "r.yaml:3:1: error: unknown key `bogus`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`",
+                "r.yaml:10:19: error: found the version \"1.0\" in \"bad/1.0\"; expected x.y.z: expected three numbers separated by dots, like 1.0.0",
+            ]
+        "#]]
+        .assert_debug_eq(&rendered);
+        let recipe = recipe.expect("a mapping");
+        assert_eq!(recipe.name, None);
+        let (parent, span) = recipe.parent_image.clone().expect("a readable parent");
+        assert_eq!(parent_text(&parent), "golden/1.0.0/1");
+        assert_eq!(span.start, crate::Position::new(2, 14));
+        let entries: Vec<(&str, Vec<(&String, crate::Position)>)> = recipe
+            .components
+            .iter()
+            .map(|entry| {
+                let names = entry.parameter_spans.iter().map(|(n, s)| (n, s.start)).collect();
+                (entry.name.as_str(), names)
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("update-os", vec![]),
+                ("webapp", vec![(&"Greeting".to_owned(), crate::Position::new(8, 15))])
+            ]
+        );
+        assert_eq!(recipe.complete(), None);
+
+        let whole = "name: r\nsemanticVersion: 1.0.0\nparentImage: debian\ncomponents: [{componentArn: c}]\n";
+        let (recipe, diagnostics) = parse_recipe_lenient(&SourceFile::new("r.yaml", whole));
+        assert!(diagnostics.is_empty());
+        assert_eq!(recipe.and_then(PartialRecipe::complete).map(|r| r.name).as_deref(), Some("r"));
+        let (nothing, diagnostics) = parse_recipe_lenient(&SourceFile::new("r.yaml", "[a, b]"));
+        assert!(nothing.is_none());
+        assert_eq!(diagnostics.len(), 1);
+    }
+
+    fn parent_text(parent: &ParentImage) -> String {
+        match parent {
+            ParentImage::Image(image) => image.to_string(),
+            ParentImage::EngineReference(reference) => reference.clone(),
+        }
     }
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use autopatch_documents::{
-    ComponentDocument, Diagnostic, Diagnostics, ParentImage, PipelineDocument, Position,
-    RecipeDocument, SourceFile, Span,
+    ComponentDocument, ParentImage, PartialComponent, PartialPipeline, PartialRecipe,
+    PipelineDocument, Position, RecipeDocument, Reporter, SourceFile, Span,
 };
 use autopatch_engine::Engine;
 use autopatch_model::SemanticVersion;
@@ -49,40 +49,66 @@ impl Registered {
 }
 
 /// Registers a component document under `name` (default: the document's
-/// `name`) and `version` (default 1.0.0).
+/// `name`) and `version` (default 1.0.0). The document's problems and the
+/// name's and version's are reported together.
 pub fn create_component(
     store: &Store,
     file: &SourceFile,
     name: Option<&str>,
     version: Option<&str>,
 ) -> Result<Registered, RegistryError> {
-    let document = autopatch_documents::parse_component(file).map_err(RegistryError::Invalid)?;
-    let whole_file = Span::at(Position { line: 1, column: 1 });
-    let mut problems = Vec::new();
-    let name = match name.map(str::to_owned).or_else(|| document.name.clone()) {
-        Some(name) => name,
-        None => {
-            problems.push(diagnostic(
-                file,
-                whole_file,
-                "the component has no name: add `name:` to the document or pass --name",
-            ));
+    let mut reporter = Reporter::new(file.name.clone());
+    let (component, parsed) = autopatch_documents::parse_component_lenient(file);
+    reporter.extend(parsed);
+    let whole_file = Span::at(Position::START);
+    let document_name = component.as_ref().and_then(|component| component.name.clone());
+    // Component names become file and script names in the build container
+    // and the artifact folder: the rule recipe names follow.
+    let name = match (name, document_name) {
+        (Some(name), _) => {
+            if !is_name(name) {
+                // Not in the file: the name it is registered under was given
+                // with it.
+                reporter.error(
+                    whole_file,
+                    format!(
+                        "{} (given as the name to register the document under)",
+                        name_error("component name", name)
+                    ),
+                );
+            }
+            name.to_owned()
+        }
+        (None, Some((name, span))) => {
+            if !is_name(&name) {
+                reporter.error(span, name_error("component name", &name));
+            }
+            name
+        }
+        (None, None) => {
+            // A document that could not be read at all was reported already.
+            if component.is_some() {
+                reporter.error(
+                    whole_file,
+                    "the component has no name: add `name:` to the document or pass --name",
+                );
+            }
             String::new()
         }
     };
-    if !name.is_empty() && !is_name(&name) {
-        // Component names become file and script names in the build
-        // container and the artifact folder: the rule recipe names follow.
-        let span = top_level_span(file, "name").unwrap_or(whole_file);
-        problems.push(diagnostic(file, span, &name_error("component name", &name)));
-    }
     let version = version.unwrap_or("1.0.0");
     if let Err(error) = version.parse::<SemanticVersion>() {
-        problems.push(diagnostic(file, whole_file, &format!("{error}")));
+        reporter.error(
+            whole_file,
+            format!(
+                "found the version {version:?} given to register the document under; expected a semantic version x.y.z: {}",
+                error.reason
+            ),
+        );
     }
-    if !problems.is_empty() {
-        return Err(RegistryError::Invalid(Diagnostics(problems)));
-    }
+    reporter
+        .finish_option(component.and_then(PartialComponent::complete))
+        .map_err(RegistryError::Invalid)?;
     let created = store.put_component(&ComponentRow {
         name: name.clone(),
         version: version.to_owned(),
@@ -101,61 +127,59 @@ pub fn create_component(
 }
 
 /// Registers an image recipe after checking its components (registered,
-/// parameters given) and its parent image (exists).
+/// parameters given) and its parent image (exists). The references that
+/// could be read are checked even when the document has problems, and every
+/// problem is reported at once.
 pub async fn create_recipe<E: Engine>(
     store: &Store,
     engine: &Arc<E>,
     file: &SourceFile,
 ) -> Result<Registered, RegistryError> {
-    let recipe = autopatch_documents::parse_recipe(file).map_err(RegistryError::Invalid)?;
-    let mut problems = Vec::new();
-    if recipe.name.bytes().any(|byte| byte.is_ascii_uppercase()) {
-        // The name becomes the engine repository of every image the recipe
-        // publishes, and repository names are lowercase.
-        let span =
-            top_level_span(file, "name").unwrap_or(Span::at(Position { line: 1, column: 1 }));
-        problems.push(diagnostic(
-            file,
-            span,
-            &format!(
-                "found the recipe name {:?}; expected lowercase letters, digits, `-` and `_` (it names the images' engine repository), like {:?}",
-                recipe.name,
-                recipe.name.to_ascii_lowercase()
-            ),
-        ));
-    }
-    for reference in &recipe.components {
-        match resolve_component(store, &reference.name, reference.version) {
-            Ok(Some((_, document))) => {
-                problems.extend(autopatch_documents::check_parameter_values(
-                    &document,
-                    &reference.parameters,
-                    &file.name,
-                    reference.span,
-                ));
-            }
-            Ok(None) => problems.push(diagnostic(
-                file,
-                reference.span,
-                &format!(
-                    "component {} is not registered; register it with `autopatch component create --file <component.yml>`{}",
-                    describe(&reference.name, reference.version),
-                    known(store.components()?.iter().map(|c| format!("{}/{}", c.name, c.version)))
+    let mut reporter = Reporter::new(file.name.clone());
+    let (recipe, parsed) = autopatch_documents::parse_recipe_lenient(file);
+    reporter.extend(parsed);
+    if let Some(recipe) = &recipe {
+        if let Some((name, span)) = &recipe.name
+            && name.bytes().any(|byte| byte.is_ascii_uppercase())
+        {
+            // The name becomes the engine repository of every image the
+            // recipe publishes, and repository names are lowercase.
+            reporter.error(
+                *span,
+                format!(
+                    "found the recipe name {name:?}; expected lowercase letters, digits, `-` and `_` (it names the images' engine repository), like {:?}",
+                    name.to_ascii_lowercase()
                 ),
-            )),
-            Err(error) => problems.push(diagnostic(file, reference.span, &crate::build::error_chain(&error))),
+            );
+        }
+        for reference in &recipe.components {
+            match resolve_component(store, &reference.name, reference.version) {
+                Ok(Some((_, document))) => reporter.extend(
+                    autopatch_documents::check_parameter_values(&document, reference, &file.name),
+                ),
+                Ok(None) => reporter.error(
+                    reference.span,
+                    format!(
+                        "component {} is not registered; register it with `autopatch component create --file <component.yml>`{}",
+                        describe(&reference.name, reference.version),
+                        known(store.components()?.iter().map(|c| format!("{}/{}", c.name, c.version)))
+                    ),
+                ),
+                Err(error) => {
+                    reporter.error(reference.span, crate::build::error_chain(&error));
+                }
+            }
+        }
+        if let Some((parent, span)) = &recipe.parent_image
+            && let Err(reason) =
+                resolve_parent(store, engine.as_ref(), &parent_text(parent)).await?
+        {
+            reporter.error(*span, format!("parent {reason}"));
         }
     }
-    if let Err(reason) =
-        resolve_parent(store, engine.as_ref(), &parent_text(&recipe.parent_image)).await?
-    {
-        problems.push(diagnostic(file, recipe.parent_image_span, &format!("parent {reason}")));
-    }
-    // `Diagnostics` are sorted by position; the checks above ran out of order.
-    problems.sort_by_key(|problem| problem.span.start);
-    if !problems.is_empty() {
-        return Err(RegistryError::Invalid(Diagnostics(problems)));
-    }
+    let recipe = reporter
+        .finish_option(recipe.and_then(PartialRecipe::complete))
+        .map_err(RegistryError::Invalid)?;
     let version = recipe.semantic_version.to_string();
     let created = store.put_recipe(&ComponentRow {
         name: recipe.name.clone(),
@@ -174,21 +198,27 @@ pub async fn create_recipe<E: Engine>(
     })
 }
 
-/// Creates or updates an image pipeline after checking its recipe exists.
+/// Creates or updates an image pipeline after checking its recipe exists;
+/// the document's problems and the recipe's are reported together.
 pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, RegistryError> {
-    let pipeline = autopatch_documents::parse_pipeline(file).map_err(RegistryError::Invalid)?;
-    let recipe = &pipeline.image_recipe;
-    if store.recipe(&recipe.name, recipe.version.map(|v| v.to_string()).as_deref())?.is_none() {
-        return Err(RegistryError::Invalid(Diagnostics(vec![diagnostic(
-            file,
+    let mut reporter = Reporter::new(file.name.clone());
+    let (pipeline, parsed) = autopatch_documents::parse_pipeline_lenient(file);
+    reporter.extend(parsed);
+    if let Some(recipe) = pipeline.as_ref().and_then(|pipeline| pipeline.image_recipe.as_ref())
+        && store.recipe(&recipe.name, recipe.version.map(|v| v.to_string()).as_deref())?.is_none()
+    {
+        reporter.error(
             recipe.span,
-            &format!(
+            format!(
                 "recipe {} is not registered; register it with `autopatch recipe create --file <recipe.yml>`{}",
                 describe(&recipe.name, recipe.version),
                 known(store.recipes()?.iter().map(|r| format!("{}/{}", r.name, r.version)))
             ),
-        )])));
+        );
     }
+    let pipeline = reporter
+        .finish_option(pipeline.and_then(PartialPipeline::complete))
+        .map_err(RegistryError::Invalid)?;
     let now = clock::now();
     let digest = sha256(&file.text);
     let previous = store.pipeline(&pipeline.name)?;
@@ -468,12 +498,6 @@ fn name_error(what: &str, text: &str) -> String {
     format!("found the {what} {text:?}; expected a name made of letters, digits, `-` and `_`")
 }
 
-/// Where a top-level key's value is in a YAML or JSON document.
-fn top_level_span(file: &SourceFile, key: &str) -> Option<Span> {
-    let root = autopatch_documents::yaml::parse_yaml(file).ok()?;
-    root.get(key).map(|node| node.span)
-}
-
 fn describe(name: &str, version: Option<SemanticVersion>) -> String {
     match version {
         Some(version) => format!("{name}/{version}"),
@@ -484,10 +508,6 @@ fn describe(name: &str, version: Option<SemanticVersion>) -> String {
 fn known(names: impl Iterator<Item = String>) -> String {
     let names: Vec<String> = names.collect();
     if names.is_empty() { String::new() } else { format!(" (registered: {})", names.join(", ")) }
-}
-
-fn diagnostic(file: &SourceFile, span: Span, message: &str) -> Diagnostic {
-    Diagnostic { file: file.name.clone(), span, message: message.to_owned() }
 }
 
 pub(crate) fn sha256(text: &str) -> String {

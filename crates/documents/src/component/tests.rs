@@ -418,6 +418,70 @@ phases:
 }
 
 #[test]
+fn create_file_paths_are_absolute_and_base64_content_decodes() {
+    // Only the bad ones are reported: a path starting with a reference and
+    // content with references are checked once rendered, when the step runs.
+    check(
+        r#"schemaVersion: 1.0
+parameters:
+  - Dir: {type: string, default: /etc}
+phases:
+  - name: build
+    steps:
+      - name: Files
+        action: CreateFile
+        inputs:
+          - path: etc/motd
+          - path: ""
+          - path: "{{ Dir }}/motd"
+          - path: /tmp/{{ Dir }}
+          - path: /tmp/bad
+            content: "aGVsbG8!"
+            encoding: base64
+          - path: /tmp/short
+            content: aGVsbG8
+            encoding: base64
+          - path: /tmp/padding
+            content: aGVs=bG8
+            encoding: base64
+          - path: /tmp/wrapped
+            encoding: base64
+            content: |
+              aGVs
+              bG8=
+          - path: /tmp/rendered
+            encoding: base64
+            content: "{{ Dir }}"
+          - path: /tmp/text
+            content: "not base64!"
+"#,
+        expect![[r#"
+            component.yaml:10:19: error: found the relative path "etc/motd"; expected an absolute path, starting with `/` (AWSTOE writes files at absolute paths only)
+            component.yaml:11:19: error: found an empty path; expected an absolute path, starting with `/`
+            component.yaml:15:22: error: found content that is not valid base64 (the character '!', which base64 does not use); expected base64, as `encoding: base64` says
+            component.yaml:18:22: error: found content that is not valid base64 (7 characters besides whitespace, not a multiple of 4 padded with `=`); expected base64, as `encoding: base64` says
+            component.yaml:21:22: error: found content that is not valid base64 (`=` padding before its end); expected base64, as `encoding: base64` says
+        "#]],
+    );
+}
+
+#[test]
+fn a_lenient_parse_gives_the_name_of_a_document_with_problems() {
+    let text = "name: bad name\nschemaVersion: 2.0\nphases: []\n";
+    let (component, diagnostics) = parse_component_lenient(&SourceFile::new("c.yaml", text));
+    let component = component.expect("a mapping");
+    let name = Span::new(Position::new(1, 7), Position::new(1, 15));
+    assert_eq!(component.name, Some(("bad name".to_owned(), name)));
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered.len(), 2, "{rendered:?}");
+    assert!(rendered[0].starts_with("c.yaml:2:16: error: found the schema version"));
+    assert!(rendered[1].starts_with("c.yaml:3:9: error: expected at least one phase"));
+    assert_eq!(component.complete(), None);
+    let (nothing, _) = parse_component_lenient(&SourceFile::new("c.yaml", "a: [\n"));
+    assert!(nothing.is_none());
+}
+
+#[test]
 fn schema_versions() {
     let version = |text: &str| {
         let document = format!(
@@ -484,27 +548,70 @@ constants:
     );
 }
 
+/// The values a recipe's component entry gives, checked against the
+/// component: a missing value at the entry, an undeclared parameter at its
+/// own `name`, with the declared one it is likely a misspelling of.
+fn check_values(entry: &str) -> String {
+    let component = SourceFile::new(
+        "c.yaml",
+        "schemaVersion: 1.0\nparameters:\n  - Required: {type: string}\n  - Optional: {type: string, default: d}\n  - Misspelt: {type: string, default: d}\nphases: [{name: build, steps: [{name: A, action: UpdateOS}]}]\n",
+    );
+    let document = parse_component(&component).unwrap();
+    let recipe = SourceFile::new(
+        "recipe.yaml",
+        format!("name: r\nsemanticVersion: 1.0.0\nparentImage: debian\ncomponents:\n{entry}"),
+    );
+    let (recipe, diagnostics) = crate::parse_recipe_lenient(&recipe);
+    let recipe = recipe.expect("a readable recipe");
+    let parse: String = diagnostics.iter().map(|diagnostic| format!("{diagnostic}\n")).collect();
+    let checked: String = recipe
+        .components
+        .iter()
+        .flat_map(|reference| check_parameter_values(&document, reference, "recipe.yaml"))
+        .map(|diagnostic| format!("{diagnostic}\n"))
+        .collect();
+    parse + &checked
+}
+
 #[test]
 fn parameter_values() {
-    let file = SourceFile::new(
-        "c.yaml",
-        "schemaVersion: 1.0\nparameters:\n  - Required: {type: string}\n  - Optional: {type: string, default: d}\nphases: [{name: build, steps: [{name: A, action: UpdateOS}]}]\n",
-    );
-    let document = parse_component(&file).unwrap();
-    let span = Span::at(Position::new(7, 5));
-    let check_values = |values: &[(&str, &str)]| {
-        let values: BTreeMap<String, String> =
-            values.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
-        let diagnostics = check_parameter_values(&document, &values, "recipe.yaml", span);
-        diagnostics.iter().map(|diagnostic| format!("{diagnostic}\n")).collect::<String>()
-    };
-    expect![""].assert_eq(&check_values(&[("Required", "x")]));
-    expect![""].assert_eq(&check_values(&[("Required", "x"), ("Optional", "y")]));
+    expect![""].assert_eq(&check_values(
+        "  - componentArn: c\n    parameters:\n      - name: Required\n        value: [x]\n",
+    ));
+    expect![""].assert_eq(&check_values(
+        "  - componentArn: c\n    parameters:\n      - {name: Required, value: x}\n      - {name: Optional, value: [y]}\n",
+    ));
     expect![[r#"
-        recipe.yaml:7:5: error: missing a value for the parameter `Required`, which has no default
-        recipe.yaml:7:5: error: found a value for the undeclared parameter `Other`; expected one of the declared parameters: `Required`, `Optional`
+        recipe.yaml:5:5: error: missing a value for the parameter `Required`, which has no default
+        recipe.yaml:9:15: error: found a value for the undeclared parameter `Mispelt`, did you mean `Misspelt`?
+        recipe.yaml:11:15: error: found a value for the undeclared parameter `other`; expected one of the declared parameters: `Required`, `Optional`, `Misspelt`
+        recipe.yaml:13:15: error: found a value for the undeclared parameter `required`, did you mean `Required`?
     "#]]
-    .assert_eq(&check_values(&[("Other", "x")]));
+    .assert_eq(&check_values(
+        "  - componentArn: c\n    parameters:\n      - name: Optional\n        value: [y]\n      - name: Mispelt\n        value: [x]\n      - name: other\n        value: [x]\n      - name: required\n        value: [x]\n",
+    ));
+}
+
+#[test]
+fn parameter_values_of_the_wrong_shape_are_reported_at_the_value() {
+    // The value's problem is the recipe's (at the value); the name is still
+    // known, so no "missing value" is reported on top of it.
+    expect![[r#"
+        recipe.yaml:8:16: error: found 2 values; expected exactly one value, like `value: ["x"]`
+        recipe.yaml:10:16: error: expected a string, found a mapping
+        recipe.yaml:12:17: error: expected a string, found a sequence
+    "#]]
+    .assert_eq(&check_values(
+        "  - componentArn: c\n    parameters:\n      - name: Required\n        value: [a, b]\n      - name: Misspelt\n        value: {a: b}\n      - name: Optional\n        value: [[x]]\n",
+    ));
+    // An entry whose name cannot be read might be the missing one: only
+    // the entry's own problem is reported.
+    expect![[r#"
+        recipe.yaml:9:9: error: missing required key `name`
+    "#]]
+    .assert_eq(&check_values(
+        "  - componentArn: c\n    parameters:\n      - name: Optional\n        value: [y]\n      - value: [x]\n",
+    ));
 }
 
 #[test]

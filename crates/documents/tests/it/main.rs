@@ -3,8 +3,6 @@
 
 mod cloudformation;
 
-use std::collections::BTreeMap;
-
 use autopatch_documents::{
     Action, ParentImage, PhaseName, SourceFile, StartCondition, check_parameter_values,
     parse_component, parse_pipeline, parse_recipe,
@@ -85,13 +83,12 @@ fn recipe_and_its_component_parameters() {
     ))
     .unwrap();
     let entry = &recipe.components[1];
-    assert!(
-        check_parameter_values(&webapp, &entry.parameters, "recipe.yaml", entry.span).is_empty()
-    );
-    let mut wrong = BTreeMap::new();
-    wrong.insert("Greting".to_owned(), "x".to_owned());
-    let diagnostics = check_parameter_values(&webapp, &wrong, "recipe.yaml", entry.span);
-    expect!["recipe.yaml:7:5: error: found a value for the undeclared parameter `Greting`; expected one of the declared parameters: `Greeting`"]
+    assert!(check_parameter_values(&webapp, entry, "recipe.yaml").is_empty());
+    // The fixture's text with the parameter misspelt: reported at its name.
+    let misspelt = include_str!("../fixtures/recipe.yaml").replace("Greeting", "Greting");
+    let recipe = parse_recipe(&fixture("recipe.yaml", &misspelt)).unwrap();
+    let diagnostics = check_parameter_values(&webapp, &recipe.components[1], "recipe.yaml");
+    expect!["recipe.yaml:9:15: error: found a value for the undeclared parameter `Greting`, did you mean `Greeting`?"]
         .assert_eq(&diagnostics[0].to_string());
 }
 

@@ -164,3 +164,85 @@ async fn an_uppercase_recipe_name_is_refused_at_registration() {
     );
     assert!(sim.builder.store.recipes().unwrap().is_empty());
 }
+
+/// The document's own problems and its references' are reported together,
+/// in line order: one round of fixes, not one per kind of check.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_problem_of_a_document_is_reported_at_once_references_included() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    let greeter = "name: greeter\nschemaVersion: 1.0\nparameters:\n  - Greeting: {type: string}\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ Greeting }}\"]\n";
+    autopatch_imagebuilder::create_component(
+        store,
+        &SourceFile::new("greeter.yml", greeter),
+        None,
+        None,
+    )
+    .unwrap();
+    let lines = |result: Result<_, RegistryError>| -> Vec<String> {
+        let Err(RegistryError::Invalid(diagnostics)) = result else {
+            panic!("expected RegistryError::Invalid, got {result:?}")
+        };
+        diagnostics.iter().map(|d| format!("{}:{}", d.span.start, d.message)).collect()
+    };
+
+    let recipe = "\
+name: Web
+semanticVersion: 1.0
+parentImage: localhost/test/missing:1
+bogus: 1
+components:
+  - componentArn: greeter
+    parameters:
+      - name: Greting
+        value: [hi]
+  - componentArn: ghost
+";
+    let found = lines(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new("recipe.yml", recipe),
+        )
+        .await,
+    );
+    let expected = [
+        "1:7:found the recipe name \"Web\"; expected lowercase",
+        "2:18:found the version \"1.0\"",
+        "3:14:parent image \"localhost/test/missing:1\" does not exist",
+        "4:1:unknown key `bogus`",
+        "6:5:missing a value for the parameter `Greeting`",
+        "8:15:found a value for the undeclared parameter `Greting`, did you mean `Greeting`?",
+        "10:5:component ghost is not registered",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(found.starts_with(expected), "{found} does not start with {expected}");
+    }
+    assert!(store.recipes().unwrap().is_empty());
+
+    let pipeline =
+        "name: pipe\nimageRecipeArn: web\nbogus: 1\ninfrastructureConfiguration: {memoryMiB: 1}\n";
+    let found =
+        lines(autopatch_imagebuilder::create_pipeline(store, &SourceFile::new("p.yml", pipeline)));
+    let expected =
+        ["2:17:recipe web is not registered", "3:1:unknown key `bogus`", "4:42:found memoryMiB 1"];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(found.starts_with(expected), "{found} does not start with {expected}");
+    }
+    assert!(store.pipelines().unwrap().is_empty());
+
+    let component = "name: bad name\nschemaVersion: 1.0\nphases: []\n";
+    let found = lines(autopatch_imagebuilder::create_component(
+        store,
+        &SourceFile::new("c.yml", component),
+        None,
+        None,
+    ));
+    let expected = ["1:7:found the component name \"bad name\"", "3:9:expected at least one phase"];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(found.starts_with(expected), "{found} does not start with {expected}");
+    }
+}
