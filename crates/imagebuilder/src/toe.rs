@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::apt::APT_UPDATE_FUNCTION;
-use crate::decide::{AttemptOutcome, StepDecision, after_attempt};
+use crate::decide::{AttemptOutcome, MAX_REBOOTS, StepDecision, after_attempt};
 use crate::error::BuildError;
 use crate::progress::{BuildEvent, Progress};
 
@@ -260,6 +260,18 @@ async fn run_step<E: Engine>(
         };
         let decision =
             after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots);
+        // Exit 194 once the build has had all its reboots: a failed attempt,
+        // whose message says why the step did not run again.
+        let described =
+            if outcome == AttemptOutcome::RebootRequested && decision != StepDecision::Reboot {
+                log.line(&format!(
+                    "autopatch: exit code 194, but the build has rebooted {MAX_REBOOTS} times \
+                 already (the limit): not restarting the container"
+                ));
+                reboot_limit_reached()
+            } else {
+                result.describe()
+            };
         match decision {
             StepDecision::Reboot => {
                 *ctx.reboots += 1;
@@ -272,10 +284,7 @@ async fn run_step<E: Engine>(
                 ctx.engine.container_start(ctx.container).await?;
             }
             StepDecision::Retry { attempt: next } => {
-                log.line(&format!(
-                    "autopatch: attempt {attempt} failed ({}), retrying",
-                    result.describe()
-                ));
+                log.line(&format!("autopatch: attempt {attempt} failed ({described}), retrying"));
                 attempt = next;
             }
             StepDecision::Continue { status } | StepDecision::Abort { status } => {
@@ -300,7 +309,7 @@ async fn run_step<E: Engine>(
                     } else {
                         String::new()
                     };
-                    format!("{}{attempts}; last output:\n{tail}", result.describe())
+                    format!("{described}{attempts}; last output:\n{tail}")
                 });
                 return Ok(StepRecord {
                     name: step.name.clone(),
@@ -317,6 +326,15 @@ async fn run_step<E: Engine>(
             }
         }
     }
+}
+
+/// Why a step that exited 194 did not run again: the build's reboots are
+/// used up.
+fn reboot_limit_reached() -> String {
+    format!(
+        "exit code 194 (reboot, then run this step again), but the build had already \
+         rebooted {MAX_REBOOTS} times, the most a build may"
+    )
 }
 
 enum ActionResult {
@@ -653,6 +671,59 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use autopatch_engine::{ContainerSpec, ExecReply, FakeEngine};
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_step_that_always_exits_194_fails_naming_the_reboot_limit() {
+        let source = autopatch_documents::SourceFile::new(
+            "reboots.yml",
+            "name: reboots\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      \
+             - name: Again\n        action: ExecuteBash\n        inputs:\n          \
+             commands: [ \"exit 194\" ]\n",
+        );
+        let document = autopatch_documents::parse_component(&source).expect("a valid component");
+        let component = ComponentRun {
+            name: "reboots".into(),
+            version: "1.0.0".into(),
+            document,
+            parameters: BTreeMap::new(),
+        };
+        let engine = FakeEngine::new();
+        engine.add_image("localhost/golden:bookworm");
+        engine.set_exec_handler(|_| ExecReply::exit(194));
+        let spec =
+            ContainerSpec { image: "localhost/golden:bookworm".into(), ..Default::default() };
+        let container = engine.container_create(&spec).await.expect("create");
+        engine.container_start(&container.id).await.expect("start");
+        let logs = tempfile::tempdir().expect("a temporary directory");
+        let cancel = CancellationToken::new();
+        let mut reboots = 0;
+        let mut ctx = StageContext {
+            engine: &engine,
+            container: &container.id,
+            log_dir: logs.path(),
+            progress: &crate::progress::NoProgress,
+            cancel: &cancel,
+            reboots: &mut reboots,
+        };
+        let mut records = Vec::new();
+        let outcome = run_stage(&mut ctx, &[component], &[PhaseName::Build], &mut records)
+            .await
+            .expect("the stage runs to its end");
+
+        assert_eq!(reboots, MAX_REBOOTS);
+        let failure = outcome.failure.expect("the step failed");
+        assert!(
+            failure.contains(&format!(
+                "exit code 194 (reboot, then run this step again), but the build had already \
+                 rebooted {MAX_REBOOTS} times, the most a build may"
+            )),
+            "{failure}"
+        );
+        let log = std::fs::read_to_string(logs.path().join("reboots/build/Again.log"))
+            .expect("the step's log");
+        assert!(log.contains(&format!("rebooted {MAX_REBOOTS} times already")), "{log}");
+    }
 
     #[test]
     fn update_os_script_quotes_and_covers_package_managers() {
