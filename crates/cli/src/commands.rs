@@ -276,18 +276,29 @@ async fn pipeline(
                         }
                         render::note(&format!("artifacts: {}", build.artifact_dir));
                     }
-                    Ok(match build.state {
-                        ImageState::Available
-                        | ImageState::Pending
-                        | ImageState::Building
-                        | ImageState::Testing => ExitCode::SUCCESS,
-                        ImageState::Cancelled if interrupt.received() => interrupt.exit_code(),
-                        ImageState::Cancelled => ExitCode::from(130),
-                        _ => ExitCode::from(1),
-                    })
+                    Ok(ExitCode::from(start_exit_code(build.state, interrupt.signal())))
                 }
             }
         }
+    }
+}
+
+/// The exit code of `pipeline start` whose build ended in `state`: 0
+/// `AVAILABLE`, 1 `FAILED`, and for `CANCELLED` 128 + the signal this
+/// process received, or 130 (as Ctrl-C) when `build cancel` cancelled it.
+fn start_exit_code(state: ImageState, signal: Option<i32>) -> u8 {
+    match state {
+        ImageState::Available => 0,
+        ImageState::Cancelled => {
+            signal.and_then(|number| u8::try_from(128 + number).ok()).unwrap_or(130)
+        }
+        // No start ends DELETED; an image deleted since is not available.
+        ImageState::Failed | ImageState::Deleted => 1,
+        ImageState::Pending | ImageState::Building | ImageState::Testing => unreachable!(
+            "pipeline start reports a build only once it has ended: `start_pipeline` returns \
+             when its build does, and a build an earlier start runs is followed until it ends \
+             (here: {state})"
+        ),
     }
 }
 
@@ -663,8 +674,9 @@ impl Interrupt {
         Ok(Interrupt { signal: received })
     }
 
-    fn received(&self) -> bool {
-        self.signal.load(Ordering::SeqCst) != 0
+    /// The number of the signal received, if one was.
+    fn signal(&self) -> Option<i32> {
+        Some(self.signal.load(Ordering::SeqCst)).filter(|number| *number != 0)
     }
 
     fn name(&self) -> &'static str {
@@ -851,6 +863,26 @@ fn build_json(build: &BuildRow) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_exits_by_how_its_build_ended() {
+        let cases = [
+            (ImageState::Available, None, 0),
+            (ImageState::Failed, None, 1),
+            (ImageState::Cancelled, None, 130),
+            (ImageState::Cancelled, Some(15), 143),
+            (ImageState::Cancelled, Some(1), 129),
+        ];
+        for (state, signal, code) in cases {
+            assert_eq!(start_exit_code(state, signal), code, "{state} after {signal:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "reports a build only once it has ended")]
+    fn a_start_never_reports_a_build_still_running_as_a_success() {
+        start_exit_code(ImageState::Building, None);
+    }
 
     #[test]
     fn downgrades_show_in_the_summary_and_their_own_table() {

@@ -241,6 +241,45 @@ enum StackCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Roll back again a stack whose update rollback failed (ContinueUpdateRollback)
+    ///
+    /// A failed update rolls back by itself; when that rollback fails too (the
+    /// engine stopped answering, an image went missing, ...) the stack is left
+    /// UPDATE_ROLLBACK_FAILED, and can then be neither updated nor rolled back
+    /// by anything else. Find why with `autopatch stack events NAME` (the
+    /// resources the rollback failed are UPDATE_FAILED in `autopatch stack
+    /// resources NAME`), fix the cause, then run this: the rollback starts
+    /// again from where it stopped (UPDATE_ROLLBACK_IN_PROGRESS) and its
+    /// events are followed until it ends. Exits 0 when the stack is
+    /// UPDATE_ROLLBACK_COMPLETE (its previous template and parameters are
+    /// current again and it takes updates), 1 when it failed again or the
+    /// request was refused (any status but UPDATE_ROLLBACK_FAILED).
+    ///
+    /// A resource that cannot be rolled back can be skipped with
+    /// --resources-to-skip (ResourcesToSkip). Only resources that are
+    /// UPDATE_FAILED because the rollback failed them can be skipped (not one
+    /// the update failed that the rollback never reached). A skipped resource
+    /// is marked UPDATE_COMPLETE and recorded with the previous template's
+    /// properties, but the resource itself is left as it is: until you fix it
+    /// by hand or a later update changes it, it may not be what the stack
+    /// says. Skip as few as you can.
+    ///
+    ///   autopatch stack continue-update-rollback pattern3-app
+    ///   autopatch stack continue-update-rollback pattern3-app \
+    ///       --resources-to-skip Pattern3ASG
+    #[command(verbatim_doc_comment)]
+    ContinueUpdateRollback {
+        /// The stack's name.
+        name: String,
+        /// Logical ids of resources whose rollback is skipped (space or comma
+        /// separated, repeatable; each must be UPDATE_FAILED because the
+        /// rollback failed it).
+        #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "LOGICAL_ID")]
+        resources_to_skip: Vec<String>,
+        /// Return once the rollback has started again; do not follow it.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete a stack (DeleteStack) and follow until it is DELETE_COMPLETE
     ///
     /// Refused while another stack imports one of its exports. Deleting a stack

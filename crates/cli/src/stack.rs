@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use autopatch_daemon::Client;
 use autopatch_stacks::api::{
-    CancelUpdateStackInput, CreateStackInput, CreateStackOutput, DeleteStackInput,
-    DescribeAutoScalingGroupsInput, DescribeAutoScalingGroupsOutput, DescribeStackEventsInput,
-    DescribeStackEventsOutput, DescribeStackResourcesInput, DescribeStackResourcesOutput,
-    DescribeStacksInput, DescribeStacksOutput, DescribeTargetHealthInput,
-    DescribeTargetHealthOutput, ListExportsInput, ListExportsOutput, ListStacksInput,
-    ListStacksOutput, Parameter, Stack, StackEvent, UpdateStackInput, UpdateStackOutput,
+    CancelUpdateStackInput, ContinueUpdateRollbackInput, CreateStackInput, CreateStackOutput,
+    DeleteStackInput, DescribeAutoScalingGroupsInput, DescribeAutoScalingGroupsOutput,
+    DescribeStackEventsInput, DescribeStackEventsOutput, DescribeStackResourcesInput,
+    DescribeStackResourcesOutput, DescribeStacksInput, DescribeStacksOutput,
+    DescribeTargetHealthInput, DescribeTargetHealthOutput, ListExportsInput, ListExportsOutput,
+    ListStacksInput, ListStacksOutput, Parameter, Stack, StackEvent, UpdateStackInput,
+    UpdateStackOutput,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -179,6 +180,33 @@ pub(crate) async fn stack(
                 return Ok(ExitCode::SUCCESS);
             }
             follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, json).await
+        }
+        StackCommand::ContinueUpdateRollback { name, resources_to_skip, no_wait } => {
+            let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
+            let stack = api.stack(&name).await?.ok_or_else(|| {
+                CliError::new(format!("stack {name} does not exist")).with_code(1)
+            })?;
+            let input = ContinueUpdateRollbackInput {
+                stack_name: stack.stack_id.clone(),
+                resources_to_skip: resources_to_skip.clone(),
+                ..ContinueUpdateRollbackInput::default()
+            };
+            let output: serde_json::Value =
+                api.cloudformation("ContinueUpdateRollback", &input).await?;
+            if json {
+                render::json(&output);
+            } else if resources_to_skip.is_empty() {
+                render::note(&format!("continuing the update rollback of stack {name}"));
+            } else {
+                render::note(&format!(
+                    "continuing the update rollback of stack {name}, skipping {}",
+                    resources_to_skip.join(", ")
+                ));
+            }
+            if no_wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&api, &name, &stack.stack_id, seen, Goal::ContinueUpdateRollback, json).await
         }
         StackCommand::Delete { name, no_wait, retain_resources } => {
             let Some(stack) = api.stack(&name).await? else {
@@ -515,6 +543,7 @@ enum Goal {
     Create,
     Update,
     CancelUpdate,
+    ContinueUpdateRollback,
     Delete,
 }
 
@@ -523,7 +552,7 @@ impl Goal {
         match self {
             Goal::Create => "CREATE_COMPLETE",
             Goal::Update => "UPDATE_COMPLETE",
-            Goal::CancelUpdate => "UPDATE_ROLLBACK_COMPLETE",
+            Goal::CancelUpdate | Goal::ContinueUpdateRollback => "UPDATE_ROLLBACK_COMPLETE",
             Goal::Delete => "DELETE_COMPLETE",
         }
     }

@@ -49,9 +49,10 @@ pub(crate) fn event(
 }
 
 /// The stack `web`. Step 0 is the stack before the test's command; a
-/// `CreateStack`, `UpdateStack`, `CancelUpdateStack` or `DeleteStack` starts the operation at
-/// step `after_change` (1 unless set; 0: nothing changes), as the real
-/// service marks it in progress before answering. Each later
+/// `CreateStack`, `UpdateStack`, `CancelUpdateStack`, `ContinueUpdateRollback`
+/// or `DeleteStack` starts the operation at step `after_change` (1 unless
+/// set; 0: nothing changes), as the real service marks it in progress
+/// before answering. Each later
 /// `DescribeStacks` moves one step along (staying on the last), and
 /// `DescribeStackEvents` lists the events of the steps so far, newest
 /// first. `refusal`, if set, is the answer to the operation.
@@ -112,13 +113,20 @@ impl Operations for Scripted {
         match (service, operation) {
             (
                 "cloudformation",
-                "CreateStack" | "UpdateStack" | "DeleteStack" | "CancelUpdateStack",
+                "CreateStack"
+                | "UpdateStack"
+                | "DeleteStack"
+                | "CancelUpdateStack"
+                | "ContinueUpdateRollback",
             ) => {
                 if let Some(refusal) = &self.refusal {
                     return Err(refusal.clone());
                 }
                 *state = State { shown: self.after_change, changed: true, ..State::default() };
-                if matches!(operation, "DeleteStack" | "CancelUpdateStack") {
+                if matches!(
+                    operation,
+                    "DeleteStack" | "CancelUpdateStack" | "ContinueUpdateRollback"
+                ) {
                     Ok(json!({}))
                 } else {
                     Ok(json!({"StackId": STACK_ID}))

@@ -1,0 +1,197 @@
+//! `autopatch stack continue-update-rollback` as a user runs it, against a
+//! scripted daemon (no containers): the request it sends, following the
+//! rollback to its end, exit codes, JSON output and what `--help` teaches.
+
+#[path = "support/scripted.rs"]
+#[allow(dead_code)]
+mod scripted;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use autopatch_stacks::api::ApiError;
+use scripted::{Daemon, STACK_ID, Scripted, Step, event, step};
+
+const STACK: &str = "AWS::CloudFormation::Stack";
+const LAUNCH: &str = "AWS::EC2::LaunchTemplate";
+
+struct Cli {
+    state: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli { state: tempfile::tempdir().unwrap() }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_autopatch"))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn serve(&self, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
+        let scripted = Arc::new(scripted);
+        let daemon = Daemon::start(self.state.path(), Arc::clone(&scripted));
+        (scripted, daemon)
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The stack as its update's rollback left it: UPDATE_ROLLBACK_FAILED.
+fn rollback_failed() -> Step {
+    Step {
+        status: "UPDATE_ROLLBACK_FAILED",
+        reason: Some("The following resource(s) failed to update: [First]."),
+        events: vec![
+            event("01", "web", STACK, "UPDATE_IN_PROGRESS", Some("User Initiated")),
+            event("02", "web", STACK, "UPDATE_ROLLBACK_IN_PROGRESS", None),
+            event("03", "First", LAUNCH, "UPDATE_FAILED", Some("look up image localhost/app:1")),
+            event("04", "web", STACK, "UPDATE_ROLLBACK_FAILED", None),
+        ],
+    }
+}
+
+/// The continued rollback, started by the request.
+fn continued(skipped: bool) -> Step {
+    let mut events =
+        vec![event("05", "web", STACK, "UPDATE_ROLLBACK_IN_PROGRESS", Some("User Initiated"))];
+    if skipped {
+        events.push(event("06", "First", LAUNCH, "UPDATE_COMPLETE", Some("Resource skipped")));
+    } else {
+        events.push(event("06", "First", LAUNCH, "UPDATE_IN_PROGRESS", None));
+    }
+    step("UPDATE_ROLLBACK_IN_PROGRESS", events)
+}
+
+#[test]
+fn continue_update_rollback_follows_the_rollback_to_update_rollback_complete() {
+    let cli = Cli::new();
+    let (scripted, _daemon) = cli.serve(Scripted::new(vec![
+        rollback_failed(),
+        continued(true),
+        step(
+            "UPDATE_ROLLBACK_COMPLETE",
+            vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+        ),
+    ]));
+    let output = cli.run(&[
+        "stack",
+        "continue-update-rollback",
+        "web",
+        "--resources-to-skip",
+        "First",
+        "Second",
+        "--resources-to-skip",
+        "Third,Fourth",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack web UPDATE_ROLLBACK_COMPLETE\n");
+    let errors = stderr(&output);
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(
+        lines[0],
+        "continuing the update rollback of stack web, skipping First, Second, Third, Fourth"
+    );
+    assert!(!errors.contains("UPDATE_FAILED"), "events from before the request: {errors}");
+    assert!(errors.contains("Resource skipped"), "{errors}");
+    assert!(lines.last().unwrap().contains("UPDATE_ROLLBACK_COMPLETE"), "{errors}");
+    let (_, input) = scripted
+        .calls()
+        .into_iter()
+        .find(|(operation, _)| operation == "ContinueUpdateRollback")
+        .expect("ContinueUpdateRollback called");
+    assert_eq!(
+        input,
+        serde_json::json!({
+            "StackName": STACK_ID,
+            "ResourcesToSkip": ["First", "Second", "Third", "Fourth"],
+        }),
+        "the stack by id, the resources as given"
+    );
+}
+
+#[test]
+fn a_rollback_that_fails_again_exits_1_with_the_reason_and_json_prints_the_answer() {
+    let cli = Cli::new();
+    let mut failed_again = rollback_failed();
+    failed_again.events = vec![
+        event("07", "First", LAUNCH, "UPDATE_FAILED", Some("the engine does not answer")),
+        event("08", "web", STACK, "UPDATE_ROLLBACK_FAILED", None),
+    ];
+    let (scripted, _daemon) =
+        cli.serve(Scripted::new(vec![rollback_failed(), continued(false), failed_again]));
+    let output = cli.run(&["-o", "json", "stack", "continue-update-rollback", "web"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap(),
+        serde_json::json!({}),
+        "the operation's answer, as the daemon sent it"
+    );
+    let errors = stderr(&output);
+    assert!(errors.contains("the engine does not answer"), "{errors}");
+    assert!(
+        errors.ends_with(
+            "error: stack web UPDATE_ROLLBACK_FAILED: The following resource(s) failed to update: [First].\n"
+        ),
+        "{errors}"
+    );
+    let (_, input) = scripted
+        .calls()
+        .into_iter()
+        .find(|(operation, _)| operation == "ContinueUpdateRollback")
+        .unwrap();
+    assert_eq!(input, serde_json::json!({"StackName": STACK_ID}), "nothing to skip");
+}
+
+#[test]
+fn a_refused_continue_update_rollback_is_an_error_and_follows_nothing() {
+    let cli = Cli::new();
+    let mut idle = Scripted::new(vec![step("UPDATE_COMPLETE", vec![])]);
+    idle.refusal = Some(ApiError::validation(
+        "ContinueUpdateRollback cannot be called from current stack status UPDATE_COMPLETE",
+    ));
+    let (idle, _daemon) = cli.serve(idle);
+    let output = cli.run(&["stack", "continue-update-rollback", "web"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(
+            "ContinueUpdateRollback cannot be called from current stack status UPDATE_COMPLETE"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        idle.operations().last().map(String::as_str),
+        Some("ContinueUpdateRollback"),
+        "nothing followed after the refusal"
+    );
+}
+
+#[test]
+fn continue_update_rollback_help_says_when_to_use_it_and_what_skipping_costs() {
+    let output = Cli::new().run(&["stack", "continue-update-rollback", "--help"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let help = stdout(&output);
+    for phrase in [
+        "UPDATE_ROLLBACK_FAILED",
+        "autopatch stack events NAME",
+        "UPDATE_ROLLBACK_COMPLETE",
+        "--resources-to-skip",
+        "UPDATE_FAILED because the rollback failed",
+        "left as it is",
+        "--no-wait",
+    ] {
+        assert!(help.contains(phrase), "{phrase:?} not in:\n{help}");
+    }
+}
