@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapRequest, BuildError, BuildOutcome, ImageEvidence, NETWORK, Registered, Sources,
-    StartOptions, StartOutcome, runner_gone,
+    BootstrapError, BootstrapRequest, BuildError, BuildOutcome, ImageEvidence, NETWORK, Registered,
+    Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
 use autopatch_store::{BuildRow, ImageRow};
@@ -441,9 +441,23 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
                 work_dir: ctx.work_dir(),
             };
             let progress = ProgressPrinter::new(false);
-            let row = autopatch_imagebuilder::bootstrap(&engine, &ctx.store, &request, &progress)
-                .await
-                .map_err(CliError::from_error)?;
+            let cancel = CancellationToken::new();
+            let interrupt = Interrupt::listen(&cancel)?;
+            let bootstrap = autopatch_imagebuilder::bootstrap_cancellable(
+                &engine, &ctx.store, &request, &progress, &cancel,
+            );
+            let row = match bootstrap.await {
+                Ok(row) => row,
+                Err(BootstrapError::Cancelled) => {
+                    render::note(&format!(
+                        "interrupted ({}): mmdebstrap stopped and its files removed; no image was \
+                         made",
+                        interrupt.name()
+                    ));
+                    return Ok(interrupt.exit_code());
+                }
+                Err(error) => return Err(CliError::from_error(error)),
+            };
             if json {
                 render::json(&image_json(&row));
             } else {

@@ -1,6 +1,7 @@
-//! `pipeline start`, `image check-updates` and `build cancel` when the
-//! process is signalled, killed or loses its outputs: a build never stays
-//! BUILDING with its container running, and a check leaves no container.
+//! `pipeline start`, `image check-updates`, `image bootstrap` and `build
+//! cancel` when the process is signalled, killed or loses its outputs: a
+//! build never stays BUILDING with its container running, a check leaves no
+//! container, and a bootstrap leaves no process, file or image.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -323,4 +324,73 @@ fn a_client_token_names_one_start_of_one_pipeline_and_a_retry_follows_the_runnin
     assert_eq!(said.trim(), format!("build {id} CANCELLED: cancelled"));
     assert_eq!(first.wait().unwrap().code(), Some(130));
     assert_eq!(cli.builds().len(), 1, "one build for one token");
+}
+
+/// Processes (other than `except`) whose command line mentions `path`: an
+/// mmdebstrap writing under it, its workers, the commands they run in its root.
+fn processes_mentioning(path: &std::path::Path, except: u32) -> Vec<(u32, String)> {
+    let needle = path.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().map_while(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if pid != except && cmdline.contains(&needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Mount points at or under `path`.
+fn mounts_under(path: &std::path::Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_interrupted_bootstrap_stops_mmdebstrap_and_leaves_nothing_behind() {
+    for (name, code) in [("INT", 130), ("TERM", 143)] {
+        let cli = Cli::new();
+        let state = std::fs::canonicalize(cli.state.path()).unwrap();
+        let image = format!("interrupted-{}-{}", name.to_lowercase(), std::process::id());
+        let _made = RemoveImages(vec![image.clone()]);
+        let mut child = cli
+            .command(&["image", "bootstrap", "--name", &image])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().expect("a progress line").unwrap();
+        assert!(first.contains("mmdebstrap bookworm from"), "{first}");
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        // Mid-install: mmdebstrap has mounted /dev (and more) in its root.
+        wait_until("mmdebstrap mounts in its root", || !mounts_under(&state).is_empty());
+        let running = processes_mentioning(&state, child.id());
+        assert!(running.iter().any(|(_, cmdline)| cmdline.contains("mmdebstrap")), "{running:?}");
+
+        // The signal goes to autopatch alone, not its process group.
+        signal(&child, name);
+        let status = child.wait().unwrap();
+        let said = rest.join().unwrap().join("\n");
+        assert_eq!(status.code(), Some(code), "SIG{name}: {said}");
+        assert!(said.contains(&format!("interrupted (SIG{name})")), "{said}");
+        assert_eq!(processes_mentioning(&state, child.id()), [], "SIG{name}: still running");
+        assert_eq!(mounts_under(&state), Vec::<String>::new(), "SIG{name}: left mounted");
+        let left: Vec<_> = std::fs::read_dir(state.join("work"))
+            .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert_eq!(left, Vec::<std::path::PathBuf>::new(), "SIG{name}: left in the work directory");
+        let tags = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(!tags.contains(&format!("/{image}:")), "SIG{name} left an image: {tags}");
+        assert_eq!(cli.json(&["image", "list"]), serde_json::json!([]), "SIG{name}");
+    }
 }

@@ -26,7 +26,7 @@ mod start;
 mod toe;
 mod updates;
 
-pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap};
+pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap, bootstrap_cancellable};
 pub use build::{
     BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ROLE_LABEL,
     ResolvedParent, engine_reference, error_chain, label_value, ownership_labels, runner_gone,
