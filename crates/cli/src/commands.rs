@@ -49,7 +49,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     .await;
     match result {
         Ok(code) => code,
-        Err(error) => render::report(&error),
+        Err(error) => render::report_as(&error, json),
     }
 }
 

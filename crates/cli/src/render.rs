@@ -24,11 +24,19 @@ pub(crate) struct CliError {
     /// The message is diagnostics (`file:line:col: error: ...` lines) and
     /// is printed as it is, without another `error:` prefix.
     pub(crate) diagnostics: bool,
+    /// The problems of an invalid document, for `-o json` (see [`problems_json`]).
+    pub(crate) problems: Option<autopatch_documents::Diagnostics>,
 }
 
 impl CliError {
     pub(crate) fn new(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), hint: None, code: 2, diagnostics: false }
+        CliError {
+            message: message.into(),
+            hint: None,
+            code: 2,
+            diagnostics: false,
+            problems: None,
+        }
     }
 
     pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> CliError {
@@ -38,7 +46,11 @@ impl CliError {
 
     /// Every problem of an invalid document, one per line.
     pub(crate) fn from_diagnostics(diagnostics: autopatch_documents::Diagnostics) -> CliError {
-        CliError { diagnostics: true, ..CliError::new(diagnostics.to_string()) }
+        CliError {
+            diagnostics: true,
+            problems: Some(diagnostics.clone()),
+            ..CliError::new(diagnostics.to_string())
+        }
     }
 
     pub(crate) fn from_registry(error: autopatch_imagebuilder::RegistryError) -> CliError {
@@ -109,6 +121,35 @@ pub(crate) fn fail(message: &str, hint: Option<&str>) -> ExitCode {
         note(&format!("hint: {hint}"));
     }
     ExitCode::from(2)
+}
+
+/// An invalid document's problems as `-o json` prints them on stdout, the
+/// shape of a valid document's `validate` answer with `"valid": false`:
+/// `{"file", "valid": false, "problems": [{"file", "line", "column", "message"}]}`.
+pub(crate) fn problems_json(diagnostics: &autopatch_documents::Diagnostics) -> serde_json::Value {
+    let file = diagnostics.iter().next().map(|diagnostic| diagnostic.file.clone());
+    let problems: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .map(|diagnostic| {
+            serde_json::json!({
+                "file": diagnostic.file,
+                "line": diagnostic.span.start.line,
+                "column": diagnostic.span.start.column,
+                "message": diagnostic.message,
+            })
+        })
+        .collect();
+    serde_json::json!({"file": file, "valid": false, "problems": problems})
+}
+
+/// Reports a failed command: with `-o json`, the problems of an invalid
+/// document go to stdout as JSON too (a script reads them there); the error
+/// always goes to stderr.
+pub(crate) fn report_as(error: &CliError, json: bool) -> ExitCode {
+    if json && let Some(problems) = &error.problems {
+        self::json(&problems_json(problems));
+    }
+    report(error)
 }
 
 pub(crate) fn report(error: &CliError) -> ExitCode {

@@ -73,6 +73,55 @@ fn an_invalid_component_reports_every_problem_with_its_position_and_registers_no
 }
 
 #[test]
+fn with_json_output_an_invalid_document_gives_its_problems_on_stdout() {
+    let cli = Cli::new();
+    let component = cli.write(
+        "bad.yml",
+        "name: bad\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: Reboot\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n",
+    );
+    let recipe = cli.write(
+        "bad.recipe.yml",
+        "name: web\nsemanticVersion: x\nparentImage: localhost/autopatch-test/golden:bookworm\ncomponents:\n  - componentArn: nothing\n",
+    );
+    let pipeline = cli.write("bad.pipeline.yml", "name: web\nimageRecipeArn: web\nbogus: 1\n");
+    let cases: [(&[&str], &String, (u64, u64)); 4] = [
+        (&["component", "validate"], &component, (7, 17)),
+        (&["component", "create"], &component, (7, 17)),
+        (&["recipe", "create"], &recipe, (2, 18)),
+        (&["pipeline", "create"], &pipeline, (2, 17)),
+    ];
+    for (command, file, (line, column)) in cases {
+        let args = [&["--output", "json"], command, &["--file", file]].concat();
+        let output = cli.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {}", stderr(&output));
+        let answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+                panic!("{command:?}: stdout is not JSON ({error}): {}", stdout(&output))
+            });
+        assert_eq!(answer["file"], file.as_str(), "{command:?}: {answer}");
+        assert_eq!(answer["valid"], false, "{command:?}: {answer}");
+        let problems = answer["problems"].as_array().expect("a list of problems");
+        assert!(problems.len() >= 2, "{command:?}: every problem, not the first: {answer}");
+        assert_eq!(problems[0]["file"], file.as_str(), "{command:?}: {answer}");
+        assert_eq!(
+            (problems[0]["line"].as_u64(), problems[0]["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{command:?}: {answer}"
+        );
+        assert!(
+            problems.iter().all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty())),
+            "{answer}"
+        );
+        // The diagnostics still go to stderr, as without --output json.
+        assert!(
+            stderr(&output).starts_with(&format!("{file}:{line}:{column}: error: ")),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
 fn registering_the_same_component_twice_is_a_no_op_and_a_changed_one_needs_a_new_version() {
     let cli = Cli::new();
     let text = "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n";
