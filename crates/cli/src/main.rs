@@ -316,7 +316,15 @@ enum StackCommand {
         /// The stack's name.
         name: String,
     },
-    /// List stacks (ListStacks).
+    /// List stacks (ListStacks)
+    ///
+    /// One line per stack: its name, status, when it was created and last
+    /// updated, and the first line of its status reason. Deleted stacks
+    /// (DELETE_COMPLETE) are left out unless --all is given. Needs `autopatch up`.
+    ///
+    ///   autopatch stack list
+    ///   autopatch stack list --all                   # deleted stacks too
+    #[command(verbatim_doc_comment)]
     List {
         /// Also list deleted stacks (DELETE_COMPLETE).
         #[arg(long)]
@@ -328,10 +336,26 @@ enum StackCommand {
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Build a golden image from Debian packages with mmdebstrap (the point
-    /// release only: real, unpatched) and register it.
+    /// Build a golden image from Debian packages with mmdebstrap and register it
+    ///
+    /// The release's main archive only: the point release, none of the security
+    /// updates since (a real, unpatched image). Temporary files go to <state
+    /// dir>/work. Ctrl-C, SIGTERM or SIGHUP stop mmdebstrap, remove its files and
+    /// make no image; the exit code is then 130, 143 or 129.
+    ///
+    ///   autopatch image bootstrap                    # golden/1.0.0/N from bookworm
+    ///   autopatch image bootstrap --name golden-web --include apache2,php
+    #[command(verbatim_doc_comment)]
     Bootstrap(BootstrapArgs),
-    /// List registered images, newest first.
+    /// List registered images, newest first
+    ///
+    /// One line per image: its version (`name/x.y.z/N`), its parent, how many
+    /// packages it upgraded and CVEs it fixed, and when it was made; `-o json`
+    /// gives each image whole, with its evidence.
+    ///
+    ///   autopatch image list
+    ///   autopatch -o json image list
+    #[command(verbatim_doc_comment)]
     List,
     /// Show an image: identity, parent, packages upgraded, CVEs fixed.
     Show {
@@ -381,10 +405,19 @@ struct BootstrapArgs {
 
 #[derive(Debug, Subcommand)]
 enum ComponentCommand {
-    /// Register a component document (AWSTOE, schemaVersion 1.0). Versions
-    /// are immutable: change the document, bump the version.
+    /// Register a component document (AWSTOE, schemaVersion 1.0)
+    ///
+    /// Versions are immutable: registering the same text again changes nothing,
+    /// other text under a registered version is refused (change the document,
+    /// bump the version).
+    ///
+    ///   autopatch component create --file components/update-os.yml
+    ///   autopatch component create --file my-step.yml --name my-step --version 1.1.0
+    #[command(verbatim_doc_comment)]
     Create {
-        #[arg(long, short)]
+        /// The component document: AWSTOE YAML, schemaVersion 1.0 (e.g.
+        /// components/update-os.yml).
+        #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
         /// Defaults to the document's `name`.
         #[arg(long)]
@@ -393,31 +426,81 @@ enum ComponentCommand {
         #[arg(long, default_value = "1.0.0")]
         version: String,
     },
-    /// Check a component document without registering it.
+    /// Check a component document without registering it
+    ///
+    /// Every problem is reported at once, as `file:line:col: error: ...` on
+    /// stderr (exit 2); with `-o json`, stdout also gets them as a JSON object
+    /// (`{"file", "valid": false, "problems": [{"file", "line", "column", "message"}]}`).
+    ///
+    ///   autopatch component validate --file components/update-os.yml
+    ///   autopatch -o json component validate --file my-step.yml
+    #[command(verbatim_doc_comment)]
     Validate {
-        #[arg(long, short)]
+        /// The component document: AWSTOE YAML, schemaVersion 1.0 (e.g.
+        /// components/update-os.yml).
+        #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
     },
+    /// List registered components
+    ///
+    /// One line per component version: its name, version and the file it was
+    /// registered from.
+    ///
+    ///   autopatch component list
+    ///   autopatch -o json component list
+    #[command(verbatim_doc_comment)]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 enum RecipeCommand {
-    /// Register a recipe (its components must be registered and its parent must exist).
+    /// Register an image recipe (CreateImageRecipe)
+    ///
+    /// Its components must be registered and its parent image must exist; every
+    /// problem is reported at once. Versions are immutable, like components'.
+    ///
+    ///   autopatch recipe create --file pipelines/webapp.recipe.yml
+    #[command(verbatim_doc_comment)]
     Create {
-        #[arg(long, short)]
+        /// The recipe: YAML shaped like a CreateImageRecipe request (e.g.
+        /// pipelines/webapp.recipe.yml).
+        #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
     },
+    /// List registered recipes
+    ///
+    /// One line per recipe version: its name, semantic version and the file it
+    /// was registered from.
+    ///
+    ///   autopatch recipe list
+    ///   autopatch -o json recipe list
+    #[command(verbatim_doc_comment)]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 enum PipelineCommand {
-    /// Create or update a pipeline.
+    /// Create or update a pipeline (CreateImagePipeline)
+    ///
+    /// Pipelines are mutable: the same name again replaces the document
+    /// (`updated`), identical text changes nothing. Its recipe must be registered.
+    ///
+    ///   autopatch pipeline create --file pipelines/webapp.pipeline.yml
+    #[command(verbatim_doc_comment)]
     Create {
-        #[arg(long, short)]
+        /// The pipeline: YAML shaped like a CreateImagePipeline request (e.g.
+        /// pipelines/webapp.pipeline.yml).
+        #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
     },
+    /// List pipelines
+    ///
+    /// One line per pipeline: its name and the file it was last created or
+    /// updated from (pipelines have no versions: VERSION is `-`).
+    ///
+    ///   autopatch pipeline list
+    ///   autopatch -o json pipeline list
+    #[command(verbatim_doc_comment)]
     List,
     /// Run a pipeline now (StartImagePipelineExecution), with live progress.
     /// Exits 0 when the image is AVAILABLE or nothing needed building, 1 when
@@ -441,7 +524,16 @@ enum PipelineCommand {
 
 #[derive(Debug, Subcommand)]
 enum BuildCommand {
-    /// List builds, newest first.
+    /// List builds, newest first
+    ///
+    /// One line per build: its id, the image version it makes, its state
+    /// (PENDING, BUILDING, TESTING, AVAILABLE, FAILED, CANCELLED), when it
+    /// started, and the first line of why it failed. Builds whose process is
+    /// gone are ended (FAILED) first, so none shows as running when it is not.
+    ///
+    ///   autopatch build list
+    ///   autopatch -o json build list
+    #[command(verbatim_doc_comment)]
     List,
     /// Show a build: state, reason, artifact folder, events.
     Show {
@@ -479,6 +571,59 @@ mod tests {
         for subcommand in command.get_subcommands() {
             positionals(subcommand, &format!("{path} {}", subcommand.get_name()), found);
         }
+    }
+
+    /// Every subcommand, with its path (`autopatch image list`).
+    fn subcommands(command: &clap::Command, path: &str, found: &mut Vec<(String, clap::Command)>) {
+        for subcommand in command.get_subcommands() {
+            let path = format!("{path} {}", subcommand.get_name());
+            found.push((path.clone(), subcommand.clone()));
+            subcommands(subcommand, &path, found);
+        }
+    }
+
+    fn all_subcommands() -> Vec<(String, clap::Command)> {
+        let mut found = Vec::new();
+        subcommands(&super::Cli::command(), "autopatch", &mut found);
+        found
+    }
+
+    #[test]
+    fn every_list_command_says_what_it_lists_with_an_example() {
+        let lists: Vec<(String, clap::Command)> = all_subcommands()
+            .into_iter()
+            .filter(|(_, command)| command.get_name() == "list")
+            .collect();
+        assert!(lists.len() >= 6, "{:?}", lists.iter().map(|(path, _)| path).collect::<Vec<_>>());
+        for (path, command) in lists {
+            let about = command.get_about().map(|about| about.to_string()).unwrap_or_default();
+            assert!(about.starts_with("List "), "{path}: {about:?}");
+            let long = command.get_long_about().map(|about| about.to_string()).unwrap_or_default();
+            assert!(
+                long.contains("One line per "),
+                "{path} does not say what a line shows: {long:?}"
+            );
+            assert!(long.contains(&format!("  {path}")), "{path} has no example: {long:?}");
+        }
+    }
+
+    #[test]
+    fn every_file_option_says_what_the_file_is_with_an_example() {
+        let mut files = Vec::new();
+        for (path, command) in all_subcommands() {
+            for argument in
+                command.get_arguments().filter(|argument| argument.get_long() == Some("file"))
+            {
+                let help = argument.get_help().map(|help| help.to_string()).unwrap_or_default();
+                files.push(path.clone());
+                assert!(help.starts_with("The "), "{path} --file: {help:?}");
+                assert!(
+                    help.contains("(e.g. ") && help.contains(".yml)"),
+                    "{path} --file: {help:?}"
+                );
+            }
+        }
+        assert_eq!(files.len(), 4, "{files:?}");
     }
 
     #[test]
