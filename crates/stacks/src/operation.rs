@@ -989,36 +989,33 @@ pub(crate) fn retry_failed_deletes(
     Ok(())
 }
 
-/// The resources a failed update rollback left `UPDATE_FAILED`: those
-/// whose `UPDATE_FAILED` came after the stack's last
-/// `UPDATE_ROLLBACK_IN_PROGRESS`. A resource the update itself failed, which
-/// the rollback stopped before reaching, is not one of them.
+/// The resource whose failure ended the stack's last update rollback, if
+/// it is still `UPDATE_FAILED`: the rollback stops at its first failure and
+/// records the resource's `UPDATE_FAILED` and the stack's
+/// `UPDATE_ROLLBACK_FAILED` one right after the other. A resource the update
+/// failed (or a cancel interrupted) and the rollback never reached is
+/// `UPDATE_FAILED` too, but not because the rollback failed.
 pub(crate) fn failed_by_rollback(
     store: &Store,
     stack: &StackRow,
-) -> Result<BTreeSet<String>, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let events = store.stack_events(&stack.stack_id)?;
-    let rollback = StackStatus::UpdateRollbackInProgress.as_str();
-    let since = events
-        .iter()
-        .rposition(|event| event.resource_type == STACK_TYPE && event.status == rollback)
-        .map_or(0, |at| at + 1);
-    let failed: BTreeSet<&str> = events[since..]
-        .iter()
-        .filter(|event| {
+    let ended = events.iter().rposition(|event| {
+        event.resource_type == STACK_TYPE
+            && event.status == StackStatus::UpdateRollbackFailed.as_str()
+    });
+    let Some(failed) =
+        ended.and_then(|at| at.checked_sub(1)).map(|at| &events[at]).filter(|event| {
             event.resource_type != STACK_TYPE
                 && event.status == ResourceStatus::UpdateFailed.as_str()
         })
-        .map(|event| event.logical_id.as_str())
-        .collect();
-    Ok(store
-        .stack_resources(&stack.stack_id)?
-        .into_iter()
-        .filter(|row| {
-            row.status == ResourceStatus::UpdateFailed && failed.contains(row.logical_id.as_str())
-        })
-        .map(|row| row.logical_id)
-        .collect())
+    else {
+        return Ok(None);
+    };
+    let still_failed = store.stack_resources(&stack.stack_id)?.into_iter().any(|row| {
+        row.logical_id == failed.logical_id && row.status == ResourceStatus::UpdateFailed
+    });
+    Ok(still_failed.then(|| failed.logical_id.clone()))
 }
 
 /// What a resource's row keeps of the physical resource it replaced (or,
@@ -1088,5 +1085,72 @@ pub(crate) fn output_text(value: &Value) -> String {
     match value {
         Value::List(items) => items.iter().map(output_text).collect::<Vec<_>>().join(","),
         other => other.as_scalar_text().unwrap_or_else(|| other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_failure_that_ended_the_rollback_was_failed_by_it() {
+        let store = Store::open_in_memory().unwrap();
+        let at = Timestamp::from_millis(1_795_524_896_789);
+        let stack = StackRow {
+            stack_id: "arn:aws:cloudformation:local:000000000000:stack/app/1".into(),
+            name: "app".into(),
+            status: StackStatus::UpdateRollbackFailed,
+            status_reason: None,
+            template_body: String::new(),
+            template_source: "app.yml".into(),
+            parameters: "{}".into(),
+            outputs: "[]".into(),
+            imports: "[]".into(),
+            disable_rollback: false,
+            client_token: None,
+            previous_template_body: None,
+            previous_template_source: None,
+            previous_parameters: None,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        };
+        store.insert_stack(&stack).unwrap();
+        let row = |name: &str| StackResourceRow {
+            stack_id: stack.stack_id.clone(),
+            logical_id: name.into(),
+            resource_type: "AWS::EC2::LaunchTemplate".into(),
+            physical_id: Some(format!("lt-{name}")),
+            status: ResourceStatus::UpdateFailed,
+            status_reason: None,
+            properties: "{}".into(),
+            attributes: "{}".into(),
+            replaced: None,
+            updated_at: at,
+        };
+        let resource = |name: &str, status: ResourceStatus| {
+            let row = row(name);
+            store.put_stack_resource(&row).unwrap();
+            resource_event(&store, &stack, &row, status.as_str(), None, at).unwrap();
+        };
+        let stack_status =
+            |status: StackStatus| stack_event(&store, &stack, status, None, at).unwrap();
+        // A cancel: B, being updated, fails after the rollback started;
+        // the rollback then fails on A, before it reaches B.
+        stack_status(StackStatus::UpdateInProgress);
+        resource("B", ResourceStatus::UpdateInProgress);
+        stack_status(StackStatus::UpdateRollbackInProgress);
+        resource("B", ResourceStatus::UpdateFailed);
+        resource("A", ResourceStatus::UpdateInProgress);
+        assert_eq!(failed_by_rollback(&store, &stack).unwrap(), None, "not ended yet");
+        resource("A", ResourceStatus::UpdateFailed);
+        stack_status(StackStatus::UpdateRollbackFailed);
+        assert_eq!(failed_by_rollback(&store, &stack).unwrap().as_deref(), Some("A"));
+        // A rollback that failed computing the outputs failed no resource.
+        stack_status(StackStatus::UpdateRollbackInProgress);
+        resource("A", ResourceStatus::UpdateComplete);
+        resource("B", ResourceStatus::UpdateComplete);
+        stack_status(StackStatus::UpdateRollbackFailed);
+        assert_eq!(failed_by_rollback(&store, &stack).unwrap(), None);
     }
 }

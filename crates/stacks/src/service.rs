@@ -764,7 +764,7 @@ impl<E: Engine + 'static> StackService<E> {
                     ));
                     continue;
                 };
-                if failed.contains(name) {
+                if failed.as_ref() == Some(name) {
                     continue;
                 }
                 let why = if row.status == ResourceStatus::UpdateFailed {
