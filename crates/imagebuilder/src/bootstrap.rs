@@ -116,7 +116,9 @@ pub async fn bootstrap_cancellable<E: Engine>(
     fs_err::create_dir_all(&request.work_dir).map_err(|source| BuildError::Artifacts { source })?;
     let stem = format!("{}-{}", request.name, std::process::id());
     let tarball = request.work_dir.join(format!("{stem}.tar"));
-    let scratch = request.work_dir.join(format!("{stem}.tmp"));
+    // Absolute: mmdebstrap makes its root in it and changes directory.
+    let scratch = std::path::absolute(request.work_dir.join(format!("{stem}.tmp")))
+        .map_err(|source| BuildError::Artifacts { source })?;
     fs_err::create_dir_all(&scratch).map_err(|source| BuildError::Artifacts { source })?;
     let started = tokio::time::Instant::now();
     progress.event(BuildEvent::Note {
