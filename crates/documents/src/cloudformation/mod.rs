@@ -40,7 +40,8 @@ pub use policy::{
     parse_iso_duration,
 };
 pub use reader::{
-    AWS_SPECIFIC_PARAMETER_TYPES, FORMAT_VERSION, parse_template, parse_template_lenient,
+    AWS_SPECIFIC_PARAMETER_TYPES, FORMAT_VERSION, Runner, parse_template, parse_template_lenient,
+    parse_template_lenient_for,
 };
 pub use types::{ResourceTypeSpec, resource_type, resource_types};
 

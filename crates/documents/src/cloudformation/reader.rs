@@ -43,7 +43,7 @@ pub const AWS_SPECIFIC_PARAMETER_TYPES: [&str; 11] = [
 /// sections and keys, malformed intrinsic functions, references to nothing,
 /// circular dependencies, unsupported resource types and properties.
 pub fn parse_template(file: &SourceFile) -> Result<Template, Diagnostics> {
-    let (template, reporter) = read_and_validate(file);
+    let (template, reporter) = read_and_validate(file, None);
     reporter.finish_option(template)
 }
 
@@ -54,11 +54,36 @@ pub fn parse_template(file: &SourceFile) -> Result<Template, Diagnostics> {
 /// `None` only when nothing could be read (YAML syntax errors, a document
 /// that is not a mapping); it is complete when there is no diagnostic.
 pub fn parse_template_lenient(file: &SourceFile) -> (Option<Template>, Vec<Diagnostic>) {
-    let (template, reporter) = read_and_validate(file);
+    let (template, reporter) = read_and_validate(file, None);
     (template, reporter.into_diagnostics())
 }
 
-fn read_and_validate(file: &SourceFile) -> (Option<Template>, Reporter) {
+/// Who runs a template, when that is fewer resource types than
+/// [`crate::cloudformation::resource_types`] knows: local stacks run some of
+/// them only.
+#[derive(Debug, Clone, Copy)]
+pub struct Runner<'a> {
+    /// Who runs templates, as messages name it, like `local stacks`.
+    pub name: &'a str,
+    /// The resource types it runs.
+    pub types: &'a [&'a str],
+}
+
+/// Like [`parse_template_lenient`], for a template `runner` is to run: a
+/// resource type it does not run is one problem, which names the types it
+/// does run (whether or not the type is one the table knows).
+pub fn parse_template_lenient_for(
+    file: &SourceFile,
+    runner: &Runner<'_>,
+) -> (Option<Template>, Vec<Diagnostic>) {
+    let (template, reporter) = read_and_validate(file, Some(runner));
+    (template, reporter.into_diagnostics())
+}
+
+fn read_and_validate(
+    file: &SourceFile,
+    runner: Option<&Runner<'_>>,
+) -> (Option<Template>, Reporter) {
     let mut reporter = Reporter::new(file.name.clone());
     let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
         return (None, reporter);
@@ -67,7 +92,7 @@ fn read_and_validate(file: &SourceFile) -> (Option<Template>, Reporter) {
     let template = read_template(&root, &mut reader);
     let mut reporter = reader.reporter;
     if let Some((template, broken)) = &template {
-        validate(template, broken, &mut reporter);
+        validate(template, broken, runner, &mut reporter);
     }
     (template.map(|(template, _)| template), reporter)
 }

@@ -402,6 +402,36 @@ Resources:
 }
 
 #[test]
+fn a_runner_of_fewer_types_is_named_once_per_type_it_does_not_run() {
+    let text = "
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties: {Bogus: x}
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: 10.0.0.0/16}
+";
+    let runner = Runner { name: "local stacks", types: &["AWS::EC2::VPC", "AWS::EC2::Subnet"] };
+    let (template, diagnostics) =
+        parse_template_lenient_for(&SourceFile::new("t.yaml", text), &runner);
+    assert_eq!(template.expect("readable").resources.len(), 3);
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    expect![[r#"
+        t.yaml:4:11: error: found the resource type `AWS::SQS::Queue`, which local stacks do not run; expected one of AWS::EC2::Subnet, AWS::EC2::VPC
+        t.yaml:6:11: error: found the resource type `AWS::S3::Bucket`, which local stacks do not run; expected one of AWS::EC2::Subnet, AWS::EC2::VPC"#]]
+    .assert_eq(&rendered.join("\n"));
+    // Without a runner, the table's types are the supported ones.
+    let (_, diagnostics) = parse_template_lenient(&SourceFile::new("t.yaml", text));
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(rendered.len(), 2, "{rendered:?}");
+    assert!(rendered[0].contains("unsupported resource type `AWS::SQS::Queue`"), "{rendered:?}");
+    assert!(rendered[1].contains("`Bogus`, which AWS::S3::Bucket does not have"), "{rendered:?}");
+}
+
+#[test]
 fn references_to_nothing() {
     check_template(
         "

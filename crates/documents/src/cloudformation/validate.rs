@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::cloudformation::document::{ResourceName, Template};
 use crate::cloudformation::expr::{Expr, ExprKind, Reference, is_pseudo_parameter};
 use crate::cloudformation::order::{resource_dependencies, resource_exprs, topological_order};
-use crate::cloudformation::reader::Broken;
+use crate::cloudformation::reader::{Broken, Runner};
 use crate::cloudformation::types::{resource_type, resource_types};
 use crate::diagnostic::Reporter;
 use crate::source::Span;
@@ -22,8 +22,13 @@ enum Place {
     Anywhere,
 }
 
-pub(crate) fn validate(template: &Template, broken: &Broken, reporter: &mut Reporter) {
-    let checker = Checker { template, broken };
+pub(crate) fn validate(
+    template: &Template,
+    broken: &Broken,
+    runner: Option<&Runner<'_>>,
+    reporter: &mut Reporter,
+) {
+    let checker = Checker { template, broken, runner };
     for resource in template.resources.values() {
         if let Some(parameter) = template.parameters.get(resource.name.as_str()) {
             reporter.error(
@@ -81,6 +86,8 @@ pub(crate) fn validate(template: &Template, broken: &Broken, reporter: &mut Repo
 struct Checker<'a> {
     template: &'a Template,
     broken: &'a Broken,
+    /// Who runs the template, when fewer types than the table's.
+    runner: Option<&'a Runner<'a>>,
 }
 
 impl Checker<'_> {
@@ -216,12 +223,30 @@ impl Checker<'_> {
         reporter: &mut Reporter,
     ) {
         let type_name = &resource.resource_type;
-        let Some(spec) = resource_type(&type_name.value) else {
-            let supported: Vec<&str> = resource_types().iter().map(|spec| spec.name).collect();
-            reporter.error(
-                type_name.span,
-                format!("found the unsupported resource type `{}`; expected one of the supported types: {}", type_name.value, supported.join(", ")),
-            );
+        let runs = |name: &str| self.runner.is_none_or(|runner| runner.types.contains(&name));
+        let Some(spec) = resource_type(&type_name.value).filter(|spec| runs(spec.name)) else {
+            let message = match self.runner {
+                None => {
+                    let supported: Vec<&str> =
+                        resource_types().iter().map(|spec| spec.name).collect();
+                    format!(
+                        "found the unsupported resource type `{}`; expected one of the supported types: {}",
+                        type_name.value,
+                        supported.join(", ")
+                    )
+                }
+                Some(runner) => {
+                    let mut types = runner.types.to_vec();
+                    types.sort_unstable();
+                    format!(
+                        "found the resource type `{}`, which {} do not run; expected one of {}",
+                        type_name.value,
+                        runner.name,
+                        types.join(", ")
+                    )
+                }
+            };
+            reporter.error(type_name.span, message);
             return;
         };
         if !spec.accepts_policies {
