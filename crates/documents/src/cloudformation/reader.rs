@@ -71,7 +71,8 @@ pub struct Runner<'a> {
 
 /// Like [`parse_template_lenient`], for a template `runner` is to run: a
 /// resource type it does not run is one problem, which names the types it
-/// does run (whether or not the type is one the table knows).
+/// does run (whether or not the table knows the type; when it does, the
+/// resource's properties are checked all the same).
 pub fn parse_template_lenient_for(
     file: &SourceFile,
     runner: &Runner<'_>,

@@ -421,7 +421,8 @@ Resources:
     let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
     expect![[r#"
         t.yaml:4:11: error: found the resource type `AWS::SQS::Queue`, which local stacks do not run; expected one of AWS::EC2::Subnet, AWS::EC2::VPC
-        t.yaml:6:11: error: found the resource type `AWS::S3::Bucket`, which local stacks do not run; expected one of AWS::EC2::Subnet, AWS::EC2::VPC"#]]
+        t.yaml:6:11: error: found the resource type `AWS::S3::Bucket`, which local stacks do not run; expected one of AWS::EC2::Subnet, AWS::EC2::VPC
+        t.yaml:7:18: error: found the property `Bogus`, which AWS::S3::Bucket does not have; expected one of AbacStatus, AccelerateConfiguration, AccessControl, AnalyticsConfigurations, BucketEncryption, BucketName, BucketNamePrefix, BucketNamespace, CorsConfiguration, IntelligentTieringConfigurations, InventoryConfigurations, LifecycleConfiguration, LoggingConfiguration, MetadataConfiguration, MetadataTableConfiguration, MetricsConfigurations, NotificationConfiguration, ObjectLockConfiguration, ObjectLockEnabled, OwnershipControls, PublicAccessBlockConfiguration, ReplicationConfiguration, Tags, VersioningConfiguration, WebsiteConfiguration"#]]
     .assert_eq(&rendered.join("\n"));
     // Without a runner, the table's types are the supported ones.
     let (_, diagnostics) = parse_template_lenient(&SourceFile::new("t.yaml", text));

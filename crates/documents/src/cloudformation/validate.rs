@@ -223,8 +223,10 @@ impl Checker<'_> {
         reporter: &mut Reporter,
     ) {
         let type_name = &resource.resource_type;
-        let runs = |name: &str| self.runner.is_none_or(|runner| runner.types.contains(&name));
-        let Some(spec) = resource_type(&type_name.value).filter(|spec| runs(spec.name)) else {
+        let known = resource_type(&type_name.value);
+        let runs =
+            self.runner.is_none_or(|runner| runner.types.contains(&type_name.value.as_str()));
+        if known.is_none() || !runs {
             let message = match self.runner {
                 None => {
                     let supported: Vec<&str> =
@@ -247,8 +249,9 @@ impl Checker<'_> {
                 }
             };
             reporter.error(type_name.span, message);
-            return;
-        };
+        }
+        // A type the table knows has its properties checked all the same.
+        let Some(spec) = known else { return };
         if !spec.accepts_policies {
             if let Some(policy) = &resource.creation_policy {
                 reporter.error(policy.span, format!("found a CreationPolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
