@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autopatch_documents::cloudformation::{
-    Expr, ExprKind, StaticContext, Template, dependency_order, evaluate, evaluate_conditions,
-    parse_template, parse_template_lenient, resolve_parameters,
+    Expr, ExprKind, Runner, StaticContext, Template, dependency_order, evaluate,
+    evaluate_conditions, parse_template, parse_template_lenient_for, resolve_parameters,
 };
 use autopatch_documents::{Diagnostic, Position, SourceFile};
 use autopatch_engine::Engine;
@@ -374,13 +374,16 @@ impl<E: Engine + 'static> StackService<E> {
         problems: &mut Problems,
     ) -> Result<Option<Checked>, ApiError> {
         let Request { source, body, parameters: requested } = request;
-        let (template, diagnostics) =
-            parse_template_lenient(&SourceFile::new(source.to_owned(), body.to_owned()));
+        let types = resources::supported_types();
+        let runner = Runner { name: "local stacks", types: &types };
+        let (template, diagnostics) = parse_template_lenient_for(
+            &SourceFile::new(source.to_owned(), body.to_owned()),
+            &runner,
+        );
         let parsed = diagnostics.is_empty();
         problems.diagnostics(diagnostics);
         let given = given_parameters(requested, previous.map(|(_, values)| values), problems);
         let Some(template) = template else { return Ok(None) };
-        check_types(&template, source, problems);
         let given = match previous {
             Some((_, values)) => with_previous_values(given, &template, values),
             None => given,
@@ -393,7 +396,7 @@ impl<E: Engine + 'static> StackService<E> {
                 for error in &errors {
                     match template.parameters.get(&error.parameter) {
                         Some(declared) => problems.at(source, declared.span.start, error),
-                        None => problems.request(format!("{source}: error: {error}")),
+                        None => problems.request(error.to_string()),
                     }
                 }
                 // The values that are fine, for the checks below.
@@ -448,7 +451,10 @@ impl<E: Engine + 'static> StackService<E> {
                 if let (Err(cycle), Some(problems)) =
                     (dependency_order(template, &conditions), problems)
                 {
-                    problems.request(format!("{source}: error: {cycle}"));
+                    match cycle.cycle.first().and_then(|first| template.resources.get(first)) {
+                        Some(first) => problems.at(source, first.span.start, &cycle),
+                        None => problems.request(cycle.to_string()),
+                    }
                 }
                 context.conditions = conditions;
             }
@@ -542,7 +548,7 @@ impl<E: Engine + 'static> StackService<E> {
                 // Removed (unless an export name not known yet may be it).
                 None if all_names_known => {
                     if let Some(message) = operation::export_change_refused(name, used, None) {
-                        problems.request(format!("{source}: error: {message}"));
+                        problems.request(message);
                     }
                 }
                 Some((Some(value), at)) => {
@@ -1230,8 +1236,10 @@ struct Checked {
     imports: Vec<String>,
 }
 
-/// Everything wrong with a request, reported together: problems of the
-/// request itself (no position) first, then the template's in position
+/// Everything wrong with a request, reported together, one line each:
+/// problems of the request itself first, as plain messages (no file, no
+/// position: a parameter the template does not declare is nowhere in it),
+/// then the template's as `file:line:col: error: message`, in position
 /// order (stable: problems at one place keep the order they were found in).
 #[derive(Debug, Default)]
 struct Problems(Vec<(Option<Position>, String)>);
@@ -1241,8 +1249,8 @@ impl Problems {
         self.0.push((Some(position), format!("{source}:{position}: error: {message}")));
     }
 
-    fn request(&mut self, line: String) {
-        self.0.push((None, line));
+    fn request(&mut self, message: String) {
+        self.0.push((None, message));
     }
 
     fn diagnostics(&mut self, diagnostics: Vec<Diagnostic>) {
@@ -1259,22 +1267,6 @@ impl Problems {
         self.0.sort_by_key(|(position, _)| *position);
         let lines: Vec<String> = self.0.into_iter().map(|(_, line)| line).collect();
         ApiError::validation(lines.join("\n"))
-    }
-}
-
-fn check_types(template: &Template, source: &str, problems: &mut Problems) {
-    for resource in template.resources.values() {
-        if !resources::supported(&resource.resource_type.value) {
-            problems.at(
-                source,
-                resource.resource_type.span.start,
-                format_args!(
-                    "resource type {} is not supported by local stacks; supported: {}",
-                    resource.resource_type.value,
-                    resources::supported_types().join(", ")
-                ),
-            );
-        }
     }
 }
 

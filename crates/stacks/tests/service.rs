@@ -134,12 +134,12 @@ async fn bad_templates_are_refused_whole_with_positions_and_create_nothing() {
     let cases = [
         (
             "Resources:\n  Bucket:\n    Type: AWS::SQS::Queue\n",
-            "template:3:11: error: found the unsupported resource type `AWS::SQS::Queue`",
+            "template:3:11: error: found the resource type `AWS::SQS::Queue`, which local stacks do not run",
         ),
         (
             // Known to the template frontend, not (yet) to local stacks.
             "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n",
-            "template:3:11: error: resource type AWS::S3::Bucket is not supported by local stacks; supported: AWS::AutoScaling::AutoScalingGroup",
+            "template:3:11: error: found the resource type `AWS::S3::Bucket`, which local stacks do not run; expected one of AWS::AutoScaling::AutoScalingGroup",
         ),
         (
             "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: !Ref Nowhere\n",
@@ -169,6 +169,32 @@ async fn bad_templates_are_refused_whole_with_positions_and_create_nothing() {
     assert!(error.message.contains("Nope"), "{}", error.message);
     let error = sim.create("9bad", NETWORK, &[]).await.unwrap_err();
     assert!(error.message.contains("stackName"), "{}", error.message);
+    sim.nothing_created();
+}
+
+#[tokio::test]
+async fn a_type_local_stacks_do_not_run_is_one_problem_and_request_problems_name_no_file() {
+    let sim = Sim::new().await;
+    let body = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n  Vpc:\n    Type: AWS::EC2::VPC\n";
+    let error = sim.create("bad", body, &[("Extra", "1")]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    let lines: Vec<&str> = error.message.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", error.message);
+    assert!(
+        lines[0].starts_with(
+            "parameter `Extra`: found a value for a parameter the template does not declare"
+        ),
+        "a request problem is a plain message: {}",
+        lines[0]
+    );
+    let types = autopatch_stacks::resources::supported_types().join(", ");
+    assert_eq!(
+        lines[1],
+        format!(
+            "template:3:11: error: found the resource type `AWS::SQS::Queue`, which local stacks do not run; expected one of {types}"
+        )
+    );
+    assert!(!lines[1].contains("AWS::ImageBuilder::") && !lines[1].contains("AWS::S3::Bucket"));
     sim.nothing_created();
 }
 
@@ -821,7 +847,10 @@ async fn validation_reports_every_stage_s_problems_together_in_line_order() {
             // A type local stacks do not run, and an unknown property.
             "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n      Bogus: x\n",
             vec![],
-            vec![("template:3:11", "AWS::S3::Bucket is not supported"), ("template:8:7", "Bogus")],
+            vec![
+                ("template:3:11", "`AWS::S3::Bucket`, which local stacks do not run"),
+                ("template:8:7", "Bogus"),
+            ],
         ),
         (
             // A dependency cycle, and a parameter value not allowed.
