@@ -73,7 +73,7 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
                 &ctx.store,
                 &source,
                 name.as_deref(),
-                Some(&version),
+                Some(&version.to_string()),
             )
             .map_err(CliError::from_registry)?;
             registered(result, json)
@@ -436,7 +436,7 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
                 suite: args.suite,
                 mirror: args.mirror,
                 name: args.name,
-                version: args.version,
+                version: args.version.to_string(),
                 include: args.include,
                 work_dir: ctx.work_dir(),
             };

@@ -9,9 +9,11 @@ mod render;
 mod stack;
 mod watch;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use autopatch_model::SemanticVersion;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keep a fleet of servers patched, with no downtime and with proof.
@@ -141,14 +143,95 @@ struct ServeArgs {
     listener_ports: ListenerPortsArg,
     /// Also serve the API on this TCP address; loopback addresses only (the API
     /// has no authentication).
-    #[arg(long, value_name = "ADDRESS:PORT")]
-    listen: Option<std::net::SocketAddr>,
+    #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_listen)]
+    listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ListenerPortsArg {
     Free,
     Template,
+}
+
+/// A semantic version x.y.z (`--version`), by the rule documents follow.
+fn parse_version(text: &str) -> Result<SemanticVersion, String> {
+    text.parse::<SemanticVersion>().map_err(|error| error.reason.to_owned())
+}
+
+/// A component or pipeline name (`--name`, `pipeline start NAME`): the rule
+/// the documents follow, letters, digits, `-` and `_`.
+fn parse_name(text: &str) -> Result<String, String> {
+    if autopatch_documents::is_name(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a name made of letters, digits, `-` and `_`".to_owned())
+    }
+}
+
+/// An image's name (`image bootstrap --name`): a name, lowercase as recipe
+/// names are, since it names the image's engine repository.
+fn parse_image_name(text: &str) -> Result<String, String> {
+    if autopatch_documents::is_name(text) && !text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected lowercase letters, digits, `-` and `_` (it names the image's engine \
+             repository)"
+            .to_owned())
+    }
+}
+
+/// A Debian release (`--suite`): a codename or suite name such as
+/// `bookworm` or `stable`, one word of the sources line.
+fn parse_suite(text: &str) -> Result<String, String> {
+    if autopatch_documents::is_name(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a Debian codename or suite, like bookworm or stable".to_owned())
+    }
+}
+
+/// A Debian mirror (`--mirror`): a URL (`scheme://...`), one word of the
+/// sources line.
+fn parse_mirror(text: &str) -> Result<String, String> {
+    let url = text.split_once("://").filter(|(scheme, rest)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+            && !rest.is_empty()
+    });
+    if url.is_some() && !text.contains(char::is_whitespace) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected a URL without spaces, like http://deb.debian.org/debian".to_owned())
+    }
+}
+
+/// `--listen`: an IP address and a port, loopback only (the API has no
+/// authentication); `localhost:PORT` means 127.0.0.1.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let address = match text.parse::<SocketAddr>() {
+        Ok(address) => address,
+        Err(_) => match text.rsplit_once(':') {
+            Some((host, port)) if host.eq_ignore_ascii_case("localhost") => {
+                let port = port.parse::<u16>().map_err(|_| {
+                    format!("invalid port {port:?}: expected a number from 0 to 65535")
+                })?;
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            _ => {
+                return Err("expected an IP address and a port, like 127.0.0.1:7070 or \
+                     [::1]:7070 (host names other than localhost are not resolved)"
+                    .to_owned());
+            }
+        },
+    };
+    if !address.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address: the API has no authentication, so it listens on \
+             loopback only, like 127.0.0.1:7070",
+            address.ip()
+        ));
+    }
+    Ok(address)
 }
 
 /// `KEY=VALUE` of `--parameter`.
@@ -387,17 +470,18 @@ enum ImageCommand {
 #[derive(Debug, Args)]
 struct BootstrapArgs {
     /// Debian release codename.
-    #[arg(long, default_value = "bookworm")]
+    #[arg(long, default_value = "bookworm", value_parser = parse_suite)]
     suite: String,
     /// Debian mirror.
-    #[arg(long, default_value = "http://deb.debian.org/debian")]
+    #[arg(long, default_value = "http://deb.debian.org/debian", value_parser = parse_mirror)]
     mirror: String,
-    /// Image name (the first part of its version `name/x.y.z/N`).
-    #[arg(long, default_value = "golden")]
+    /// Image name (the first part of its version `name/x.y.z/N`): lowercase
+    /// letters, digits, `-` and `_`.
+    #[arg(long, default_value = "golden", value_parser = parse_image_name)]
     name: String,
-    /// Image semantic version.
-    #[arg(long, default_value = "1.0.0")]
-    version: String,
+    /// Image semantic version x.y.z.
+    #[arg(long, default_value = "1.0.0", value_parser = parse_version)]
+    version: SemanticVersion,
     /// Extra packages to include, comma separated.
     #[arg(long, value_delimiter = ',')]
     include: Vec<String>,
@@ -419,12 +503,13 @@ enum ComponentCommand {
         /// components/update-os.yml).
         #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
-        /// Defaults to the document's `name`.
-        #[arg(long)]
+        /// The name to register it under (letters, digits, `-` and `_`);
+        /// defaults to the document's `name`.
+        #[arg(long, value_parser = parse_name)]
         name: Option<String>,
         /// Semantic version x.y.z.
-        #[arg(long, default_value = "1.0.0")]
-        version: String,
+        #[arg(long, default_value = "1.0.0", value_parser = parse_version)]
+        version: SemanticVersion,
     },
     /// Check a component document without registering it
     ///
@@ -508,6 +593,7 @@ enum PipelineCommand {
     /// 143 / 129 when SIGTERM / SIGHUP cancelled it, 141 when stdout closed.
     Start {
         /// The pipeline's name.
+        #[arg(value_parser = parse_name)]
         name: String,
         /// Idempotency token: a retried start with the same token does not
         /// start a second build.
@@ -624,6 +710,18 @@ mod tests {
             }
         }
         assert_eq!(files.len(), 4, "{files:?}");
+    }
+
+    #[test]
+    fn listen_takes_a_loopback_address_or_localhost() {
+        let parsed = |text: &str| super::parse_listen(text).map(|address| address.to_string());
+        assert_eq!(parsed("127.0.0.1:7070"), Ok("127.0.0.1:7070".to_owned()));
+        assert_eq!(parsed("[::1]:7070"), Ok("[::1]:7070".to_owned()));
+        assert_eq!(parsed("localhost:7070"), Ok("127.0.0.1:7070".to_owned()));
+        assert_eq!(parsed("LocalHost:0"), Ok("127.0.0.1:0".to_owned()));
+        assert!(parsed("localhost").is_err());
+        assert!(parsed("127.0.0.1").is_err());
+        assert!(parsed("192.168.1.2:7070").is_err());
     }
 
     #[test]

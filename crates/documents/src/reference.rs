@@ -4,7 +4,9 @@
 use autopatch_model::SemanticVersion;
 
 /// Whether `text` is a resource name: letters, digits, `-` and `_`, non-empty.
-pub(crate) fn is_name(text: &str) -> bool {
+/// The rule for component, recipe and pipeline names (and the CLI's flags
+/// that give one).
+pub fn is_name(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
