@@ -73,7 +73,7 @@ pub(crate) struct WatchArgs {
     /// 60s unless --requests is given; 0 means until Ctrl-C.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Stop after this many requests.
+    /// Stop after this many requests (at least 1).
     #[arg(long, short = 'n', value_name = "N")]
     requests: Option<u64>,
     /// Per request, from its start (including a new connection's connect) to

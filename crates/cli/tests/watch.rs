@@ -190,6 +190,28 @@ fn usage_errors_and_unsupported_urls_exit_2_and_say_what_to_fix() {
 }
 
 #[test]
+fn a_numeric_option_that_allows_no_request_is_a_usage_error() {
+    let server = Server::start(|_| (200, Some("webapp/1.0.0/1")));
+    let cases = [
+        (["-n", "0"], "error: invalid number of requests 0: at least one request is needed"),
+        (
+            ["--requests", "0"],
+            "error: invalid number of requests 0: at least one request is needed",
+        ),
+        (["--concurrency", "0"], "error: invalid concurrency 0: at least one worker is needed"),
+        (["--rate", "0"], "error: invalid rate 0: requests per second must be a number"),
+        (["--timeout", "0"], "error: invalid timeout 0: a request needs some time"),
+    ];
+    for (option, message) in cases {
+        let output = watch(&[&server.url, "--duration", "1s", option[0], option[1]]);
+        assert_eq!(output.status.code(), Some(2), "{option:?}: {}", stderr(&output));
+        assert!(stderr(&output).starts_with(message), "{option:?}: {}", stderr(&output));
+        assert!(output.stdout.is_empty(), "{option:?}: no run, so no summary");
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 0, "no request was sent");
+}
+
+#[test]
 fn a_port_out_of_range_is_a_usage_error_naming_it_not_port_80() {
     for port in ["99999", "70000", "0"] {
         let url = format!("http://127.0.0.1:{port}/");

@@ -22,8 +22,8 @@ pub struct WatchConfig {
     /// Stop starting requests after this long; requests in flight then are
     /// still waited for (at most `timeout`).
     pub duration: Option<Duration>,
-    /// Stop after this many requests. With neither `duration` nor
-    /// `requests`, the run lasts until the stop future resolves.
+    /// Stop after this many requests (at least 1). With neither `duration`
+    /// nor `requests`, the run lasts until the stop future resolves.
     pub requests: Option<u64>,
     /// Per request, including a new connection's connect and the body.
     pub timeout: Duration,
@@ -74,6 +74,8 @@ pub enum WatchError {
     InvalidImageHeader { name: String },
     #[error("invalid concurrency 0: at least one worker is needed")]
     NoConcurrency,
+    #[error("invalid number of requests 0: at least one request is needed")]
+    NoRequests,
     #[error("invalid rate {rate}: requests per second must be a number of at least 1/3600")]
     InvalidRate { rate: f64 },
     #[error("invalid timeout 0: a request needs some time")]
@@ -96,6 +98,9 @@ impl Target {
     pub(crate) fn check(config: &WatchConfig) -> Result<Target, WatchError> {
         if config.concurrency == 0 {
             return Err(WatchError::NoConcurrency);
+        }
+        if config.requests == Some(0) {
+            return Err(WatchError::NoRequests);
         }
         if let Some(rate) = config.rate
             && !(rate.is_finite() && rate >= MIN_RATE)
@@ -226,6 +231,11 @@ mod tests {
             check(WatchConfig { concurrency: 0, ..WatchConfig::new(url) }),
             Err("invalid concurrency 0: at least one worker is needed".to_owned())
         );
+        assert_eq!(
+            check(WatchConfig { requests: Some(0), ..WatchConfig::new(url) }),
+            Err("invalid number of requests 0: at least one request is needed".to_owned())
+        );
+        assert_eq!(check(WatchConfig { requests: Some(1), ..WatchConfig::new(url) }), Ok(()));
         assert!(check(WatchConfig { rate: Some(0.0), ..WatchConfig::new(url) }).is_err());
         assert!(check(WatchConfig { rate: Some(f64::NAN), ..WatchConfig::new(url) }).is_err());
         assert!(check(WatchConfig { timeout: Duration::ZERO, ..WatchConfig::new(url) }).is_err());
