@@ -105,6 +105,28 @@ pub enum LoadBalancerError {
     },
 }
 
+/// Targets a load balancer starts with: in its target group before its
+/// listener accepts the first connection, so a load balancer started with
+/// healthy targets never answers 503 for want of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitialTargets {
+    /// Registered as [`LoadBalancer::register_targets`] does: `initial`,
+    /// in service once their health checks pass.
+    pub registered: Vec<Target>,
+    /// Adopted as [`LoadBalancer::adopt_targets`] does: `healthy` and in
+    /// service at once (a target also in `registered` is adopted).
+    pub adopted: Vec<Target>,
+}
+
+impl InitialTargets {
+    fn ensure_loopback(&self) -> Result<(), LoadBalancerError> {
+        for target in self.registered.iter().chain(&self.adopted) {
+            ensure_loopback(target.addr)?;
+        }
+        Ok(())
+    }
+}
+
 /// A running load balancer: a listener forwarding to one target group.
 /// Dropping it stops it; [`LoadBalancer::shutdown`] also waits for the tasks.
 pub struct LoadBalancer {
@@ -136,7 +158,20 @@ impl LoadBalancer {
         config: LoadBalancerConfig,
         prober: Arc<dyn Prober>,
     ) -> Result<Self, LoadBalancerError> {
+        Self::start_with_targets(listen, config, prober, InitialTargets::default()).await
+    }
+
+    /// [`LoadBalancer::start_with`], with `initial` targets in the target
+    /// group before the listener accepts a connection. Nothing starts if any
+    /// target's address is not loopback.
+    pub async fn start_with_targets(
+        listen: SocketAddr,
+        config: LoadBalancerConfig,
+        prober: Arc<dyn Prober>,
+        initial: InitialTargets,
+    ) -> Result<Self, LoadBalancerError> {
         ensure_loopback(listen)?;
+        initial.ensure_loopback()?;
         config.health_check.validate().map_err(|source| LoadBalancerError::Settings { source })?;
         let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
         let (local_addr, listeners) = if config.worker_threads == 0 {
@@ -155,7 +190,7 @@ impl LoadBalancer {
             }
             (local_addr, Listeners::Workers(sockets))
         };
-        Self::launch(local_addr, listeners, config, prober)
+        Self::launch(local_addr, listeners, config, prober, initial)
     }
 
     /// Reserves a loopback address for a load balancer started later with
@@ -183,6 +218,20 @@ impl LoadBalancer {
         config: LoadBalancerConfig,
         prober: Arc<dyn Prober>,
     ) -> Result<Self, LoadBalancerError> {
+        Self::start_on_with_targets(listener, config, prober, InitialTargets::default()).await
+    }
+
+    /// [`LoadBalancer::start_on`], with `initial` targets in the target
+    /// group before the listener accepts a connection (connections waiting
+    /// in a reserved listener's backlog included). Nothing starts if any
+    /// target's address is not loopback.
+    pub async fn start_on_with_targets(
+        listener: std::net::TcpListener,
+        config: LoadBalancerConfig,
+        prober: Arc<dyn Prober>,
+        initial: InitialTargets,
+    ) -> Result<Self, LoadBalancerError> {
+        initial.ensure_loopback()?;
         // The address is unknown when it cannot be read; any address stands in.
         let local_addr = listener.local_addr().map_err(|source| LoadBalancerError::TakeOver {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -221,22 +270,32 @@ impl LoadBalancer {
             sockets.extend(others);
             Listeners::Workers(sockets)
         };
-        Self::launch(local_addr, listeners, config, prober)
+        Self::launch(local_addr, listeners, config, prober, initial)
     }
 
-    /// Serves on `listeners`, bound to `local_addr`, and starts the health
-    /// checks; the settings are already validated and the address checked.
+    /// Puts the `initial` targets in the target group, then serves on
+    /// `listeners`, bound to `local_addr`, and starts the health checks; the
+    /// settings are already validated and the addresses checked.
     fn launch(
         local_addr: SocketAddr,
         listeners: Listeners,
         config: LoadBalancerConfig,
         prober: Arc<dyn Prober>,
+        initial: InitialTargets,
     ) -> Result<Self, LoadBalancerError> {
         let registry = Arc::new(Registry::new(
             TargetGroupHealth::new(config.health_check, config.deregistration_delay),
             config.worker_threads,
             config.idle_timeout,
         ));
+        registry.update(|health, now| {
+            for target in initial.adopted {
+                health.adopt(target, now);
+            }
+            for target in initial.registered {
+                health.register(target, now);
+            }
+        });
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut workers = Vec::new();

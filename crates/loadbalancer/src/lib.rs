@@ -16,7 +16,10 @@
 //!   on a listener reserved earlier ([`LoadBalancer::reserve_listener`]), so
 //!   a load balancer's address is known before it runs, and
 //!   [`LoadBalancer::adopt_targets`] puts back, after a restart, targets the
-//!   previous daemon process had seen healthy.
+//!   previous daemon process had seen healthy. Both have a `_with_targets`
+//!   form that puts [`InitialTargets`] in the target group before the
+//!   listener accepts a connection, so a restarted daemon's listener never
+//!   answers 503 while the targets it adopts are on their way.
 //!
 //! Not supported yet: HTTPS listeners, HTTP/2, protocol upgrades
 //! (WebSocket), the idle timeout while a response body streams (it covers
@@ -33,7 +36,7 @@ mod registry;
 pub mod settings;
 mod upstream;
 
-pub use balancer::{LoadBalancer, LoadBalancerConfig, LoadBalancerError};
+pub use balancer::{InitialTargets, LoadBalancer, LoadBalancerConfig, LoadBalancerError};
 pub use checker::{HttpProber, ProbeFuture, ProbeRequest, Prober, ScriptedAnswer, ScriptedProber};
 pub use health::{
     DrainEnd, History, ProbeResult, Reason, Target, TargetGroupHealth, TargetHealthDescription,

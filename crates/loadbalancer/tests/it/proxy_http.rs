@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autopatch_loadbalancer::{
-    HttpProber, LoadBalancer, LoadBalancerConfig, ProbeResult, ScriptedAnswer, ScriptedProber,
-    Target, TargetId, TargetState,
+    HttpProber, InitialTargets, LoadBalancer, LoadBalancerConfig, ProbeResult, ScriptedAnswer,
+    ScriptedProber, Target, TargetId, TargetState,
 };
 use hyper::StatusCode;
 
@@ -506,5 +506,76 @@ async fn reserving_a_listener_refuses_other_addresses() {
     assert!(matches!(
         LoadBalancer::reserve_listener(outside),
         Err(autopatch_loadbalancer::LoadBalancerError::NotLoopback { .. })
+    ));
+}
+
+#[tokio::test]
+async fn requests_waiting_in_the_backlog_go_to_the_targets_it_starts_with() {
+    // What a restarted daemon does: the port is reserved (clients connect
+    // and send), then the load balancer starts with the targets it adopts.
+    for worker_threads in [0, 2] {
+        let listener = LoadBalancer::reserve_listener(LOOPBACK_ANY_PORT).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let adopted = TestBackend::start("adopted").await;
+        let registered = TestBackend::start("registered").await;
+        let mut waiting = Vec::new();
+        for _ in 0..4 {
+            let mut client = connect(addr).await;
+            waiting.push(tokio::spawn(async move { send(&mut client, "/").await }));
+        }
+        let config = LoadBalancerConfig {
+            health_check: fast_checks(),
+            worker_threads,
+            ..LoadBalancerConfig::default()
+        };
+        let initial = InitialTargets {
+            registered: vec![Target::new("registered", registered.addr)],
+            adopted: vec![Target::new("adopted", adopted.addr)],
+        };
+        let lb = LoadBalancer::start_on_with_targets(
+            listener,
+            config,
+            Arc::new(ScriptedProber::new()),
+            initial,
+        )
+        .await
+        .unwrap();
+        for request in waiting {
+            let (status, body) = request.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.starts_with("adopted "), "only the adopted target is in service: {body}");
+        }
+        let states: Vec<(String, TargetState)> = lb
+            .describe_target_health()
+            .into_iter()
+            .map(|target| (target.id.as_str().to_owned(), target.state))
+            .collect();
+        assert!(states.contains(&("adopted".to_owned(), TargetState::Healthy)), "{states:?}");
+        assert!(
+            states.contains(&("registered".to_owned(), TargetState::Initial))
+                || states.contains(&("registered".to_owned(), TargetState::Healthy)),
+            "{states:?}"
+        );
+        lb.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn initial_targets_off_loopback_are_refused_before_anything_starts() {
+    let initial = InitialTargets {
+        adopted: vec![Target::new("outside", SocketAddr::from(([192, 0, 2, 1], 80)))],
+        ..InitialTargets::default()
+    };
+    let started = LoadBalancer::start_with_targets(
+        LOOPBACK_ANY_PORT,
+        LoadBalancerConfig::default(),
+        Arc::new(ScriptedProber::new()),
+        initial,
+    )
+    .await;
+    assert!(matches!(
+        started,
+        Err(autopatch_loadbalancer::LoadBalancerError::NotLoopback { addr })
+            if addr == SocketAddr::from(([192, 0, 2, 1], 80))
     ));
 }
