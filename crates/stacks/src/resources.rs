@@ -349,9 +349,11 @@ impl<E: Engine + 'static> Runtime<E> {
         }
     }
 
-    /// Brings a created resource back to life in a new daemon process.
+    /// Brings a created resource of the stack `stack_id` back to life in a
+    /// new daemon process.
     pub(crate) async fn adopt_resource(
         &self,
+        stack_id: &str,
         resource_type: &str,
         physical: &str,
         properties: &Value,
@@ -397,7 +399,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 let record: GroupRecord =
                     serde_json::from_value(attributes[LOCAL]["Group"].clone())
                         .map_err(|error| format!("read the group's record: {error}"))?;
-                self.start_group(physical, None, &record).await
+                self.start_group(physical, stack_id, &record).await
             }
             _ => Ok(()),
         }
@@ -472,21 +474,23 @@ impl<E: Engine + 'static> Runtime<E> {
         let mut config = group.config();
         config.worker_threads = self.config.load_balancer_threads;
         let prober = Arc::new(HttpProber);
+        // Known targets are in before the first connection is accepted.
+        let initial = group.initial_targets();
         let started = match reserved {
             Some(listener) if reserved_addr == Some(listen) => {
-                LoadBalancer::start_on(listener, config, prober).await
+                LoadBalancer::start_on_with_targets(listener, config, prober, initial.clone()).await
             }
             other => {
                 if let Some(listener) = other {
                     lock(&self.reserved_ports).insert(load_balancer.clone(), listener);
                 }
-                LoadBalancer::start_with(listen, config, prober).await
+                LoadBalancer::start_with_targets(listen, config, prober, initial.clone()).await
             }
         };
         let balancer = started
             .map_err(|error| format!("start the load balancer on {listen}: {}", chain(&error)))?;
         let local = balancer.local_addr();
-        group.attach(balancer);
+        group.attach(balancer, &initial);
         Ok(listener_attributes(physical, &group_arn, Some(local)))
     }
 
@@ -533,7 +537,7 @@ impl<E: Engine + 'static> Runtime<E> {
 
     async fn create_group(&self, request: &Request<'_>, props: &Props<'_>) -> Result<Json, String> {
         let (record, drain) = self.group_record(props)?;
-        self.start_group(request.physical_id, Some(request.stack_id), &record).await?;
+        self.start_group(request.physical_id, request.stack_id, &record).await?;
         let arn = format!(
             "arn:aws:autoscaling:{}:{}:autoScalingGroup:{}:autoScalingGroupName/{}",
             self.config.region,
@@ -638,7 +642,7 @@ impl<E: Engine + 'static> Runtime<E> {
     async fn start_group(
         &self,
         name: &str,
-        stack_id: Option<&str>,
+        stack_id: &str,
         record: &GroupRecord,
     ) -> Result<(), String> {
         let mut target_groups: Vec<Arc<dyn autopatch_fleet::TargetGroupHandle>> = Vec::new();
@@ -655,11 +659,13 @@ impl<E: Engine + 'static> Runtime<E> {
             .map_err(|error| format!("start Auto Scaling group {name}: {}", chain(&error)))
     }
 
-    /// The fleet's view of a group record.
-    fn group_spec(&self, name: &str, stack_id: Option<&str>, record: &GroupRecord) -> GroupSpec {
+    /// The fleet's view of a group record. Every group is a stack's, so every
+    /// instance it launches carries the stack's id (`autopatch.stack`), after
+    /// a restart too.
+    fn group_spec(&self, name: &str, stack_id: &str, record: &GroupRecord) -> GroupSpec {
         GroupSpec {
             name: name.to_owned(),
-            stack_id: stack_id.map(str::to_owned),
+            stack_id: Some(stack_id.to_owned()),
             launch: LaunchTemplate {
                 name: record.launch_name.clone(),
                 image: record.launch.image.clone(),
@@ -788,7 +794,7 @@ impl<E: Engine + 'static> Runtime<E> {
         match request.resource_type {
             "AWS::AutoScaling::AutoScalingGroup" => {
                 let (record, drain) = self.group_record(&props)?;
-                let spec = self.group_spec(request.physical_id, Some(request.stack_id), &record);
+                let spec = self.group_spec(request.physical_id, request.stack_id, &record);
                 self.fleet.update_group(spec).map_err(|error| {
                     format!("update Auto Scaling group {}: {}", request.physical_id, chain(&error))
                 })?;
@@ -846,7 +852,7 @@ impl<E: Engine + 'static> Runtime<E> {
             .unwrap_or_default();
         policy.health_timeout =
             Duration::from_secs(record.grace_seconds) + Duration::from_secs(60) + checks;
-        let template_spec = self.group_spec(name, Some(request.stack_id), &record);
+        let template_spec = self.group_spec(name, request.stack_id, &record);
         let fleet_error = |error: autopatch_fleet::FleetError| {
             format!("Auto Scaling group {name}: {}", chain(&error))
         };

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use autopatch_engine::Engine;
 use autopatch_fleet::{Fleet, TargetGroupHandle};
-use autopatch_loadbalancer::{LoadBalancer, LoadBalancerConfig, Target, TargetId, TargetState};
+use autopatch_loadbalancer::{
+    InitialTargets, LoadBalancer, LoadBalancerConfig, Target, TargetId, TargetState,
+};
 use autopatch_store::Store;
 
 use crate::service::ServiceConfig;
@@ -97,15 +99,56 @@ impl TargetGroupRuntime {
         Ok(())
     }
 
-    /// A listener starts serving this group: its targets are registered.
-    pub(crate) fn attach(self: &Arc<Self>, balancer: LoadBalancer) {
-        let targets: Vec<(String, SocketAddr)> =
-            lock(&self.targets).iter().map(|(id, addr)| (id.clone(), *addr)).collect();
-        for (id, addr) in targets {
-            self.register_with(&balancer, &id, addr);
+    /// The targets a load balancer for this group starts with: every known
+    /// target, the ones the previous daemon saw healthy adopted (in service
+    /// at once), the others registered (`initial`).
+    pub(crate) fn initial_targets(&self) -> InitialTargets {
+        let adoptable = lock(&self.adoptable);
+        let mut initial = InitialTargets::default();
+        for (id, addr) in lock(&self.targets).iter() {
+            let target = Target::new(id, *addr);
+            if adoptable.contains(id) {
+                initial.adopted.push(target);
+            } else {
+                initial.registered.push(target);
+            }
+        }
+        initial
+    }
+
+    /// A listener starts serving this group, with a load balancer started
+    /// with `initial` ([`TargetGroupRuntime::initial_targets`]): targets
+    /// registered or deregistered since are brought up to date.
+    pub(crate) fn attach(self: &Arc<Self>, balancer: LoadBalancer, initial: &InitialTargets) {
+        {
+            let mut adoptable = lock(&self.adoptable);
+            for target in &initial.adopted {
+                adoptable.remove(target.id.as_str());
+            }
         }
         let mut changes = balancer.subscribe();
-        *lock(&self.balancer) = Some(balancer);
+        {
+            // Under the balancer's lock, which `register` and `deregister`
+            // take after changing `targets`: a change made meanwhile is
+            // either seen here or applies to the attached balancer itself.
+            let mut attached = lock(&self.balancer);
+            let targets: Vec<(String, SocketAddr)> =
+                lock(&self.targets).iter().map(|(id, addr)| (id.clone(), *addr)).collect();
+            for (id, addr) in &targets {
+                self.register_with(&balancer, id, *addr);
+            }
+            let gone: Vec<TargetId> = initial
+                .registered
+                .iter()
+                .chain(&initial.adopted)
+                .filter(|target| !targets.iter().any(|(id, _)| id == target.id.as_str()))
+                .map(|target| target.id.clone())
+                .collect();
+            balancer.deregister_targets(&gone);
+            *attached = Some(balancer);
+        }
+        // The adopted targets are healthy again in the store too.
+        self.record_health();
         // Record target health in the store, so a restarted daemon knows
         // which targets had passed their checks.
         let group = Arc::downgrade(self);

@@ -1,8 +1,8 @@
 //! [`StackService`]: the operations, one method each.
 //!
 //! Mutating operations validate the whole request first (template,
-//! parameters, imports, resource types) and change nothing when it is
-//! wrong; then they write the stack's new status and run the operation in
+//! parameters, imports, resource types, the property values known before
+//! anything is made) and change nothing when it is wrong; then they write the stack's new status and run the operation in
 //! the background. Reads answer from the store.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,6 +133,10 @@ impl<E: Engine + 'static> StackService<E> {
     async fn recover(&mut self) -> Result<(), ApiError> {
         let runtime = self.runtime.clone();
         let mut groups = Vec::new();
+        // Listeners start last, once the groups have registered their running
+        // instances: a listener that accepted before would answer 503 while
+        // targets the previous daemon saw healthy are on their way.
+        let mut listeners = Vec::new();
         for stack in runtime.store.stacks(false).map_err(store_error)? {
             let loaded = match operation::load(
                 &runtime.store,
@@ -182,9 +186,16 @@ impl<E: Engine + 'static> StackService<E> {
                 // current again by a rollback. A replacement still being
                 // created is finished by the resumed operation.
                 if operation::current_exists(row) {
+                    if row.resource_type == "AWS::ElasticLoadBalancingV2::Listener" {
+                        listeners.push((row.clone(), physical.clone()));
+                        continue;
+                    }
                     self.adopt(row, physical, &row.properties, &row.attributes).await;
                 }
             }
+        }
+        for (row, physical) in &listeners {
+            self.adopt(row, physical, &row.properties, &row.attributes).await;
         }
         runtime.fleet.remove_orphans(&groups).await.map_err(|error| {
             ApiError::internal(format!(
@@ -209,7 +220,7 @@ impl<E: Engine + 'static> StackService<E> {
         let properties = crate::context::from_json(&properties);
         if let Err(reason) = self
             .runtime
-            .adopt_resource(&row.resource_type, physical, &properties, &attributes)
+            .adopt_resource(&row.stack_id, &row.resource_type, physical, &properties, &attributes)
             .await
         {
             let stack = row.stack_id.rsplit('/').nth(1).unwrap_or(&row.stack_id);
@@ -220,6 +231,7 @@ impl<E: Engine + 'static> StackService<E> {
             lock(&self.readoptions).insert(key.clone(), format!("{what}: {reason}"));
             let runtime = self.runtime.clone();
             let pending = self.readoptions.clone();
+            let stack_id = row.stack_id.clone();
             let resource_type = row.resource_type.clone();
             let physical = physical.to_owned();
             let retry = tokio::spawn(async move {
@@ -227,7 +239,13 @@ impl<E: Engine + 'static> StackService<E> {
                 loop {
                     tokio::time::sleep(wait).await;
                     match runtime
-                        .adopt_resource(&resource_type, &physical, &properties, &attributes)
+                        .adopt_resource(
+                            &stack_id,
+                            &resource_type,
+                            &physical,
+                            &properties,
+                            &attributes,
+                        )
                         .await
                     {
                         Ok(()) => {

@@ -1,0 +1,169 @@
+//! A restart of the control plane on real Podman with the shipped lab
+//! templates (`StackService::shutdown`, then `StackService::open` on the
+//! same store, as `autopatch down` and `up` do; instances keep running):
+//! - requests that arrive while the new process recovers, and as soon as the
+//!   listener accepts them, are served by the targets the previous process
+//!   had seen healthy: never a 503;
+//! - an instance launched after the restart (a replacement for one removed
+//!   with `podman rm -f`) carries the `autopatch.stack` label like every
+//!   other instance of the stack.
+
+mod support;
+
+use std::time::Duration;
+
+use autopatch_engine::Engine;
+use autopatch_stacks::StackService;
+use autopatch_stacks::api::*;
+use autopatch_store::LifecycleState;
+use autopatch_watch::{FailureKind, WatchConfig};
+use support::{Fixture, WEBAPP, config};
+
+/// The base and app stacks on the webapp image, both targets healthy;
+/// returns the app's URL and its stack id.
+async fn lab(fixture: &Fixture) -> (String, String) {
+    let base = fixture.create("pattern3-base", "pattern3-base.yml", &[]).await;
+    assert_eq!(base.stack_status, "CREATE_COMPLETE", "{base:?}");
+    let parameters = [("BaselineVpcStack", "pattern3-base"), ("AmazonMachineImage", WEBAPP)];
+    let app = fixture.create("pattern3-app", "pattern3-app.yml", &parameters).await;
+    assert_eq!(app.stack_status, "CREATE_COMPLETE", "{app:?}");
+    let dns = app
+        .outputs
+        .iter()
+        .find(|output| output.output_key == "OutputPattern3ALBDNSName")
+        .unwrap()
+        .output_value
+        .clone();
+    let group = group(fixture);
+    fixture.wait_healthy(&group.target_group_arns[0], 2).await;
+    (format!("http://{dns}/"), app.stack_id)
+}
+
+fn group(fixture: &Fixture) -> AutoScalingGroup {
+    let mut groups = fixture.service.describe_auto_scaling_groups(Default::default()).unwrap();
+    assert_eq!(groups.auto_scaling_groups.len(), 1, "{groups:?}");
+    groups.auto_scaling_groups.remove(0)
+}
+
+/// Waits (bounded) until the store records every live instance healthy in
+/// its target group: what the next process reads to adopt them.
+async fn wait_recorded_healthy(fixture: &Fixture, count: usize) {
+    for _ in 0..100 {
+        let live = fixture.store.live_instances().unwrap();
+        let healthy = live
+            .iter()
+            .filter(|instance| instance.target_health.as_deref() == Some("healthy"))
+            .count();
+        if live.len() == count && healthy == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the store never recorded {count} healthy instances");
+}
+
+/// The daemon stops; a new one opens the same store.
+async fn restart(fixture: &mut Fixture, load_balancer_threads: usize) {
+    fixture.service.shutdown().await;
+    let mut config = config(fixture.dir.path());
+    config.load_balancer_threads = load_balancer_threads;
+    fixture.service =
+        StackService::open(config, fixture.engine.clone(), fixture.store.clone()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_control_plane_serves_the_first_requests_from_the_targets_it_adopts() {
+    let mut fixture = Fixture::new().await;
+    let (url, _) = lab(&fixture).await;
+    wait_recorded_healthy(&fixture, 2).await;
+
+    // The control plane stops. Load starts before the new one opens: its
+    // connections are refused until the load balancer's port is reserved
+    // again, then wait in its backlog, then are served.
+    fixture.service.shutdown().await;
+    let watch = WatchConfig {
+        concurrency: 2,
+        rate: Some(1000.0),
+        duration: None,
+        timeout: Duration::from_secs(10),
+        ..WatchConfig::new(&url)
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(async move {
+        autopatch_watch::run(&watch, |_| {}, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the load runs")
+    });
+    // The daemon runs one data-plane thread per core; so does this one.
+    let mut config = config(fixture.dir.path());
+    config.load_balancer_threads = 2;
+    fixture.service =
+        StackService::open(config, fixture.engine.clone(), fixture.store.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(());
+    let outcome = load.await.unwrap();
+
+    let answered: Vec<_> =
+        outcome.responses.iter().filter(|response| response.status.is_some()).collect();
+    assert!(answered.len() > 100, "the load ran: {:?}", outcome.summary);
+    let unavailable = answered.iter().filter(|response| response.status == Some(503)).count();
+    assert_eq!(
+        unavailable, 0,
+        "the recovered listener answered 503 before its adopted targets served: {:?}",
+        outcome.summary
+    );
+    assert_eq!(outcome.summary.failures_by_kind[&FailureKind::Http5xx], 0, "{:?}", outcome.summary);
+    assert!(answered.iter().all(|response| response.status == Some(200)), "{:?}", outcome.summary);
+
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    assert!(fixture.instance_containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_launched_after_a_restart_carries_the_stack_label() {
+    let mut fixture = Fixture::new().await;
+    let (_, stack_id) = lab(&fixture).await;
+    restart(&mut fixture, 0).await;
+
+    // `podman rm -f` of one instance: the group replaces it.
+    let before = group(&fixture).instances;
+    let removed = before[0].instance_id.clone();
+    let label = [("autopatch.instance".to_owned(), removed.clone())];
+    let container = fixture.engine.container_list(&label).await.unwrap().remove(0);
+    fixture.engine.container_remove(&container.id).await.unwrap();
+    let mut replacement = None;
+    for _ in 0..120 {
+        let instances = group(&fixture).instances;
+        replacement = instances
+            .iter()
+            .find(|instance| {
+                instance.lifecycle_state == "InService"
+                    && before.iter().all(|old| old.instance_id != instance.instance_id)
+            })
+            .map(|instance| instance.instance_id.clone());
+        if replacement.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let replacement = replacement.expect("a replacement in service within 30 s");
+
+    let label = [("autopatch.instance".to_owned(), replacement.clone())];
+    let container = fixture.engine.container_list(&label).await.unwrap().remove(0);
+    assert_eq!(
+        container.labels.get("autopatch.stack"),
+        Some(&stack_id),
+        "the replacement's labels: {:?}",
+        container.labels
+    );
+    let row = fixture.store.instance(&replacement).unwrap().unwrap();
+    assert_eq!(row.stack_id.as_deref(), Some(stack_id.as_str()));
+    assert_eq!(row.lifecycle, LifecycleState::InService);
+
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    assert!(fixture.instance_containers().await.is_empty());
+}
