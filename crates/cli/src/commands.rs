@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapError, BootstrapRequest, BuildError, BuildOutcome, ImageEvidence, NETWORK, Registered,
-    Sources, StartOptions, StartOutcome, runner_gone,
+    BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, ImageEvidence, NETWORK,
+    Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
 use autopatch_store::{BuildRow, ImageRow};
@@ -219,13 +219,19 @@ async fn pipeline(
                 StartOutcome::Built(outcome)
                     if !outcome.started && !outcome.build.state.is_terminal() =>
                 {
-                    let build =
-                        match follow_build(ctx, &builder, &outcome.build, &cancel, &interrupt)
-                            .await?
-                        {
-                            Ok(build) => build,
-                            Err(code) => return Ok(code),
-                        };
+                    let build = match follow_build(
+                        ctx,
+                        &builder,
+                        &outcome.build,
+                        &progress,
+                        &cancel,
+                        &interrupt,
+                    )
+                    .await?
+                    {
+                        Ok(build) => build,
+                        Err(code) => return Ok(code),
+                    };
                     let image =
                         ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
                     StartOutcome::Built(BuildOutcome { build, image, started: false })
@@ -267,12 +273,17 @@ async fn pipeline(
                                 ));
                                 print_evidence_summary(image);
                             }
-                            None => render::line(&format!(
-                                "build {} {}: {}",
-                                build.id,
-                                build.state,
-                                build.reason.as_deref().unwrap_or("")
-                            )),
+                            None => {
+                                // The reason goes to stderr once, with the
+                                // progress; stdout gets the result alone.
+                                if !progress.end_shown() {
+                                    progress.event(BuildEvent::State {
+                                        state: build.state,
+                                        reason: build.reason.clone(),
+                                    });
+                                }
+                                render::line(&format!("build {} {}", build.id, build.state));
+                            }
                         }
                         render::note(&format!("artifacts: {}", build.artifact_dir));
                     }
@@ -616,6 +627,7 @@ async fn follow_build<E: Engine + 'static>(
     ctx: &Context,
     builder: &autopatch_imagebuilder::Builder<E>,
     earlier: &BuildRow,
+    progress: &ProgressPrinter,
     cancel: &CancellationToken,
     interrupt: &Interrupt,
 ) -> Result<Result<BuildRow, ExitCode>, CliError> {
@@ -636,7 +648,9 @@ async fn follow_build<E: Engine + 'static>(
             .ok_or_else(|| CliError::new(format!("build {id} not found")))?;
         if build.state != last {
             last = build.state;
-            render::note(&format!("==> {last}"));
+            // The final state with its reason, as the build's own progress.
+            let reason = build.reason.clone().filter(|_| build.state.is_terminal());
+            progress.event(BuildEvent::State { state: last, reason });
         }
         if build.state.is_terminal() {
             return Ok(Ok(build));

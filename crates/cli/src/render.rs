@@ -241,16 +241,28 @@ pub(crate) struct ProgressPrinter {
     pub(crate) verbose: bool,
     /// Set by the first build state: a build row exists from then on.
     pub(crate) build_started: AtomicBool,
+    /// Set once a final state was printed with its reason: the result need
+    /// not print the reason (often many lines) again.
+    pub(crate) end_shown: AtomicBool,
 }
 
 impl ProgressPrinter {
     pub(crate) fn new(verbose: bool) -> ProgressPrinter {
-        ProgressPrinter { verbose, build_started: AtomicBool::new(false) }
+        ProgressPrinter {
+            verbose,
+            build_started: AtomicBool::new(false),
+            end_shown: AtomicBool::new(false),
+        }
     }
 
     /// Whether a build was created (its first state reported).
     pub(crate) fn build_started(&self) -> bool {
         self.build_started.load(Ordering::SeqCst)
+    }
+
+    /// Whether a final state was printed, with its reason if it had one.
+    pub(crate) fn end_shown(&self) -> bool {
+        self.end_shown.load(Ordering::SeqCst)
     }
 }
 
@@ -264,6 +276,9 @@ impl Progress for ProgressPrinter {
         match event {
             BuildEvent::State { state, reason } => {
                 self.build_started.store(true, Ordering::SeqCst);
+                if state.is_terminal() {
+                    self.end_shown.store(true, Ordering::SeqCst);
+                }
                 match reason {
                     Some(reason) => progress!("==> {state}: {reason}"),
                     None => progress!("==> {state}"),

@@ -302,6 +302,56 @@ fn a_package_source_that_cannot_be_reached_is_an_error_not_no_updates() {
     assert_eq!(images.as_array().map(Vec::len), Some(2), "{images}");
 }
 
+#[test]
+fn a_failed_start_prints_its_reason_once_on_stderr_and_its_result_on_stdout() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        autopatch_testkit::ensure_golden(&autopatch_testkit::engine().await).await;
+    });
+    let cli = Cli::new();
+    let component = cli.write(
+        "failing.yml",
+        "name: failing\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Run\n        action: ExecuteBash\n        inputs:\n          commands: [ \"for i in $(seq 40); do echo output line $i; done; exit 3\" ]\n",
+    );
+    let recipe = cli.write(
+        "failing.recipe.yml",
+        &format!("name: failing\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: failing\n", autopatch_testkit::GOLDEN),
+    );
+    let pipeline = cli.write(
+        "failing.pipeline.yml",
+        "name: failing\nimageRecipeArn: failing\nimageTestsConfiguration:\n  imageTestsEnabled: false\n",
+    );
+    for args in [
+        ["component", "create", "--file", &component],
+        ["recipe", "create", "--file", &recipe],
+        ["pipeline", "create", "--file", &pipeline],
+    ] {
+        let output = cli.run(&args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+
+    let output = cli.run(&["pipeline", "start", "failing"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let (out, errors) = (stdout(&output), stderr(&output));
+    let builds = cli.run(&["-o", "json", "build", "list"]);
+    let builds: serde_json::Value = serde_json::from_slice(&builds.stdout).unwrap();
+    let id = builds[0]["id"].as_str().expect("the build's id");
+    assert_eq!(out, format!("build {id} FAILED\n"), "the result alone on stdout");
+    let all = format!("{out}{errors}");
+    assert_eq!(all.matches("exit code 3").count(), 1, "the reason once: {all}");
+    assert_eq!(all.matches("output line 40").count(), 1, "the reason once: {all}");
+    assert!(errors.contains("==> FAILED: step Run of component failing"), "{errors}");
+
+    // With -o json, stdout holds the JSON (the reason a field of it).
+    let output = cli.run(&["-o", "json", "pipeline", "start", "failing"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {}", stdout(&output)));
+    assert_eq!(answer["state"], "FAILED", "{answer}");
+    assert!(answer["reason"].as_str().is_some_and(|r| r.contains("exit code 3")), "{answer}");
+    assert_eq!(stderr(&output).matches("exit code 3").count(), 1, "{}", stderr(&output));
+}
+
 // The control plane: `serve`, `up`, `down`, and the clients of its API.
 
 impl Cli {

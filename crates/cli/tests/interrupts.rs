@@ -321,7 +321,8 @@ fn a_client_token_names_one_start_of_one_pipeline_and_a_retry_follows_the_runnin
     let retry = retry.wait_with_output().unwrap();
     assert_eq!(retry.status.code(), Some(130), "{}", stderr(&retry));
     let said = String::from_utf8_lossy(&retry.stdout).into_owned();
-    assert_eq!(said.trim(), format!("build {id} CANCELLED: cancelled"));
+    assert_eq!(said.trim(), format!("build {id} CANCELLED"));
+    assert!(stderr(&retry).contains("==> CANCELLED: cancelled"), "{}", stderr(&retry));
     assert_eq!(first.wait().unwrap().code(), Some(130));
     assert_eq!(cli.builds().len(), 1, "one build for one token");
 }
