@@ -2,8 +2,9 @@
 //!
 //! Mutating operations validate the whole request first (template,
 //! parameters, imports, resource types, the property values known before
-//! anything is made) and change nothing when it is wrong; then they write the stack's new status and run the operation in
-//! the background. Reads answer from the store.
+//! anything is made) and change nothing when it is wrong; then they write
+//! the stack's new status and run the operation in the background. Reads
+//! answer from the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::api::*;
 use crate::clock;
 use crate::context::{StackIdentity, stack_context};
 use crate::operation::{self, stack_event};
+use crate::props;
 use crate::resources::{self, uuid};
 use crate::runtime::{Runtime, lock};
 
@@ -378,11 +380,12 @@ impl<E: Engine + 'static> StackService<E> {
 
     /// Every check of a request that can run on what is known, each
     /// adding to `problems`: the template (as far as it parses), the
-    /// resource types, the parameters, the conditions, the imports and, for
-    /// an update (`previous`: the stack and its parameter values), the
-    /// exports other stacks import. `None` when no template could be read
-    /// at all (then only the parse diagnostics and the request's own
-    /// problems are known).
+    /// resource types, the parameters, the conditions, the imports, the
+    /// property values already known that a resource would refuse
+    /// ([`props::check_known_values`]) and, for an update (`previous`: the
+    /// stack and its parameter values), the exports other stacks import.
+    /// `None` when no template could be read at all (then only the parse
+    /// diagnostics and the request's own problems are known).
     fn check_request(
         &self,
         request: Request<'_>,
@@ -440,6 +443,9 @@ impl<E: Engine + 'static> StackService<E> {
             report.then_some(&mut *problems),
         );
         let imports = self.check_imports(&template, source, &context, problems)?;
+        for (at, message) in props::check_known_values(&template, &context) {
+            problems.at(source, at, message);
+        }
         if let Some((stack, _)) = previous {
             self.check_exports_in_use(stack, &template, source, &context, problems)?;
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopatch_engine::{Call, FakeEngine, FaultKind, Operation};
+use autopatch_engine::{Call, Engine, FakeEngine, FaultKind, Operation};
 use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
 use autopatch_stacks::api::*;
 use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
@@ -899,6 +899,111 @@ async fn validation_reports_every_stage_s_problems_together_in_line_order() {
     assert_eq!(sim.events(&stack.stack_id), before);
 }
 
+/// Launch configurations and a group whose values come from literals and
+/// parameters; `Spare` is never made (its condition is false).
+const SIZED: &str = r#"
+Parameters:
+  Type:
+    Type: String
+    Default: t3.micro
+  Size:
+    Type: String
+    Default: "0"
+  Max:
+    Type: String
+    Default: "2"
+Conditions:
+  Never: !Equals [a, b]
+Resources:
+  Literal:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: localhost/app:1
+      InstanceType: m1.large
+  FromParameter:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Properties:
+      ImageId: localhost/app:1
+      InstanceType: !Ref Type
+  Spare:
+    Type: AWS::AutoScaling::LaunchConfiguration
+    Condition: Never
+    Properties:
+      ImageId: localhost/app:1
+      InstanceType: z9.spare
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties:
+      LaunchConfigurationName: !Ref FromParameter
+      MinSize: 0
+      MaxSize: !Ref Max
+      DesiredCapacity: !Ref Size
+      HealthCheckType: EC2
+"#;
+
+#[tokio::test]
+async fn values_a_resource_would_refuse_are_problems_of_the_request_at_their_place() {
+    let sim = Sim::new().await;
+    sim.engine.add_image("localhost/app:1");
+    // A literal at its position; a parameter's value at the parameter,
+    // naming the property it is for; a policy setting too.
+    let body = SIZED.replace("InstanceType: m1.large", "InstanceType: z9.huge").replace(
+        "      HealthCheckType: EC2\n",
+        "      HealthCheckType: elb\n    CreationPolicy:\n      ResourceSignal:\n        Count: !Ref Size\n",
+    );
+    let error =
+        sim.create("bad", &body, &[("Type", "z9.huge"), ("Size", "abc")]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    let known = autopatch_fleet::instance_types()
+        .iter()
+        .map(|spec| spec.name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = error.message.replace(&known, "<known>");
+    expect_test::expect![[r#"
+        template:3:3: error: parameter `Type`: found "z9.huge" for InstanceType of FromParameter (at 24:21); expected one of the instance types local stacks run: <known>
+        template:6:3: error: parameter `Size`: found "abc" for DesiredCapacity of Group (at 37:24); expected a whole number
+        template:6:3: error: parameter `Size`: found "abc" for CreationPolicy.ResourceSignal.Count of Group (at 41:16); expected a whole number from 0
+        template:19:21: error: property InstanceType of Literal: found "z9.huge"; expected one of the instance types local stacks run: <known>
+        template:38:24: error: property HealthCheckType of Group: found "elb"; expected one of EC2, ELB (what local stacks run)"#]]
+    .assert_eq(&message);
+    sim.nothing_created();
+
+    // An update, with the previous template: refused, and nothing changes.
+    let stack = sim.create("app", SIZED, &[]).await.unwrap();
+    assert_eq!(stack.stack_status, "CREATE_COMPLETE", "{stack:?}");
+    let before = sim.events(&stack.stack_id);
+    let cases = [
+        (
+            vec![("Size", "abc")],
+            "template:6:3: error: parameter `Size`: found \"abc\" for DesiredCapacity of Group (at 37:24); expected a whole number",
+        ),
+        (
+            // MaxSize comes from a parameter as well: the message names it.
+            vec![("Size", "3")],
+            "template:6:3: error: parameter `Size`: found \"3\" for DesiredCapacity of Group (at 37:24), above MaxSize 2 (parameter `Max`); expected MinSize <= DesiredCapacity <= MaxSize",
+        ),
+        (
+            vec![("Max", "1"), ("Size", "2")],
+            "template:6:3: error: parameter `Size`: found \"2\" for DesiredCapacity of Group (at 37:24), above MaxSize 1 (parameter `Max`); expected MinSize <= DesiredCapacity <= MaxSize",
+        ),
+        (
+            vec![("Type", "z9.huge")],
+            "template:3:3: error: parameter `Type`: found \"z9.huge\" for InstanceType of FromParameter (at 24:21); expected one of the instance types local stacks run:",
+        ),
+    ];
+    for (parameters, expected) in cases {
+        let error = sim.update("app", None, &parameters).await.unwrap_err();
+        assert_eq!(error.code, "ValidationError");
+        assert!(error.message.starts_with(expected), "{expected}\n{}", error.message);
+        assert_eq!(error.message.lines().count(), 1, "{}", error.message);
+    }
+    assert_eq!(sim.events(&stack.stack_id), before, "no event written");
+    assert_eq!(sim.describe("app").stack_status, "CREATE_COMPLETE");
+    let updated = sim.update("app", None, &[("Size", "1")]).await.unwrap();
+    assert_eq!(updated.stack_status, "UPDATE_COMPLETE", "{updated:?}");
+}
+
 /// A load balancer, its target group and a listener, no instances.
 const BALANCER: &str = r#"
 Resources:
@@ -988,15 +1093,14 @@ async fn a_listener_whose_port_is_taken_at_restart_is_reopened_once_it_is_free()
     service.shutdown().await;
 }
 
-/// Two launch templates of one image (the second waits for the first) and
-/// a security group no update touches.
+/// Two launch templates (the second waits for the first) and a security
+/// group no update touches.
 const LAUNCHES: &str = r#"
 Parameters:
   Image:
     Type: String
-  SecondType:
+  SecondImage:
     Type: String
-    Default: t3.micro
 Resources:
   Sg:
     Type: AWS::EC2::SecurityGroup
@@ -1013,24 +1117,30 @@ Resources:
     DependsOn: First
     Properties:
       LaunchTemplateData:
-        ImageId: !Ref Image
-        InstanceType: !Ref SecondType
+        ImageId: !Ref SecondImage
+        InstanceType: t3.micro
 "#;
 
 const IMAGE_A: &str = "localhost/app:1";
 const IMAGE_B: &str = "localhost/app:2";
+const IMAGE_C: &str = "localhost/app:3";
 
 impl Sim {
     /// The stack `app` of LAUNCHES on image A, left UPDATE_ROLLBACK_FAILED
-    /// by an update to image B: First is changed to B, Second fails (an
-    /// instance type that does not exist), and the rollback fails to change
-    /// First back because the engine does not answer about image A (which
-    /// it keeps doing until the test clears the faults). Returns the
-    /// stack and its resource rows from before the update.
+    /// by an update of First to image B and Second to image C: First is
+    /// changed to B, Second fails (image C is removed once the update has
+    /// been accepted), and the rollback fails to change First back because
+    /// the engine does not answer about image A (which it keeps doing until
+    /// the test clears the faults). Returns the stack and its resource rows
+    /// from before the update.
     async fn rollback_failed(&self) -> (Stack, Vec<StackResourceRow>) {
         self.engine.add_image(IMAGE_A);
         self.engine.add_image(IMAGE_B);
-        let created = self.create("app", LAUNCHES, &[("Image", IMAGE_A)]).await.unwrap();
+        self.engine.add_image(IMAGE_C);
+        let created = self
+            .create("app", LAUNCHES, &[("Image", IMAGE_A), ("SecondImage", IMAGE_A)])
+            .await
+            .unwrap();
         assert_eq!(created.stack_status, "CREATE_COMPLETE", "{created:?}");
         let before = self.store.stack_resources(&created.stack_id).unwrap();
         self.engine.fail_when(|call| match call {
@@ -1039,10 +1149,18 @@ impl Sim {
             }
             _ => None,
         });
-        let failed = self
-            .update("app", None, &[("Image", IMAGE_B), ("SecondType", "t9.nope")])
-            .await
-            .unwrap();
+        let input = UpdateStackInput {
+            stack_name: "app".into(),
+            use_previous_template: Some(true),
+            parameters: given(&[("Image", IMAGE_B), ("SecondImage", IMAGE_C)]),
+            ..Default::default()
+        };
+        // Accepted (image C exists); the operation runs once this task
+        // waits, by which time image C is gone.
+        let updated = self.service.update_stack(input).await.unwrap();
+        self.engine.image_remove(IMAGE_C).await.unwrap();
+        self.service.wait_idle(&updated.stack_id).await;
+        let failed = self.describe(&updated.stack_id);
         assert_eq!(failed.stack_status, "UPDATE_ROLLBACK_FAILED", "{failed:?}");
         assert_eq!(
             failed.stack_status_reason.as_deref(),
@@ -1133,7 +1251,7 @@ async fn continue_update_rollback_retries_the_failed_rollback_until_it_completes
         done.parameters.iter().find(|p| p.parameter_key == key).unwrap().parameter_value.clone()
     };
     assert_eq!(parameter("Image").as_deref(), Some(IMAGE_A));
-    assert_eq!(parameter("SecondType").as_deref(), Some("t3.micro"));
+    assert_eq!(parameter("SecondImage").as_deref(), Some(IMAGE_A));
     // The stack takes updates again, and there is no rollback to continue.
     let refused = sim.continue_rollback("app", &[]).await.unwrap_err();
     assert_eq!(
