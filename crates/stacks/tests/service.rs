@@ -899,6 +899,73 @@ async fn validation_reports_every_stage_s_problems_together_in_line_order() {
     assert_eq!(sim.events(&stack.stack_id), before);
 }
 
+/// Parameters with every kind of CloudFormation constraint.
+const CONSTRAINED: &str = r#"
+Parameters:
+  Count:
+    Type: Number
+    MinValue: 1
+    MaxValue: 2
+    Default: 1
+  Name:
+    Type: String
+    AllowedPattern: "[a-z]+"
+    MinLength: 2
+    MaxLength: 8
+    ConstraintDescription: lowercase letters, 2 to 8 of them
+    Default: web
+  Env:
+    Type: String
+    AllowedValues: [dev, prod]
+    Default: dev
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+      Description: !Sub "${Name} ${Env} ${Count}"
+"#;
+
+#[tokio::test]
+async fn parameter_constraints_refuse_an_update_before_it_starts() {
+    let sim = Sim::new().await;
+    let stack = sim.create("app", CONSTRAINED, &[]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    let cases = [
+        (
+            ("Count", "abc"),
+            "template:3:3: error: parameter `Count`: found \"abc\"; expected a number",
+        ),
+        (("Count", "3"), "template:3:3: error: parameter `Count`: found \"3\"; expected at most 2"),
+        (
+            ("Count", "0"),
+            "template:3:3: error: parameter `Count`: found \"0\"; expected at least 1",
+        ),
+        (
+            ("Name", "Web"),
+            "template:8:3: error: parameter `Name`: found \"Web\"; expected a value matching the pattern \"[a-z]+\" (lowercase letters, 2 to 8 of them)",
+        ),
+        (
+            ("Name", "webserver"),
+            "template:8:3: error: parameter `Name`: found 9 characters; expected at most 8 (lowercase letters, 2 to 8 of them)",
+        ),
+        (
+            ("Env", "qa"),
+            "template:15:3: error: parameter `Env`: found \"qa\"; expected one of the allowed values \"dev\", \"prod\"",
+        ),
+    ];
+    for (parameter, expected) in cases {
+        let error = sim.update("app", None, &[parameter]).await.unwrap_err();
+        assert_eq!((error.code.as_str(), error.message.as_str()), ("ValidationError", expected));
+    }
+    assert_eq!(sim.events(&stack.stack_id), before, "no event written");
+    assert_eq!(sim.describe("app").stack_status, "CREATE_COMPLETE");
+    // On create too: no stack is made.
+    let error = sim.create("other", CONSTRAINED, &[("Count", "abc")]).await.unwrap_err();
+    assert_eq!(error.message, cases[0].1);
+    assert_eq!(sim.service.list_stacks(Default::default()).unwrap().stack_summaries.len(), 1);
+}
+
 /// Launch configurations and a group whose values come from literals and
 /// parameters; `Spare` is never made (its condition is false).
 const SIZED: &str = r#"
