@@ -26,7 +26,11 @@ first() { local n=$1; shift; local out; out=$("$@"); printf '%s\n' "$out" | sed 
 details() { curl -sS --fail "$url/details.php" | sed 's/<br>/\n/g'; }
 
 step "golden image: Debian bookworm point release (no security updates)"
-golden=$(autopatch --output json image list | python3 -c 'import json,sys; print(next((i["version"] for i in json.load(sys.stdin) if i["recipe"]=="golden"), ""))')
+golden=
+# A first run has no state yet, which `image list` refuses (it makes none).
+if [ -e "$AUTOPATCH_STATE_DIR/autopatch.db" ]; then
+  golden=$(autopatch --output json image list | python3 -c 'import json,sys; print(next((i["version"] for i in json.load(sys.stdin) if i["recipe"]=="golden"), ""))')
+fi
 if [ -z "$golden" ]; then autopatch image bootstrap; else echo "reusing $golden" >&2; fi
 
 step "register the components, recipes and pipelines"

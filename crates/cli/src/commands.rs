@@ -15,7 +15,7 @@ use autopatch_store::{BuildRow, ImageRow};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Context, read_source, state_dir};
+use crate::context::{Access, Context, read_source};
 use crate::render::{self, CliError, ProgressPrinter};
 use crate::{
     BuildCommand, Cli, Command, ComponentCommand, ImageCommand, OutputFormat, PipelineCommand,
@@ -25,16 +25,50 @@ use crate::{lifecycle, stack};
 
 pub(crate) async fn run(cli: Cli) -> ExitCode {
     let json = cli.output == OutputFormat::Json;
-    let state_dir = state_dir(cli.state_dir);
+    let state_dir = cli.state_dir;
     let result = async {
         // The control plane's commands and its clients do not open the store.
-        let ctx = || Context::open(state_dir.clone());
+        let ctx = |access| Context::open(state_dir.clone(), access);
         match cli.command {
-            Command::Image(command) => image(&ctx()?, command, json).await,
-            Command::Component(command) => component(&ctx()?, command, json),
-            Command::Recipe(command) => recipe(&ctx()?, command, json).await,
-            Command::Pipeline(command) => pipeline(&ctx()?, command, json).await,
-            Command::Build(command) => build(&ctx()?, command, json).await,
+            Command::Image(command) => {
+                let access = match command {
+                    ImageCommand::Bootstrap(_) => Access::Create,
+                    ImageCommand::List
+                    | ImageCommand::Show { .. }
+                    | ImageCommand::Diff { .. }
+                    | ImageCommand::CheckUpdates { .. } => Access::Existing,
+                };
+                image(&ctx(access)?, command, json).await
+            }
+            // A document alone: no state is read or made.
+            Command::Component(ComponentCommand::Validate { file }) => {
+                validate_component(&file, json)
+            }
+            Command::Component(command) => {
+                let access = match command {
+                    ComponentCommand::Create { .. } => Access::Create,
+                    ComponentCommand::Validate { .. } | ComponentCommand::List => Access::Existing,
+                };
+                component(&ctx(access)?, command, json)
+            }
+            Command::Recipe(command) => {
+                let access = match command {
+                    RecipeCommand::Create { .. } => Access::Create,
+                    RecipeCommand::List => Access::Existing,
+                };
+                recipe(&ctx(access)?, command, json).await
+            }
+            Command::Pipeline(command) => {
+                let access = match command {
+                    PipelineCommand::Create { .. } | PipelineCommand::Start { .. } => {
+                        Access::Create
+                    }
+                    PipelineCommand::List => Access::Existing,
+                };
+                pipeline(&ctx(access)?, command, json).await
+            }
+            // Cancelling too needs a build recorded there.
+            Command::Build(command) => build(&ctx(Access::Existing)?, command, json).await,
             Command::Serve(args) => lifecycle::serve(&state_dir, args).await,
             Command::Up(args) => lifecycle::up(&state_dir, args, json).await,
             Command::Down => lifecycle::down(&state_dir, json).await,
@@ -78,24 +112,7 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
             .map_err(CliError::from_registry)?;
             registered(result, json)
         }
-        ComponentCommand::Validate { file } => {
-            let source = read_source(&file)?;
-            let document = autopatch_documents::parse_component(&source)
-                .map_err(CliError::from_diagnostics)?;
-            let steps: usize = document.phases.iter().map(|p| p.steps.len()).sum();
-            if json {
-                render::json(
-                    &json!({"file": source.name, "valid": true, "phases": document.phases.len(), "steps": steps}),
-                );
-            } else {
-                render::line(&format!(
-                    "{}: valid ({} phases, {steps} steps)",
-                    source.name,
-                    document.phases.len()
-                ));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ComponentCommand::Validate { file } => validate_component(&file, json),
         ComponentCommand::List => {
             let rows = ctx.store.components().map_err(CliError::from_error)?;
             documents_list(
@@ -106,6 +123,25 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn validate_component(file: &std::path::Path, json: bool) -> Result<ExitCode, CliError> {
+    let source = read_source(file)?;
+    let document =
+        autopatch_documents::parse_component(&source).map_err(CliError::from_diagnostics)?;
+    let steps: usize = document.phases.iter().map(|p| p.steps.len()).sum();
+    if json {
+        render::json(
+            &json!({"file": source.name, "valid": true, "phases": document.phases.len(), "steps": steps}),
+        );
+    } else {
+        render::line(&format!(
+            "{}: valid ({} phases, {steps} steps)",
+            source.name,
+            document.phases.len()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn documents_list<'a>(rows: impl Iterator<Item = (&'a str, Option<&'a str>, &'a str)>, json: bool) {

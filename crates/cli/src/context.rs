@@ -14,11 +14,24 @@ pub(crate) struct Context {
     pub(crate) store: Arc<Store>,
 }
 
-/// `--state-dir`, else `$XDG_STATE_HOME/autopatch`, else `~/.local/state/autopatch`.
-pub(crate) fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = explicit {
-        return dir;
-    }
+/// What a command needs of the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// It reads (lists, shows, compares) or acts on what is recorded there:
+    /// a state directory without a database is an error, and nothing is
+    /// created (a mistyped `--state-dir` is not a new, empty state).
+    Existing,
+    /// It registers, builds or bootstraps: the directory and its database
+    /// are made when missing.
+    Create,
+}
+
+/// The database's file name in the state directory.
+const DATABASE: &str = "autopatch.db";
+
+/// `$XDG_STATE_HOME/autopatch`, else `~/.local/state/autopatch`: where state
+/// goes without `--state-dir` (`--help` shows it).
+pub(crate) fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("autopatch");
     }
@@ -28,11 +41,21 @@ pub(crate) fn state_dir(explicit: Option<PathBuf>) -> PathBuf {
 }
 
 impl Context {
-    pub(crate) fn open(state_dir: PathBuf) -> Result<Context, CliError> {
-        fs_err::create_dir_all(&state_dir).map_err(|error| {
-            CliError::new(format!("failed to create the state directory: {error}"))
-        })?;
-        let store = Store::open(&state_dir.join("autopatch.db")).map_err(CliError::from_error)?;
+    pub(crate) fn open(state_dir: PathBuf, access: Access) -> Result<Context, CliError> {
+        let database = state_dir.join(DATABASE);
+        match access {
+            Access::Existing => {
+                if !database.exists() {
+                    return Err(no_state(&state_dir));
+                }
+            }
+            Access::Create => {
+                fs_err::create_dir_all(&state_dir).map_err(|error| {
+                    CliError::new(format!("failed to create the state directory: {error}"))
+                })?;
+            }
+        }
+        let store = Store::open(&database).map_err(|error| open_failed(&state_dir, error))?;
         Ok(Context { state_dir, store: Arc::new(store) })
     }
 
@@ -54,6 +77,77 @@ impl Context {
             store: Arc::clone(&self.store),
             artifacts_root: self.artifacts_root(),
         })
+    }
+}
+
+/// A command that reads state, run where there is none.
+fn no_state(state_dir: &Path) -> CliError {
+    let why = if state_dir.is_dir() {
+        format!("it has no {DATABASE}")
+    } else {
+        "the directory does not exist".to_owned()
+    };
+    CliError::new(format!("no autopatch state in {}: {why}", state_dir.display())).with_hint(
+        "check --state-dir (or AUTOPATCH_STATE_DIR; `autopatch --help` shows the default); \
+         commands that register or build (component create, image bootstrap, ...) make a state \
+         directory, commands that read one do not",
+    )
+}
+
+/// The store did not open. SQLite writes next to its database even to read
+/// it (the write-ahead log `autopatch.db-wal` and its index `-shm`), so a
+/// state directory or database this process cannot write fails to open with
+/// only "unable to open database file": say which, and what to do.
+fn open_failed(state_dir: &Path, error: autopatch_store::StoreError) -> CliError {
+    let database = state_dir.join(DATABASE);
+    let (what, path, reason) = match (writable_dir(state_dir), writable_file(&database)) {
+        (Err(reason), _) => ("state directory", state_dir, reason),
+        (Ok(()), Err(reason)) => ("state database", database.as_path(), reason),
+        (Ok(()), Ok(())) => return CliError::from_error(error),
+    };
+    CliError::new(format!(
+        "the {what} {} is not writable ({reason}): autopatch writes there even to read, since \
+         SQLite keeps its write-ahead log next to the database",
+        path.display()
+    ))
+    .with_hint(format!(
+        "make it writable for this user, or run autopatch as the user who owns it; to read it \
+         as it is, copy the state directory somewhere writable and pass the copy with \
+         --state-dir (the error was: {})",
+        CliError::from_error(error).message
+    ))
+}
+
+/// Whether this process can create a file in `dir`: tried, not guessed from
+/// mode bits (read-only mounts, root, ACLs).
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let probe = dir.join(format!(".autopatch-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            // Best effort: a leftover probe is an empty hidden file.
+            let _ignored = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) => access_problem(&error),
+    }
+}
+
+/// Whether this process can open `file` for writing (a missing file is no
+/// problem of this kind).
+fn writable_file(file: &Path) -> Result<(), String> {
+    match std::fs::OpenOptions::new().write(true).open(file) {
+        Ok(_) => Ok(()),
+        Err(error) => access_problem(&error),
+    }
+}
+
+/// A permission or read-only file system error as a reason; any other error
+/// is not this problem.
+fn access_problem(error: &std::io::Error) -> Result<(), String> {
+    match error.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => Err("read-only file system".to_owned()),
+        std::io::ErrorKind::PermissionDenied => Err("permission denied".to_owned()),
+        _ => Ok(()),
     }
 }
 

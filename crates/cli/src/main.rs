@@ -43,9 +43,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "autopatch", version, verbatim_doc_comment, max_term_width = 100)]
 struct Cli {
-    /// Where autopatch keeps its state (SQLite database, build artifacts).
-    #[arg(long, global = true, env = "AUTOPATCH_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    /// Where autopatch keeps its state (SQLite database, build artifacts);
+    /// by default $XDG_STATE_HOME/autopatch, else ~/.local/state/autopatch.
+    /// Commands that only read (list, show, diff, check-updates) refuse a
+    /// directory with no state instead of making one.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTOPATCH_STATE_DIR",
+        value_name = "DIR",
+        default_value_os_t = context::default_state_dir()
+    )]
+    state_dir: PathBuf,
 
     /// Output format of the data a command prints.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]

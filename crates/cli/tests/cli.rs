@@ -168,6 +168,10 @@ fn a_missing_engine_says_how_to_start_one() {
 #[test]
 fn unknown_images_and_builds_are_clear_errors() {
     let cli = Cli::new();
+    // A state directory with a database (read commands refuse one without).
+    let path = cli.write("hello.yml", "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n");
+    let made = cli.run(&["component", "create", "--file", &path]);
+    assert!(made.status.success(), "{}", stderr(&made));
     let output = cli.run(&["image", "show", "nothing/1.0.0/1"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("image \"nothing/1.0.0/1\" not found"), "{}", stderr(&output));
