@@ -33,6 +33,12 @@
 //! - Time is `tokio::time` only, measured from the fleet's creation, so tests
 //!   can pause it. An adopted instance's grace period starts at adoption: the
 //!   target groups of a restarted daemon check it from scratch as well.
+//! - Every change to an instance (launched, adopted, terminating,
+//!   terminated, removed as an orphan) and every failed launch is a `log`
+//!   record with the fields `stack`, `group`, `instance` and `reason` where
+//!   they apply (the daemon writes them to its log). A loop's other failures
+//!   are logged when they differ from the previous one, so an engine that
+//!   stays down is one line, not one a second.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -215,8 +221,32 @@ impl Group {
         lock(&self.state)
     }
 
+    /// Records a failure of the loop, and logs it unless it repeats the last one.
     fn record_error(&self, error: &FleetError) {
-        self.state().last_error = Some(error_chain(error));
+        let message = error_chain(error);
+        let mut state = self.state();
+        if state.last_error.as_ref() != Some(&message) {
+            log::warn!(
+                stack = stack_name(state.spec.stack_id.as_deref()),
+                group = state.spec.name.as_str(),
+                reason = message.as_str();
+                "Auto Scaling group reconcile failed"
+            );
+        }
+        state.last_error = Some(message);
+    }
+}
+
+/// The stack's name for log lines: a stack id is
+/// `arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>`; "-" when
+/// the group belongs to no stack.
+fn stack_name(stack_id: Option<&str>) -> &str {
+    match stack_id {
+        Some(stack_id) => stack_id
+            .split_once(":stack/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or(stack_id),
+        None => "-",
     }
 }
 
@@ -295,9 +325,28 @@ impl<E: Engine + 'static> Fleet<E> {
         };
         // Adoption: the first observation, before the first tick, so target
         // groups know running instances at once.
-        if let Err(error) = observe(&self.inner.shared, &group).await {
-            lock(&self.inner.groups).remove(&name);
-            return Err(error);
+        let adopted = match observe(&self.inner.shared, &group).await {
+            Ok(views) => views,
+            Err(error) => {
+                lock(&self.inner.groups).remove(&name);
+                return Err(error);
+            }
+        };
+        {
+            let state = group.state();
+            for instance in adopted.iter().filter(|instance| {
+                instance.lifecycle == LifecycleState::InService
+                    && instance.container == ContainerStatus::Running
+            }) {
+                log::info!(
+                    stack = stack_name(state.spec.stack_id.as_deref()),
+                    group = name.as_str(),
+                    instance = instance.instance_id.as_str(),
+                    zone = instance.zone.as_str(),
+                    image = instance.image.as_str();
+                    "instance adopted"
+                );
+            }
         }
         let task = tokio::spawn(run(Arc::clone(&self.inner.shared), Arc::clone(&group)));
         match lock(&self.inner.groups).get_mut(&name) {
@@ -426,6 +475,13 @@ impl<E: Engine + 'static> Fleet<E> {
                 "a user request (a replacement is launched)".to_string()
             };
             begin_termination(&shared.store, instance_id, &reason, false, &state.target_groups)?;
+            log::info!(
+                stack = stack_name(state.spec.stack_id.as_deref()),
+                group = group,
+                instance = instance_id,
+                reason = reason.as_str();
+                "instance terminating"
+            );
             state.terminating_since.insert(instance_id.to_string(), shared.now());
             if should_decrement_desired_capacity {
                 state.spec.desired_capacity = desired - 1;
@@ -513,13 +569,15 @@ impl<E: Engine + 'static> Fleet<E> {
                     target_group.deregister(&row.instance_id);
                 }
             } else {
-                begin_termination(
-                    &shared.store,
-                    &row.instance_id,
-                    "the Auto Scaling group is being deleted",
-                    false,
-                    &target_groups,
-                )?;
+                let reason = "the Auto Scaling group is being deleted";
+                begin_termination(&shared.store, &row.instance_id, reason, false, &target_groups)?;
+                log::info!(
+                    stack = stack_name(row.stack_id.as_deref()),
+                    group = group,
+                    instance = row.instance_id.as_str(),
+                    reason = reason;
+                    "instance terminating"
+                );
             }
         }
         shared.changed();
@@ -538,7 +596,12 @@ impl<E: Engine + 'static> Fleet<E> {
         }
         let finished = terminate_the_rest(shared, group).await;
         shared.changed();
-        if finished.is_err() {
+        if let Err(error) = &finished {
+            log::warn!(
+                group = group,
+                reason:% = error_chain(error);
+                "Auto Scaling group deletion incomplete; trying again until its instances are gone"
+            );
             // The stack records the failure; the instances must not outlive it
             // until the next daemon start's orphan sweep.
             let shared = Arc::clone(shared);
@@ -549,6 +612,7 @@ impl<E: Engine + 'static> Fleet<E> {
                     tokio::time::sleep(wait).await;
                     if terminate_the_rest(&shared, &name).await.is_ok() {
                         shared.changed();
+                        log::info!(group = name.as_str(); "Auto Scaling group deletion finished");
                         return;
                     }
                     wait = (wait * 2).min(MAX_REAP_RETRY);
@@ -620,14 +684,33 @@ impl<E: Engine + 'static> Fleet<E> {
                     let reason = format!("its Auto Scaling group {} is gone", row.group_name);
                     begin_termination(&shared.store, &row.instance_id, &reason, false, &[])?;
                     finish_termination(&context, &row.instance_id, None).await?;
+                    log::info!(
+                        stack = stack_name(row.stack_id.as_deref()),
+                        group = row.group_name.as_str(),
+                        instance = row.instance_id.as_str(),
+                        reason = reason.as_str();
+                        "orphaned instance removed"
+                    );
                     removed.push(container.name.clone());
                 }
-                _ => {
+                row => {
                     shared
                         .engine
                         .container_remove(&container.id)
                         .await
                         .engine_context("removing", &container.name)?;
+                    let reason = if row.is_some() {
+                        "its instance was terminated"
+                    } else {
+                        "no instance of this state directory is recorded for it"
+                    };
+                    log::info!(
+                        group = group.map_or("-", String::as_str),
+                        instance = instance_id.map_or("-", String::as_str),
+                        container = container.name.as_str(),
+                        reason = reason;
+                        "orphaned instance container removed"
+                    );
                     removed.push(container.name.clone());
                 }
             }
@@ -638,14 +721,16 @@ impl<E: Engine + 'static> Fleet<E> {
             if owned(Some(&row.group_name)) || present.contains(&row.instance_id) {
                 continue;
             }
-            begin_termination(
-                &shared.store,
-                &row.instance_id,
-                "its container vanished",
-                false,
-                &[],
-            )?;
+            let reason = "its container vanished";
+            begin_termination(&shared.store, &row.instance_id, reason, false, &[])?;
             finish_termination(&context, &row.instance_id, None).await?;
+            log::warn!(
+                stack = stack_name(row.stack_id.as_deref()),
+                group = row.group_name.as_str(),
+                instance = row.instance_id.as_str(),
+                reason = reason;
+                "instance terminated"
+            );
         }
         // Folders without a live row.
         if let Ok(entries) = fs_err::read_dir(&shared.instances_dir) {
@@ -780,6 +865,19 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 );
                 match result {
                     Ok(()) => {
+                        let stack = stack_name(spec.stack_id.as_deref());
+                        let instance = instance_id.as_str();
+                        if reason.is_health_failure() {
+                            log::warn!(
+                                stack, group = spec.name.as_str(), instance, reason:% = reason;
+                                "instance unhealthy: terminating it, a replacement follows"
+                            );
+                        } else {
+                            log::info!(
+                                stack, group = spec.name.as_str(), instance, reason:% = reason;
+                                "instance terminating"
+                            );
+                        }
                         state.terminating_since.insert(instance_id, now);
                     }
                     Err(error) => state.last_error = Some(error_chain(&error)),
@@ -788,6 +886,12 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
             Action::FinishTermination { instance_id } => {
                 match finish_termination(&context, &instance_id, None).await {
                     Ok(()) => {
+                        log::info!(
+                            stack = stack_name(spec.stack_id.as_deref()),
+                            group = spec.name.as_str(),
+                            instance = instance_id.as_str();
+                            "instance terminated"
+                        );
                         let mut state = group.state();
                         state.launched_at.remove(&instance_id);
                         state.terminating_since.remove(&instance_id);
@@ -804,6 +908,15 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                 };
                 match launch(&context, &spec, zone).await {
                     Ok(row) => {
+                        log::info!(
+                            stack = stack_name(spec.stack_id.as_deref()),
+                            group = spec.name.as_str(),
+                            instance = row.instance_id.as_str(),
+                            zone = row.zone.as_str(),
+                            image = row.image.as_str(),
+                            launch_config = row.launch_config.as_str();
+                            "instance launched"
+                        );
                         register_unless_terminating(group, &target_groups, &row);
                         if let Err(error) = record_target_health(shared, &target_groups, &row) {
                             group.record_error(&error);
@@ -818,9 +931,19 @@ async fn tick<E: Engine>(shared: &Shared<E>, group: &Group) -> Result<(), FleetE
                         launch_failed = true;
                         let mut state = group.state();
                         state.launch_failures += 1;
-                        state.launch_allowed_at =
-                            shared.now() + launch_backoff(shared.interval, state.launch_failures);
-                        state.last_error = Some(error_chain(&error));
+                        let backoff = launch_backoff(shared.interval, state.launch_failures);
+                        state.launch_allowed_at = shared.now() + backoff;
+                        let reason = error_chain(&error);
+                        log::warn!(
+                            stack = stack_name(spec.stack_id.as_deref()),
+                            group = spec.name.as_str(),
+                            zone = zone.name.as_str(),
+                            failures = state.launch_failures,
+                            retry_in_s = backoff.as_secs(),
+                            reason = reason.as_str();
+                            "instance launch failed"
+                        );
+                        state.last_error = Some(reason);
                     }
                 }
             }
@@ -905,11 +1028,19 @@ async fn observe<E: Engine>(
             Some(instance_id) => {
                 by_instance.insert(instance_id.clone(), container);
             }
-            None => shared
-                .engine
-                .container_remove(&container.id)
-                .await
-                .engine_context("removing", &container.name)?,
+            None => {
+                shared
+                    .engine
+                    .container_remove(&container.id)
+                    .await
+                    .engine_context("removing", &container.name)?;
+                log::info!(
+                    group = name.as_str(),
+                    container = container.name.as_str(),
+                    reason = "it has no instance id label";
+                    "stray container removed"
+                );
+            }
         }
     }
     let rows = shared.store.instances_of_group(name, false).store_context("listing", name)?;
@@ -922,6 +1053,13 @@ async fn observe<E: Engine>(
                 .container_remove(&container.id)
                 .await
                 .engine_context("removing", &container.name)?;
+            log::info!(
+                stack = stack_name(spec.stack_id.as_deref()),
+                group = name.as_str(),
+                instance = instance_id.as_str(),
+                reason = "the instance is not live (a removal that failed, or a launch given up)";
+                "stray container removed"
+            );
         }
     }
     let now = shared.now();
