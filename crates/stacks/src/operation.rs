@@ -924,6 +924,17 @@ fn resource_event(
     reason: Option<&str>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
+    if status.ends_with("_FAILED") {
+        log::warn!(
+            stack = stack.name.as_str(),
+            logical_id = row.logical_id.as_str(),
+            resource_type = row.resource_type.as_str(),
+            physical_id = row.physical_id.as_deref().unwrap_or("-"),
+            status,
+            reason = reason.unwrap_or("-");
+            "resource failed"
+        );
+    }
     store.append_stack_event(&StackEventRow {
         seq: 0,
         event_id: uuid(),
@@ -947,6 +958,17 @@ pub(crate) fn stack_event(
     reason: Option<&str>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
+    // A stack that failed or rolls back is a warning; the reason names why.
+    let name = status.as_str();
+    let failing = name.contains("FAILED") || name.contains("ROLLBACK");
+    let level = if failing { log::Level::Warn } else { log::Level::Info };
+    log::log!(
+        level,
+        stack = stack.name.as_str(),
+        status = name,
+        reason = reason.unwrap_or("-");
+        "stack status"
+    );
     store.append_stack_event(&StackEventRow {
         seq: 0,
         event_id: uuid(),

@@ -145,6 +145,16 @@ impl TargetGroupRuntime {
                 .map(|target| target.id.clone())
                 .collect();
             balancer.deregister_targets(&gone);
+            log::info!(
+                target_group = self.name(),
+                address:% = balancer.local_addr(),
+                targets = targets.len(),
+                adopted = initial.adopted.len();
+                "load balancer listening"
+            );
+            for target in &initial.adopted {
+                self.log_adopted(target.id.as_str());
+            }
             *attached = Some(balancer);
         }
         // The adopted targets are healthy again in the store too.
@@ -217,11 +227,26 @@ impl TargetGroupRuntime {
         let adopt = lock(&self.adoptable).remove(id);
         // A refused (non-loopback) target stays unregistered; instance ports
         // are always published on 127.0.0.1.
-        let _ = if adopt {
-            balancer.adopt_targets(&[target])
+        if adopt {
+            if balancer.adopt_targets(&[target]).is_ok() {
+                self.log_adopted(id);
+            }
         } else {
-            balancer.register_targets(&[target])
-        };
+            let _ = balancer.register_targets(&[target]);
+        }
+    }
+
+    /// The target group's name (its ARN is `...:targetgroup/<name>/<id>`).
+    fn name(&self) -> &str {
+        self.arn.rsplit('/').nth(1).unwrap_or(&self.arn)
+    }
+
+    fn log_adopted(&self, instance_id: &str) {
+        log::info!(
+            target_group = self.name(),
+            instance = instance_id;
+            "target adopted: the previous daemon saw it healthy, so it serves at once"
+        );
     }
 
     fn record_health(&self) {

@@ -234,6 +234,7 @@ impl<E: Engine + 'static> StackService<E> {
             let runtime = self.runtime.clone();
             let pending = self.readoptions.clone();
             let stack_id = row.stack_id.clone();
+            let (stack_name, logical_id) = (stack.to_owned(), row.logical_id.clone());
             let resource_type = row.resource_type.clone();
             let physical = physical.to_owned();
             let retry = tokio::spawn(async move {
@@ -252,6 +253,13 @@ impl<E: Engine + 'static> StackService<E> {
                     {
                         Ok(()) => {
                             lock(&pending).remove(&key);
+                            log::info!(
+                                stack = stack_name.as_str(),
+                                logical_id = logical_id.as_str(),
+                                resource_type = resource_type.as_str(),
+                                physical_id = physical.as_str();
+                                "resource recovered"
+                            );
                             return;
                         }
                         Err(reason) => {
