@@ -19,7 +19,7 @@ use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
 use autopatch_store::{Store, StoreError};
 
 use crate::instance::{InstanceError, InstanceLock};
-use crate::log::{Level, log};
+use crate::log::{Level, install, log};
 use crate::protocol::socket_path;
 use crate::server::{ServeError, Server, ServerConfig, StopReason};
 
@@ -75,6 +75,7 @@ impl DaemonError {
 /// Runs the daemon on the real engine ([`DockerEngine::connect`]) until
 /// SIGTERM, SIGINT or `autopatch/Shutdown`.
 pub async fn serve(config: DaemonConfig) -> Result<StopReason, DaemonError> {
+    starting(&config);
     let lock = prepare(&config)?;
     let stop = signals()?;
     let engine = DockerEngine::connect().await.map_err(DaemonError::Engine)?;
@@ -90,8 +91,21 @@ pub async fn serve_with_engine<E: Engine + 'static>(
     engine_endpoint: String,
     stop: impl Future<Output = ()>,
 ) -> Result<StopReason, DaemonError> {
+    starting(&config);
     let lock = prepare(&config)?;
     run(config, lock, engine, engine_endpoint, stop).await
+}
+
+/// The daemon's first log line, before anything can fail (so the log of a
+/// daemon that could not start says it tried), with the `log` facade's
+/// records of the stack service and the fleet going to the same log.
+fn starting(config: &DaemonConfig) {
+    install();
+    log(
+        Level::Info,
+        "starting",
+        &[("pid", &std::process::id()), ("state_dir", &config.state_dir.display())],
+    );
 }
 
 /// Checks the configuration and takes the state directory's lock, before
@@ -129,15 +143,7 @@ async fn run<E: Engine + 'static>(
     stop: impl Future<Output = ()>,
 ) -> Result<StopReason, DaemonError> {
     let state_dir = config.state_dir.clone();
-    log(
-        Level::Info,
-        "starting",
-        &[
-            ("pid", &std::process::id()),
-            ("state_dir", &state_dir.display()),
-            ("engine", &engine_endpoint),
-        ],
-    );
+    log(Level::Info, "engine connected", &[("engine", &engine_endpoint)]);
     let store_path = state_dir.join("autopatch.db");
     let store = Store::open(&store_path)
         .map_err(|source| DaemonError::Store { path: store_path.clone(), source })?;
@@ -153,7 +159,7 @@ async fn run<E: Engine + 'static>(
         .await
         .map_err(DaemonError::Service)?;
     for note in &service.recovery_notes() {
-        log(Level::Warn, "recovery could not re-adopt", &[("what", note)]);
+        log(Level::Warn, "not recovered yet; trying again until it works", &[("what", note)]);
     }
     let server_config = ServerConfig {
         socket_path: socket_path(&state_dir),

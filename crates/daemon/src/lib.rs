@@ -11,6 +11,10 @@
 //!   implements it.
 //! - [`Client`] calls operations over the socket (the CLI's `stack`
 //!   commands, `up` and `down` use it).
+//! - The daemon logs in logfmt on stderr (or to [`log_to`]'s writer): its
+//!   own events, and the `log` records of the stack service and the fleet
+//!   (resource failures, stack statuses, instance launches, replacements,
+//!   adoption, orphan removal, recovery).
 
 mod client;
 mod daemon;
@@ -20,6 +24,7 @@ mod operations;
 pub mod protocol;
 mod server;
 
+pub use crate::log::log_to;
 pub use client::{Client, ClientError, DEFAULT_TIMEOUT};
 pub use daemon::{DaemonConfig, DaemonError, serve, serve_with_engine};
 pub use instance::{InstanceError, InstanceLock, process_running, read_pid};

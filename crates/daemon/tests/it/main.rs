@@ -1,8 +1,10 @@
 //! Integration tests of the daemon crate: the server over a real unix
 //! socket with a test [`Operations`](autopatch_daemon::Operations), the
-//! client, single-instance locking, and the daemon's life on a fake engine.
+//! client, single-instance locking, and the daemon's life and log on a fake
+//! engine.
 
 mod daemon;
 mod instance;
+mod log;
 mod server;
 mod support;
