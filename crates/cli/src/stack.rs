@@ -106,7 +106,12 @@ pub(crate) async fn stack(
                 disable_rollback: disable_rollback.then_some(true),
                 ..CreateStackInput::default()
             };
-            let output: CreateStackOutput = api.cloudformation("CreateStack", &input).await?;
+            let outcome = format!("stack {name} was not created");
+            let output: CreateStackOutput = api
+                .client
+                .call("cloudformation", "CreateStack", &input)
+                .await
+                .map_err(|error| refusal(error, &api.state_dir, &outcome))?;
             if json {
                 print_json(&output);
             } else {
@@ -115,7 +120,10 @@ pub(crate) async fn stack(
             if no_wait {
                 return Ok(ExitCode::SUCCESS);
             }
-            follow(&api, &name, &output.stack_id, HashSet::new(), Goal::Create, json).await
+            let mut columns = Columns::new(&name);
+            columns.fit_template(&template);
+            let seen = HashSet::new();
+            follow(&api, &name, &output.stack_id, seen, Goal::Create, columns, json).await
         }
         StackCommand::Update {
             name,
@@ -152,7 +160,10 @@ pub(crate) async fn stack(
                     }
                     return Ok(if fail_on_empty { ExitCode::from(3) } else { ExitCode::SUCCESS });
                 }
-                Err(error) => return Err(CliError::from_client(error, &api.state_dir)),
+                Err(error) => {
+                    let outcome = format!("stack {name} was not changed");
+                    return Err(refusal(error, &api.state_dir, &outcome));
+                }
             };
             if json {
                 print_json(&output);
@@ -162,7 +173,11 @@ pub(crate) async fn stack(
             if no_wait {
                 return Ok(ExitCode::SUCCESS);
             }
-            follow(&api, &name, &output.stack_id, seen, Goal::Update, json).await
+            let mut columns = Columns::for_stack(&api, &name).await;
+            if let Some(template) = &template {
+                columns.fit_template(template);
+            }
+            follow(&api, &name, &output.stack_id, seen, Goal::Update, columns, json).await
         }
         StackCommand::CancelUpdate { name, no_wait } => {
             let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
@@ -179,7 +194,8 @@ pub(crate) async fn stack(
             if no_wait {
                 return Ok(ExitCode::SUCCESS);
             }
-            follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, json).await
+            let columns = Columns::for_stack(&api, &name).await;
+            follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, columns, json).await
         }
         StackCommand::ContinueUpdateRollback { name, resources_to_skip, no_wait } => {
             let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
@@ -206,7 +222,9 @@ pub(crate) async fn stack(
             if no_wait {
                 return Ok(ExitCode::SUCCESS);
             }
-            follow(&api, &name, &stack.stack_id, seen, Goal::ContinueUpdateRollback, json).await
+            let columns = Columns::for_stack(&api, &name).await;
+            let goal = Goal::ContinueUpdateRollback;
+            follow(&api, &name, &stack.stack_id, seen, goal, columns, json).await
         }
         StackCommand::Delete { name, no_wait, retain_resources } => {
             let Some(stack) = api.stack(&name).await? else {
@@ -233,7 +251,8 @@ pub(crate) async fn stack(
             if no_wait {
                 return Ok(ExitCode::SUCCESS);
             }
-            follow(&api, &name, &stack.stack_id, seen, Goal::Delete, json).await
+            let columns = Columns::for_stack(&api, &name).await;
+            follow(&api, &name, &stack.stack_id, seen, Goal::Delete, columns, json).await
         }
         StackCommand::Describe { name } => {
             let input = DescribeStacksInput { stack_name: Some(name) };
@@ -572,6 +591,7 @@ async fn follow(
     stack_id: &str,
     mut seen: HashSet<String>,
     goal: Goal,
+    mut columns: Columns,
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
@@ -596,7 +616,7 @@ async fn follow(
         let new: Vec<&StackEvent> =
             events.iter().filter(|event| !seen.contains(&event.event_id)).collect();
         for event in oldest_first(new) {
-            render::note(&event_line(event));
+            render::note(&columns.line(event));
             if first_failure.is_none()
                 && event.resource_status.ends_with("_FAILED")
                 && let Some(reason) = &event.resource_status_reason
@@ -632,17 +652,115 @@ async fn follow(
     }
 }
 
-/// One event as a line: time, logical id, type, status, reason.
-fn event_line(event: &StackEvent) -> String {
-    let line = format!(
-        "{}  {:<24}  {:<38}  {:<20}  {}",
-        event.timestamp,
-        event.logical_resource_id,
-        event.resource_type,
-        event.resource_status,
-        event.resource_status_reason.as_deref().unwrap_or("")
-    );
-    line.trim_end().to_owned()
+/// The widths of followed events' columns (logical id, type, status), so
+/// that they line up: as wide as the logical ids and types known when
+/// following starts (the stack's and its template's resources), and wider
+/// from the first longer one on (events are printed as they come).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Columns {
+    logical_id: usize,
+    resource_type: usize,
+    status: usize,
+}
+
+/// The stack's own events' type.
+const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+
+impl Columns {
+    /// Widths for the stack `name`'s own events.
+    fn new(name: &str) -> Columns {
+        Columns {
+            logical_id: name.chars().count(),
+            resource_type: STACK_TYPE.len(),
+            status: "ROLLBACK_IN_PROGRESS".len(),
+        }
+    }
+
+    /// Widths for the stack `name` and the resources it has now (none
+    /// known when the daemon does not answer).
+    async fn for_stack(api: &Api, name: &str) -> Columns {
+        let mut columns = Columns::new(name);
+        let input = DescribeStackResourcesInput { stack_name: name.to_owned() };
+        if let Ok(output) = api
+            .client
+            .call::<_, DescribeStackResourcesOutput>(
+                "cloudformation",
+                "DescribeStackResources",
+                &input,
+            )
+            .await
+        {
+            for resource in &output.stack_resources {
+                columns.fit(&resource.logical_resource_id, &resource.resource_type, "");
+            }
+        }
+        columns
+    }
+
+    /// Wide enough for the resources of the template file at `path` (as
+    /// far as it can be read: the daemon says what is wrong with it).
+    fn fit_template(&mut self, path: &Path) {
+        let Ok(text) = std::fs::read_to_string(path) else { return };
+        let file = autopatch_documents::SourceFile::new(path.display().to_string(), text);
+        let (template, _) = autopatch_documents::cloudformation::parse_template_lenient(&file);
+        for resource in template.iter().flat_map(|template| template.resources.values()) {
+            self.fit(resource.name.as_str(), &resource.resource_type.value, "");
+        }
+    }
+
+    fn fit(&mut self, logical_id: &str, resource_type: &str, status: &str) {
+        self.logical_id = self.logical_id.max(logical_id.chars().count());
+        self.resource_type = self.resource_type.max(resource_type.chars().count());
+        self.status = self.status.max(status.chars().count());
+    }
+
+    /// One event as a line: time, logical id, type, status, reason.
+    fn line(&mut self, event: &StackEvent) -> String {
+        self.fit(&event.logical_resource_id, &event.resource_type, &event.resource_status);
+        let line = format!(
+            "{}  {:<id$}  {:<kind$}  {:<status$}  {}",
+            event.timestamp,
+            event.logical_resource_id,
+            event.resource_type,
+            event.resource_status,
+            event.resource_status_reason.as_deref().unwrap_or(""),
+            id = self.logical_id,
+            kind = self.resource_type,
+            status = self.status,
+        );
+        line.trim_end().to_owned()
+    }
+}
+
+/// A refused CreateStack or UpdateStack. A list of problems (more than one
+/// line, or any with a position) prints one problem per line: the
+/// template's as they are (`file:line:col: error: ...`), the request's own
+/// (which are nowhere in the template) as `error: ...`, then the code and
+/// `outcome` on a line of their own. Any other refusal prints as every
+/// other does (`error: <message> (<Code>)`).
+fn refusal(error: autopatch_daemon::ClientError, state_dir: &Path, outcome: &str) -> CliError {
+    if let Some(refused) = error.api_error() {
+        let lines: Vec<&str> = refused.message.lines().collect();
+        if lines.len() > 1 || lines.iter().any(|line| render::is_diagnostics(line)) {
+            let mut text: Vec<String> = lines
+                .iter()
+                .map(|line| {
+                    if render::is_diagnostics(line) {
+                        (*line).to_owned()
+                    } else {
+                        format!("error: {line}")
+                    }
+                })
+                .collect();
+            let count = match lines.len() {
+                1 => "1 problem".to_owned(),
+                n => format!("{n} problems"),
+            };
+            text.push(format!("{}: {outcome} ({count})", refused.code));
+            return CliError { diagnostics: true, ..CliError::new(text.join("\n")) }.with_code(1);
+        }
+    }
+    CliError::from_client(error, state_dir)
 }
 
 fn print_stack(stack: &Stack) {

@@ -791,7 +791,10 @@ fn a_template_the_daemon_refuses_prints_its_diagnostics_as_they_are() {
     let (scripted, _daemon) = serve_scripted(&cli, scripted);
     let output = cli.run(&["stack", "create", "web", "--template", &template]);
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(stderr(&output), format!("{diagnostics}\n"));
+    assert_eq!(
+        stderr(&output),
+        format!("{diagnostics}\nValidationError: stack web was not created (2 problems)\n")
+    );
     assert_eq!(scripted.operations(), ["CreateStack"], "nothing followed");
 
     let mut other = Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![])]);
