@@ -338,6 +338,7 @@ impl<E: Engine + 'static> Builder<E> {
             let mut ctx = StageContext {
                 engine: self.engine.as_ref(),
                 container: &container,
+                role: "build",
                 log_dir: &log_dir.join("build"),
                 progress,
                 cancel,
@@ -423,6 +424,7 @@ impl<E: Engine + 'static> Builder<E> {
             let mut ctx = StageContext {
                 engine: self.engine.as_ref(),
                 container: &test_container,
+                role: "test",
                 log_dir: &log_dir.join("test"),
                 progress,
                 cancel,

@@ -21,7 +21,7 @@ use autopatch_documents::{
     Action, ComponentDocument, CreateFileInput, FileEncoding, OnFailure, PhaseName, Segment, Step,
     Template,
 };
-use autopatch_engine::{Engine, ExecSpec, OutputSink, OutputStream};
+use autopatch_engine::{ContainerState, Engine, ExecSpec, OutputSink, OutputStream};
 use autopatch_model::StepStatus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,10 @@ pub(crate) struct StepRecord {
     pub(crate) outputs: BTreeMap<String, String>,
     pub(crate) log: String,
     pub(crate) failure_message: Option<String>,
+    /// The stage's container stopped running during the step: the stage
+    /// ends here.
+    #[serde(skip)]
+    pub(crate) container_stopped: bool,
 }
 
 /// The record of one phase of one component.
@@ -70,6 +74,8 @@ pub(crate) struct PhaseRecord {
 pub(crate) struct StageContext<'a, E: Engine> {
     pub(crate) engine: &'a E,
     pub(crate) container: &'a str,
+    /// The container's role (`build`, `test`), for messages.
+    pub(crate) role: &'static str,
     pub(crate) log_dir: &'a Path,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) cancel: &'a CancellationToken,
@@ -141,7 +147,9 @@ pub(crate) async fn run_stage<E: Engine>(
                 };
                 if record.status == StepStatus::Failed.as_str() {
                     phase_failed = true;
-                    if step.on_failure == OnFailure::Abort {
+                    // A container that stopped runs nothing more, whatever
+                    // the step's onFailure says.
+                    if step.on_failure == OnFailure::Abort || record.container_stopped {
                         abort = Some(format!(
                             "step {} of component {} ({} phase) failed: {}",
                             step.name,
@@ -203,6 +211,7 @@ fn skipped(step: &Step) -> StepRecord {
         outputs: BTreeMap::new(),
         log: String::new(),
         failure_message: None,
+        container_stopped: false,
     }
 }
 
@@ -242,24 +251,48 @@ async fn run_step<E: Engine>(
         // write, an exec that fails) is a failed attempt like a non-zero
         // exit, handled by `maxAttempts` and `onFailure`; only a cancel
         // ends the stage here.
-        let result = match run_action(ctx, component, step, lookup, &mut log).await {
-            Ok(result) => result,
+        let (result, engine_failed) = match run_action(ctx, component, step, lookup, &mut log).await
+        {
+            Ok(result) => (result, false),
             Err(BuildError::Cancelled) => return Err(BuildError::Cancelled),
             Err(error) => {
                 let message = crate::build::error_chain(&error);
                 log.line(&format!("autopatch: {message}"));
-                ActionResult::Invalid { message }
+                (ActionResult::Invalid { message }, true)
             }
+        };
+        // An attempt that did not succeed may have ended because the
+        // container did (killed, stopped, out of memory): the exec then ends
+        // with the killed process's code (137 for SIGKILL, which would read
+        // as a timeout) or an error. Say so, and run nothing more in it.
+        let killed = engine_failed
+            || matches!(result, ActionResult::Exited { code, .. } if signal_code(code));
+        let result = match result {
+            ActionResult::Exited { code: 0, .. } => result,
+            result => match stopped_container(ctx.engine, ctx.container, ctx.role, killed).await {
+                Some(message) => {
+                    log.line(&format!("autopatch: {message}"));
+                    ActionResult::ContainerStopped { message, exec_code: result.exit_code() }
+                }
+                None => result,
+            },
         };
         let outcome = match &result {
             ActionResult::Exited { code, .. } if *code == 0 => AttemptOutcome::Succeeded,
             ActionResult::Exited { code: 194, .. } => AttemptOutcome::RebootRequested,
             ActionResult::Exited { .. } => AttemptOutcome::Failed,
             ActionResult::TimedOut => AttemptOutcome::TimedOut,
-            ActionResult::Invalid { .. } => AttemptOutcome::Failed,
+            ActionResult::Invalid { .. } | ActionResult::ContainerStopped { .. } => {
+                AttemptOutcome::Failed
+            }
         };
-        let decision =
-            after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots);
+        let container_stopped = matches!(result, ActionResult::ContainerStopped { .. });
+        let decision = if container_stopped {
+            // No retry, reboot or next step in a container that is gone.
+            StepDecision::Abort { status: StepStatus::Failed }
+        } else {
+            after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots)
+        };
         // Exit 194 once the build has had all its reboots: a failed attempt,
         // whose message says why the step did not run again.
         let described =
@@ -322,6 +355,7 @@ async fn run_step<E: Engine>(
                     outputs,
                     log: log_path.display().to_string(),
                     failure_message,
+                    container_stopped,
                 });
             }
         }
@@ -347,22 +381,99 @@ enum ActionResult {
     Invalid {
         message: String,
     },
+    /// The stage's container stopped running (or was removed) during the
+    /// attempt; `exec_code` is what the step's process ended with, if known.
+    ContainerStopped {
+        message: String,
+        exec_code: Option<i64>,
+    },
 }
 
 impl ActionResult {
     fn exit_code(&self) -> Option<i64> {
         match self {
             ActionResult::Exited { code, .. } => Some(*code),
+            ActionResult::ContainerStopped { exec_code, .. } => *exec_code,
             ActionResult::TimedOut | ActionResult::Invalid { .. } => None,
         }
     }
 
     fn describe(&self) -> String {
         match self {
+            ActionResult::Exited { code: 137, .. } => {
+                "exit code 137 (killed by SIGKILL)".to_owned()
+            }
             ActionResult::Exited { code, .. } => format!("exit code {code}"),
             ActionResult::TimedOut => "timed out".to_owned(),
-            ActionResult::Invalid { message } => message.clone(),
+            ActionResult::Invalid { message } | ActionResult::ContainerStopped { message, .. } => {
+                message.clone()
+            }
         }
+    }
+}
+
+/// How often, and how far apart, [`stopped_container`] looks at a container
+/// whose step was killed: Podman reports a killed container `exited` only
+/// once its cleanup has run, a moment after the exec has ended (meanwhile
+/// `stopped`, a state the engine driver cannot read, or still `running`).
+const KILLED_LOOKS: u32 = 10;
+const KILLED_LOOK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Why the stage's container no longer runs the step, if it does not:
+/// "the build container exited (killed by SIGKILL, exit 137) while the step
+/// ran". `None` while it runs, and when the engine cannot tell. `killed`
+/// (the step's process died of a signal, or the engine failed to run it)
+/// looks again for a while before believing it runs.
+async fn stopped_container<E: Engine>(
+    engine: &E,
+    container: &str,
+    role: &str,
+    killed: bool,
+) -> Option<String> {
+    let looks = if killed { KILLED_LOOKS } else { 1 };
+    for look in 0..looks {
+        if look > 0 {
+            tokio::time::sleep(KILLED_LOOK_INTERVAL).await;
+        }
+        let info = match engine.container_inspect(container).await {
+            Ok(Some(info)) => info,
+            Ok(None) => {
+                return Some(format!("the {role} container was removed while the step ran"));
+            }
+            Err(_) => continue,
+        };
+        let how = match info.state {
+            ContainerState::Running | ContainerState::Unknown => continue,
+            ContainerState::Exited | ContainerState::Dead => match info.exit_code {
+                Some(code) => match signal_name(code) {
+                    Some(signal) => format!("exited (killed by {signal}, exit {code})"),
+                    None => format!("exited (exit {code})"),
+                },
+                None => "exited".to_owned(),
+            },
+            state => format!("stopped running (it is {})", format!("{state:?}").to_lowercase()),
+        };
+        return Some(format!("the {role} container {how} while the step ran"));
+    }
+    None
+}
+
+/// Whether an exit code says a signal ended the process (128 + n).
+fn signal_code(code: i64) -> bool {
+    (129..=192).contains(&code)
+}
+
+/// The signal an exit code of 128 + n stands for, for the usual ones.
+fn signal_name(code: i64) -> Option<&'static str> {
+    match code {
+        129 => Some("SIGHUP"),
+        130 => Some("SIGINT"),
+        131 => Some("SIGQUIT"),
+        134 => Some("SIGABRT"),
+        137 => Some("SIGKILL"),
+        139 => Some("SIGSEGV"),
+        143 => Some("SIGTERM"),
+        _ => None,
     }
 }
 
@@ -449,6 +560,7 @@ async fn run_action<E: Engine>(
     // The in-container timeout ends the step; this host-side limit only
     // guards against an exec that never returns.
     let host_limit = step.timeout_seconds.map(|seconds| Duration::from_secs(seconds + 60));
+    let started = tokio::time::Instant::now();
     let exec = ctx.engine.exec(ctx.container, &spec, log);
     // Biased: a cancel that arrives as the step ends wins, so the step
     // that was running when the build was cancelled is the one recorded
@@ -462,7 +574,13 @@ async fn run_action<E: Engine>(
         None => Ok(ActionResult::TimedOut),
         Some(result) => {
             let result = result?;
-            let timed_out = step.timeout_seconds.is_some() && matches!(result.exit_code, 124 | 137);
+            // `timeout` exits 124 (137 when it had to SIGKILL) once the
+            // time is up; the same codes earlier are the script's own, or
+            // a kill (the container's, or of the step's processes).
+            let timed_out = step.timeout_seconds.is_some_and(|seconds| {
+                matches!(result.exit_code, 124 | 137)
+                    && started.elapsed() >= Duration::from_secs(seconds)
+            });
             if timed_out {
                 Ok(ActionResult::TimedOut)
             } else {
@@ -701,6 +819,7 @@ mod tests {
         let mut ctx = StageContext {
             engine: &engine,
             container: &container.id,
+            role: "build",
             log_dir: logs.path(),
             progress: &crate::progress::NoProgress,
             cancel: &cancel,

@@ -5,23 +5,7 @@ use autopatch_engine::Engine;
 use autopatch_imagebuilder::{BuildEvent, StartOutcome, engine_reference};
 use autopatch_model::ImageState;
 
-use crate::support::{Fixture, GOLDEN};
-
-async fn single_component_pipeline(fixture: &Fixture, component: &str, tests_enabled: bool) {
-    fixture.component("probe", component);
-    fixture
-        .recipe(&format!("name: probe\nsemanticVersion: 1.0.0\nparentImage: {GOLDEN}\ncomponents:\n  - componentArn: probe\n"))
-        .await;
-    fixture.pipeline(&format!(
-        "name: probe\nimageRecipeArn: probe\nimageTestsConfiguration:\n  imageTestsEnabled: {tests_enabled}\n"
-    ));
-}
-
-/// A build's `detailedoutput.json`.
-fn detailed_output(build: &autopatch_store::BuildRow) -> serde_json::Value {
-    let path = std::path::Path::new(&build.artifact_dir).join("detailedoutput.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use crate::support::{Fixture, detailed_output, single_component_pipeline};
 
 async fn run(fixture: &Fixture) -> autopatch_imagebuilder::BuildOutcome {
     match fixture.start("probe").await.0 {
@@ -237,6 +221,64 @@ phases:
             .any(|e| matches!(e, BuildEvent::StepFinished { step, .. } if step == "Long")),
         "the cancel stopped the running step instead of waiting for it"
     );
+    assert!(fixture.builder.store.images().unwrap().is_empty());
+    assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
+}
+
+/// The build (the only one of this fixture) once its step `step` has
+/// printed `text` to its log.
+async fn once_step_printed(fixture: &Fixture, step: &str, text: &str) -> autopatch_store::BuildRow {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let Some(build) = fixture.builder.store.builds().unwrap().pop() else { continue };
+        let log = std::path::Path::new(&build.artifact_dir)
+            .join(format!("logs/build/probe/build/{step}.log"));
+        if std::fs::read_to_string(log).is_ok_and(|log| log.contains(text)) {
+            return build;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_container_killed_during_a_step_is_reported_killed_not_timed_out() {
+    let fixture = Fixture::new().await;
+    single_component_pipeline(
+        &fixture,
+        r#"
+name: probe
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Sleeps
+        action: ExecuteBash
+        inputs:
+          commands: [ "echo start", "sleep 40" ]
+"#,
+        true,
+    )
+    .await;
+    let killer = async {
+        let build = once_step_printed(&fixture, "Sleeps", "start").await;
+        // What QA ran: `podman kill` of the build container.
+        let killed = std::process::Command::new("podman")
+            .args(["kill", &format!("autopatch-build-{}", build.id)])
+            .output()
+            .unwrap();
+        assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    };
+    let ((outcome, _), ()) = tokio::join!(fixture.start("probe"), killer);
+    let StartOutcome::Built(outcome) = outcome else { panic!("expected a build") };
+
+    assert_eq!(outcome.build.state, ImageState::Failed);
+    let said = "the build container exited (killed by SIGKILL, exit 137) while the step ran; \
+                last output:\nstart";
+    assert_eq!(
+        outcome.build.reason.as_deref(),
+        Some(format!("step Sleeps of component probe (build phase) failed: {said}").as_str())
+    );
+    let step = &detailed_output(&outcome.build)["phases"][0]["steps"][0];
+    assert_eq!((&step["status"], &step["failure_message"]), (&"failed".into(), &said.into()));
     assert!(fixture.builder.store.images().unwrap().is_empty());
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
 }

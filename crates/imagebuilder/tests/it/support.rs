@@ -154,6 +154,28 @@ pub(crate) async fn derive_from_golden(
     engine.container_remove(&container.id).await.unwrap();
 }
 
+/// A build's `detailedoutput.json`.
+pub(crate) fn detailed_output(build: &autopatch_store::BuildRow) -> serde_json::Value {
+    let path = std::path::Path::new(&build.artifact_dir).join("detailedoutput.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Registers the component `probe` from `component`, a recipe `probe`
+/// 1.0.0 on the golden image running it, and a pipeline `probe`.
+pub(crate) async fn single_component_pipeline(
+    fixture: &Fixture,
+    component: &str,
+    tests_enabled: bool,
+) {
+    fixture.component("probe", component);
+    fixture
+        .recipe(&format!("name: probe\nsemanticVersion: 1.0.0\nparentImage: {GOLDEN}\ncomponents:\n  - componentArn: probe\n"))
+        .await;
+    fixture.pipeline(&format!(
+        "name: probe\nimageRecipeArn: probe\nimageTestsConfiguration:\n  imageTestsEnabled: {tests_enabled}\n"
+    ));
+}
+
 pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }

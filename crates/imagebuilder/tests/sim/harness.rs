@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use autopatch_documents::SourceFile;
 use autopatch_engine::{Call, ExecContext, ExecReply, FakeEngine, Operation};
@@ -99,7 +99,9 @@ impl Sim {
         {
             let world = Arc::clone(&world);
             let cancel = cancel.clone();
-            engine.set_exec_handler(move |ctx| answer(&world, &cancel, ctx));
+            // Weak: the engine holds its handler.
+            let killer = Arc::downgrade(&engine);
+            engine.set_exec_handler(move |ctx| answer(&world, &cancel, &killer, ctx));
         }
         Sim::on(engine, world, cancel)
     }
@@ -406,7 +408,12 @@ fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
     world.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn answer(world: &Mutex<World>, cancel: &CancellationToken, ctx: &ExecContext) -> ExecReply {
+fn answer(
+    world: &Mutex<World>,
+    cancel: &CancellationToken,
+    engine: &Weak<FakeEngine>,
+    ctx: &ExecContext,
+) -> ExecReply {
     let cmd = &ctx.exec.cmd;
     if *cmd == autopatch_evidence::dpkg_query_command() {
         let upgraded = lock(world).upgraded.contains(&ctx.container.id);
@@ -418,7 +425,7 @@ fn answer(world: &Mutex<World>, cancel: &CancellationToken, ctx: &ExecContext) -
         [.., bash, path] if bash == "bash" && path.starts_with(SCRIPT_DIR) => {
             match ctx.files.get(path) {
                 Some(script) => {
-                    step_script(world, cancel, ctx, path, &String::from_utf8_lossy(script))
+                    step_script(world, cancel, engine, ctx, path, &String::from_utf8_lossy(script))
                 }
                 None => Some(ExecReply::exit(127).stderr(format!("bash: {path}: no such file\n"))),
             }
@@ -486,6 +493,7 @@ fn changelog_bundle(script: &str) -> String {
 fn step_script(
     world: &Mutex<World>,
     cancel: &CancellationToken,
+    engine: &Weak<FakeEngine>,
     ctx: &ExecContext,
     path: &str,
     script: &str,
@@ -504,7 +512,16 @@ fn step_script(
                 .stdout(format!("Setting up openssl ({UPGRADED_VERSION}) ...\n")),
         );
     }
-    Some(interpret_step_script(script, run, cancel))
+    let reply = interpret_step_script(script, run, cancel);
+    // `# sim: the container is killed`: the container dies with the step
+    // (as `podman kill` does it); the step's process ends with 137.
+    if script.lines().any(|line| line.trim() == "# sim: the container is killed") {
+        if let Some(engine) = engine.upgrade() {
+            engine.kill(&ctx.container.id, 137).expect("the step's container exists");
+        }
+        return Some(ExecReply { exit_code: 137, ..reply });
+    }
+    Some(reply)
 }
 
 /// Interprets a step script, line by line, for its `run`-th execution:
@@ -512,7 +529,9 @@ fn step_script(
 /// - `exit N` ends the script with `N`;
 /// - `# sim: fail K times with exit N` ends the first `K` runs with `N`;
 /// - `# sim: cancel` cancels the test's token (as a user pressing Ctrl-C
-///   while the step runs) and goes on.
+///   while the step runs) and goes on;
+/// - `# sim: the container is killed` (see [`step_script`]) kills the
+///   step's container: the script ends there, with exit code 137.
 fn interpret_step_script(script: &str, run: u32, cancel: &CancellationToken) -> ExecReply {
     let mut reply = ExecReply::exit(0);
     for line in script.lines().map(str::trim) {
@@ -529,6 +548,8 @@ fn interpret_step_script(script: &str, run: u32, cancel: &CancellationToken) -> 
             }
         } else if line == "# sim: cancel" {
             cancel.cancel();
+        } else if line == "# sim: the container is killed" {
+            return reply;
         }
     }
     reply

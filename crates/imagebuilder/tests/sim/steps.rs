@@ -200,3 +200,50 @@ async fn a_cancel_mid_phase_keeps_the_steps_that_ran_in_the_detailed_output() {
     );
     assert_eq!(output["phases"][0]["status"], "cancelled");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_killed_container_fails_its_step_and_ends_the_stage_whatever_on_failure_says() {
+    let killed = bash("Flaky", &["echo start", "# sim: the container is killed"])
+        .on_failure("Ignore")
+        .max_attempts(3);
+    let sim = Sim::with_pipeline(&around(killed), "").await;
+    let (outcome, _) = sim.build().await;
+
+    assert_eq!(outcome.build.state, ImageState::Failed);
+    let reason = outcome.build.reason.clone().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "step Flaky of component probe (build phase) failed: the build container exited \
+         (killed by SIGKILL, exit 137) while the step ran; last output:\nstart"
+    );
+    let output = detailed_output(&outcome.build);
+    assert_eq!(
+        step_table(&output),
+        [
+            "build probe Before: success attempts=1 reboots=0",
+            "build probe Flaky: failed attempts=1 reboots=0",
+            "build probe After: skipped attempts=0 reboots=0",
+        ],
+        "no retry and no next step in a dead container"
+    );
+    assert_eq!(output["phases"][0]["steps"][1]["exit_code"], 137);
+    assert_eq!((runs(&sim, "Flaky"), runs(&sim, "After")), (1, 0));
+    sim.assert_nothing_left("killed container");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn exit_137_before_the_step_timeout_is_a_kill_not_a_timeout() {
+    let sim = Sim::with_pipeline(&around(bash("Flaky", &["echo start", "exit 137"])), "").await;
+    let (outcome, _) = sim.build().await;
+
+    assert_eq!(outcome.build.state, ImageState::Failed);
+    let reason = outcome.build.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "step Flaky of component probe (build phase) failed: exit code 137 (killed by SIGKILL)"
+        ),
+        "{reason}"
+    );
+    let output = detailed_output(&outcome.build);
+    assert_eq!(output["phases"][0]["steps"][1]["exit_code"], 137, "{output}");
+}
