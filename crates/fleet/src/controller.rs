@@ -765,8 +765,16 @@ async fn terminate_the_rest<E: Engine>(shared: &Shared<E>, group: &str) -> Resul
     let mut first_error = None;
     let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
     for row in &rows {
-        if let Err(error) = finish_termination(&context, &row.instance_id, None).await {
-            first_error.get_or_insert(error);
+        match finish_termination(&context, &row.instance_id, None).await {
+            Ok(()) => log::info!(
+                stack = stack_name(row.stack_id.as_deref()),
+                group = group,
+                instance = row.instance_id.as_str();
+                "instance terminated"
+            ),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
     }
     let leftovers = shared
