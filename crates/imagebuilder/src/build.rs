@@ -43,8 +43,14 @@ pub const OWNER_LABEL: &str = "autopatch.owner-pid";
 /// `test`, `check-updates`, `diff`, `bootstrap`, `instance`).
 pub const ROLE_LABEL: &str = "autopatch.role";
 
+/// Label on the containers a state directory's builds and update checks
+/// create, with that state directory's engine namespace
+/// ([`Store::engine_namespace`]): [`Builder::recover`] leaves another state
+/// directory's containers to that directory's own recovery.
+pub const NAMESPACE_LABEL: &str = "autopatch.namespace";
+
 /// The labels every container autopatch creates carries: its role and its
-/// owner process.
+/// owner process. [`Builder::ownership_labels`] adds the state directory.
 pub fn ownership_labels(role: &str) -> std::collections::BTreeMap<String, String> {
     std::collections::BTreeMap::from([
         (ROLE_LABEL.to_owned(), role.to_owned()),
@@ -167,6 +173,14 @@ struct DetailedOutput<'a> {
 }
 
 impl<E: Engine + 'static> Builder<E> {
+    /// The labels of a container this state directory's work creates:
+    /// [`ownership_labels`] and [`NAMESPACE_LABEL`].
+    pub fn ownership_labels(&self, role: &str) -> std::collections::BTreeMap<String, String> {
+        let mut labels = ownership_labels(role);
+        labels.insert(NAMESPACE_LABEL.to_owned(), self.store.engine_namespace().to_owned());
+        labels
+    }
+
     /// Runs a build to its end. `cancel` (or a cancel request in the store)
     /// stops it, ending `CANCELLED`.
     pub async fn run(
@@ -524,7 +538,7 @@ impl<E: Engine + 'static> Builder<E> {
             spec.entrypoint = Some(vec!["sleep".into()]);
             spec.cmd = vec!["infinity".into()];
         }
-        spec.labels = ownership_labels(role);
+        spec.labels = self.ownership_labels(role);
         spec.labels.insert(BUILD_LABEL.to_owned(), build.id.clone());
         let container = self.engine.container_create(&spec).await?;
         self.engine.container_start(&container.id).await?;
@@ -551,11 +565,17 @@ impl<E: Engine + 'static> Builder<E> {
         // the state of a build they name (a check container from an image
         // published with its build's labels names a finished build). This
         // process's own build and test containers of a finished build are
-        // leftovers of a cleanup that failed.
+        // leftovers of a cleanup that failed. Another state directory's
+        // containers are left to its own recovery; a container without the
+        // state directory's label (made by code that does not name one, or
+        // by an earlier version) counts as this one's.
+        let namespace = self.store.engine_namespace();
         for role in RECOVERED_ROLES {
             let label = [(ROLE_LABEL.to_owned(), role.to_owned())];
             for container in self.engine.container_list(&label).await? {
-                if !created_for_role(&container, role) {
+                let elsewhere = label_value(&container.labels, NAMESPACE_LABEL)
+                    .is_some_and(|owner| owner != namespace);
+                if elsewhere || !created_for_role(&container, role) {
                     continue;
                 }
                 let Some(owner) = label_value(&container.labels, OWNER_LABEL)
@@ -689,7 +709,7 @@ fn image_changes(build: &BuildRow, request: &BuildRequest, image_version: &str) 
     // The build container's ownership labels would otherwise be inherited by
     // every container run from the image, making each look like an orphaned
     // build container. A commit cannot delete a label: clear them.
-    for owned in [ROLE_LABEL, OWNER_LABEL, BUILD_LABEL] {
+    for owned in [ROLE_LABEL, OWNER_LABEL, BUILD_LABEL, NAMESPACE_LABEL] {
         changes.push(format!("LABEL {owned}="));
     }
     changes.push(format!("LABEL autopatch.parent={}", request.parent.engine_image_id));
@@ -731,12 +751,17 @@ fn write_documents(artifact_dir: &Path, documents: &[(String, String)]) -> Resul
 /// A build id: time-ordered and unique across processes, and safe in tags
 /// and file names.
 fn new_build_id() -> String {
+    new_id("b")
+}
+
+/// A time-ordered id unique across processes: `<prefix>-<time>-<random>`.
+pub(crate) fn new_id(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     let random = hasher.finish() & 0xff_ffff;
     let millis = clock::now().millis();
-    format!("b-{millis:x}-{random:06x}")
+    format!("{prefix}-{millis:x}-{random:06x}")
 }
 
 /// Whether a build in progress has lost the process running it (what

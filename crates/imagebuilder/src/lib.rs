@@ -28,8 +28,9 @@ mod updates;
 
 pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap, bootstrap_cancellable};
 pub use build::{
-    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NETWORK, OWNER_LABEL, ROLE_LABEL,
-    ResolvedParent, engine_reference, error_chain, label_value, ownership_labels, runner_gone,
+    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NAMESPACE_LABEL, NETWORK, OWNER_LABEL,
+    ROLE_LABEL, ResolvedParent, engine_reference, error_chain, label_value, ownership_labels,
+    runner_gone,
 };
 pub use catalog::{
     LoadedPipeline, Registered, Unresolved, create_component, create_pipeline, create_recipe,

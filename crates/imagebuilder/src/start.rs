@@ -12,7 +12,7 @@ use crate::build::{BuildOutcome, BuildRequest, Builder};
 use crate::catalog;
 use crate::error::{BuildError, RegistryError};
 use crate::progress::{BuildEvent, Progress};
-use crate::updates::{self, Sources};
+use crate::updates::Sources;
 
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -119,13 +119,9 @@ pub async fn start_pipeline<E: Engine + 'static>(
             progress.event(BuildEvent::Note {
                 message: format!("checking {} for pending updates", latest.version),
             });
-            let pending = updates::check_updates(
-                builder.engine.as_ref(),
-                &latest.engine_image_id,
-                &latest.version,
-                Sources::Image,
-            )
-            .await?;
+            let pending = builder
+                .check_updates(&latest.engine_image_id, &latest.version, Sources::Image)
+                .await?;
             if pending.updates.is_empty() {
                 return Ok(StartOutcome::Skipped {
                     reason: format!(

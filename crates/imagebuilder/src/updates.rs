@@ -1,11 +1,13 @@
 //! Pending updates of an image, without changing it: a throwaway container
 //! from the image runs `apt-get update` and `apt-get -s dist-upgrade`.
 
+use std::collections::BTreeMap;
+
 use autopatch_engine::{ContainerSpec, Engine, ExecSpec};
 use autopatch_evidence::PendingChange;
 
 use crate::apt::APT_UPDATE_FUNCTION;
-use crate::build::{NETWORK, ownership_labels};
+use crate::build::{Builder, NETWORK, new_id, ownership_labels};
 use crate::error::BuildError;
 
 /// Which package sources the check uses.
@@ -58,24 +60,59 @@ fi
     )
 }
 
+/// The role label of update-check containers.
+const CHECK_ROLE: &str = "check-updates";
+
 /// Lists the updates pending for `reference` (an engine reference or id);
 /// `name` is how the result and errors name the image (its version, or what
 /// the user typed), since an engine id means little to a reader.
+///
+/// The check's container carries [`ownership_labels`] but no state
+/// directory: [`Builder::check_updates`] is the same check labelled with
+/// its state directory, which that directory's recovery alone removes.
 pub async fn check_updates<E: Engine>(
     engine: &E,
     reference: &str,
     name: &str,
     sources: Sources,
 ) -> Result<PendingUpdates, BuildError> {
+    run_check(engine, ownership_labels(CHECK_ROLE), reference, name, sources).await
+}
+
+impl<E: Engine + 'static> Builder<E> {
+    /// [`check_updates`] in a container labelled with this state
+    /// directory ([`Builder::ownership_labels`]): if this process dies during
+    /// the check, this state directory's [`Builder::recover`] removes it.
+    pub async fn check_updates(
+        &self,
+        reference: &str,
+        name: &str,
+        sources: Sources,
+    ) -> Result<PendingUpdates, BuildError> {
+        let labels = self.ownership_labels(CHECK_ROLE);
+        run_check(self.engine.as_ref(), labels, reference, name, sources).await
+    }
+}
+
+async fn run_check<E: Engine>(
+    engine: &E,
+    labels: BTreeMap<String, String>,
+    reference: &str,
+    name: &str,
+    sources: Sources,
+) -> Result<PendingUpdates, BuildError> {
     engine.network_ensure(NETWORK).await?;
-    let mut spec = ContainerSpec {
+    // Named like build containers (`autopatch-<role>-<id>`), the id a
+    // check's own, as no build exists yet.
+    let spec = ContainerSpec {
+        name: Some(format!("autopatch-{CHECK_ROLE}-{}", new_id("c"))),
         image: reference.to_owned(),
         cmd: vec!["sleep".into(), "infinity".into()],
         network: Some(NETWORK.to_owned()),
         init: true,
+        labels,
         ..ContainerSpec::default()
     };
-    spec.labels = ownership_labels("check-updates");
     let container = engine.container_create(&spec).await?;
     let result = async {
         engine.container_start(&container.id).await?;

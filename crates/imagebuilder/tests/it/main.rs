@@ -8,4 +8,5 @@ mod support;
 mod lab;
 mod lifecycle;
 mod local_repo;
+mod recovery;
 mod unreachable;

@@ -154,6 +154,14 @@ pub(crate) async fn derive_from_golden(
     engine.container_remove(&container.id).await.unwrap();
 }
 
+/// The pid of a process that has exited: spawned, then reaped here.
+pub(crate) fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 /// A build's `detailedoutput.json`.
 pub(crate) fn detailed_output(build: &autopatch_store::BuildRow) -> serde_json::Value {
     let path = std::path::Path::new(&build.artifact_dir).join("detailedoutput.json");

@@ -25,14 +25,27 @@ async fn unreachable_parent(fixture: &Fixture) -> String {
     reference
 }
 
-/// Containers of the update check this process left behind.
+/// Containers of the update check this process left behind for this
+/// fixture's state directory (or for none: the check without a builder),
+/// not another test's running meanwhile.
 async fn leftover_check_containers(fixture: &Fixture) -> Vec<String> {
     let labels = [
         ("autopatch.role".to_owned(), "check-updates".to_owned()),
         (autopatch_imagebuilder::OWNER_LABEL.to_owned(), std::process::id().to_string()),
     ];
     let containers = fixture.builder.engine.container_list(&labels).await.unwrap();
-    containers.into_iter().map(|container| container.name).collect()
+    let namespace = fixture.builder.store.engine_namespace();
+    containers
+        .into_iter()
+        .filter(|container| {
+            autopatch_imagebuilder::label_value(
+                &container.labels,
+                autopatch_imagebuilder::NAMESPACE_LABEL,
+            )
+            .is_none_or(|owner| owner == namespace)
+        })
+        .map(|container| container.name)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

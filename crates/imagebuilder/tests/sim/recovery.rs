@@ -186,3 +186,29 @@ async fn recover_leaves_containers_from_images_published_with_build_labels() {
     let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
     assert_eq!(left, [user.id, check.id]);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn recover_leaves_the_dead_containers_of_another_state_directory_to_it() {
+    let sim = Sim::new();
+    let other = sim.beside();
+    let check = |builder: &autopatch_imagebuilder::Builder<_>, owner: u32| {
+        let mut spec = ContainerSpec { image: PARENT.into(), ..ContainerSpec::default() };
+        spec.labels = builder.ownership_labels("check-updates");
+        spec.labels.insert(OWNER_LABEL.into(), owner.to_string());
+        spec
+    };
+    let ours_dead = sim.engine.container_create(&check(&sim.builder, DEAD_PID)).await.unwrap();
+    let ours_live =
+        sim.engine.container_create(&check(&sim.builder, std::process::id())).await.unwrap();
+    let theirs_dead = sim.engine.container_create(&check(&other.builder, DEAD_PID)).await.unwrap();
+
+    sim.builder.recover().await.unwrap();
+
+    let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
+    assert_eq!(left, [ours_live.id, theirs_dead.id.clone()]);
+
+    other.builder.recover().await.unwrap();
+    let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
+    assert!(!left.contains(&theirs_dead.id), "its own state directory removes it");
+    assert!(!left.contains(&ours_dead.id));
+}

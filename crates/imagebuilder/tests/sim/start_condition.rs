@@ -54,6 +54,19 @@ async fn a_run_without_pending_updates_builds_nothing() {
         other => panic!("expected Skipped, got {other:?}"),
     }
     assert_eq!(check_containers(), [latest.engine_image_id.as_str()], "checked the latest image");
+    // Named and labelled as a build's containers are: recovery finds it by
+    // its owner and its state directory if this process dies mid-check.
+    let check = sim.containers_created("check-updates").pop().expect("a check container");
+    let name = check.name.unwrap_or_default();
+    assert!(name.starts_with("autopatch-check-updates-c-"), "{name}");
+    assert_eq!(
+        check.labels.get(autopatch_imagebuilder::OWNER_LABEL),
+        Some(&std::process::id().to_string())
+    );
+    assert_eq!(
+        check.labels.get(autopatch_imagebuilder::NAMESPACE_LABEL).map(String::as_str),
+        Some(sim.builder.store.engine_namespace())
+    );
     assert_eq!(sim.builder.store.builds().unwrap().len(), 1, "no build row");
     assert_eq!(sim.builder.store.images().unwrap().len(), 1);
     assert_eq!(sim.tags_besides_parent(), [sim.published(1)]);
