@@ -31,8 +31,9 @@
 //!   terminating, so a decrement and the instance it removes are seen
 //!   together.
 //! - Time is `tokio::time` only, measured from the fleet's creation, so tests
-//!   can pause it. An adopted instance's grace period starts at adoption: the
-//!   target groups of a restarted daemon check it from scratch as well.
+//!   can pause it. An adopted instance's grace period starts at adoption: a
+//!   restarted daemon's target groups put the targets the previous one saw
+//!   healthy back in service at once, but check every target from then on.
 //! - Every change to an instance (launched, adopted, terminating,
 //!   terminated, removed as an orphan) and every failed launch is a `log`
 //!   record with the fields `stack`, `group`, `instance` and `reason` where
