@@ -157,6 +157,10 @@ struct Timings {
     total_ms: u64,
 }
 
+/// `detailedoutput.json`: written as each step starts and ends (the
+/// build's current state, `finished_at` null), then once more when the build
+/// ends, by its runner or, when the runner died, by [`Builder::recover`]
+/// (`ended_by_recovery`).
 #[derive(Debug, Serialize)]
 struct DetailedOutput<'a> {
     build_id: &'a str,
@@ -167,10 +171,14 @@ struct DetailedOutput<'a> {
     state: &'static str,
     reason: Option<&'a str>,
     started_at: String,
-    finished_at: String,
+    finished_at: Option<String>,
+    ended_by_recovery: bool,
     timings: &'a Timings,
     phases: &'a [PhaseRecord],
 }
+
+/// The name of a build's detailed output in its artifact folder.
+const DETAILED_OUTPUT: &str = "detailedoutput.json";
 
 impl<E: Engine + 'static> Builder<E> {
     /// The labels of a container this state directory's work creates:
@@ -206,7 +214,6 @@ impl<E: Engine + 'static> Builder<E> {
             let image = self.store.image(&build.image_version())?;
             return Ok(BuildOutcome { build, image, started: false });
         }
-        self.event(&build, "state", ImageState::Pending.as_str())?;
         progress.event(BuildEvent::State { state: ImageState::Pending, reason: None });
 
         // Watch the store for a cancel request from another process.
@@ -230,7 +237,12 @@ impl<E: Engine + 'static> Builder<E> {
         };
 
         let started_at = clock::now();
-        let mut record = RunRecord::default();
+        let mut record = RunRecord {
+            started_at,
+            timings: Timings::default(),
+            phases: Vec::new(),
+            pending_removal: None,
+        };
         let total = tokio::time::Instant::now();
         let result = self.execute(&build, request, progress, &watcher_cancel, &mut record).await;
 
@@ -267,29 +279,52 @@ impl<E: Engine + 'static> Builder<E> {
             }
             Err(error) => (ImageState::Failed, Some(error_chain(&error)), None),
         };
-        let finished_at = clock::now();
-        self.write_detailed_output(
-            &build,
-            request,
-            state,
-            reason.as_deref(),
-            started_at,
-            finished_at,
-            &record.timings,
-            &record.phases,
-        );
-        self.store.set_build_state(&build.id, state, reason.as_deref(), finished_at)?;
-        self.event(
-            &build,
-            "state",
-            &format!("{state}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()),
-        )?;
-        progress.event(BuildEvent::State { state, reason: reason.clone() });
         if let Err(error) = cleanup_result {
             progress.event(BuildEvent::Note {
                 message: format!("cleanup incomplete: {}", error_chain(&error)),
             });
         }
+        let finished_at = clock::now();
+        // Written first: when the store cannot record the end (a full
+        // disk), recovery reads the cause here.
+        self.write_detailed_output(
+            &build,
+            request,
+            state,
+            reason.as_deref(),
+            (started_at, Some(finished_at)),
+            &record.timings,
+            &record.phases,
+        );
+        if let Err(source) =
+            self.store.set_build_state(&build.id, state, reason.as_deref(), finished_at)
+        {
+            // The reason's first line, unless it is this same refusal (a
+            // full disk fails the build, then its end): said once, as the
+            // cause.
+            let first_line = reason.as_deref().and_then(|reason| reason.lines().next());
+            let ended = match first_line {
+                Some(line) if line != error_chain(&source) => format!("{state}: {line}"),
+                _ => state.to_string(),
+            };
+            return Err(BuildError::EndNotRecorded {
+                id: build.id.clone(),
+                ended,
+                source: Box::new(source),
+            });
+        }
+        // The state is recorded: an event the store refuses now is noted,
+        // not an error.
+        if let Err(error) = self.event(
+            &build,
+            "state",
+            &format!("{state}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()),
+        ) {
+            progress.event(BuildEvent::Note {
+                message: format!("the build's end event was not recorded: {}", error_chain(&error)),
+            });
+        }
+        progress.event(BuildEvent::State { state, reason: reason.clone() });
         let build = self
             .store
             .build(&build.id)?
@@ -322,7 +357,11 @@ impl<E: Engine + 'static> Builder<E> {
         cancel: &CancellationToken,
         record: &mut RunRecord,
     ) -> Result<Published, BuildError> {
-        let RunRecord { timings, phases, pending_removal } = record;
+        let RunRecord { started_at, timings, phases, pending_removal } = record;
+        let started_at = *started_at;
+        // From the build's row on, a store error ends it as any error does:
+        // `FAILED` with the cause, or left for recovery saying why.
+        self.event(build, "state", ImageState::Pending.as_str())?;
         let artifact_dir = PathBuf::from(&build.artifact_dir);
         write_documents(&artifact_dir, &request.documents)?;
         let log_dir = artifact_dir.join("logs");
@@ -330,6 +369,7 @@ impl<E: Engine + 'static> Builder<E> {
 
         // Build stage.
         self.set_state(build, ImageState::Building, progress)?;
+        self.write_progress(build, request, ImageState::Building, started_at, timings, phases);
         self.engine.network_ensure(NETWORK).await?;
         let started = tokio::time::Instant::now();
         let container = self
@@ -349,10 +389,22 @@ impl<E: Engine + 'static> Builder<E> {
         let mut reboots = 0;
         let started = tokio::time::Instant::now();
         let stage = {
+            let timings = &*timings;
+            let checkpoint = |phases: &[PhaseRecord]| {
+                self.write_progress(
+                    build,
+                    request,
+                    ImageState::Building,
+                    started_at,
+                    timings,
+                    phases,
+                );
+            };
             let mut ctx = StageContext {
                 engine: self.engine.as_ref(),
                 container: &container,
                 role: "build",
+                checkpoint: &checkpoint,
                 log_dir: &log_dir.join("build"),
                 progress,
                 cancel,
@@ -435,10 +487,22 @@ impl<E: Engine + 'static> Builder<E> {
                 container: test_container.clone(),
             });
             let started = tokio::time::Instant::now();
+            let timings_now = timings.clone();
+            let checkpoint = |phases: &[PhaseRecord]| {
+                self.write_progress(
+                    build,
+                    request,
+                    ImageState::Testing,
+                    started_at,
+                    &timings_now,
+                    phases,
+                );
+            };
             let mut ctx = StageContext {
                 engine: self.engine.as_ref(),
                 container: &test_container,
                 role: "test",
+                checkpoint: &checkpoint,
                 log_dir: &log_dir.join("test"),
                 progress,
                 cancel,
@@ -615,31 +679,73 @@ impl<E: Engine + 'static> Builder<E> {
                     ))
                     .await?;
             }
-            let reason = format!(
-                "the process running the build (pid {}) exited before the build finished",
-                build.owner_pid.map(|pid| pid.to_string()).unwrap_or_else(|| "unknown".into())
-            );
-            self.store.set_build_state(
+            // The runner may have ended the build and failed to record it
+            // (a full disk): its detailed output then says how it ended.
+            let artifact_dir = Path::new(&build.artifact_dir);
+            let previous = read_detailed_output(artifact_dir);
+            let runner =
+                build.owner_pid.map(|pid| pid.to_string()).unwrap_or_else(|| "unknown".into());
+            let reason = match previous.as_ref().and_then(runner_end) {
+                Some(ended) => format!(
+                    "the process running the build (pid {runner}) exited before the store \
+                     recorded the build's end; it had ended {ended}"
+                ),
+                None => format!(
+                    "the process running the build (pid {runner}) exited before the build finished"
+                ),
+            };
+            let finished_at = clock::now();
+            if !self.store.set_build_state(
                 &build.id,
                 ImageState::Failed,
                 Some(&reason),
-                clock::now(),
-            )?;
+                finished_at,
+            )? {
+                // Another recovery (or the runner, late) ended it meanwhile.
+                continue;
+            }
+            write_artifact_json(
+                artifact_dir,
+                DETAILED_OUTPUT,
+                &recovered_detailed_output(&build, previous, &reason, finished_at),
+            );
             self.event(&build, "state", &format!("FAILED: {reason}"))?;
             ended.push(build.id);
         }
         Ok(ended)
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site, all plain data for the report")]
+    /// `detailedoutput.json` of a build in progress, as far as it got.
+    fn write_progress(
+        &self,
+        build: &BuildRow,
+        request: &BuildRequest,
+        state: ImageState,
+        started_at: Timestamp,
+        timings: &Timings,
+        phases: &[PhaseRecord],
+    ) {
+        self.write_detailed_output(
+            build,
+            request,
+            state,
+            None,
+            (started_at, None),
+            timings,
+            phases,
+        );
+    }
+
+    /// `detailedoutput.json`; `times` is when the build started and, once
+    /// it has, ended.
+    #[expect(clippy::too_many_arguments, reason = "plain data for the report, two call sites")]
     fn write_detailed_output(
         &self,
         build: &BuildRow,
         request: &BuildRequest,
         state: ImageState,
         reason: Option<&str>,
-        started_at: Timestamp,
-        finished_at: Timestamp,
+        times: (Timestamp, Option<Timestamp>),
         timings: &Timings,
         phases: &[PhaseRecord],
     ) {
@@ -651,23 +757,101 @@ impl<E: Engine + 'static> Builder<E> {
             parent_engine_image_id: &request.parent.engine_image_id,
             state: state.as_str(),
             reason,
-            started_at: started_at.to_string(),
-            finished_at: finished_at.to_string(),
+            started_at: times.0.to_string(),
+            finished_at: times.1.map(|at| at.to_string()),
+            ended_by_recovery: false,
             timings,
             phases,
         };
-        let path = Path::new(&build.artifact_dir).join("detailedoutput.json");
         // Best effort: the state in the store is the record of truth.
-        if let Ok(json) = serde_json::to_vec_pretty(&output) {
-            let _ = fs_err::create_dir_all(&build.artifact_dir);
-            let _ = fs_err::write(path, json);
+        if let Ok(json) = serde_json::to_value(&output) {
+            write_artifact_json(Path::new(&build.artifact_dir), DETAILED_OUTPUT, &json);
         }
     }
 }
 
+/// A build's `detailedoutput.json`, if it has one that can be read.
+fn read_detailed_output(artifact_dir: &Path) -> Option<serde_json::Value> {
+    let text = fs_err::read_to_string(artifact_dir.join(DETAILED_OUTPUT)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok().filter(serde_json::Value::is_object)
+}
+
+/// How the runner ended a build, from the detailed output it wrote (its
+/// final state and reason), unless recovery wrote it.
+fn runner_end(output: &serde_json::Value) -> Option<String> {
+    if output["ended_by_recovery"].as_bool() == Some(true) {
+        return None;
+    }
+    let state = output["state"].as_str()?;
+    if !matches!(state, "AVAILABLE" | "FAILED" | "CANCELLED") {
+        return None;
+    }
+    Some(match output["reason"].as_str() {
+        Some(reason) => format!("{state}: {reason}"),
+        None => state.to_owned(),
+    })
+}
+
+/// The detailed output of a build recovery ended: what its runner wrote as
+/// it went (or, without it, what the store knows), ended `FAILED` with
+/// `reason`; the phases and steps that were running failed with it.
+fn recovered_detailed_output(
+    build: &BuildRow,
+    previous: Option<serde_json::Value>,
+    reason: &str,
+    finished_at: Timestamp,
+) -> serde_json::Value {
+    let mut output = previous.unwrap_or_else(|| {
+        serde_json::json!({
+            "build_id": build.id,
+            "image_version": build.image_version(),
+            "pipeline": build.pipeline,
+            "parent": build.parent_image,
+            "parent_engine_image_id": null,
+            "started_at": build.created_at.to_string(),
+            "timings": null,
+            "phases": [],
+        })
+    });
+    output["state"] = ImageState::Failed.as_str().into();
+    output["reason"] = reason.into();
+    output["finished_at"] = finished_at.to_string().into();
+    output["ended_by_recovery"] = true.into();
+    let running = StepStatus::Running.as_str();
+    let failed = StepStatus::Failed.as_str();
+    for phase in output["phases"].as_array_mut().into_iter().flatten() {
+        if phase["status"] != running {
+            continue;
+        }
+        phase["status"] = failed.into();
+        for step in phase["steps"].as_array_mut().into_iter().flatten() {
+            if step["status"] == running {
+                step["status"] = failed.into();
+                step["failure_message"] = reason.into();
+            }
+        }
+    }
+    output
+}
+
+/// Writes `name` in `directory` whole or not at all (a temporary file
+/// renamed): a runner killed while writing leaves the previous version.
+/// Best effort: a full disk loses the write, not the build.
+fn write_artifact_json(directory: &Path, name: &str, value: &serde_json::Value) -> bool {
+    let Ok(json) = serde_json::to_vec_pretty(value) else { return false };
+    let temporary = directory.join(format!(".{name}.tmp"));
+    let written = fs_err::create_dir_all(directory).is_ok()
+        && fs_err::write(&temporary, json).is_ok()
+        && fs_err::rename(&temporary, directory.join(name)).is_ok();
+    if !written {
+        let _ = fs_err::remove_file(&temporary);
+    }
+    written
+}
+
 /// What a run accumulates as it goes, whatever way it ends.
-#[derive(Default)]
 struct RunRecord {
+    started_at: Timestamp,
     timings: Timings,
     phases: Vec<PhaseRecord>,
     /// The build container's removal, running while the test stage does.

@@ -47,6 +47,22 @@ pub enum BuildError {
     Registry(#[from] RegistryError),
     #[error("build {id} not found")]
     NotFound { id: String },
+    /// The build ended (`ended`: its state and the first line of its reason)
+    /// but the store refused to record it, for instance a full disk: the
+    /// row still says the build runs, so recovery ends it once this process
+    /// has exited. Its cause is in the build's `detailedoutput.json` when
+    /// the artifact folder could be written.
+    #[error(
+        "build {id} ended {ended}, but it is left for recovery (it ends FAILED after this \
+         process exits; `autopatch build list` runs the recovery): the store could not \
+         record its end"
+    )]
+    EndNotRecorded {
+        id: String,
+        ended: String,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("failed to read the package manifest of {image}: {message}")]
     Manifest { image: String, message: String },
     /// The pending-update check could not run to the end, for example

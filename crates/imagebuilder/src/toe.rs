@@ -8,7 +8,9 @@
 //!   (test stage).
 //! - `ExecuteBash` runs its commands as one bash script (no `set -e`, like
 //!   AWSTOE), under coreutils `timeout` for `timeoutSeconds`; exit 124 or 137
-//!   from it means the step timed out.
+//!   from it once the time is up means the step timed out.
+//! - An attempt that fails because the stage's container stopped (killed,
+//!   removed) says so, and ends the stage: nothing more can run in it.
 //! - What follows an attempt is decided by the pure [`crate::decide`] table.
 //! - Every step's output goes to its own log file as it arrives.
 
@@ -76,6 +78,10 @@ pub(crate) struct StageContext<'a, E: Engine> {
     pub(crate) container: &'a str,
     /// The container's role (`build`, `test`), for messages.
     pub(crate) role: &'static str,
+    /// Called with the records whenever a step starts or ends, so a runner
+    /// that dies leaves what it knew ([`crate::build`] writes it to
+    /// `detailedoutput.json`).
+    pub(crate) checkpoint: &'a (dyn Fn(&[PhaseRecord]) + Send + Sync),
     pub(crate) log_dir: &'a Path,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) cancel: &'a CancellationToken,
@@ -133,6 +139,7 @@ pub(crate) async fn run_stage<E: Engine>(
                 let mut running = skipped(step);
                 running.status = StepStatus::Running.as_str();
                 records[record_index].steps.push(running);
+                (ctx.checkpoint)(records);
                 let record = match run_step(ctx, component, *phase_name, step, &lookup).await {
                     Ok(record) => record,
                     Err(error) => {
@@ -166,6 +173,7 @@ pub(crate) async fn run_stage<E: Engine>(
                 if let Some(last) = records[record_index].steps.last_mut() {
                     *last = record;
                 }
+                (ctx.checkpoint)(records);
             }
             let status = if phase_failed { StepStatus::Failed } else { StepStatus::Success };
             records[record_index].status = status.as_str();
@@ -820,6 +828,7 @@ mod tests {
             engine: &engine,
             container: &container.id,
             role: "build",
+            checkpoint: &|_| {},
             log_dir: logs.path(),
             progress: &crate::progress::NoProgress,
             cancel: &cancel,

@@ -1,5 +1,5 @@
 //! Recovery on the real engine: what a process killed mid-way left (an
-//! update check's container) is finished by
+//! update check's container, a build's container and row) is finished by
 //! `Builder::recover`, the function `pipeline start`, `build list`, `build
 //! show` and `build cancel` run; a live process's containers are kept.
 
@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use autopatch_engine::{ContainerInfo, ContainerSpec, ContainerState, Engine};
-use autopatch_imagebuilder::{NAMESPACE_LABEL, OWNER_LABEL, ROLE_LABEL, Sources};
+use autopatch_imagebuilder::{
+    NAMESPACE_LABEL, OWNER_LABEL, ROLE_LABEL, Sources, StartOptions, StartOutcome,
+};
+use autopatch_model::ImageState;
+use tokio_util::sync::CancellationToken;
 
-use crate::support::{Fixture, GOLDEN, dead_pid};
+use crate::support::{Fixture, GOLDEN, dead_pid, detailed_output, single_component_pipeline};
 
 /// This state directory's update-check containers.
 async fn check_containers(fixture: &Fixture) -> Vec<ContainerInfo> {
@@ -84,4 +88,87 @@ async fn an_update_check_container_whose_owner_died_is_removed_and_a_live_ones_k
     for id in [&live.id, &elsewhere] {
         engine.container_remove(id).await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_ends_a_build_whose_runner_died_and_completes_its_detailed_output() {
+    let fixture = Fixture::new().await;
+    single_component_pipeline(
+        &fixture,
+        r#"
+name: probe
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Greets
+        action: ExecuteBash
+        inputs:
+          commands: [ "echo hello" ]
+      - name: Sleeps
+        action: ExecuteBash
+        inputs:
+          commands: [ "sleep 60" ]
+"#,
+        true,
+    )
+    .await;
+
+    // The runner dies while Sleeps runs: its future is dropped (no cleanup,
+    // no final write), and its pid is one that has exited.
+    let (options, cancel) = (StartOptions::default(), CancellationToken::new());
+    let start = autopatch_imagebuilder::start_pipeline(
+        &fixture.builder,
+        "probe",
+        &options,
+        &autopatch_imagebuilder::NoProgress,
+        &cancel,
+    );
+    let sleeping = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(build) = fixture.builder.store.builds().unwrap().pop() else { continue };
+            let path = std::path::Path::new(&build.artifact_dir).join("detailedoutput.json");
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            let output: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if output["phases"][0]["steps"][1]["status"] == "running" {
+                return build;
+            }
+        }
+    };
+    let build = tokio::select! {
+        outcome = start => match outcome {
+            Ok(StartOutcome::Built(outcome)) => panic!("the build ended: {:?}", outcome.build),
+            other => panic!("the start ended: {other:?}"),
+        },
+        build = sleeping => build,
+    };
+    let runner = dead_pid();
+    fixture.builder.store.set_build_owner(&build.id, runner).unwrap();
+    assert!(!fixture.leftover_containers().await.is_empty(), "the dead runner left its container");
+
+    assert_eq!(fixture.builder.recover().await.unwrap(), std::slice::from_ref(&build.id));
+
+    let build = fixture.builder.store.build(&build.id).unwrap().unwrap();
+    let reason =
+        format!("the process running the build (pid {runner}) exited before the build finished");
+    assert_eq!((build.state, build.reason.as_deref()), (ImageState::Failed, Some(reason.as_str())));
+    let output = detailed_output(&build);
+    assert_eq!(
+        (&output["state"], &output["reason"], &output["ended_by_recovery"]),
+        (&"FAILED".into(), &reason.as_str().into(), &true.into()),
+        "{output}"
+    );
+    assert!(output["finished_at"].is_string(), "{output}");
+    let phase = &output["phases"][0];
+    assert_eq!(phase["status"], "failed");
+    let steps: Vec<(&str, &str)> = phase["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| (step["name"].as_str().unwrap(), step["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps, [("Greets", "success"), ("Sleeps", "failed")]);
+    assert_eq!(phase["steps"][1]["failure_message"], reason.as_str());
+    assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
 }

@@ -86,12 +86,23 @@ pub(crate) struct Sim {
     pub(crate) builder: Builder<FakeEngine>,
     pub(crate) world: Arc<Mutex<World>>,
     pub(crate) cancel: CancellationToken,
-    _artifacts: tempfile::TempDir,
+    /// The state directory: artifacts, and the database of [`Sim::on_disk`].
+    root: tempfile::TempDir,
 }
 
 impl Sim {
     /// A host with the parent image and nothing registered.
     pub(crate) fn new() -> Sim {
+        Sim::host(false)
+    }
+
+    /// [`Sim::new`] with its store in a file, `<state>/autopatch.db`
+    /// ([`Sim::database`]), which another connection can open too.
+    pub(crate) fn on_disk() -> Sim {
+        Sim::host(true)
+    }
+
+    fn host(on_disk: bool) -> Sim {
         let engine = Arc::new(FakeEngine::new());
         engine.add_image(PARENT);
         let world = Arc::new(Mutex::new(World::default()));
@@ -103,24 +114,34 @@ impl Sim {
             let killer = Arc::downgrade(&engine);
             engine.set_exec_handler(move |ctx| answer(&world, &cancel, &killer, ctx));
         }
-        Sim::on(engine, world, cancel)
+        Sim::on(engine, world, cancel, on_disk)
     }
 
     /// Another state directory (store and artifacts) on this host: the same
     /// engine, simulated system and cancel token.
     pub(crate) fn beside(&self) -> Sim {
-        Sim::on(Arc::clone(&self.engine), Arc::clone(&self.world), self.cancel.clone())
+        Sim::on(Arc::clone(&self.engine), Arc::clone(&self.world), self.cancel.clone(), false)
     }
 
-    fn on(engine: Arc<FakeEngine>, world: Arc<Mutex<World>>, cancel: CancellationToken) -> Sim {
+    fn on(
+        engine: Arc<FakeEngine>,
+        world: Arc<Mutex<World>>,
+        cancel: CancellationToken,
+        on_disk: bool,
+    ) -> Sim {
         let artifacts = tempfile::tempdir().expect("a temporary artifact root");
-        let store = Arc::new(Store::open_in_memory().expect("an in-memory store"));
+        let store = if on_disk {
+            Store::open(&artifacts.path().join("autopatch.db")).expect("a store in a file")
+        } else {
+            Store::open_in_memory().expect("an in-memory store")
+        };
+        let store = Arc::new(store);
         let builder = Builder {
             engine: Arc::clone(&engine),
             store,
             artifacts_root: artifacts.path().join("builds"),
         };
-        Sim { engine, builder, world, cancel, _artifacts: artifacts }
+        Sim { engine, builder, world, cancel, root: artifacts }
     }
 
     /// A host with `components` registered (by their `name:`), a recipe
@@ -170,6 +191,11 @@ impl Sim {
         let file = SourceFile::new("pipeline.yml", text);
         autopatch_imagebuilder::create_pipeline(&self.builder.store, &file)
             .unwrap_or_else(|error| panic!("register the pipeline: {error}"));
+    }
+
+    /// The database file of a [`Sim::on_disk`] store.
+    pub(crate) fn database(&self) -> std::path::PathBuf {
+        self.root.path().join("autopatch.db")
     }
 
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {

@@ -11,7 +11,7 @@ use autopatch_imagebuilder::{
 use autopatch_model::{ImageState, Timestamp};
 use autopatch_store::NewBuild;
 
-use crate::harness::{PARENT, RECIPE, Sim};
+use crate::harness::{PARENT, RECIPE, Sim, detailed_output, update_and_smoke};
 
 /// A pid no process can have (above Linux's `pid_max` limit of 2^22).
 const DEAD_PID: u32 = 999_999_999;
@@ -76,6 +76,14 @@ async fn recover_fails_builds_of_dead_runners_and_removes_what_they_left() {
     assert!(dead.finished_at.is_some());
     let events = sim.builder.store.events("build/b-dead").unwrap();
     assert!(events.iter().any(|e| e.detail.starts_with("FAILED: ")), "{events:?}");
+    // The runner left no detailed output: recovery writes what the store knows.
+    let output = detailed_output(&sim.builder.store.build("b-dead").unwrap().unwrap());
+    assert_eq!(
+        (&output["build_id"], &output["state"], &output["reason"], &output["ended_by_recovery"]),
+        (&"b-dead".into(), &"FAILED".into(), &reason.as_str().into(), &true.into()),
+        "{output}"
+    );
+    assert_eq!(output["phases"], serde_json::json!([]));
 
     assert_eq!(
         sim.engine.containers().into_iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -211,4 +219,69 @@ async fn recover_leaves_the_dead_containers_of_another_state_directory_to_it() {
     let left: Vec<String> = sim.engine.containers().into_iter().map(|c| c.id).collect();
     assert!(!left.contains(&theirs_dead.id), "its own state directory removes it");
     assert!(!left.contains(&ours_dead.id));
+}
+
+/// Runs `sql` on the database file with the sqlite3 shell (installed by
+/// scripts/setup-host.sh), beside the store's own connection.
+fn sqlite(database: &std::path::Path, sql: &str) {
+    let output = std::process::Command::new("sqlite3")
+        .arg(database)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell (scripts/setup-host.sh installs it)");
+    assert!(output.status.success(), "sqlite3: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_build_whose_end_the_store_refuses_is_left_for_recovery_saying_why() {
+    let sim = Sim::on_disk();
+    sim.register_all(&update_and_smoke(), "").await;
+    // The disk fills up once the build runs: the store takes the build's
+    // first states, then refuses every write (SQLite's own words).
+    sqlite(
+        &sim.database(),
+        "CREATE TRIGGER full_builds BEFORE UPDATE OF state ON builds \
+           WHEN NEW.state NOT IN ('PENDING', 'BUILDING') \
+           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END; \
+         CREATE TRIGGER full_events BEFORE INSERT ON events \
+           WHEN NEW.detail NOT IN ('PENDING', 'BUILDING') \
+           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    );
+
+    let (outcome, _) = sim.start_with(&autopatch_imagebuilder::StartOptions::default()).await;
+
+    let error = match outcome {
+        Err(error) => autopatch_imagebuilder::error_chain(&error),
+        Ok(other) => panic!("expected an error, got {other:?}"),
+    };
+    let build = sim.builder.store.builds().unwrap().pop().expect("the build's row");
+    // SQLite's words, then rusqlite's code for them.
+    let cause = "state database query failed: update a build: database or disk is full: ";
+    let said = format!(
+        "build {} ended FAILED, but it is left for recovery (it ends FAILED after this process \
+         exits; `autopatch build list` runs the recovery): the store could not record its end: \
+         {cause}",
+        build.id
+    );
+    assert!(error.starts_with(&said), "{error}");
+    assert_eq!(build.state, ImageState::Building, "the store kept what it had");
+    // The build cleaned up all the same.
+    assert_eq!(sim.container_names(), Vec::<String>::new());
+    assert_eq!(sim.tags_besides_parent(), Vec::<String>::new());
+
+    // The runner exits; space is freed; recovery ends the build, saying
+    // how it had ended (from its detailed output).
+    sqlite(&sim.database(), "DROP TRIGGER full_builds; DROP TRIGGER full_events;");
+    sim.builder.store.set_build_owner(&build.id, DEAD_PID).unwrap();
+    assert_eq!(sim.builder.recover().await.unwrap(), std::slice::from_ref(&build.id));
+    let build = sim.builder.store.build(&build.id).unwrap().unwrap();
+    assert_eq!(build.state, ImageState::Failed);
+    let reason = build.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "the process running the build (pid {DEAD_PID}) exited before the store recorded \
+             the build's end; it had ended FAILED: {cause}"
+        )),
+        "{reason}"
+    );
 }
