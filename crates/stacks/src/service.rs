@@ -17,7 +17,7 @@ use autopatch_documents::cloudformation::{
 };
 use autopatch_documents::{Diagnostic, Position, SourceFile};
 use autopatch_engine::Engine;
-use autopatch_fleet::Fleet;
+use autopatch_fleet::{Fleet, HealthCheckType};
 use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
 use autopatch_store::{InsertStack, StackRow, Store, StoreError};
 
@@ -1070,6 +1070,7 @@ impl<E: Engine + 'static> StackService<E> {
         let store = &self.runtime.store;
         let mut groups = Vec::new();
         for stack in store.stacks(false).map_err(store_error)? {
+            // (name, attributes, properties) of each group that may run.
             let mut candidates = Vec::new();
             for row in store.stack_resources(&stack.stack_id).map_err(store_error)? {
                 if row.resource_type != "AWS::AutoScaling::AutoScalingGroup" {
@@ -1080,7 +1081,7 @@ impl<E: Engine + 'static> StackService<E> {
                 if let Some(replaced) = operation::replaced_of(&row)
                     && let Some(name) = replaced.physical_id
                 {
-                    candidates.push((name, replaced.attributes));
+                    candidates.push((name, replaced.attributes, "{}".to_owned()));
                 }
                 if let Some(name) = row.physical_id
                     && matches!(
@@ -1091,65 +1092,107 @@ impl<E: Engine + 'static> StackService<E> {
                             | ResourceStatus::UpdateInProgress
                     )
                 {
-                    candidates.push((name, row.attributes));
+                    candidates.push((name, row.attributes, row.properties));
                 }
             }
-            for (name, attributes) in candidates {
-                let name = &name;
+            for (name, attributes, properties) in candidates {
                 if !input.auto_scaling_group_names.is_empty()
-                    && !input.auto_scaling_group_names.contains(name)
+                    && !input.auto_scaling_group_names.contains(&name)
                 {
                     continue;
                 }
-                let attributes: serde_json::Value =
-                    serde_json::from_str(&attributes).unwrap_or_default();
-                let record = &attributes["autopatch:Local"]["Group"];
-                let number = |key: &str| record[key].as_u64().unwrap_or(0) as u32;
-                let instances = store
-                    .instances_of_group(name, false)
-                    .map_err(store_error)?
-                    .into_iter()
-                    .map(|instance| AutoScalingInstance {
-                        instance_id: instance.instance_id,
-                        availability_zone: instance.zone,
-                        lifecycle_state: instance.lifecycle.as_str().to_owned(),
-                        health_status: instance.health.as_str().to_owned(),
-                        launch_configuration_name: Some(instance.launch_config),
-                        image_id: Some(instance.image),
-                    })
-                    .collect();
-                groups.push(AutoScalingGroup {
-                    auto_scaling_group_name: name.clone(),
-                    min_size: number("min_size"),
-                    max_size: number("max_size"),
-                    desired_capacity: number("desired_capacity"),
-                    health_check_type: if record["health_check_elb"].as_bool() == Some(true) {
-                        "ELB"
-                    } else {
-                        "EC2"
-                    }
-                    .into(),
-                    health_check_grace_period: record["grace_seconds"].as_u64().unwrap_or(0) as u32,
-                    target_group_arns: record["target_groups"]
-                        .as_array()
-                        .map(|arns| {
-                            arns.iter().filter_map(|arn| arn.as_str().map(str::to_owned)).collect()
-                        })
-                        .unwrap_or_default(),
-                    availability_zones: record["zones"]
-                        .as_array()
-                        .map(|zones| {
-                            zones
-                                .iter()
-                                .filter_map(|zone| zone[0].as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    instances,
-                });
+                groups.push(self.describe_group(name, &attributes, &properties)?);
             }
         }
         Ok(DescribeAutoScalingGroupsOutput { auto_scaling_groups: groups })
+    }
+
+    /// One group as `DescribeAutoScalingGroups` shows it. Its settings come
+    /// from its controller when one runs here: a group still being created
+    /// (the new group of a blue/green update, until its signals and health
+    /// gate pass) has no attributes in the store yet. Otherwise they come
+    /// from the record kept in its attributes, and its target groups from
+    /// its properties when the record has none.
+    fn describe_group(
+        &self,
+        name: String,
+        attributes: &str,
+        properties: &str,
+    ) -> Result<AutoScalingGroup, ApiError> {
+        let attributes: serde_json::Value = serde_json::from_str(attributes).unwrap_or_default();
+        let properties: serde_json::Value = serde_json::from_str(properties).unwrap_or_default();
+        let record = &attributes["autopatch:Local"]["Group"];
+        let texts = |value: &serde_json::Value| -> Vec<String> {
+            value
+                .as_array()
+                .map(|items| {
+                    items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut target_group_arns = texts(&record["target_groups"]);
+        if target_group_arns.is_empty() {
+            target_group_arns = texts(&properties["TargetGroupARNs"]);
+        }
+        let instances = self
+            .runtime
+            .store
+            .instances_of_group(&name, false)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|instance| AutoScalingInstance {
+                instance_id: instance.instance_id,
+                availability_zone: instance.zone,
+                lifecycle_state: instance.lifecycle.as_str().to_owned(),
+                health_status: instance.health.as_str().to_owned(),
+                launch_configuration_name: Some(instance.launch_config),
+                image_id: Some(instance.image),
+            })
+            .collect();
+        let mut group = AutoScalingGroup {
+            auto_scaling_group_name: name,
+            min_size: 0,
+            max_size: 0,
+            desired_capacity: 0,
+            health_check_type: String::new(),
+            health_check_grace_period: 0,
+            target_group_arns,
+            availability_zones: Vec::new(),
+            instances,
+        };
+        let elb = match self.runtime.fleet.group_status(&group.auto_scaling_group_name) {
+            Some(status) => {
+                let spec = status.spec;
+                group.min_size = spec.min_size;
+                group.max_size = spec.max_size;
+                group.desired_capacity = spec.desired_capacity;
+                group.health_check_grace_period =
+                    u32::try_from(spec.health_check_grace_period.as_secs()).unwrap_or(u32::MAX);
+                group.availability_zones = spec.zones.into_iter().map(|zone| zone.name).collect();
+                spec.health_check_type == HealthCheckType::Elb
+            }
+            None => {
+                let number = |key: &str| {
+                    record[key].as_u64().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+                };
+                group.min_size = number("min_size");
+                group.max_size = number("max_size");
+                group.desired_capacity = number("desired_capacity");
+                group.health_check_grace_period = number("grace_seconds");
+                group.availability_zones = record["zones"]
+                    .as_array()
+                    .map(|zones| {
+                        zones
+                            .iter()
+                            .filter_map(|zone| zone[0].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                record["health_check_elb"].as_bool() == Some(true)
+            }
+        };
+        group.health_check_type = if elb { "ELB" } else { "EC2" }.into();
+        Ok(group)
     }
 
     /// Stops listeners and fleet controllers; instances keep running, to be

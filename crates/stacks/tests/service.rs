@@ -1412,3 +1412,43 @@ async fn continue_update_rollback_is_refused_in_any_other_state_and_changes_noth
     let missing = sim.service.continue_update_rollback(input).await.unwrap_err();
     assert_eq!(missing.message, "Stack with id nowhere does not exist");
 }
+
+#[tokio::test]
+async fn a_group_still_being_created_is_described_with_its_settings() {
+    // A group waiting for its signals (the new group of a blue/green update,
+    // or a create) has no attributes in the store yet: its settings come
+    // from its controller, not zeros.
+    let sim = Sim::new().await;
+    sim.engine.add_image("localhost/app:1");
+    let body = SIZED.replace(
+        "      HealthCheckType: EC2\n",
+        "      HealthCheckType: EC2\n    CreationPolicy:\n      ResourceSignal:\n        Count: 2\n        Timeout: PT1H\n",
+    );
+    let input = CreateStackInput {
+        stack_name: "app".into(),
+        template_body: Some(body),
+        parameters: given(&[("Size", "2")]),
+        ..Default::default()
+    };
+    let created = sim.service.create_stack(input).await.unwrap();
+    let group = loop {
+        let mut groups = sim
+            .service
+            .describe_auto_scaling_groups(Default::default())
+            .unwrap()
+            .auto_scaling_groups;
+        if let Some(group) = groups.pop()
+            && group.instances.len() == 2
+        {
+            break group;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sim.describe(&created.stack_id).stack_status, "CREATE_IN_PROGRESS");
+    assert_eq!(
+        (group.min_size, group.desired_capacity, group.max_size, group.health_check_type.as_str()),
+        (0, 2, 2, "EC2"),
+        "{group:?}"
+    );
+    assert!(!group.availability_zones.is_empty(), "{group:?}");
+}
