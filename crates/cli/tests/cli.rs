@@ -307,6 +307,27 @@ fn a_package_source_that_cannot_be_reached_is_an_error_not_no_updates() {
 }
 
 #[test]
+fn a_bootstrap_from_a_mirror_that_cannot_be_reached_says_why_and_leaves_nothing() {
+    let cli = Cli::new();
+    let name = format!("unreachable-mirror-{}", std::process::id());
+    let output =
+        cli.run(&["image", "bootstrap", "--name", &name, "--mirror", "http://127.0.0.1:9/debian"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let errors = stderr(&output);
+    assert!(errors.contains("error: mmdebstrap failed (exit 25); its last output:"), "{errors}");
+    // apt's reason, not only that apt-get update failed.
+    assert!(errors.contains("Could not connect to 127.0.0.1:9"), "{errors}");
+    assert!(!errors.contains("\nI: "), "mmdebstrap's progress is not the reason: {errors}");
+    let left: Vec<_> = std::fs::read_dir(cli.state.path().join("work"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the work directory: {left:?}");
+    let images = cli.run(&["--output", "json", "image", "list"]);
+    assert_eq!(stdout(&images).trim(), "[]", "{}", stderr(&images));
+}
+
+#[test]
 fn a_failed_start_prints_its_reason_once_on_stderr_and_its_result_on_stdout() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

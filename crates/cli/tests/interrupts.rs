@@ -395,3 +395,107 @@ fn an_interrupted_bootstrap_stops_mmdebstrap_and_leaves_nothing_behind() {
         assert_eq!(cli.json(&["image", "list"]), serde_json::json!([]), "SIG{name}");
     }
 }
+
+/// The process groups of the processes (other than `except`) whose command
+/// line mentions `path`.
+fn groups_mentioning(path: &std::path::Path, except: u32) -> Vec<u32> {
+    let mut groups: Vec<u32> = processes_mentioning(path, except)
+        .into_iter()
+        .filter_map(|(pid, _)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`
+            stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
+        })
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// Signals a process group; it may have ended already.
+fn signal_group(group: u32, name: &str) {
+    let _ = Command::new("kill").args([&format!("-{name}"), "--", &format!("-{group}")]).status();
+}
+
+/// Unmounts what is left mounted under a directory when the test ends,
+/// passed or not (a killed mmdebstrap's /dev, /proc, /sys).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let mut points = mounts_under(&self.0);
+        points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", &point]).status();
+        }
+    }
+}
+
+#[test]
+fn a_bootstrap_removes_what_a_killed_one_left_once_nothing_of_it_runs() {
+    let cli = Cli::new();
+    let state = std::fs::canonicalize(cli.state.path()).unwrap();
+    let work = state.join("work");
+    let _unmount = Unmount(state.clone());
+    let image = format!("killed-{}", std::process::id());
+    let _made = RemoveImages(vec![image.clone()]);
+    // A bootstrap that fails at once: no such mirror.
+    let failing = || {
+        let args =
+            ["image", "bootstrap", "--name", &image, "--mirror", "file:///nonexistent/debian"];
+        let output = cli.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains("File not found"), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let left = || -> Vec<String> {
+        let entries = std::fs::read_dir(&work).unwrap();
+        let mut names: Vec<String> =
+            entries.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+
+    let mut child = cli
+        .command(&["image", "bootstrap", "--name", &image])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    wait_until("mmdebstrap mounts in its root", || !mounts_under(&state).is_empty());
+    let running = left();
+    let stem = running.iter().find_map(|name| name.strip_suffix(".lock")).unwrap().to_owned();
+    assert!(running.contains(&format!("{stem}.tmp")), "{running:?}");
+
+    let groups = groups_mentioning(&work, child.id());
+    assert_eq!(groups.len(), 1, "mmdebstrap's process group: {groups:?}");
+
+    // A running bootstrap's files are never touched (its lock is held).
+    let said = failing();
+    assert!(!said.contains(&stem), "{said}");
+
+    // Killed, autopatch cannot clean up; mmdebstrap, in its own process
+    // group, goes on alone until stopped as the interrupt path stops it.
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    signal_group(groups[0], "INT");
+    wait_until("mmdebstrap has ended", || groups_mentioning(&work, 0).is_empty());
+    assert_eq!(mounts_under(&state), Vec::<String>::new(), "mmdebstrap left mounts");
+    let killed = left();
+    assert!(killed.contains(&format!("{stem}.lock")), "{killed:?}");
+    assert!(killed.contains(&format!("{stem}.tmp")), "{killed:?}");
+
+    // The next bootstrap removes them, and its own files too.
+    let said = failing();
+    assert!(
+        said.contains(&format!(
+            "removed what an earlier bootstrap (autopatch pid {}, gone) left in {}: {stem}.*",
+            child.id(),
+            work.display()
+        )),
+        "{said}"
+    );
+    assert_eq!(left(), Vec::<String>::new());
+    assert_eq!(cli.json(&["image", "list"]), serde_json::json!([]));
+}

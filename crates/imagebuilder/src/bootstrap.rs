@@ -12,7 +12,22 @@
 //! tarball and whatever is left of the scratch directory are removed, and an
 //! image already imported is removed again: a cancelled bootstrap leaves no
 //! file, process, image or row.
+//!
+//! A bootstrap whose process was killed (SIGKILL) cannot clean up: its
+//! mmdebstrap, in a process group of its own, goes on alone, and its files
+//! stay. Each bootstrap's files are therefore claimed by a lock file
+//! (`<stem>.lock`, flocked, and mmdebstrap's stdout, so the lock is held as
+//! long as autopatch or any mmdebstrap process of that bootstrap runs), and
+//! every bootstrap first removes the files of earlier ones whose lock is
+//! free: never a running one's, and never a directory something is still
+//! mounted under (that is reported instead). mmdebstrap's output goes to a
+//! file (`<stem>.log`), not a pipe, so that one left alone is not killed by
+//! SIGPIPE half-way (with its file systems still mounted) but ends as it
+//! would have, or cleans up when interrupted.
 
+use std::collections::BTreeSet;
+use std::fs::{File, TryLockError};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -20,7 +35,6 @@ use std::time::Duration;
 
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_store::{ImageRow, Store};
-use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +47,9 @@ use crate::progress::{BuildEvent, Progress};
 /// How long an interrupted mmdebstrap gets to clean up (unmount, remove its
 /// root) before its process group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// How many lines of mmdebstrap's output a failure shows.
+const OUTPUT_LINES: usize = 20;
 
 #[derive(Debug, Clone)]
 pub struct BootstrapRequest {
@@ -113,31 +130,51 @@ pub async fn bootstrap_cancellable<E: Engine>(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<ImageRow, BootstrapError> {
-    fs_err::create_dir_all(&request.work_dir).map_err(|source| BuildError::Artifacts { source })?;
-    let stem = format!("{}-{}", request.name, std::process::id());
-    let tarball = request.work_dir.join(format!("{stem}.tar"));
-    // Absolute: mmdebstrap makes its root in it and changes directory.
-    let scratch = std::path::absolute(request.work_dir.join(format!("{stem}.tmp")))
-        .map_err(|source| BuildError::Artifacts { source })?;
-    fs_err::create_dir_all(&scratch).map_err(|source| BuildError::Artifacts { source })?;
+    let work_dir = &request.work_dir;
+    fs_err::create_dir_all(work_dir).map_err(|source| BuildError::Artifacts { source })?;
+    let files = {
+        let _work_dir = lock_work_dir(work_dir)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for message in remove_leftovers(work_dir, &mountinfo) {
+            progress.event(BuildEvent::Note { message });
+        }
+        Files::claim(work_dir, &request.name)?
+    };
+    let result = bootstrap_claimed(engine, store, request, &files, progress, cancel).await;
+    files.release();
+    result
+}
+
+/// [`bootstrap_cancellable`] once its files are claimed.
+async fn bootstrap_claimed<E: Engine>(
+    engine: &Arc<E>,
+    store: &Arc<Store>,
+    request: &BootstrapRequest,
+    files: &Files,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<ImageRow, BootstrapError> {
+    let tarball = &files.tarball;
+    let scratch = &files.scratch;
+    fs_err::create_dir_all(scratch).map_err(|source| BuildError::Artifacts { source })?;
     let started = tokio::time::Instant::now();
     progress.event(BuildEvent::Note {
         message: format!("mmdebstrap {} from {} (main only)", request.suite, request.mirror),
     });
-    let built = run_mmdebstrap(request, &tarball, &scratch, cancel).await;
+    let built = run_mmdebstrap(request, files, cancel).await;
     // mmdebstrap has ended, however: what it leaves in its scratch directory
     // goes, and the tarball unless it is complete.
-    let cleaned = remove_scratch(&scratch);
+    let cleaned = remove_scratch(scratch).and_then(|()| remove_file(&files.log));
     if built.is_err() {
-        remove_file(&tarball)?;
+        remove_file(tarball)?;
     }
     built?;
     if let Err(error) = cleaned {
-        remove_file(&tarball)?;
+        remove_file(tarball)?;
         return Err(error);
     }
     if cancel.is_cancelled() {
-        remove_file(&tarball)?;
+        remove_file(tarball)?;
         return Err(BootstrapError::Cancelled);
     }
     progress.event(BuildEvent::Timing {
@@ -162,8 +199,8 @@ pub async fn bootstrap_cancellable<E: Engine>(
         format!("LABEL autopatch.image-version={version}"),
         format!("LABEL autopatch.bootstrap={}", request.suite),
     ];
-    let imported = engine.image_import(&tarball, &reference, &changes).await;
-    remove_file(&tarball)?;
+    let imported = engine.image_import(tarball, &reference, &changes).await;
+    remove_file(tarball)?;
     let imported = imported?;
     if cancel.is_cancelled() {
         engine.image_remove(&reference).await?;
@@ -224,27 +261,36 @@ pub async fn bootstrap_cancellable<E: Engine>(
 /// [`BootstrapError::Cancelled`]).
 async fn run_mmdebstrap(
     request: &BootstrapRequest,
-    tarball: &Path,
-    scratch: &Path,
+    files: &Files,
     cancel: &CancellationToken,
 ) -> Result<(), BootstrapError> {
+    // The lock file as its stdout (it writes the tarball to a file, so
+    // nothing else comes there): every mmdebstrap process then holds the
+    // bootstrap's lock, which stays held if autopatch is killed.
+    let lock = files.lock.try_clone().map_err(BootstrapError::Spawn)?;
+    let log = fs_err::File::create(&files.log)
+        .map_err(|source| BuildError::Artifacts { source })?
+        .into_parts()
+        .0;
     let mut command = Command::new("mmdebstrap");
-    command.arg("--variant=minbase").arg("--quiet");
+    // Not --quiet: its output says why it failed (apt's "Could not
+    // connect", a package that did not install).
+    command.arg("--variant=minbase");
     if !request.include.is_empty() {
         command.arg(format!("--include={}", request.include.join(",")));
     }
     command
         .arg(&request.suite)
-        .arg(tarball)
+        .arg(&files.tarball)
         .arg(format!("deb {} {} main", request.mirror, request.suite))
         // Its temporary root, and the mounts in it, in the work directory.
-        .env("TMPDIR", scratch)
+        .env("TMPDIR", &files.scratch)
         // Its own process group: a terminal's Ctrl-C reaches autopatch
         // alone, which stops mmdebstrap the one way every signal does.
         .process_group(0)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(lock))
+        .stderr(Stdio::from(log))
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -253,35 +299,47 @@ async fn run_mmdebstrap(
         }
         Err(error) => return Err(BootstrapError::Spawn(error)),
     };
-    let mut stderr = child.stderr.take();
-    let read_stderr = async move {
-        let mut text = Vec::new();
-        if let Some(stderr) = stderr.as_mut() {
-            // What could be read is enough for an error message.
-            let _ = stderr.read_to_end(&mut text).await;
-        }
-        text
+    if let Some(pid) = child.id() {
+        // For a later bootstrap that finds it running without autopatch:
+        // its process group, to name in the report.
+        files.record(&format!("mmdebstrap {pid}"));
+    }
+    let (status, cancelled) = tokio::select! {
+        status = child.wait() => (status, false),
+        () = cancel.cancelled() => (stop(&mut child).await, true),
     };
-    let wait = async {
-        tokio::select! {
-            status = child.wait() => (status, false),
-            () = cancel.cancelled() => (stop(&mut child).await, true),
-        }
-    };
-    let ((status, cancelled), stderr) = tokio::join!(wait, read_stderr);
     let status = status.map_err(BootstrapError::Spawn)?;
     if cancelled {
         return Err(BootstrapError::Cancelled);
     }
     if !status.success() {
-        let text = String::from_utf8_lossy(&stderr);
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
         return Err(BootstrapError::Mmdebstrap {
             code: status.code().unwrap_or(-1),
-            output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            // What could be read is enough for an error message.
+            output: why_it_failed(&String::from_utf8_lossy(
+                &std::fs::read(&files.log).unwrap_or_default(),
+            )),
         });
     }
     Ok(())
+}
+
+/// The last lines of mmdebstrap's output that say why it failed: its own
+/// `I:` progress lines, apt's `Ign:` lines (retried, then reported as
+/// `Err:`) and the warning that downloads run unsandboxed as root say
+/// nothing about it and are left out, unless nothing else is there.
+fn why_it_failed(output: &str) -> String {
+    let noise = |line: &&str| {
+        line.starts_with("I: ")
+            || line.starts_with("Ign:")
+            || line.starts_with("W: Download is performed unsandboxed")
+            || line.trim().is_empty()
+    };
+    let mut lines: Vec<&str> = output.lines().filter(|line| !noise(line)).collect();
+    if lines.is_empty() {
+        lines = output.lines().collect();
+    }
+    lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n")
 }
 
 /// Stops mmdebstrap as a terminal's Ctrl-C does: SIGINT to its whole process
@@ -307,6 +365,217 @@ fn signal_group(child: &Child, signal: rustix::process::Signal) {
         // The group may be gone already: nothing to stop then.
         let _ = rustix::process::kill_process_group(pid, signal);
     }
+}
+
+/// A bootstrap's files in the work directory, named by one stem
+/// (`<name>-<pid>`): `<stem>.lock`, flocked while it runs (its first line
+/// `autopatch <pid>`, then `mmdebstrap <pid>` once that started),
+/// mmdebstrap's output `<stem>.log`, the tarball `<stem>.tar` and
+/// mmdebstrap's temporary root `<stem>.tmp/`.
+struct Files {
+    lock_path: PathBuf,
+    /// Held: the lock lives as long as this and mmdebstrap's processes.
+    lock: File,
+    log: PathBuf,
+    tarball: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Files {
+    /// Makes and locks this bootstrap's lock file, under a stem no files
+    /// have (a leftover that could not be removed keeps its own). Called with
+    /// the work directory locked, so no one looks for leftovers meanwhile.
+    fn claim(work_dir: &Path, name: &str) -> Result<Files, BootstrapError> {
+        let artifacts = |source| BootstrapError::Build(BuildError::Artifacts { source });
+        // Absolute: mmdebstrap makes its root in it and changes directory.
+        let work_dir = std::path::absolute(work_dir).map_err(artifacts)?;
+        let pid = std::process::id();
+        for attempt in 1u32.. {
+            let stem = match attempt {
+                1 => format!("{name}-{pid}"),
+                n => format!("{name}-{pid}-{n}"),
+            };
+            let files = FilePaths::of(&work_dir, &stem);
+            if files.tarball.exists() || files.scratch.exists() || files.log.exists() {
+                continue;
+            }
+            let lock =
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&files.lock) {
+                    Ok(lock) => lock,
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(error) => return Err(artifacts(error)),
+                };
+            let claimed = Files {
+                lock_path: files.lock,
+                lock,
+                log: files.log,
+                tarball: files.tarball,
+                scratch: files.scratch,
+            };
+            let locked = match claimed.lock.try_lock() {
+                Ok(()) => Ok(()),
+                Err(TryLockError::WouldBlock) => {
+                    Err(std::io::Error::other("the new lock file is locked already"))
+                }
+                Err(TryLockError::Error(error)) => Err(error),
+            };
+            if let Err(error) = locked.and_then(|()| writeln!(&claimed.lock, "autopatch {pid}")) {
+                let _ = std::fs::remove_file(&claimed.lock_path);
+                return Err(artifacts(error));
+            }
+            return Ok(claimed);
+        }
+        unreachable!("the attempts go on until a stem is free")
+    }
+
+    /// Appends a line to the lock file (best effort: it only informs).
+    fn record(&self, line: &str) {
+        let _ = writeln!(&self.lock, "{line}");
+    }
+
+    /// Removes the lock file once the other files are gone (when they are
+    /// not, a later bootstrap finds them by it), with the work directory
+    /// locked. Best effort: a lock file left behind alone is removed by the
+    /// next bootstrap.
+    fn release(self) {
+        let Ok(_work_dir) = lock_work_dir(self.lock_path.parent().unwrap_or(Path::new("."))) else {
+            return;
+        };
+        if !self.tarball.exists() && !self.scratch.exists() && !self.log.exists() {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
+        drop(self.lock);
+    }
+}
+
+/// The paths of the files of a bootstrap's stem.
+struct FilePaths {
+    lock: PathBuf,
+    log: PathBuf,
+    tarball: PathBuf,
+    scratch: PathBuf,
+}
+
+impl FilePaths {
+    fn of(work_dir: &Path, stem: &str) -> FilePaths {
+        FilePaths {
+            lock: work_dir.join(format!("{stem}.lock")),
+            log: work_dir.join(format!("{stem}.log")),
+            tarball: work_dir.join(format!("{stem}.tar")),
+            scratch: work_dir.join(format!("{stem}.tmp")),
+        }
+    }
+}
+
+/// Locks the work directory itself (flock on the directory), waiting for
+/// it: held while a bootstrap claims its files, looks for leftovers or
+/// releases its files, so that those never cross.
+fn lock_work_dir(work_dir: &Path) -> Result<File, BootstrapError> {
+    let artifacts = |source| BootstrapError::Build(BuildError::Artifacts { source });
+    let dir = File::open(work_dir).map_err(artifacts)?;
+    dir.lock().map_err(artifacts)?;
+    Ok(dir)
+}
+
+/// Removes what earlier bootstraps left in `work_dir` (a process killed
+/// before it could clean up): the files of every stem whose lock file is
+/// not locked (no process of that bootstrap runs), or, for files without a
+/// lock file (made before there were lock files), whose process, named by
+/// the stem's last part, is gone. A running bootstrap's files are never
+/// touched, nor a scratch directory something is mounted under. Returns
+/// what to tell the user: what was removed, and what was not and why.
+fn remove_leftovers(work_dir: &Path, mountinfo: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return Vec::new();
+    };
+    let stems: BTreeSet<String> = entries
+        .map_while(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|name| {
+            [".lock", ".log", ".tar", ".tmp"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).map(str::to_owned))
+        })
+        .collect();
+    let mut said = Vec::new();
+    for stem in stems {
+        let files = FilePaths::of(work_dir, &stem);
+        // Held until the files are removed: no one can start using them.
+        let (owner, _lock) = match std::fs::OpenOptions::new().write(true).open(&files.lock) {
+            Ok(lock) => {
+                let owner = lock_owner(&files.lock, "autopatch");
+                match lock.try_lock() {
+                    Ok(()) => (owner, Some(lock)),
+                    Err(TryLockError::WouldBlock) => {
+                        if let Some(pid) = owner.filter(|pid| !process_running(*pid)) {
+                            let group = lock_owner(&files.lock, "mmdebstrap")
+                                .map(|pid| format!(" (`kill -INT -- -{pid}` stops it)"))
+                                .unwrap_or_default();
+                            said.push(format!(
+                                "an earlier bootstrap's mmdebstrap is still running after its \
+                                 autopatch (pid {pid}) ended{group}; its files in {} are removed \
+                                 by a later bootstrap once it has ended",
+                                work_dir.display()
+                            ));
+                        }
+                        continue;
+                    }
+                    Err(TryLockError::Error(_)) => continue,
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // No lock file: an older autopatch's files, named `<name>-<pid>`.
+                let pid = stem.rsplit_once('-').and_then(|(_, pid)| pid.parse::<u32>().ok());
+                match pid {
+                    Some(pid) if !process_running(pid) => (Some(pid), None),
+                    _ => continue,
+                }
+            }
+            Err(_) => continue,
+        };
+        let whose = owner.map(|pid| format!(" (autopatch pid {pid}, gone)")).unwrap_or_default();
+        let scratch = std::fs::canonicalize(&files.scratch).unwrap_or(files.scratch.clone());
+        if mounted_under(mountinfo, &scratch) {
+            said.push(format!(
+                "an earlier bootstrap{whose} left file systems mounted under {}; unmount them \
+                 (`umount -R {}`), then the next bootstrap removes its files",
+                scratch.display(),
+                scratch.display()
+            ));
+            continue;
+        }
+        let removed = remove_scratch(&files.scratch)
+            .and_then(|()| remove_file(&files.tarball))
+            .and_then(|()| remove_file(&files.log))
+            .and_then(|()| remove_file(&files.lock));
+        match removed {
+            Ok(()) => said.push(format!(
+                "removed what an earlier bootstrap{whose} left in {}: {stem}.*",
+                work_dir.display()
+            )),
+            Err(error) => said.push(format!(
+                "could not remove what an earlier bootstrap{whose} left: {}",
+                crate::build::error_chain(&error)
+            )),
+        }
+    }
+    said
+}
+
+/// The pid on the lock file's `<what> <pid>` line, if there is one.
+fn lock_owner(lock: &Path, what: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    text.lines().find_map(|line| line.strip_prefix(what)?.trim().parse().ok())
+}
+
+/// Whether a process with that id is running (a zombie has ended).
+fn process_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state ...`: the state is the first field after the last `)`.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x") | None)
 }
 
 /// Removes mmdebstrap's scratch directory, unless something is still
@@ -367,6 +636,125 @@ fn unescape_octal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_shows_the_lines_that_say_why() {
+        let output = "\
+I: automatically chosen mode: root
+I: using /w/golden-7.tmp/mmdebstrap.3ryx as tempdir
+W: Download is performed unsandboxed as root as file /w/golden-7.tmp/mmdebstrap.3ryx/var/lib/apt/lists/partial couldn't be accessed by user _apt
+I: running apt-get update...
+Ign:1 http://127.0.0.1:9/debian bookworm InRelease
+Err:1 http://127.0.0.1:9/debian bookworm InRelease
+  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+Reading package lists...
+E: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+E: Some index files failed to download. They have been ignored, or old ones used instead.
+E: apt-get update --error-on=any -oAPT::Status-Fd=<$fd> -oDpkg::Use-Pty=false failed
+I: main() received signal PIPE: waiting for setup...
+I: removing tempdir /w/golden-7.tmp/mmdebstrap.3ryx...
+E: mmdebstrap failed to run
+";
+        assert_eq!(
+            why_it_failed(output),
+            "\
+Err:1 http://127.0.0.1:9/debian bookworm InRelease
+  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+Reading package lists...
+E: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+E: Some index files failed to download. They have been ignored, or old ones used instead.
+E: apt-get update --error-on=any -oAPT::Status-Fd=<$fd> -oDpkg::Use-Pty=false failed
+E: mmdebstrap failed to run"
+        );
+        // Only the last lines; and progress alone is still shown.
+        let long: String = (1..=30).map(|n| format!("E: line {n}\n")).collect();
+        assert!(why_it_failed(&long).starts_with("E: line 11\n"), "{}", why_it_failed(&long));
+        assert_eq!(why_it_failed("I: killed\n"), "I: killed");
+    }
+
+    /// A pid no process has (one that has just ended).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    }
+
+    fn touch(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_ended_bootstraps_go_but_not_a_running_ones_or_a_mounted_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = std::fs::canonicalize(dir.path()).unwrap();
+        let me = std::process::id();
+        let (dead, dead2) = (dead_pid(), dead_pid());
+
+        // Ended: its lock is free.
+        touch(&work.join(format!("golden-{dead}.lock")), &format!("autopatch {dead}\n"));
+        touch(&work.join(format!("golden-{dead}.tar")), "partial");
+        touch(&work.join(format!("golden-{dead}.log")), "I: running apt-get update...");
+        std::fs::create_dir_all(work.join(format!("golden-{dead}.tmp/mmdebstrap.x/etc"))).unwrap();
+        // Running: its lock is held (here by this test).
+        let live = work.join(format!("golden-{me}.lock"));
+        touch(&live, &format!("autopatch {me}\n"));
+        let live_lock = File::options().write(true).open(&live).unwrap();
+        live_lock.lock().unwrap();
+        std::fs::create_dir(work.join(format!("golden-{me}.tmp"))).unwrap();
+        // Running without its autopatch (killed): mmdebstrap holds the lock.
+        let orphan = work.join(format!("web-{dead}.lock"));
+        touch(&orphan, &format!("autopatch {dead}\nmmdebstrap 4242\n"));
+        let orphan_lock = File::options().write(true).open(&orphan).unwrap();
+        orphan_lock.lock().unwrap();
+        touch(&work.join(format!("web-{dead}.tar")), "");
+        // Ended, but something is still mounted in its root.
+        touch(&work.join(format!("mounted-{dead2}.lock")), &format!("autopatch {dead2}\n"));
+        std::fs::create_dir_all(work.join(format!("mounted-{dead2}.tmp/root/proc"))).unwrap();
+        let mountinfo = format!(
+            "27 1 0:26 / / rw - overlay overlay rw\n\
+             118 27 0:76 / {}/mounted-{dead2}.tmp/root/proc rw - proc proc rw\n",
+            work.display()
+        );
+        // From before lock files: named by their process.
+        touch(&work.join(format!("old-{dead}.tar")), "");
+        touch(&work.join(format!("old-{me}.tar")), "");
+
+        let said = remove_leftovers(&work, &mountinfo);
+        let mut left: Vec<String> = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            format!("golden-{me}.lock"),
+            format!("golden-{me}.tmp"),
+            format!("mounted-{dead2}.lock"),
+            format!("mounted-{dead2}.tmp"),
+            format!("old-{me}.tar"),
+            format!("web-{dead}.lock"),
+            format!("web-{dead}.tar"),
+        ];
+        expected.sort();
+        assert_eq!(left, expected, "{said:#?}");
+        let work = work.display();
+        assert_eq!(
+            said,
+            [
+                format!(
+                    "removed what an earlier bootstrap (autopatch pid {dead}, gone) left in {work}: golden-{dead}.*"
+                ),
+                format!(
+                    "an earlier bootstrap (autopatch pid {dead2}, gone) left file systems mounted under {work}/mounted-{dead2}.tmp; unmount them (`umount -R {work}/mounted-{dead2}.tmp`), then the next bootstrap removes its files"
+                ),
+                format!(
+                    "removed what an earlier bootstrap (autopatch pid {dead}, gone) left in {work}: old-{dead}.*"
+                ),
+                format!(
+                    "an earlier bootstrap's mmdebstrap is still running after its autopatch (pid {dead}) ended (`kill -INT -- -4242` stops it); its files in {work} are removed by a later bootstrap once it has ended"
+                ),
+            ],
+        );
+    }
 
     #[test]
     fn mounts_under_the_scratch_directory_are_found() {
