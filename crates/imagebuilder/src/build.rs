@@ -668,8 +668,13 @@ impl<E: Engine + 'static> Builder<E> {
                 continue;
             }
             self.remove_build_resources(&build.id).await?;
+            // The image row is the publish's commit point: written after the
+            // tests passed and the tag was made. A runner that died after it
+            // (while removing its containers, before it recorded the end)
+            // built an AVAILABLE image.
+            let published = self.store.image(&build.image_version())?.is_some();
             // A tag made just before the runner died, without its row.
-            if self.store.image(&build.image_version())?.is_none() {
+            if !published {
                 self.engine
                     .image_remove(&engine_reference(
                         self.store.engine_namespace(),
@@ -686,6 +691,10 @@ impl<E: Engine + 'static> Builder<E> {
             let runner =
                 build.owner_pid.map(|pid| pid.to_string()).unwrap_or_else(|| "unknown".into());
             let reason = match previous.as_ref().and_then(runner_end) {
+                _ if published => format!(
+                    "the process running the build (pid {runner}) exited after it published \
+                     the image, before the store recorded the build's end"
+                ),
                 Some(ended) => format!(
                     "the process running the build (pid {runner}) exited before the store \
                      recorded the build's end; it had ended {ended}"
@@ -695,21 +704,17 @@ impl<E: Engine + 'static> Builder<E> {
                 ),
             };
             let finished_at = clock::now();
-            if !self.store.set_build_state(
-                &build.id,
-                ImageState::Failed,
-                Some(&reason),
-                finished_at,
-            )? {
+            let state = if published { ImageState::Available } else { ImageState::Failed };
+            if !self.store.set_build_state(&build.id, state, Some(&reason), finished_at)? {
                 // Another recovery (or the runner, late) ended it meanwhile.
                 continue;
             }
             write_artifact_json(
                 artifact_dir,
                 DETAILED_OUTPUT,
-                &recovered_detailed_output(&build, previous, &reason, finished_at),
+                &recovered_detailed_output(&build, previous, state, &reason, finished_at),
             );
-            self.event(&build, "state", &format!("FAILED: {reason}"))?;
+            self.event(&build, "state", &format!("{state}: {reason}"))?;
             ended.push(build.id);
         }
         Ok(ended)
@@ -793,11 +798,13 @@ fn runner_end(output: &serde_json::Value) -> Option<String> {
 }
 
 /// The detailed output of a build recovery ended: what its runner wrote as
-/// it went (or, without it, what the store knows), ended `FAILED` with
-/// `reason`; the phases and steps that were running failed with it.
+/// it went (or, without it, what the store knows), ended `state` (`FAILED`,
+/// or `AVAILABLE` when the image was published) with `reason`; the phases
+/// and steps that were running failed with it.
 fn recovered_detailed_output(
     build: &BuildRow,
     previous: Option<serde_json::Value>,
+    state: ImageState,
     reason: &str,
     finished_at: Timestamp,
 ) -> serde_json::Value {
@@ -813,7 +820,7 @@ fn recovered_detailed_output(
             "phases": [],
         })
     });
-    output["state"] = ImageState::Failed.as_str().into();
+    output["state"] = state.as_str().into();
     output["reason"] = reason.into();
     output["finished_at"] = finished_at.to_string().into();
     output["ended_by_recovery"] = true.into();

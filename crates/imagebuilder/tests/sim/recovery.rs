@@ -9,7 +9,7 @@ use autopatch_imagebuilder::{
     BUILD_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, label_value, ownership_labels,
 };
 use autopatch_model::{ImageState, Timestamp};
-use autopatch_store::NewBuild;
+use autopatch_store::{ImageRow, NewBuild};
 
 use crate::harness::{PARENT, RECIPE, Sim, detailed_output, update_and_smoke};
 
@@ -95,6 +95,47 @@ async fn recover_fails_builds_of_dead_runners_and_removes_what_they_left() {
 
     // Idempotent: nothing more to do.
     assert_eq!(sim.builder.recover().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_runner_that_died_after_publishing_leaves_an_available_build() {
+    // The image row is written once the tests passed; a runner killed
+    // after it (removing its containers) published a whole image: the
+    // build ends AVAILABLE and the image stays.
+    let sim = Sim::new();
+    let (number, container) = build_in_progress(&sim, "b-late", DEAD_PID).await;
+    let published = sim.published(number);
+    let image = sim.engine.commit(&container, &published, &[]).await.unwrap();
+    sim.builder
+        .store
+        .insert_image(&ImageRow {
+            version: format!("{RECIPE}/1.0.0/{number}"),
+            recipe: RECIPE.to_owned(),
+            recipe_version: "1.0.0".to_owned(),
+            build_number: number,
+            build_id: Some("b-late".to_owned()),
+            pipeline: Some("pipe".to_owned()),
+            engine_image_id: image.id,
+            engine_reference: published.clone(),
+            parent: Some(PARENT.to_owned()),
+            parent_engine_image_id: None,
+            manifest: "[]".to_owned(),
+            evidence: "{}".to_owned(),
+            created_at: Timestamp(3),
+        })
+        .unwrap();
+
+    assert_eq!(sim.builder.recover().await.unwrap(), ["b-late"]);
+
+    let build = sim.builder.store.build("b-late").unwrap().unwrap();
+    assert_eq!(build.state, ImageState::Available, "{build:?}");
+    assert!(sim.engine.containers().is_empty(), "the build container is removed");
+    assert_eq!(sim.tags(), [published, PARENT.to_owned()], "the published image stays");
+    let output = detailed_output(&build);
+    assert_eq!(
+        (&output["state"], &output["ended_by_recovery"]),
+        (&"AVAILABLE".into(), &true.into())
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
