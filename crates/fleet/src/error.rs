@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use autopatch_engine::EngineError;
+pub use autopatch_model::error_chain;
 use autopatch_store::{LifecycleState, StoreError};
 
 /// A fleet operation that failed. `Display` says what failed; the cause is in
@@ -66,18 +67,6 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The error and its causes, on one line (`a: b: c`).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Wraps engine errors with what the fleet was doing.

@@ -31,6 +31,7 @@ use crate::error::BuildError;
 use crate::evidence;
 use crate::progress::{BuildEvent, Progress};
 use crate::toe::{self, ComponentRun, PhaseRecord, StageContext};
+pub use autopatch_model::error_chain;
 
 /// Label on every container and snapshot a build creates.
 pub const BUILD_LABEL: &str = "autopatch.build";
@@ -965,18 +966,6 @@ pub fn runner_gone(build: &BuildRow) -> bool {
 /// runner look alive, which only delays recovery until that process ends.
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The error and its causes, one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// "1 minute", "90 minutes".
