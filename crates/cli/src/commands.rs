@@ -1,17 +1,19 @@
 //! One function per subcommand: parse-free, they call the library crates and
 //! hand results to [`crate::render`].
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use autopatch_engine::DockerEngine;
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
     BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, ImageEvidence, NETWORK,
     Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
-use autopatch_store::{BuildRow, ImageRow};
+use autopatch_store::{BuildRow, ImageRow, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,13 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         // The control plane's commands and its clients do not open the store.
         let ctx = |access| Context::open(state_dir.clone(), access);
         match cli.command {
+            // An engine image needs no state: a registered one is looked up
+            // where there is state, and none is made.
+            Command::Image(ImageCommand::CheckUpdates { image, image_sources_only }) => {
+                let ctx = Context::open_if_present(state_dir.clone())?;
+                let store = ctx.as_ref().map(|ctx| ctx.store.as_ref());
+                check_updates(store, &state_dir, &image, image_sources_only, json).await
+            }
             Command::Image(command) => {
                 let access = match command {
                     ImageCommand::Bootstrap(_) => Access::Create,
@@ -583,77 +592,93 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::CheckUpdates { image, image_sources_only } => {
-            let engine = ctx.engine().await?;
-            let reference = match autopatch_imagebuilder::find_image(&ctx.store, &image)
-                .map_err(CliError::from_error)?
-            {
-                Some(row) => row.engine_image_id,
-                None => image.clone(),
-            };
-            if engine.image_inspect(&reference).await.map_err(CliError::from_error)?.is_none() {
-                return Err(CliError::new(format!("image {image:?} not found"))
-                    .with_hint("list images with `autopatch image list`"));
-            }
-            let sources =
-                if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
-            let cancel = CancellationToken::new();
-            let interrupt = Interrupt::listen(&cancel)?;
-            let check =
-                autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, &image, sources);
-            let pending = tokio::select! {
-                pending = check => pending.map_err(CliError::from_error)?,
-                () = cancel.cancelled() => {
-                    remove_own_check_containers(engine.as_ref()).await;
-                    render::note(&format!(
-                        "interrupted ({}): update check stopped; its container was removed",
-                        interrupt.name()
-                    ));
-                    return Ok(interrupt.exit_code());
-                }
-            };
-            if json {
-                render::json(&json!({
-                    "image": image,
-                    "supported": pending.supported,
-                    "pending": pending.updates.len(),
-                    "security": pending.security_count(),
-                    "updates": pending.updates.iter().map(|u| json!({
-                        "package": u.package,
-                        "current": u.current,
-                        "candidate": u.candidate,
-                        "security": u.is_security(),
-                        "origins": u.origins,
-                    })).collect::<Vec<_>>(),
-                }));
-            } else if !pending.supported {
-                render::line(&format!(
-                    "{image}: no apt-get in the image; cannot check for updates"
-                ));
-            } else {
-                render::line(&format!(
-                    "{image}: {} update(s) pending, {} security",
-                    pending.updates.len(),
-                    pending.security_count()
-                ));
-                let rows: Vec<Vec<String>> = pending
-                    .updates
-                    .iter()
-                    .map(|u| {
-                        vec![
-                            u.package.clone(),
-                            u.current.clone().unwrap_or_else(|| "(new)".into()),
-                            u.candidate.clone(),
-                            if u.is_security() { "security".into() } else { String::new() },
-                        ]
-                    })
-                    .collect();
-                if !rows.is_empty() {
-                    render::table(&["PACKAGE", "INSTALLED", "CANDIDATE", "KIND"], &rows);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            check_updates(Some(&ctx.store), &ctx.state_dir, &image, image_sources_only, json).await
         }
     }
+}
+
+/// `image check-updates`: `image` is a registered image when there is state
+/// (`store`), else (or when none is registered by that name) an engine image.
+async fn check_updates(
+    store: Option<&Store>,
+    state_dir: &Path,
+    image: &str,
+    image_sources_only: bool,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let engine = DockerEngine::connect().await.map(Arc::new).map_err(CliError::from_error)?;
+    let registered = match store {
+        Some(store) => autopatch_imagebuilder::find_image(store, image)
+            .map_err(CliError::from_error)?
+            .map(|row| row.engine_image_id),
+        None => None,
+    };
+    let reference = registered.unwrap_or_else(|| image.to_owned());
+    if engine.image_inspect(&reference).await.map_err(CliError::from_error)?.is_none() {
+        let hint = match store {
+            Some(_) => "list images with `autopatch image list`".to_owned(),
+            None => format!(
+                "there is no autopatch state in {}, so only the engine's images are known: \
+                 check --state-dir",
+                state_dir.display()
+            ),
+        };
+        return Err(CliError::new(format!("image {image:?} not found")).with_hint(hint));
+    }
+    let sources = if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
+    let cancel = CancellationToken::new();
+    let interrupt = Interrupt::listen(&cancel)?;
+    let check = autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, image, sources);
+    let pending = tokio::select! {
+        pending = check => pending.map_err(CliError::from_error)?,
+        () = cancel.cancelled() => {
+            remove_own_check_containers(engine.as_ref()).await;
+            render::note(&format!(
+                "interrupted ({}): update check stopped; its container was removed",
+                interrupt.name()
+            ));
+            return Ok(interrupt.exit_code());
+        }
+    };
+    if json {
+        render::json(&json!({
+            "image": image,
+            "supported": pending.supported,
+            "pending": pending.updates.len(),
+            "security": pending.security_count(),
+            "updates": pending.updates.iter().map(|u| json!({
+                "package": u.package,
+                "current": u.current,
+                "candidate": u.candidate,
+                "security": u.is_security(),
+                "origins": u.origins,
+            })).collect::<Vec<_>>(),
+        }));
+    } else if !pending.supported {
+        render::line(&format!("{image}: no apt-get in the image; cannot check for updates"));
+    } else {
+        render::line(&format!(
+            "{image}: {} update(s) pending, {} security",
+            pending.updates.len(),
+            pending.security_count()
+        ));
+        let rows: Vec<Vec<String>> = pending
+            .updates
+            .iter()
+            .map(|u| {
+                vec![
+                    u.package.clone(),
+                    u.current.clone().unwrap_or_else(|| "(new)".into()),
+                    u.candidate.clone(),
+                    if u.is_security() { "security".into() } else { String::new() },
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            render::table(&["PACKAGE", "INSTALLED", "CANDIDATE", "KIND"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Follows a build that another `pipeline start` runs (same client token)

@@ -59,6 +59,15 @@ impl Context {
         Ok(Context { state_dir, store: Arc::new(store) })
     }
 
+    /// The state directory's store when it has a database, else `None`
+    /// (nothing is made).
+    pub(crate) fn open_if_present(state_dir: PathBuf) -> Result<Option<Context>, CliError> {
+        if !state_dir.join(DATABASE).exists() {
+            return Ok(None);
+        }
+        Context::open(state_dir, Access::Existing).map(Some)
+    }
+
     pub(crate) async fn engine(&self) -> Result<Arc<DockerEngine>, CliError> {
         DockerEngine::connect().await.map(Arc::new).map_err(CliError::from_error)
     }

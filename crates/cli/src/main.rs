@@ -45,8 +45,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 struct Cli {
     /// Where autopatch keeps its state (SQLite database, build artifacts);
     /// by default $XDG_STATE_HOME/autopatch, else ~/.local/state/autopatch.
-    /// Commands that only read (list, show, diff, check-updates) refuse a
-    /// directory with no state instead of making one.
+    /// Commands that only read (list, show, diff) refuse a directory with no
+    /// state instead of making one.
     #[arg(
         long,
         global = true,
