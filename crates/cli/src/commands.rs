@@ -360,13 +360,14 @@ fn start_exit_code(state: ImageState, signal: Option<i32>) -> u8 {
 
 /// Ends the builds whose runner died as `pipeline start` does before it
 /// starts (the recovery: their containers removed, `FAILED`), so they show as
-/// what they are. Without an engine they are left as they are, with a note.
+/// what they are, and removes the containers dead processes of this state
+/// directory left (an interrupted update check's too). Without an engine
+/// they are left as they are, with a note for each such build.
 async fn recover_orphans(ctx: &Context) -> Result<Vec<String>, CliError> {
     let builds = ctx.store.builds().map_err(CliError::from_error)?;
     let orphans: Vec<&BuildRow> = builds.iter().filter(|build| runner_gone(build)).collect();
-    if orphans.is_empty() {
-        return Ok(Vec::new());
-    }
+    // Run even when no build's runner died: a killed `pipeline start` may
+    // have left only its update-check container, which no build names.
     let recovered = match ctx.builder().await {
         Ok(builder) => builder.recover().await.map_err(CliError::from_error),
         Err(error) => Err(error),

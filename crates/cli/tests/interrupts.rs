@@ -286,6 +286,21 @@ fn an_interrupted_update_check_stops_at_once_and_leaves_no_container() {
     assert!(stderr(&output).contains("nothing was built"), "{}", stderr(&output));
     assert!(containers(&[format!("autopatch.owner-pid={pid}")]).is_empty());
     assert_eq!(cli.builds().len(), 1, "no second build was created");
+
+    // Killed outright, the start leaves its check container (no build names
+    // it); the next `build list` of this state directory removes it.
+    let mut child =
+        cli.command(&["pipeline", "start", &name]).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    wait_until("the check container exists", || !check_containers(&child).is_empty());
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    assert_eq!(containers(&[format!("autopatch.owner-pid={pid}")]).len(), 1, "left by the kill");
+    assert_eq!(cli.builds().len(), 1, "no second build was created");
+    assert!(
+        containers(&[format!("autopatch.owner-pid={pid}")]).is_empty(),
+        "removed by build list"
+    );
 }
 
 #[test]
