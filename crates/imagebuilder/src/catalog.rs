@@ -66,7 +66,7 @@ pub fn create_component(
     // and the artifact folder: the rule recipe names follow.
     let name = match (name, document_name) {
         (Some(name), _) => {
-            if !is_name(name) {
+            if !autopatch_documents::is_name(name) {
                 // Not in the file: the name it is registered under was given
                 // with it.
                 reporter.error(
@@ -80,7 +80,7 @@ pub fn create_component(
             name.to_owned()
         }
         (None, Some((name, span))) => {
-            if !is_name(&name) {
+            if !autopatch_documents::is_name(&name) {
                 reporter.error(span, name_error("component name", &name));
             }
             name
@@ -487,11 +487,6 @@ pub(crate) fn parent_text(parent: &ParentImage) -> String {
         ParentImage::Image(version) => version.to_string(),
         ParentImage::EngineReference(reference) => reference.clone(),
     }
-}
-
-/// The recipe rule for names: letters, digits, `-` and `_`.
-fn is_name(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn name_error(what: &str, text: &str) -> String {
