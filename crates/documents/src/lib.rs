@@ -46,6 +46,6 @@ pub use recipe::{
     ComponentReference, ParentImage, PartialRecipe, RecipeDocument, parse_recipe,
     parse_recipe_lenient,
 };
-pub use reference::is_name;
+pub use reference::{ImageReference, VersionFilter, is_name, parse_image_reference};
 pub use source::{Position, SourceFile, Span};
 pub use template::{RenderError, Segment, Template};

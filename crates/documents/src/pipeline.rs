@@ -14,11 +14,9 @@
 //! The schedule expression's syntax is checked here (`cron(...)` or
 //! `rate(...)`, see the schedule module) and the expression kept as written.
 
-use autopatch_model::SemanticVersion;
-
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::recipe::resource_name;
-use crate::reference::{BuildPart, parse_reference};
+use crate::reference::{BuildPart, VersionFilter, parse_reference};
 use crate::schedule::check_schedule_expression;
 use crate::source::{LineIndex, Position, SourceFile, Span, advance};
 use crate::yaml::{MappingReader, Node, ScalarStyle, parse_yaml_reporting};
@@ -49,8 +47,9 @@ pub struct RecipeReference {
     /// `imageRecipeArn` as written.
     pub reference: String,
     pub name: String,
-    /// `None`: the latest version (a bare name, or `x.x.x` in an ARN).
-    pub version: Option<SemanticVersion>,
+    /// The version or version filter; [`VersionFilter::Any`] for a bare
+    /// name: the highest registered version it matches.
+    pub version: VersionFilter,
     /// Where the reference is, to report an unknown recipe there.
     pub span: Span,
 }
@@ -489,7 +488,7 @@ mod tests {
                     image_recipe: RecipeReference {
                         reference: "PatchedWebServer",
                         name: "PatchedWebServer",
-                        version: None,
+                        version: Any,
                         span: Span {
                             start: Position {
                                 line: 2,
@@ -545,7 +544,7 @@ status: DISABLED
         let actual = format!(
             "{} {:?} {:?} {} {:?} {:?} {:?} {:?}",
             pipeline.image_recipe.name,
-            pipeline.image_recipe.version.map(|version| version.to_string()),
+            pipeline.image_recipe.version.exact().map(|version| version.to_string()),
             pipeline.image_tests,
             schedule.schedule_expression,
             schedule.start_condition,

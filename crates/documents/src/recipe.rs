@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use autopatch_model::{ImageVersion, SemanticVersion};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
-use crate::reference::{BuildPart, is_name, name_error, parse_reference};
+use crate::reference::{
+    BuildPart, VersionFilter, is_name, name_error, parse_image_reference, parse_reference,
+};
 use crate::source::{SourceFile, Span};
 use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
 
@@ -37,11 +39,17 @@ pub struct RecipeDocument {
 /// The image a recipe builds on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParentImage {
-    /// An image autopatch built: `name/x.y.z/N`, or an Image Builder image ARN
+    /// An image autopatch built, that build: `name/x.y.z/N`, or an Image
+    /// Builder image ARN
     /// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<N>`.
     Image(ImageVersion),
-    /// An image the container engine can pull or already has, as written,
-    /// like `docker.io/library/debian:12`.
+    /// The latest build of the highest registered version the filter
+    /// matches: `name/1.2.3`, `name/1.2.x`, `name/1.x.x`, `name/x.x.x`, or an
+    /// image ARN ending with one of those.
+    Latest { name: String, version: VersionFilter },
+    /// As written: the name of a registered image (its latest), else an image
+    /// the container engine can pull or already has, like
+    /// `docker.io/library/debian:12`.
     EngineReference(String),
 }
 
@@ -52,9 +60,10 @@ pub struct ComponentReference {
     pub reference: String,
     /// The registered component's name.
     pub name: String,
-    /// `None`: the latest version (a bare name, or `x.x.x` in an ARN).
-    pub version: Option<SemanticVersion>,
-    /// A build number, when the reference gives one.
+    /// The version or version filter; [`VersionFilter::Any`] for a bare
+    /// name: the highest registered version it matches.
+    pub version: VersionFilter,
+    /// A build number, when the reference gives one (after an exact version).
     pub build: Option<u32>,
     /// Parameter values, by name.
     pub parameters: BTreeMap<String, String>,
@@ -69,6 +78,9 @@ pub struct ComponentReference {
     /// The entry's mapping, to report an unregistered component or a
     /// missing parameter there.
     pub span: Span,
+    /// Where `componentArn`'s value is, to report a build that does not
+    /// exist there.
+    pub reference_span: Span,
 }
 
 /// A recipe as far as it could be read, from [`parse_recipe_lenient`]: what a
@@ -229,49 +241,22 @@ fn parent_image(node: &Node, reporter: &mut Reporter) -> Option<ParentImage> {
         reporter.error(node.span, message);
         None
     };
-    if text.starts_with("arn:") {
-        return match parse_reference(text, "image", BuildPart::Optional) {
-            Ok(image) => match (image.version, image.build) {
-                (Some(version), Some(build)) => {
-                    Some(ParentImage::Image(ImageVersion { recipe: image.name, version, build }))
-                }
-                _ => error(format!(
-                    "found the image ARN {text:?}; expected arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build>"
-                )),
-            },
-            Err(message) => error(message),
-        };
-    }
-    if looks_like_image_version(text) {
-        return match text.parse::<ImageVersion>() {
-            Ok(image) if is_name(&image.recipe) => Some(ParentImage::Image(image)),
-            Ok(image) => error(name_error("image name", &image.recipe)),
-            Err(version_error) => error(format!(
-                "found the parent image {text:?}; expected an image version name/x.y.z/N: {}",
-                version_error.reason
-            )),
-        };
-    }
-    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return error(format!(
-            "found the parent image {text:?}; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"
-        ));
-    }
-    Some(ParentImage::EngineReference(text.to_owned()))
-}
-
-/// Whether `text` is meant as `name/x.y.z/N` rather than an engine reference:
-/// three parts, the last a number and the middle made of digits and dots.
-fn looks_like_image_version(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('/').collect();
-    match parts[..] {
-        [_, version, build] => {
-            !version.is_empty()
-                && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                && !build.is_empty()
-                && build.bytes().all(|b| b.is_ascii_digit())
+    match parse_image_reference(text) {
+        Err(message) => error(message),
+        Ok(Some(image)) => match image.image_version() {
+            Some(version) => Some(ParentImage::Image(version)),
+            // A bare name may also be an engine image: resolved by its text.
+            None if !text.contains('/') => Some(ParentImage::EngineReference(text.to_owned())),
+            None => Some(ParentImage::Latest { name: image.name, version: image.version }),
+        },
+        Ok(None)
+            if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            error(format!(
+                "found the parent image {text:?}; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"
+            ))
         }
-        _ => false,
+        Ok(None) => Some(ParentImage::EngineReference(text.to_owned())),
     }
 }
 
@@ -289,7 +274,7 @@ fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference>
     let reference = map.required("componentArn", reporter).and_then(|node| {
         let text = node.expect_string(reporter)?;
         match parse_reference(text, "component", BuildPart::Optional) {
-            Ok(name) => Some((text.to_owned(), name)),
+            Ok(name) => Some((text.to_owned(), name, node.span)),
             Err(message) => {
                 reporter.error(node.span, message);
                 None
@@ -301,7 +286,7 @@ fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference>
         Some(node) => component_parameters(node, reporter),
     };
     map.finish(reporter);
-    let (reference, name) = reference?;
+    let (reference, name, reference_span) = reference?;
     Some(ComponentReference {
         reference,
         name: name.name,
@@ -311,6 +296,7 @@ fn component(item: &Node, reporter: &mut Reporter) -> Option<ComponentReference>
         parameter_spans: parameters.spans,
         parameters_complete: parameters.complete,
         span: item.span,
+        reference_span,
     })
 }
 
@@ -447,7 +433,7 @@ workingDirectory: /tmp
                         ComponentReference {
                             reference: "ConfigureOS",
                             name: "ConfigureOS",
-                            version: None,
+                            version: Any,
                             build: None,
                             parameters: {},
                             parameter_spans: {},
@@ -462,11 +448,21 @@ workingDirectory: /tmp
                                     column: 3,
                                 },
                             },
+                            reference_span: Span {
+                                start: Position {
+                                    line: 7,
+                                    column: 19,
+                                },
+                                end: Position {
+                                    line: 7,
+                                    column: 30,
+                                },
+                            },
                         },
                         ComponentReference {
                             reference: "arn:aws:imagebuilder:eu-west-1:123456789012:component/configure-web/2.0.0/1",
                             name: "configure-web",
-                            version: Some(
+                            version: Exact(
                                 SemanticVersion {
                                     major: 2,
                                     minor: 0,
@@ -513,6 +509,16 @@ workingDirectory: /tmp
                                     column: 1,
                                 },
                             },
+                            reference_span: Span {
+                                start: Position {
+                                    line: 8,
+                                    column: 19,
+                                },
+                                end: Position {
+                                    line: 8,
+                                    column: 94,
+                                },
+                            },
                         },
                     ],
                     working_directory: Some(
@@ -541,6 +547,11 @@ workingDirectory: /tmp
             "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.2.3/4",
             "golden/1.0/1",
             "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/x.x.x",
+            "golden/1.x.x",
+            "golden/1.2.3",
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/1.2.x",
+            "golden/x.2.x",
+            "golden/1.x.x/3",
             "'with space'",
             "''",
         ]
@@ -552,8 +563,13 @@ workingDirectory: /tmp
             EngineReference("localhost/autopatch/golden:1.0.0-1")
             Image(ImageVersion { recipe: "golden", version: SemanticVersion { major: 1, minor: 0, patch: 0 }, build: 1 })
             Image(ImageVersion { recipe: "golden", version: SemanticVersion { major: 1, minor: 2, patch: 3 }, build: 4 })
-            r.yaml:3:14: error: found the parent image "golden/1.0/1"; expected an image version name/x.y.z/N: expected three numbers separated by dots, like 1.0.0
-            r.yaml:3:14: error: found the image ARN "arn:aws:imagebuilder:us-east-1:123456789012:image/golden/x.x.x"; expected arn:aws:imagebuilder:<region>:<account>:image/<name>/<x.y.z>/<build>
+            r.yaml:3:14: error: found the version "1.0" in "golden/1.0/1"; expected x.y.z or a version filter x.x.x, 1.x.x or 1.2.x: expected three numbers separated by dots, like 1.0.0
+            Latest { name: "golden", version: Any }
+            Latest { name: "golden", version: Major(1) }
+            Latest { name: "golden", version: Exact(SemanticVersion { major: 1, minor: 2, patch: 3 }) }
+            Latest { name: "golden", version: Minor(1, 2) }
+            r.yaml:3:14: error: found the version "x.2.x" in "golden/x.2.x"; expected x.y.z or a version filter x.x.x, 1.x.x or 1.2.x: every part after the first x must be x too: x.x.x, 1.x.x or 1.2.x
+            r.yaml:3:14: error: found a build number after the version filter 1.x.x in "golden/1.x.x/3"; expected a build number only after a version x.y.z
             r.yaml:3:14: error: found the parent image "with space"; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12
             r.yaml:3:14: error: found the parent image ""; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"#]]
         .assert_eq(&actual);
@@ -601,7 +617,7 @@ tags: {}
                 recipe.yaml:3:18: error: found the version "1.0"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0
                 recipe.yaml:4:1: error: found both `semanticVersion` and its alias `version`; expected one
                 recipe.yaml:5:14: error: expected a string, found a sequence
-                recipe.yaml:7:19: error: found the version "1.0" in "UpdateOS/1.0"; expected x.y.z: expected three numbers separated by dots, like 1.0.0
+                recipe.yaml:7:19: error: found the version "1.0" in "UpdateOS/1.0"; expected x.y.z or a version filter x.x.x, 1.x.x or 1.2.x: expected three numbers separated by dots, like 1.0.0
                 recipe.yaml:8:19: error: found the ARN "arn:aws:imagebuilder:eu-west-1:1:image-recipe/x/1.0.0"; expected arn:aws:imagebuilder:<region>:<account>:component/<name>/<x.y.z>[/<build>]
                 recipe.yaml:12:16: error: found 2 values; expected exactly one value, like `value: ["x"]`
                 recipe.yaml:15:15: error: duplicate parameter `B`, first given at 13:15
@@ -637,7 +653,7 @@ tags: {}
                 "r.yaml:1:1: error: missing required key `name`",
                 "r.yaml:1:18: error: found the version \"1.0\"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0",
                 "r.yaml:3:1: error: unknown key `bogus`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`",
-                "r.yaml:10:19: error: found the version \"1.0\" in \"bad/1.0\"; expected x.y.z: expected three numbers separated by dots, like 1.0.0",
+                "r.yaml:10:19: error: found the version \"1.0\" in \"bad/1.0\"; expected x.y.z or a version filter x.x.x, 1.x.x or 1.2.x: expected three numbers separated by dots, like 1.0.0",
             ]
         "#]]
         .assert_debug_eq(&rendered);
@@ -675,6 +691,7 @@ tags: {}
     fn parent_text(parent: &ParentImage) -> String {
         match parent {
             ParentImage::Image(image) => image.to_string(),
+            ParentImage::Latest { name, version } => format!("{name}/{version}"),
             ParentImage::EngineReference(reference) => reference.clone(),
         }
     }

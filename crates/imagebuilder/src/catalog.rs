@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use autopatch_documents::{
     ComponentDocument, ParentImage, PartialComponent, PartialPipeline, PartialRecipe,
-    PipelineDocument, Position, RecipeDocument, Reporter, SourceFile, Span,
+    PipelineDocument, Position, RecipeDocument, Reporter, SourceFile, Span, VersionFilter,
 };
 use autopatch_engine::Engine;
 use autopatch_model::SemanticVersion;
-use autopatch_store::{ComponentRow, ImageRow, PipelineRow, Store};
+use autopatch_store::{ComponentRow, ImageRow, PipelineRow, RecipeRow, Store};
 use sha2::{Digest, Sha256};
 
 use crate::build::ResolvedParent;
@@ -154,9 +154,16 @@ pub async fn create_recipe<E: Engine>(
         }
         for reference in &recipe.components {
             match resolve_component(store, &reference.name, reference.version) {
-                Ok(Some((_, document))) => reporter.extend(
-                    autopatch_documents::check_parameter_values(&document, reference, &file.name),
-                ),
+                Ok(Some((row, document))) => {
+                    if let Some(build) = reference.build
+                        && build != COMPONENT_BUILD
+                    {
+                        reporter.error(reference.reference_span, no_component_build(&row, build));
+                    }
+                    reporter.extend(autopatch_documents::check_parameter_values(
+                        &document, reference, &file.name,
+                    ));
+                }
                 Ok(None) => reporter.error(
                     reference.span,
                     format!(
@@ -205,7 +212,7 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
     let (pipeline, parsed) = autopatch_documents::parse_pipeline_lenient(file);
     reporter.extend(parsed);
     if let Some(recipe) = pipeline.as_ref().and_then(|pipeline| pipeline.image_recipe.as_ref())
-        && store.recipe(&recipe.name, recipe.version.map(|v| v.to_string()).as_deref())?.is_none()
+        && resolve_recipe(store, &recipe.name, recipe.version)?.is_none()
     {
         reporter.error(
             recipe.span,
@@ -242,13 +249,50 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
     })
 }
 
-/// A registered component and its parsed document.
+/// The build number of every registered component version: a component
+/// version is immutable, so it has one build.
+const COMPONENT_BUILD: u32 = 1;
+
+/// Why a component reference's build does not exist.
+fn no_component_build(row: &ComponentRow, build: u32) -> String {
+    format!(
+        "component {}/{} has no build {build}: a registered component version has one build, {COMPONENT_BUILD} (versions are immutable)",
+        row.name, row.version
+    )
+}
+
+/// The row of `name` with the highest version `filter` matches, among `rows`.
+fn highest_matching(
+    rows: Vec<ComponentRow>,
+    name: &str,
+    filter: VersionFilter,
+) -> Option<ComponentRow> {
+    rows.into_iter()
+        .filter(|row| row.name == name)
+        .filter_map(|row| row.version.parse::<SemanticVersion>().ok().map(|v| (v, row)))
+        .filter(|(version, _)| filter.matches(*version))
+        .max_by_key(|(version, _)| *version)
+        .map(|(_, row)| row)
+}
+
+/// The registered recipe of `name` with the highest version `version`
+/// matches.
+fn resolve_recipe(
+    store: &Store,
+    name: &str,
+    version: VersionFilter,
+) -> Result<Option<RecipeRow>, RegistryError> {
+    Ok(highest_matching(store.recipes()?, name, version))
+}
+
+/// The registered component of `name` with the highest version `version`
+/// matches, and its parsed document.
 pub(crate) fn resolve_component(
     store: &Store,
     name: &str,
-    version: Option<SemanticVersion>,
+    version: VersionFilter,
 ) -> Result<Option<(ComponentRow, ComponentDocument)>, RegistryError> {
-    let Some(row) = store.component(name, version.map(|v| v.to_string()).as_deref())? else {
+    let Some(row) = highest_matching(store.components()?, name, version) else {
         return Ok(None);
     };
     let document = autopatch_documents::parse_component(&SourceFile::new(
@@ -285,9 +329,7 @@ pub fn load_pipeline(store: &Store, name: &str) -> Result<LoadedPipeline, Regist
     ))
     .map_err(RegistryError::Invalid)?;
     let reference = &pipeline.image_recipe;
-    let Some(recipe_row) =
-        store.recipe(&reference.name, reference.version.map(|v| v.to_string()).as_deref())?
-    else {
+    let Some(recipe_row) = resolve_recipe(store, &reference.name, reference.version)? else {
         return Err(RegistryError::NotFound {
             kind: "recipe",
             name: describe(&reference.name, reference.version),
@@ -310,6 +352,15 @@ pub fn load_pipeline(store: &Store, name: &str) -> Result<LoadedPipeline, Regist
                 hint: String::new(),
             });
         };
+        if let Some(build) = reference.build
+            && build != COMPONENT_BUILD
+        {
+            return Err(RegistryError::NotFound {
+                kind: "component",
+                name: format!("{}/{}/{build}", row.name, row.version),
+                hint: format!(" ({})", no_component_build(&row, build)),
+            });
+        }
         let mut parameters: BTreeMap<String, String> = document
             .parameters
             .iter()
@@ -380,8 +431,10 @@ impl std::fmt::Display for Unresolved {
 }
 
 /// Resolves an image reference: an autopatch image version `name/x.y.z/N`,
-/// `name/x.y.z` or `name/x.x.x` or `name` (the latest build), or anything the
-/// engine knows (tag or id). The inner `Err` says why it does not resolve.
+/// `name/x.y.z`, a version filter `name/1.2.x`, `name/1.x.x`, `name/x.x.x`, a
+/// bare `name` (the latest build of the highest matching version), an image
+/// ARN of those, or anything the engine knows (tag or id). The inner `Err`
+/// says why it does not resolve.
 pub async fn resolve_parent<E: Engine>(
     store: &Store,
     engine: &E,
@@ -427,56 +480,33 @@ pub async fn resolve_parent<E: Engine>(
 }
 
 /// Finds a registered image by version reference (see [`resolve_parent`]):
-/// `name/x.y.z/N` is that build or nothing; a build number that is not a
-/// number is an error.
+/// `name/x.y.z/N` is that build or nothing; `name/x.y.z` that version's
+/// latest build; a version filter (`name/1.2.x`, `name/1.x.x`, `name/x.x.x`)
+/// or a bare name the latest build of the highest version it matches; an
+/// image ARN of those the same. A version or build number that is neither is
+/// an error; text not shaped like an image reference is `None` (an engine
+/// reference).
 pub fn find_image(store: &Store, reference: &str) -> Result<Option<ImageRow>, RegistryError> {
     let images = store.images()?;
     if let Some(image) = images.iter().find(|image| image.version == reference) {
         return Ok(Some(image.clone()));
     }
-    let parts: Vec<&str> = reference.split('/').collect();
-    let (name, version, build) = match parts.as_slice() {
-        [name] => (*name, None, None),
-        [name, version] => (*name, Some(*version), None),
-        [name, version, build] => (*name, Some(*version), Some(*build)),
-        _ => return Ok(None),
+    let wanted = match autopatch_documents::parse_image_reference(reference) {
+        Ok(Some(wanted)) => wanted,
+        Ok(None) => return Ok(None),
+        Err(message) => {
+            return Err(RegistryError::BadReference { reference: reference.to_owned(), message });
+        }
     };
-    let wanted: Option<SemanticVersion> = match version {
-        None | Some("x.x.x") => None,
-        Some(version) => match version.parse() {
-            Ok(version) => Some(version),
-            // Not an image version: an engine reference such as
-            // `docker.io/library/debian:12`.
-            Err(_) => return Ok(None),
-        },
-    };
-    let build: Option<u32> = match build {
-        None => None,
-        Some(build) => match (wanted, build.parse::<u32>()) {
-            (Some(_), Ok(number)) if number > 0 => Some(number),
-            (Some(_), _) => {
-                return Err(RegistryError::BadReference {
-                    reference: reference.to_owned(),
-                    message: format!("the build number {build:?} is not a positive number"),
-                });
-            }
-            (None, _) => {
-                return Err(RegistryError::BadReference {
-                    reference: reference.to_owned(),
-                    message: "a build number needs a version: name/x.y.z/N".to_owned(),
-                });
-            }
-        },
-    };
-    // That build, or the highest version, then the highest build.
+    // That build, or the highest matching version, then the highest build.
     Ok(images
         .into_iter()
-        .filter(|image| image.recipe == name)
+        .filter(|image| image.recipe == wanted.name)
         .filter_map(|image| {
             image.recipe_version.parse::<SemanticVersion>().ok().map(|v| (v, image))
         })
-        .filter(|(version, _)| wanted.is_none_or(|wanted| *version == wanted))
-        .filter(|(_, image)| build.is_none_or(|build| image.build_number == build))
+        .filter(|(version, _)| wanted.version.matches(*version))
+        .filter(|(_, image)| wanted.build.is_none_or(|build| image.build_number == build))
         .max_by_key(|(version, image)| (*version, image.build_number))
         .map(|(_, image)| image))
 }
@@ -485,6 +515,7 @@ pub fn find_image(store: &Store, reference: &str) -> Result<Option<ImageRow>, Re
 pub(crate) fn parent_text(parent: &ParentImage) -> String {
     match parent {
         ParentImage::Image(version) => version.to_string(),
+        ParentImage::Latest { name, version } => format!("{name}/{version}"),
         ParentImage::EngineReference(reference) => reference.clone(),
     }
 }
@@ -493,10 +524,10 @@ fn name_error(what: &str, text: &str) -> String {
     format!("found the {what} {text:?}; expected a name made of letters, digits, `-` and `_`")
 }
 
-fn describe(name: &str, version: Option<SemanticVersion>) -> String {
+fn describe(name: &str, version: VersionFilter) -> String {
     match version {
-        Some(version) => format!("{name}/{version}"),
-        None => name.to_owned(),
+        VersionFilter::Any => name.to_owned(),
+        version => format!("{name}/{version}"),
     }
 }
 

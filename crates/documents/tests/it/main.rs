@@ -67,7 +67,7 @@ fn recipe_and_its_component_parameters() {
             format!(
                 "{} {:?} {:?}",
                 component.name,
-                component.version.map(|v| v.to_string()),
+                component.version.exact().map(|v| v.to_string()),
                 component.build
             )
         })

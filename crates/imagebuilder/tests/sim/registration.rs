@@ -246,3 +246,162 @@ components:
         assert!(found.starts_with(expected), "{found} does not start with {expected}");
     }
 }
+
+/// Registers `qasleep` at each of `versions` (the same document).
+fn register_versions(store: &autopatch_store::Store, name: &str, versions: &[&str]) {
+    let text = format!(
+        "name: {name}\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n"
+    );
+    for version in versions {
+        autopatch_imagebuilder::create_component(
+            store,
+            &SourceFile::new(format!("{name}.yml"), text.clone()),
+            None,
+            Some(version),
+        )
+        .unwrap_or_else(|error| panic!("register {name}/{version}: {error}"));
+    }
+}
+
+/// The problems of a refused registration, as `line:col:message`.
+fn problems<T: std::fmt::Debug>(result: Result<T, RegistryError>) -> Vec<String> {
+    let Err(RegistryError::Invalid(diagnostics)) = result else {
+        panic!("expected RegistryError::Invalid, got {result:?}")
+    };
+    diagnostics.iter().map(|d| format!("{}:{}", d.span.start, d.message)).collect()
+}
+
+/// Image Builder's version filters (`x.x.x`, `1.x.x`, `1.2.x`) work the same
+/// in a bare reference and in an ARN, and select the highest registered
+/// version they match when the pipeline is loaded to build.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn component_version_filters_select_the_highest_matching_version_in_every_form() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    register_versions(store, "qasleep", &["1.0.0", "1.2.0", "1.2.7", "2.2.4"]);
+    let arn = "arn:aws:imagebuilder:us-east-1:aws:component/qasleep";
+    let recipe = format!(
+        "name: recipe\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: qasleep/x.x.x\n  - componentArn: qasleep/1.x.x\n  - componentArn: qasleep/1.2.x\n  - componentArn: {arn}/x.x.x\n  - componentArn: {arn}/1.x.x\n  - componentArn: {arn}/1.2.x\n  - componentArn: {arn}/1.0.0/1\n  - componentArn: qasleep\n",
+        crate::harness::PARENT
+    );
+    sim.register_recipe(&recipe).await;
+    sim.register_pipeline("name: pipe\nimageRecipeArn: recipe/1.x.x\n");
+
+    let loaded = autopatch_imagebuilder::load_pipeline(store, "pipe").unwrap();
+    let versions: Vec<&str> = loaded.components.iter().map(|c| c.version.as_str()).collect();
+    assert_eq!(
+        versions,
+        ["2.2.4", "1.2.7", "1.2.7", "2.2.4", "1.2.7", "1.2.7", "1.0.0", "2.2.4"],
+        "each filter selects the highest version it matches"
+    );
+    assert_eq!(loaded.recipe.name, "recipe");
+
+    // A filter no registered version matches, and filters AWS refuses (a
+    // number after an x), are reported at their entries.
+    let bad = format!(
+        "name: other\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: qasleep/3.x.x\n  - componentArn: qasleep/x.2.x\n  - componentArn: {arn}/1.x.3\n",
+        crate::harness::PARENT
+    );
+    let found = problems(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new("recipe.yml", bad),
+        )
+        .await,
+    );
+    let expected = [
+        "5:5:component qasleep/3.x.x is not registered",
+        "6:19:found the version \"x.2.x\" in \"qasleep/x.2.x\"; expected x.y.z or a version filter",
+        "7:19:found the version \"1.x.3\"",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(found.starts_with(expected), "{found} does not start with {expected}");
+    }
+}
+
+/// A component version has one build, 1 (versions are immutable): any other
+/// build number is refused at the reference, as an image reference names
+/// its build or nothing.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_component_build_that_does_not_exist_is_refused_at_the_reference() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    register_versions(store, "qasleep", &["1.0.0"]);
+    let recipe = format!(
+        "name: recipe\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: qasleep/1.0.0/2\n  - componentArn: arn:aws:imagebuilder:us-east-1:123456789012:component/qasleep/1.0.0/7\n  - componentArn: qasleep/1.0.0/1\n",
+        crate::harness::PARENT
+    );
+    let found = problems(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new("recipe.yml", recipe),
+        )
+        .await,
+    );
+    assert_eq!(
+        found,
+        [
+            "5:19:component qasleep/1.0.0 has no build 2: a registered component version has one build, 1 (versions are immutable)",
+            "6:19:component qasleep/1.0.0 has no build 7: a registered component version has one build, 1 (versions are immutable)",
+        ]
+    );
+    assert!(store.recipes().unwrap().is_empty());
+
+    let fine = format!(
+        "name: recipe\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: qasleep/1.0.0/1\n",
+        crate::harness::PARENT
+    );
+    sim.register_recipe(&fine).await;
+}
+
+/// Image references take the same filters: `image show`, a recipe's
+/// `parentImage` and a stack's image parameter all resolve through
+/// `find_image`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn image_references_take_the_version_filters_too() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let (outcome, _) = sim.build().await;
+    assert!(outcome.image.is_some(), "{:?}", outcome.build.reason);
+    let store = &sim.builder.store;
+    let find = |reference: &str| {
+        autopatch_imagebuilder::find_image(store, reference).map(|i| i.map(|i| i.version))
+    };
+    for reference in [
+        "recipe/x.x.x",
+        "recipe/1.x.x",
+        "recipe/1.0.x",
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/recipe/1.x.x",
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/recipe/1.0.0/1",
+    ] {
+        assert_eq!(find(reference).unwrap().as_deref(), Some("recipe/1.0.0/1"), "{reference}");
+    }
+    assert_eq!(find("recipe/2.x.x").unwrap(), None);
+    assert_eq!(find("recipe/1.1.x").unwrap(), None);
+    for bad in ["recipe/x.0.x", "recipe/1.x.x/1"] {
+        assert!(matches!(find(bad), Err(RegistryError::BadReference { .. })), "{bad}");
+    }
+
+    // A recipe on the latest 1.x.x build, by path and by ARN.
+    let parents =
+        ["recipe/1.x.x", "arn:aws:imagebuilder:us-east-1:123456789012:image/recipe/1.0.x"];
+    for (patch, parent) in parents.iter().enumerate() {
+        let text = format!(
+            "name: child\nsemanticVersion: 1.0.{patch}\nparentImage: {parent}\ncomponents:\n  - componentArn: update\n"
+        );
+        sim.register_recipe(&text).await;
+    }
+    let text = "name: child\nsemanticVersion: 1.0.9\nparentImage: recipe/2.x.x\ncomponents:\n  - componentArn: update\n";
+    let found = problems(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new("recipe.yml", text),
+        )
+        .await,
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("3:14:parent image \"recipe/2.x.x\" does not exist"), "{found:?}");
+}
