@@ -827,19 +827,63 @@ fn recovered_detailed_output(
     output["ended_by_recovery"] = true.into();
     let running = StepStatus::Running.as_str();
     let failed = StepStatus::Failed.as_str();
+    // What was running ran until the runner died, at the latest: until now,
+    // from when it started, if the runner wrote that.
+    let ran = |record: &serde_json::Value| {
+        let started = record["started_at"].as_str().and_then(parse_timestamp)?;
+        u64::try_from(finished_at.since(started)).ok()
+    };
     for phase in output["phases"].as_array_mut().into_iter().flatten() {
         if phase["status"] != running {
             continue;
         }
         phase["status"] = failed.into();
+        if let Some(duration_ms) = ran(phase) {
+            phase["duration_ms"] = duration_ms.into();
+        }
         for step in phase["steps"].as_array_mut().into_iter().flatten() {
             if step["status"] == running {
                 step["status"] = failed.into();
                 step["failure_message"] = reason.into();
+                if let Some(duration_ms) = ran(step) {
+                    step["duration_ms"] = duration_ms.into();
+                }
             }
         }
     }
     output
+}
+
+/// A timestamp as [`Timestamp`] displays it (`2026-11-24T12:54:56.789Z`,
+/// what `detailedoutput.json` holds), or `None` for other text.
+fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let bytes = text.as_bytes();
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ".as_bytes();
+    let matches = bytes.len() == shape.len()
+        && bytes.iter().zip(shape).all(|(byte, expected)| match expected {
+            b'd' => byte.is_ascii_digit(),
+            expected => byte == expected,
+        });
+    if !matches {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second, millis) =
+        (number(11..13)?, number(14..16)?, number(17..19)?, number(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // `days_from_civil`, the inverse of what `Timestamp` displays with).
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(Timestamp::from_millis(seconds * 1000 + millis))
 }
 
 /// Writes `name` in `directory` whole or not at all (a temporary file
@@ -979,6 +1023,19 @@ fn minutes(timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_read_back_as_they_are_written() {
+        for millis in [0, 951_782_400_000, 1_795_524_896_789, 4_102_444_799_999] {
+            let at = Timestamp::from_millis(millis);
+            assert_eq!(parse_timestamp(&at.to_string()), Some(at), "{at}");
+        }
+        for text in
+            ["", "2026-11-24T12:54:56Z", "2026-13-24T12:54:56.789Z", "x026-11-24T12:54:56.789Z"]
+        {
+            assert_eq!(parse_timestamp(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn stage_timeouts_read_in_whole_minutes_with_the_right_plural() {

@@ -24,7 +24,7 @@ use autopatch_documents::{
     Template,
 };
 use autopatch_engine::{ContainerState, Engine, ExecSpec, OutputSink, OutputStream};
-use autopatch_model::StepStatus;
+use autopatch_model::{StepStatus, Timestamp};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,9 @@ pub(crate) struct StepRecord {
     pub(crate) name: String,
     pub(crate) action: &'static str,
     pub(crate) status: &'static str,
+    /// When the step started (wall clock); none for a step that never ran.
+    #[serde(serialize_with = "optional_timestamp")]
+    pub(crate) started_at: Option<Timestamp>,
     pub(crate) exit_code: Option<i64>,
     pub(crate) attempts: u32,
     pub(crate) reboots: u32,
@@ -59,6 +62,10 @@ pub(crate) struct StepRecord {
     /// ends here.
     #[serde(skip)]
     pub(crate) container_stopped: bool,
+    /// When the step started, on the runtime's clock: the duration of a step
+    /// [`close_running`] ends.
+    #[serde(skip)]
+    pub(crate) started: Option<tokio::time::Instant>,
 }
 
 /// The record of one phase of one component.
@@ -68,8 +75,29 @@ pub(crate) struct PhaseRecord {
     pub(crate) component_version: String,
     pub(crate) phase: &'static str,
     pub(crate) status: &'static str,
+    /// When the phase started (wall clock).
+    #[serde(serialize_with = "timestamp")]
+    pub(crate) started_at: Timestamp,
     pub(crate) duration_ms: u64,
     pub(crate) steps: Vec<StepRecord>,
+    /// When the phase started, on the runtime's clock.
+    #[serde(skip)]
+    pub(crate) started: Option<tokio::time::Instant>,
+}
+
+/// A timestamp in the detailed output: RFC 3339, as the build's own.
+fn timestamp<S: serde::Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(at)
+}
+
+fn optional_timestamp<S: serde::Serializer>(
+    at: &Option<Timestamp>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serializer.collect_str(at),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// Where and how a stage runs.
@@ -122,8 +150,10 @@ pub(crate) async fn run_stage<E: Engine>(
                 component_version: component.version.clone(),
                 phase: phase_name.as_str(),
                 status: StepStatus::Running.as_str(),
+                started_at: crate::clock::now(),
                 duration_ms: 0,
                 steps: Vec::new(),
+                started: Some(started),
             });
             let record_index = records.len() - 1;
             let mut phase_failed = false;
@@ -138,9 +168,22 @@ pub(crate) async fn run_stage<E: Engine>(
                 };
                 let mut running = skipped(step);
                 running.status = StepStatus::Running.as_str();
+                running.started_at = Some(crate::clock::now());
+                running.started = Some(tokio::time::Instant::now());
                 records[record_index].steps.push(running);
-                (ctx.checkpoint)(records);
-                let record = match run_step(ctx, component, *phase_name, step, &lookup).await {
+                // Each attempt is recorded (its number, its log) as it
+                // starts: a runner killed during it leaves them.
+                let checkpoint = ctx.checkpoint;
+                let mut attempt_started = |attempt: u32, log: &Path| {
+                    if let Some(running) = records[record_index].steps.last_mut() {
+                        running.attempts = attempt;
+                        running.log = log.display().to_string();
+                    }
+                    checkpoint(records);
+                };
+                let run =
+                    run_step(ctx, component, *phase_name, step, &lookup, &mut attempt_started);
+                let mut record = match run.await {
                     Ok(record) => record,
                     Err(error) => {
                         records[record_index].duration_ms = millis(started.elapsed());
@@ -171,6 +214,7 @@ pub(crate) async fn run_stage<E: Engine>(
                         .insert((component_index, *phase_name, step.name.clone()), stdout.clone());
                 }
                 if let Some(last) = records[record_index].steps.last_mut() {
+                    (record.started_at, record.started) = (last.started_at, last.started);
                     *last = record;
                 }
                 (ctx.checkpoint)(records);
@@ -194,15 +238,18 @@ pub(crate) async fn run_stage<E: Engine>(
 }
 
 /// Gives every phase and step still `running` in `records` its final
-/// `status`, with `message` on the step; steps after it stay absent (they
-/// never started).
+/// `status`, with `message` on the step and the time it ran as its
+/// duration; steps after it stay absent (they never started).
 pub(crate) fn close_running(records: &mut [PhaseRecord], status: StepStatus, message: &str) {
     let running = StepStatus::Running.as_str();
+    let ran = |started: Option<tokio::time::Instant>| started.map_or(0, |at| millis(at.elapsed()));
     for phase in records.iter_mut().filter(|phase| phase.status == running) {
         phase.status = status.as_str();
+        phase.duration_ms = phase.duration_ms.max(ran(phase.started));
         for step in phase.steps.iter_mut().filter(|step| step.status == running) {
             step.status = status.as_str();
             step.failure_message = Some(message.to_owned());
+            step.duration_ms = step.duration_ms.max(ran(step.started));
         }
     }
 }
@@ -212,6 +259,7 @@ fn skipped(step: &Step) -> StepRecord {
         name: step.name.clone(),
         action: step.action.name(),
         status: StepStatus::Skipped.as_str(),
+        started_at: None,
         exit_code: None,
         attempts: 0,
         reboots: 0,
@@ -220,6 +268,7 @@ fn skipped(step: &Step) -> StepRecord {
         log: String::new(),
         failure_message: None,
         container_stopped: false,
+        started: None,
     }
 }
 
@@ -229,6 +278,7 @@ async fn run_step<E: Engine>(
     phase: PhaseName,
     step: &Step,
     lookup: &dyn Fn(PhaseName, &str) -> Option<String>,
+    attempt_started: &mut (dyn FnMut(u32, &Path) + Send),
 ) -> Result<StepRecord, BuildError> {
     let log_path =
         ctx.log_dir.join(&component.name).join(phase.as_str()).join(format!("{}.log", step.name));
@@ -255,6 +305,7 @@ async fn run_step<E: Engine>(
             step.name,
             step.action.name()
         ));
+        attempt_started(attempt, &log_path);
         // An action that cannot do its work (a file the engine refuses to
         // write, an exec that fails) is a failed attempt like a non-zero
         // exit, handled by `maxAttempts` and `onFailure`; only a cancel
@@ -364,6 +415,9 @@ async fn run_step<E: Engine>(
                     log: log_path.display().to_string(),
                     failure_message,
                     container_stopped,
+                    // The caller keeps the times it recorded at the start.
+                    started_at: None,
+                    started: None,
                 });
             }
         }

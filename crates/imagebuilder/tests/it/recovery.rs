@@ -169,6 +169,18 @@ phases:
         .map(|step| (step["name"].as_str().unwrap(), step["status"].as_str().unwrap()))
         .collect();
     assert_eq!(steps, [("Greets", "success"), ("Sleeps", "failed")]);
-    assert_eq!(phase["steps"][1]["failure_message"], reason.as_str());
+    let sleeps = &phase["steps"][1];
+    assert_eq!(sleeps["failure_message"], reason.as_str());
+    // What the runner knew when the step started: its attempt and its log,
+    // which holds that attempt; and how long it ran until recovery.
+    assert_eq!(sleeps["attempts"], 1, "{sleeps}");
+    let log = sleeps["log"].as_str().expect("the step's log");
+    assert!(log.ends_with("/logs/build/probe/build/Sleeps.log"), "{log}");
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("autopatch: step Sleeps attempt 1 (ExecuteBash)"), "{text}");
+    let (started, finished) = (sleeps["started_at"].as_str(), output["finished_at"].as_str());
+    assert!(started.is_some_and(|started| Some(started) < finished), "{sleeps}");
+    assert!(sleeps["duration_ms"].as_u64().is_some_and(|ms| ms > 0), "{sleeps}");
+    assert!(phase["duration_ms"].as_u64() >= sleeps["duration_ms"].as_u64(), "{phase}");
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
 }
