@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accepted;
 pub mod cloudformation;
 mod component;
 mod diagnostic;

@@ -14,6 +14,7 @@
 //! The schedule expression's syntax is checked here (`cron(...)` or
 //! `rate(...)`, see the schedule module) and the expression kept as written.
 
+use crate::accepted;
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::recipe::resource_name;
 use crate::reference::{BuildPart, VersionFilter, parse_reference};
@@ -39,6 +40,9 @@ pub struct PipelineDocument {
     pub schedule: Option<Schedule>,
     pub infrastructure: InfrastructureConfiguration,
     pub status: PipelineStatus,
+    /// `dryRun: true`: the request is checked whole and nothing is
+    /// registered.
+    pub dry_run: bool,
 }
 
 /// The recipe a pipeline builds.
@@ -212,8 +216,7 @@ fn pipeline(
         .and_then(|node| resource_name(node, "pipeline name", reporter));
     let description = map
         .optional("description")
-        .and_then(|node| node.expect_string(reporter))
-        .map(str::to_owned);
+        .and_then(|node| accepted::string(node, "description", 1..=1024, reporter));
     let image_recipe =
         map.required("imageRecipeArn", reporter).and_then(|node| recipe_reference(node, reporter));
     let image_tests = match map.optional("imageTestsConfiguration") {
@@ -232,29 +235,86 @@ fn pipeline(
         None => Some(PipelineStatus::default()),
         Some(node) => status(node, reporter),
     };
+    let dry_run = match map.optional("dryRun") {
+        None => Some(false),
+        Some(node) => node.expect_bool(reporter),
+    };
+    accepted_keys(&mut map, reporter);
     map.finish(reporter);
     // Every part that could not be read was reported: without a diagnostic,
     // the pipeline is whole.
-    let document = match (name, &image_recipe, image_tests, schedule, infrastructure, status) {
-        (
-            Some(name),
-            Some(image_recipe),
-            Some(image_tests),
-            Some(schedule),
-            Some(infrastructure),
-            Some(status),
-        ) if !reporter.has_errors() => Some(PipelineDocument {
-            name,
-            description,
-            image_recipe: image_recipe.clone(),
-            image_tests,
-            schedule,
-            infrastructure,
-            status,
-        }),
-        _ => None,
-    };
+    let document =
+        match (name, &image_recipe, image_tests, schedule, infrastructure, status, dry_run) {
+            (
+                Some(name),
+                Some(image_recipe),
+                Some(image_tests),
+                Some(schedule),
+                Some(infrastructure),
+                Some(status),
+                Some(dry_run),
+            ) if !reporter.has_errors() => Some(PipelineDocument {
+                name,
+                description,
+                image_recipe: image_recipe.clone(),
+                image_tests,
+                schedule,
+                infrastructure,
+                status,
+                dry_run,
+            }),
+            _ => None,
+        };
     Some(PartialPipeline { image_recipe, document })
+}
+
+/// The keys of `CreateImagePipeline` that have no local effect: checked
+/// where that is cheap (see the accepted module), then dropped.
+fn accepted_keys(map: &mut MappingReader<'_>, reporter: &mut Reporter) {
+    if let Some(node) = map.optional("clientToken") {
+        accepted::client_token(node, reporter);
+    }
+    if let Some(node) = map.optional("distributionConfigurationArn") {
+        accepted::resource_arn(
+            node,
+            "distributionConfigurationArn",
+            "distribution-configuration",
+            reporter,
+        );
+    }
+    if let Some(node) = map.optional("enhancedImageMetadataEnabled") {
+        accepted::boolean(node, reporter);
+    }
+    if let Some(node) = map.optional("executionRole") {
+        accepted::execution_role(node, reporter);
+    }
+    if let Some(node) = map.optional("imageScanningConfiguration") {
+        accepted::image_scanning_configuration(node, reporter);
+    }
+    if let Some(node) = map.optional("imageTags") {
+        accepted::tags(node, "imageTags", reporter);
+    }
+    if let Some(node) = map.optional("infrastructureConfigurationArn") {
+        accepted::resource_arn(
+            node,
+            "infrastructureConfigurationArn",
+            "infrastructure-configuration",
+            reporter,
+        );
+    }
+    if let Some(node) = map.optional("loggingConfiguration") {
+        accepted::logging_configuration(node, reporter);
+    }
+    if let Some(node) = map.optional("tags") {
+        accepted::tags(node, "tags", reporter);
+    }
+    if let Some(node) = map.optional("workflows") {
+        accepted::workflows(node, reporter);
+    }
+    map.unsupported(
+        "containerRecipeArn",
+        "autopatch registers image recipes only; name one with `imageRecipeArn`",
+    );
 }
 
 fn recipe_reference(node: &Node, reporter: &mut Reporter) -> Option<RecipeReference> {
@@ -323,6 +383,9 @@ fn schedule(node: &Node, lines: &LineIndex<'_>, reporter: &mut Reporter) -> Opti
     let expression = map.required("scheduleExpression", reporter);
     let timezone =
         map.optional("timezone").and_then(|node| node.expect_string(reporter)).map(str::to_owned);
+    if let Some(node) = map.optional("autoDisablePolicy") {
+        accepted::auto_disable_policy(node, reporter);
+    }
     map.finish(reporter);
     let start_condition = match (aws, short) {
         (None, None) => Some(StartCondition::default()),
@@ -512,6 +575,7 @@ mod tests {
                         timeout_minutes: 240,
                     },
                     status: Enabled,
+                    dry_run: false,
                 }"#]],
         );
     }
@@ -554,6 +618,77 @@ status: DISABLED
         );
         expect![[r#"web Some("1.0.1") ImageTestsConfiguration { image_tests_enabled: false, timeout_minutes: 60 } cron(0 3 * * ? *) Always Some("Europe/Paris") InfrastructureConfiguration { instance_types: ["t3.micro"], cpus: Some(1.5), memory_mib: Some(2048), timeout_minutes: 30 } Disabled"#]]
         .assert_eq(&actual);
+    }
+
+    /// Every key of `CreateImagePipeline` is accepted, so that the file AWS
+    /// takes runs here as it is; those without a local effect are checked
+    /// for their documented shape.
+    #[test]
+    fn every_documented_key_is_accepted() {
+        let text = r#"
+name: web
+description: every key
+imageRecipeArn: arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/web/1.0.0
+clientToken: token-1
+distributionConfigurationArn: arn:aws:imagebuilder:us-east-1:123456789012:distribution-configuration/dist
+dryRun: true
+enhancedImageMetadataEnabled: true
+executionRole: arn:aws:iam::123456789012:role/ImageBuilderRole
+imageScanningConfiguration:
+  imageScanningEnabled: false
+  ecrConfiguration: { repositoryName: web, containerTags: [a, b] }
+imageTags: { Name: web }
+imageTestsConfiguration: { imageTestsEnabled: true, timeoutMinutes: 60 }
+infrastructureConfigurationArn: arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra
+loggingConfiguration: { imageLogGroupName: /aws/imagebuilder/web, pipelineLogGroupName: /aws/imagebuilder/pipeline/web }
+schedule:
+  scheduleExpression: cron(0 3 ? * SUN *)
+  pipelineExecutionStartCondition: EXPRESSION_MATCH_ONLY
+  timezone: Etc/UTC
+  autoDisablePolicy: { failureCount: 3 }
+status: ENABLED
+tags: { Name: web }
+workflows:
+  - workflowArn: arn:aws:imagebuilder:us-east-1:aws:workflow/build/build-image/x.x.x
+  - workflowArn: arn:aws:imagebuilder:us-east-1:aws:workflow/test/test-image/1.0.0/1
+    onFailure: CONTINUE
+    parallelGroup: tests
+    parameters: [{ name: p, value: [v] }]
+"#;
+        let pipeline = parse_pipeline(&SourceFile::new("p.yaml", text)).unwrap();
+        assert!(pipeline.dry_run);
+        assert!(
+            !parse_pipeline(&SourceFile::new("p.yaml", "name: p\nimageRecipeArn: r\n"))
+                .unwrap()
+                .dry_run
+        );
+
+        check(
+            r#"
+name: web
+imageRecipeArn: web
+containerRecipeArn: arn:aws:imagebuilder:us-east-1:123456789012:container-recipe/c/1.0.0
+distributionConfigurationArn: arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/web/1.0.0
+enhancedImageMetadataEnabled: 1
+imageScanningConfiguration: { ecrConfiguration: { repository: web } }
+infrastructureConfigurationArn: infra
+schedule:
+  scheduleExpression: rate(1 day)
+  autoDisablePolicy: { failureCount: 11 }
+workflows:
+  - workflowArn: arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/my-build/1.0.0
+    onFailure: continue
+"#,
+            expect![[r#"
+                pipeline.yaml:4:1: error: found key `containerRecipeArn`, which is not supported: autopatch registers image recipes only; name one with `imageRecipeArn`
+                pipeline.yaml:5:31: error: found the distributionConfigurationArn "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/web/1.0.0"; expected arn:aws:imagebuilder:<region>:<account>:distribution-configuration/<name> (lowercase)
+                pipeline.yaml:6:31: error: expected a boolean (true or false), found the integer 1
+                pipeline.yaml:7:51: error: unknown key `repository`; expected one of `repositoryName`, `containerTags`
+                pipeline.yaml:8:33: error: found the infrastructureConfigurationArn "infra"; expected arn:aws:imagebuilder:<region>:<account>:infrastructure-configuration/<name> (lowercase)
+                pipeline.yaml:11:38: error: found failureCount 11; expected an integer from 1 to 10
+                pipeline.yaml:13:18: error: found the workflow "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/my-build/1.0.0"; expected Image Builder's build-image or test-image workflow (arn:aws:imagebuilder:<region>:aws:workflow/build/build-image/x.x.x): autopatch runs only its default build and test
+                pipeline.yaml:14:16: error: found onFailure "continue"; expected one of CONTINUE, ABORT"#]],
+        );
     }
 
     #[test]

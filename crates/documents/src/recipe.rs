@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use autopatch_model::{ImageVersion, SemanticVersion};
 
+use crate::accepted;
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::reference::{
     BuildPart, VersionFilter, is_name, name_error, parse_image_reference, parse_reference,
@@ -32,8 +33,11 @@ pub struct RecipeDocument {
     pub parent_image_span: Span,
     /// Never empty; in run order.
     pub components: Vec<ComponentReference>,
-    /// An absolute path in the build container.
+    /// An absolute path in the build container; no local effect.
     pub working_directory: Option<String>,
+    /// `dryRun: true`: the request is checked whole and nothing is
+    /// registered.
+    pub dry_run: bool,
 }
 
 /// The image a recipe builds on.
@@ -141,8 +145,7 @@ fn recipe(root: &Node, reporter: &mut Reporter) -> Option<PartialRecipe> {
     let semantic_version = semantic_version(&mut map, reporter);
     let description = map
         .optional("description")
-        .and_then(|node| node.expect_string(reporter))
-        .map(str::to_owned);
+        .and_then(|node| accepted::string(node, "description", 1..=1024, reporter));
     let parent_image = map
         .required("parentImage", reporter)
         .and_then(|node| parent_image(node, reporter).map(|parent| (parent, node.span)));
@@ -158,15 +161,21 @@ fn recipe(root: &Node, reporter: &mut Reporter) -> Option<PartialRecipe> {
         }
         Some(text.to_owned())
     });
+    let dry_run = match map.optional("dryRun") {
+        None => Some(false),
+        Some(node) => node.expect_bool(reporter),
+    };
+    accepted_keys(&mut map, reporter);
     map.finish(reporter);
     // Every part that could not be read was reported: without a diagnostic,
     // the recipe is whole.
-    let document = match (&name, semantic_version, &parent_image, &components) {
+    let document = match (&name, semantic_version, &parent_image, &components, dry_run) {
         (
             Some((name, _)),
             Some(semantic_version),
             Some((parent, parent_span)),
             Some(components),
+            Some(dry_run),
         ) if !reporter.has_errors() => Some(RecipeDocument {
             name: name.clone(),
             semantic_version,
@@ -175,10 +184,34 @@ fn recipe(root: &Node, reporter: &mut Reporter) -> Option<PartialRecipe> {
             parent_image_span: *parent_span,
             components: components.clone(),
             working_directory,
+            dry_run,
         }),
         _ => None,
     };
     Some(PartialRecipe { name, parent_image, components: components.unwrap_or_default(), document })
+}
+
+/// The keys of `CreateImageRecipe` that have no local effect: checked where
+/// that is cheap (see the accepted module), then dropped.
+fn accepted_keys(map: &mut MappingReader<'_>, reporter: &mut Reporter) {
+    if let Some(node) = map.optional("additionalInstanceConfiguration") {
+        accepted::additional_instance_configuration(node, reporter);
+    }
+    if let Some(node) = map.optional("amiTags") {
+        accepted::tags(node, "amiTags", reporter);
+    }
+    if let Some(node) = map.optional("amiWatermarks") {
+        accepted::ami_watermarks(node, reporter);
+    }
+    if let Some(node) = map.optional("blockDeviceMappings") {
+        accepted::block_device_mappings(node, reporter);
+    }
+    if let Some(node) = map.optional("clientToken") {
+        accepted::client_token(node, reporter);
+    }
+    if let Some(node) = map.optional("tags") {
+        accepted::tags(node, "tags", reporter);
+    }
 }
 
 /// A resource name (letters, digits, `-`, `_`), else `None` after reporting.
@@ -524,6 +557,7 @@ workingDirectory: /tmp
                     working_directory: Some(
                         "/tmp",
                     ),
+                    dry_run: false,
                 }"#]],
         );
     }
@@ -573,6 +607,72 @@ workingDirectory: /tmp
             r.yaml:3:14: error: found the parent image "with space"; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12
             r.yaml:3:14: error: found the parent image ""; expected an image version like golden/1.0.0/1 or an engine reference like docker.io/library/debian:12"#]]
         .assert_eq(&actual);
+    }
+
+    /// Every key of `CreateImageRecipe` is accepted, so that the file AWS
+    /// takes runs here as it is; those without a local effect are checked
+    /// for their documented shape.
+    #[test]
+    fn every_documented_key_is_accepted() {
+        let text = r#"
+name: web
+semanticVersion: 1.0.0
+description: every key
+parentImage: arn:aws:imagebuilder:us-east-1:aws:image/golden/x.x.x
+components:
+  - componentArn: update-os
+additionalInstanceConfiguration:
+  systemsManagerAgent: { uninstallAfterBuild: true }
+  userDataOverride: IyEvYmluL2Jhc2gKZWNobyBoaQo=
+amiTags: { Team: patching }
+amiWatermarks: [lineage]
+blockDeviceMappings:
+  - deviceName: /dev/xvda
+    ebs: { deleteOnTermination: true, encrypted: false, iops: 3000, kmsKeyId: k, snapshotId: snap-1, throughput: 125, volumeSize: 30, volumeType: gp3 }
+    noDevice: ""
+    virtualName: ephemeral0
+clientToken: 2f8b8a0e-3c1f-4f0e-9d55-0c6c1d3a1b2c
+dryRun: true
+tags: { Name: web, "cost-center": "42" }
+workingDirectory: /tmp
+"#;
+        let recipe = parse_recipe(&SourceFile::new("r.yaml", text)).unwrap();
+        assert!(recipe.dry_run);
+        let plain = "name: r\nsemanticVersion: 1.0.0\nparentImage: debian\ncomponents: [{componentArn: c}]\n";
+        assert!(!parse_recipe(&SourceFile::new("r.yaml", plain)).unwrap().dry_run);
+
+        check(
+            r#"
+name: web
+semanticVersion: 1.0.0
+parentImage: debian
+components: [{componentArn: c}]
+additionalInstanceConfiguration:
+  systemsManagerAgent: { uninstallAfterBuild: "yes" }
+  userDataOverride: "not base64!"
+amiTags: [a]
+amiWatermarks: []
+blockDeviceMappings:
+  - deviceName: /dev/xvda
+    ebs: { iops: 5, volumeType: fast, size: 3 }
+clientToken: ""
+dryRun: maybe
+tags: { "aws:owner": me }
+containerTags: x
+"#,
+            expect![[r#"
+                recipe.yaml:7:47: error: expected a boolean (true or false), found the string "yes"
+                recipe.yaml:8:21: error: found userDataOverride that is not base64; expected the user data encoded in base64, as AWS requires
+                recipe.yaml:9:10: error: expected a mapping of tag names to values, found a sequence
+                recipe.yaml:10:16: error: found 0 items in amiWatermarks; expected 1 to 5
+                recipe.yaml:13:18: error: found iops 5; expected an integer from 100 to 64000
+                recipe.yaml:13:33: error: found volumeType "fast"; expected one of standard, io1, io2, gp2, gp3, sc1, st1
+                recipe.yaml:13:39: error: unknown key `size`; expected one of `deleteOnTermination`, `encrypted`, `iops`, `kmsKeyId`, `snapshotId`, `throughput`, `volumeSize`, `volumeType`
+                recipe.yaml:14:14: error: found clientToken of 0 characters; expected 1 to 36 characters
+                recipe.yaml:15:9: error: expected a boolean (true or false), found the string "maybe"
+                recipe.yaml:16:9: error: found the tag name "aws:owner"; expected a name that does not start with `aws:`, which AWS keeps for itself
+                recipe.yaml:17:1: error: unknown key `containerTags`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`, `dryRun`, `additionalInstanceConfiguration`, `amiTags`, `amiWatermarks`, `blockDeviceMappings`, `clientToken`, `tags`"#]],
+        );
     }
 
     #[test]
@@ -625,8 +725,7 @@ tags: {}
                 recipe.yaml:18:5: error: missing required key `componentArn`
                 recipe.yaml:18:5: error: unknown key `component`; expected one of `componentArn`, `parameters`
                 recipe.yaml:19:5: error: expected a mapping, found the string "ConfigureOS"
-                recipe.yaml:20:19: error: found the working directory "tmp"; expected an absolute path
-                recipe.yaml:21:1: error: unknown key `tags`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`"#]],
+                recipe.yaml:20:19: error: found the working directory "tmp"; expected an absolute path"#]],
         );
     }
 
@@ -652,7 +751,7 @@ tags: {}
             [
                 "r.yaml:1:1: error: missing required key `name`",
                 "r.yaml:1:18: error: found the version \"1.0\"; expected a semantic version x.y.z: expected three numbers separated by dots, like 1.0.0",
-                "r.yaml:3:1: error: unknown key `bogus`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`",
+                "r.yaml:3:1: error: unknown key `bogus`; expected one of `name`, `semanticVersion`, `version`, `description`, `parentImage`, `components`, `workingDirectory`, `dryRun`, `additionalInstanceConfiguration`, `amiTags`, `amiWatermarks`, `blockDeviceMappings`, `clientToken`, `tags`",
                 "r.yaml:10:19: error: found the version \"1.0\" in \"bad/1.0\"; expected x.y.z or a version filter x.x.x, 1.x.x or 1.2.x: expected three numbers separated by dots, like 1.0.0",
             ]
         "#]]

@@ -34,16 +34,21 @@ pub struct Registered {
     /// True when a registered pipeline's document was replaced by a
     /// different one (components and recipes are immutable per version).
     pub updated: bool,
+    /// True when the document asked for a dry run (`dryRun: true`): it was
+    /// checked whole, references included, and nothing was written.
+    pub dry_run: bool,
 }
 
 impl Registered {
-    /// What happened, for people: `registered`, `updated`, or `unchanged
-    /// (already registered)` when the same document was registered already.
+    /// What happened, for people: `registered`, `updated`, `unchanged
+    /// (already registered)` when the same document was registered already,
+    /// or `valid (dry run: nothing registered)`.
     pub fn outcome(&self) -> &'static str {
-        match (self.created, self.updated) {
-            (true, _) => "registered",
-            (false, true) => "updated",
-            (false, false) => "unchanged (already registered)",
+        match (self.dry_run, self.created, self.updated) {
+            (true, _, _) => "valid (dry run: nothing registered)",
+            (false, true, _) => "registered",
+            (false, false, true) => "updated",
+            (false, false, false) => "unchanged (already registered)",
         }
     }
 }
@@ -123,6 +128,7 @@ pub fn create_component(
         version: Some(version.to_owned()),
         created,
         updated: false,
+        dry_run: false,
     })
 }
 
@@ -188,6 +194,16 @@ pub async fn create_recipe<E: Engine>(
         .finish_option(recipe.and_then(PartialRecipe::complete))
         .map_err(RegistryError::Invalid)?;
     let version = recipe.semantic_version.to_string();
+    if recipe.dry_run {
+        return Ok(Registered {
+            kind: "recipe",
+            name: recipe.name,
+            version: Some(version),
+            created: false,
+            updated: false,
+            dry_run: true,
+        });
+    }
     let created = store.put_recipe(&ComponentRow {
         name: recipe.name.clone(),
         version: version.clone(),
@@ -202,6 +218,7 @@ pub async fn create_recipe<E: Engine>(
         version: Some(version),
         created,
         updated: false,
+        dry_run: false,
     })
 }
 
@@ -226,6 +243,16 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
     let pipeline = reporter
         .finish_option(pipeline.and_then(PartialPipeline::complete))
         .map_err(RegistryError::Invalid)?;
+    if pipeline.dry_run {
+        return Ok(Registered {
+            kind: "pipeline",
+            name: pipeline.name,
+            version: None,
+            created: false,
+            updated: false,
+            dry_run: true,
+        });
+    }
     let now = clock::now();
     let digest = sha256(&file.text);
     let previous = store.pipeline(&pipeline.name)?;
@@ -246,6 +273,7 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
         version: None,
         created: previous.is_none(),
         updated: previous.is_some() && !unchanged,
+        dry_run: false,
     })
 }
 

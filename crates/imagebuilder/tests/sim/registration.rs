@@ -405,3 +405,61 @@ async fn image_references_take_the_version_filters_too() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(found[0].starts_with("3:14:parent image \"recipe/2.x.x\" does not exist"), "{found:?}");
 }
+
+/// The AWS keys QA's files used (`tags`, `blockDeviceMappings`,
+/// `enhancedImageMetadataEnabled`) register as on AWS, and `dryRun: true`
+/// checks a request whole, references included, and registers nothing.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn aws_keys_without_local_effect_register_and_a_dry_run_registers_nothing() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    register_versions(store, "qasleep", &["1.0.0"]);
+    let recipe = |extra: &str| {
+        format!(
+            "name: recipe\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: qasleep\ntags:\n  Team: patching\nblockDeviceMappings:\n  - deviceName: /dev/xvda\n    ebs: {{ volumeSize: 30, volumeType: gp3 }}\n{extra}",
+            crate::harness::PARENT
+        )
+    };
+    let pipeline = |extra: &str| {
+        format!(
+            "name: pipe\nimageRecipeArn: recipe\nenhancedImageMetadataEnabled: true\ntags: {{ Team: patching }}\ninfrastructureConfigurationArn: arn:aws:imagebuilder:us-east-1:123456789012:infrastructure-configuration/infra\n{extra}"
+        )
+    };
+
+    // A dry run of a recipe whose component is missing is refused like the
+    // real request; a valid one answers and writes nothing.
+    let missing = recipe("dryRun: true\n").replace("qasleep", "ghost");
+    let found = problems(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new("recipe.yml", missing),
+        )
+        .await,
+    );
+    assert!(found[0].starts_with("5:5:component ghost is not registered"), "{found:?}");
+    let dry = autopatch_imagebuilder::create_recipe(
+        store,
+        &sim.builder.engine,
+        &SourceFile::new("recipe.yml", recipe("dryRun: true\n")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (dry.dry_run, dry.created, dry.outcome()),
+        (true, false, "valid (dry run: nothing registered)")
+    );
+    assert!(store.recipes().unwrap().is_empty());
+
+    sim.register_recipe(&recipe("")).await;
+    let dry = autopatch_imagebuilder::create_pipeline(
+        store,
+        &SourceFile::new("pipeline.yml", pipeline("dryRun: true\n")),
+    )
+    .unwrap();
+    assert!(dry.dry_run);
+    assert!(store.pipelines().unwrap().is_empty());
+    sim.register_pipeline(&pipeline(""));
+    let loaded = autopatch_imagebuilder::load_pipeline(store, "pipe").unwrap();
+    assert_eq!(loaded.components[0].name, "qasleep");
+}
