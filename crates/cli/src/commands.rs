@@ -68,11 +68,11 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 recipe(&ctx(access)?, command, json).await
             }
             Command::Pipeline(command) => {
+                // A start runs a registered pipeline: where there is no
+                // state, none is registered, and none is made.
                 let access = match command {
-                    PipelineCommand::Create { .. } | PipelineCommand::Start { .. } => {
-                        Access::Create
-                    }
-                    PipelineCommand::List => Access::Existing,
+                    PipelineCommand::Create { .. } => Access::Create,
+                    PipelineCommand::Start { .. } | PipelineCommand::List => Access::Existing,
                 };
                 pipeline(&ctx(access)?, command, json).await
             }

@@ -190,27 +190,53 @@ fn parse_image_name(text: &str) -> Result<String, String> {
 }
 
 /// A Debian release (`--suite`): a codename or suite name such as
-/// `bookworm` or `stable`, one word of the sources line.
+/// `bookworm` or `stable`, one word of the sources line. The archive's
+/// names are lowercase (`dists/bookworm`), and the mirror would answer 404
+/// for `Bookworm` only after mmdebstrap has started.
 fn parse_suite(text: &str) -> Result<String, String> {
-    if autopatch_documents::is_name(text) {
+    let valid = text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+    if valid {
         Ok(text.to_owned())
     } else {
-        Err("expected a Debian codename or suite, like bookworm or stable".to_owned())
+        Err("expected a Debian codename or suite in lowercase, like bookworm or stable".to_owned())
     }
 }
 
-/// A Debian mirror (`--mirror`): a URL (`scheme://...`), one word of the
-/// sources line.
+/// A Debian mirror (`--mirror`): a URL apt can fetch from in mmdebstrap,
+/// one word of the sources line: `http://`, `https://`, `file:/` (a local
+/// archive) or `copy:/` (the same, copied; see mmdebstrap(1)). apt's `ftp`
+/// method is disabled, and other schemes have no apt method at all.
 fn parse_mirror(text: &str) -> Result<String, String> {
-    let url = text.split_once("://").filter(|(scheme, rest)| {
-        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
-            && !rest.is_empty()
-    });
-    if url.is_some() && !text.contains(char::is_whitespace) {
+    let rest = ["http://", "https://", "file:/", "copy:/"]
+        .iter()
+        .find_map(|scheme| text.strip_prefix(scheme));
+    let valid = rest.is_some_and(|rest| !rest.is_empty() && rest != "/");
+    if valid && !text.contains(char::is_whitespace) {
         Ok(text.to_owned())
     } else {
-        Err("expected a URL without spaces, like http://deb.debian.org/debian".to_owned())
+        Err("expected an http://, https://, file:/ or copy:/ URL without spaces, like \
+             http://deb.debian.org/debian (apt's ftp method is disabled)"
+            .to_owned())
+    }
+}
+
+/// A package to include (`--include`): a Debian package name as policy
+/// §5.6.7 has it: lowercase letters, digits, `+`, `-` and `.`, at least two
+/// characters, the first a letter or digit.
+fn parse_package(text: &str) -> Result<String, String> {
+    let valid = text.len() >= 2
+        && text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("expected Debian package names separated by commas, like apache2,php: lowercase \
+             letters, digits, `+`, `-` and `.`, at least two characters, starting with a letter \
+             or digit"
+            .to_owned())
     }
 }
 
@@ -481,10 +507,10 @@ enum ImageCommand {
 
 #[derive(Debug, Args)]
 struct BootstrapArgs {
-    /// Debian release codename.
+    /// Debian release codename or suite, lowercase.
     #[arg(long, default_value = "bookworm", value_parser = parse_suite)]
     suite: String,
-    /// Debian mirror.
+    /// Debian mirror: an http://, https://, file:/ or copy:/ URL.
     #[arg(long, default_value = "http://deb.debian.org/debian", value_parser = parse_mirror)]
     mirror: String,
     /// Image name (the first part of its version `name/x.y.z/N`): lowercase
@@ -494,8 +520,8 @@ struct BootstrapArgs {
     /// Image semantic version x.y.z.
     #[arg(long, default_value = "1.0.0", value_parser = parse_version)]
     version: SemanticVersion,
-    /// Extra packages to include, comma separated.
-    #[arg(long, value_delimiter = ',')]
+    /// Extra packages to include, comma separated (Debian package names).
+    #[arg(long, value_delimiter = ',', value_parser = parse_package)]
     include: Vec<String>,
 }
 
@@ -527,7 +553,8 @@ enum ComponentCommand {
     ///
     /// Every problem is reported at once, as `file:line:col: error: ...` on
     /// stderr (exit 2); with `-o json`, stdout also gets them as a JSON object
-    /// (`{"file", "valid": false, "problems": [{"file", "line", "column", "message"}]}`).
+    /// (`{"file", "valid": false, "problems": [{"file", "line", "column", "message"}],
+    /// "error": {"message", "hint", "code"}}`).
     ///
     ///   autopatch component validate --file components/update-os.yml
     ///   autopatch -o json component validate --file my-step.yml
@@ -646,14 +673,62 @@ enum BuildCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => refused(error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            return render::fail(&format!("failed to start the async runtime: {error}"), None);
+            let error =
+                render::CliError::new(format!("failed to start the async runtime: {error}"));
+            return render::report_as(&error, cli.output == OutputFormat::Json);
         }
     };
     runtime.block_on(commands::run(cli))
+}
+
+/// Arguments the parser refused: clap's message and exit code (2), and with
+/// `-o json` the error as JSON on stdout too, as every other error has it.
+/// `--help` and `--version` are not errors.
+fn refused(error: clap::Error) -> ! {
+    if error.use_stderr() && json_requested(std::env::args_os().skip(1)) {
+        let text = error.render().to_string();
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+        let mut refusal =
+            render::CliError::new(message).with_code(u8::try_from(error.exit_code()).unwrap_or(2));
+        if let Some(tip) = lines.find_map(|line| line.trim_start().strip_prefix("tip: ")) {
+            refusal = refusal.with_hint(tip);
+        }
+        render::json(&render::error_json(&refusal));
+    }
+    error.exit()
+}
+
+/// Whether the arguments ask for JSON output (`-o json`, `--output json`,
+/// `--output=json`, `-ojson`; the last one given counts), read without the
+/// parser, which refused them.
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
+    let mut json = false;
+    let mut args = args.iter().map(String::as_str);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = match arg {
+            "-o" | "--output" => args.next(),
+            arg => arg
+                .strip_prefix("--output=")
+                .or_else(|| arg.strip_prefix("-o=").or_else(|| arg.strip_prefix("-o"))),
+        };
+        if let Some(value) = value {
+            json = value == "json";
+        }
+    }
+    json
 }
 
 #[cfg(test)]
@@ -722,6 +797,47 @@ mod tests {
             }
         }
         assert_eq!(files.len(), 4, "{files:?}");
+    }
+
+    #[test]
+    fn json_output_is_found_in_arguments_the_parser_refused() {
+        let requested =
+            |args: &[&str]| super::json_requested(args.iter().map(std::ffi::OsString::from));
+        assert!(requested(&["-o", "json", "image", "bootstrap", "--suite", "X"]));
+        assert!(requested(&["image", "bootstrap", "--output=json"]));
+        assert!(requested(&["--output", "json", "image"]));
+        assert!(requested(&["-ojson", "image"]));
+        assert!(!requested(&["image", "bootstrap", "--suite", "X"]));
+        assert!(!requested(&["-o", "json", "-o", "text", "image"]));
+        assert!(!requested(&["watch", "--", "-o", "json"]));
+    }
+
+    #[test]
+    fn bootstrap_takes_what_mmdebstrap_and_apt_take() {
+        for mirror in [
+            "http://deb.debian.org/debian",
+            "https://deb.debian.org/debian",
+            "file:/srv/mirror",
+            "file:///srv/mirror",
+            "copy:///srv/mirror",
+        ] {
+            assert_eq!(super::parse_mirror(mirror).as_deref(), Ok(mirror));
+        }
+        for mirror in ["ftp://ftp.debian.org/debian", "file:", "file://", "HTTP://x", "x"] {
+            assert!(super::parse_mirror(mirror).is_err(), "{mirror}");
+        }
+        for suite in ["bookworm", "stable", "bookworm-backports", "sid"] {
+            assert_eq!(super::parse_suite(suite).as_deref(), Ok(suite));
+        }
+        for suite in ["Bookworm", "STABLE", "-x", "1x", "bookworm_x"] {
+            assert!(super::parse_suite(suite).is_err(), "{suite}");
+        }
+        for package in ["apache2", "libstdc++6", "php8.2", "g++-12", "0ad"] {
+            assert_eq!(super::parse_package(package).as_deref(), Ok(package));
+        }
+        for package in ["", "a", "Apache2", "-x", "+x", "a_b", "apache2=2.4", "a b"] {
+            assert!(super::parse_package(package).is_err(), "{package}");
+        }
     }
 
     #[test]

@@ -115,18 +115,29 @@ pub(crate) fn is_diagnostics(message: &str) -> bool {
     !file.is_empty() && number(line) && number(column)
 }
 
-pub(crate) fn fail(message: &str, hint: Option<&str>) -> ExitCode {
-    note(&format!("error: {message}"));
-    if let Some(hint) = hint {
-        note(&format!("hint: {hint}"));
-    }
-    ExitCode::from(2)
+/// An error as `-o json` prints it on stdout: `{"error": {"message",
+/// "hint", "code"}}`, where `message` is what stderr says after `error: `
+/// (or the diagnostics, one per line), `hint` the `hint:` line or null, and
+/// `code` the exit code. An invalid document adds its problems beside it,
+/// in the shape of a valid document's `validate` answer with `"valid":
+/// false`: `{"file", "valid": false, "problems": [{"file", "line",
+/// "column", "message"}], "error": {...}}`.
+pub(crate) fn error_json(error: &CliError) -> serde_json::Value {
+    let mut value = match &error.problems {
+        Some(diagnostics) => problems_json(diagnostics),
+        None => serde_json::json!({}),
+    };
+    value["error"] = serde_json::json!({
+        "message": error.message,
+        "hint": error.hint,
+        "code": error.code,
+    });
+    value
 }
 
-/// An invalid document's problems as `-o json` prints them on stdout, the
-/// shape of a valid document's `validate` answer with `"valid": false`:
-/// `{"file", "valid": false, "problems": [{"file", "line", "column", "message"}]}`.
-pub(crate) fn problems_json(diagnostics: &autopatch_documents::Diagnostics) -> serde_json::Value {
+/// An invalid document's problems: `{"file", "valid": false, "problems":
+/// [{"file", "line", "column", "message"}]}`.
+fn problems_json(diagnostics: &autopatch_documents::Diagnostics) -> serde_json::Value {
     let file = diagnostics.iter().next().map(|diagnostic| diagnostic.file.clone());
     let problems: Vec<serde_json::Value> = diagnostics
         .iter()
@@ -142,12 +153,12 @@ pub(crate) fn problems_json(diagnostics: &autopatch_documents::Diagnostics) -> s
     serde_json::json!({"file": file, "valid": false, "problems": problems})
 }
 
-/// Reports a failed command: with `-o json`, the problems of an invalid
-/// document go to stdout as JSON too (a script reads them there); the error
-/// always goes to stderr.
+/// Reports a failed command: the error always goes to stderr; with `-o
+/// json`, stdout gets it too, as one JSON object ([`error_json`]), so a
+/// script always has something to parse.
 pub(crate) fn report_as(error: &CliError, json: bool) -> ExitCode {
-    if json && let Some(problems) = &error.problems {
-        self::json(&problems_json(problems));
+    if json {
+        self::json(&error_json(error));
     }
     report(error)
 }

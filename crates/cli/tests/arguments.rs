@@ -101,21 +101,22 @@ fn image_bootstrap_checks_its_version_name_suite_and_mirror_before_running_mmdeb
             "Golden",
             "expected lowercase letters, digits, `-` and `_` (it names the image's engine repository)",
         ),
-        (
-            "--suite",
-            "bookworm contrib",
-            "expected a Debian codename or suite, like bookworm or stable",
-        ),
-        (
-            "--mirror",
-            "http://deb.debian.org/debian bookworm",
-            "expected a URL without spaces, like http://deb.debian.org/debian",
-        ),
-        (
-            "--mirror",
-            "deb.debian.org/debian",
-            "expected a URL without spaces, like http://deb.debian.org/debian",
-        ),
+        ("--suite", "bookworm contrib", SUITE_RULE),
+        // The archive's names are lowercase: the mirror would answer 404.
+        ("--suite", "Bookworm", SUITE_RULE),
+        ("--suite", "", SUITE_RULE),
+        ("--mirror", "http://deb.debian.org/debian bookworm", MIRROR_RULE),
+        ("--mirror", "deb.debian.org/debian", MIRROR_RULE),
+        // apt's ftp method is disabled; other schemes have none.
+        ("--mirror", "ftp://ftp.debian.org/debian", MIRROR_RULE),
+        ("--mirror", "gopher://deb.debian.org/debian", MIRROR_RULE),
+        ("--mirror", "http://", MIRROR_RULE),
+        // Package names as Debian policy has them.
+        ("--include", "", PACKAGE_RULE),
+        ("--include", "Apache2", PACKAGE_RULE),
+        ("--include", "a", PACKAGE_RULE),
+        ("--include", "+x", PACKAGE_RULE),
+        ("--include", "php;rm", PACKAGE_RULE),
     ];
     for (flag, value, reason) in cases {
         let args = bootstrap(flag, value);
@@ -123,8 +124,48 @@ fn image_bootstrap_checks_its_version_name_suite_and_mirror_before_running_mmdeb
         let shown = format!("{flag} <{}>", flag.trim_start_matches('-').to_uppercase());
         assert_refused(state.path(), &args, &shown, value, reason);
     }
+    // A list is checked name by name: an empty one between commas too.
+    let args = bootstrap("--include", "apache2,,php");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_refused(state.path(), &args, "--include <INCLUDE>", "", PACKAGE_RULE);
     let work = state.path().join("work");
     assert!(!work.exists(), "nothing was started");
+}
+
+const SUITE_RULE: &str =
+    "expected a Debian codename or suite in lowercase, like bookworm or stable";
+
+const MIRROR_RULE: &str = "expected an http://, https://, file:/ or copy:/ URL without spaces, \
+     like http://deb.debian.org/debian (apt's ftp method is disabled)";
+
+const PACKAGE_RULE: &str = "expected Debian package names separated by commas, like apache2,php: \
+     lowercase letters, digits, `+`, `-` and `.`, at least two characters, starting with a \
+     letter or digit";
+
+#[test]
+fn image_bootstrap_takes_the_suites_mirrors_and_packages_mmdebstrap_takes() {
+    // Accepted by the parser: the bootstrap then fails at once, on the
+    // missing local archive, not on the argument.
+    let state = tempfile::tempdir().unwrap();
+    let output = autopatch(
+        state.path(),
+        &[
+            "image",
+            "bootstrap",
+            "--name",
+            &format!("accepted-{}", std::process::id()),
+            "--suite",
+            "bookworm-backports",
+            "--mirror",
+            "file:///nonexistent/debian",
+            "--include",
+            "libstdc++6,g++-12,apache2,php8.2",
+        ],
+    );
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("mmdebstrap failed"), "{said}");
+    assert!(!said.contains("invalid value"), "{said}");
 }
 
 #[test]

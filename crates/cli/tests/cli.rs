@@ -112,13 +112,106 @@ fn with_json_output_an_invalid_document_gives_its_problems_on_stdout() {
             problems.iter().all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty())),
             "{answer}"
         );
-        // The diagnostics still go to stderr, as without --output json.
+        // The diagnostics still go to stderr, as without --output json, and
+        // the error is there as for any other error.
         assert!(
             stderr(&output).starts_with(&format!("{file}:{line}:{column}: error: ")),
             "{}",
             stderr(&output)
         );
+        assert_eq!(answer["error"]["message"], stderr(&output).trim_end(), "{command:?}");
+        assert_eq!(answer["error"]["code"], 2, "{command:?}: {answer}");
     }
+}
+
+/// `{"error": {"message", "hint", "code"}}` on stdout (and nothing else
+/// there), the same error on stderr as without JSON, the same exit code.
+fn assert_json_error(cli: &Cli, args: &[&str], message: &str, hint: Option<&str>) {
+    let text = cli.run(args);
+    let output = cli.run(&[&["-o", "json"], args].concat());
+    let code = text.status.code().expect("an exit code");
+    assert_ne!(code, 0, "{args:?}: {}", stdout(&text));
+    assert_eq!(output.status.code(), Some(code), "{args:?}: the same exit code");
+    assert_eq!(stderr(&output), stderr(&text), "{args:?}: stderr is the same");
+    assert!(stdout(&text).is_empty(), "{args:?}: {}", stdout(&text));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{args:?}: not JSON ({error}): {}", stdout(&output)));
+    let hint = hint.map_or(serde_json::Value::Null, serde_json::Value::from);
+    assert_eq!(
+        answer,
+        serde_json::json!({"error": {"message": message, "hint": hint, "code": code}}),
+        "{args:?}"
+    );
+    assert!(stderr(&text).starts_with(&format!("error: {message}")), "{args:?}: {}", stderr(&text));
+}
+
+#[test]
+fn with_json_output_every_error_is_a_json_object_on_stdout() {
+    let cli = Cli::new();
+    let text = "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n";
+    let path = cli.write("hello.yml", text);
+    let made = cli.run(&["component", "create", "--file", &path]);
+    assert!(made.status.success(), "{}", stderr(&made));
+
+    assert_json_error(
+        &cli,
+        &["image", "show", "nothing/1.0.0/1"],
+        "image \"nothing/1.0.0/1\" not found",
+        Some("list images with `autopatch image list`"),
+    );
+    assert_json_error(
+        &cli,
+        &["build", "show", "b-nothing"],
+        "build b-nothing not found",
+        Some("list builds with `autopatch build list`"),
+    );
+    assert_json_error(
+        &cli,
+        &["pipeline", "start", "nothing"],
+        "pipeline nothing is not registered",
+        None,
+    );
+    let missing = cli.state.path().join("missing.yml").display().to_string();
+    let said = stderr(&cli.run(&["component", "create", "--file", &missing]));
+    let message = said.trim_end().strip_prefix("error: ").expect("an error").to_owned();
+    assert!(message.contains(&missing), "{message}");
+    assert_json_error(&cli, &["component", "create", "--file", &missing], &message, None);
+
+    // A version conflict: other text under a registered version.
+    cli.write("hello.yml", &text.replace("echo hi", "echo bye"));
+    let said = stderr(&cli.run(&["component", "create", "--file", &path]));
+    assert!(said.contains("versions are immutable"), "{said}");
+    let first = said.lines().next().unwrap().strip_prefix("error: ").unwrap().to_owned();
+    let hint = said.lines().find_map(|line| line.strip_prefix("hint: ")).map(str::to_owned);
+    assert_json_error(&cli, &["component", "create", "--file", &path], &first, hint.as_deref());
+
+    // Arguments the parser refuses: its message (the hint is clap's tip,
+    // when it has one), exit 2.
+    for args in [
+        &["-o", "json", "image", "bootstrap", "--suite", "Bookworm"][..],
+        &["image", "bootstrap", "--suite", "Bookworm", "--output=json"],
+    ] {
+        let output = cli.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("{args:?}: not JSON ({error}): {}", stdout(&output)));
+        assert_eq!(
+            answer["error"]["message"],
+            "invalid value 'Bookworm' for '--suite <SUITE>': expected a Debian codename or suite \
+             in lowercase, like bookworm or stable",
+            "{answer}"
+        );
+        assert_eq!(answer["error"]["code"], 2, "{answer}");
+        assert!(
+            stderr(&output).starts_with("error: invalid value 'Bookworm'"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // Help is not an error.
+    let help = cli.run(&["-o", "json", "image", "--help"]);
+    assert!(help.status.success());
+    assert!(stdout(&help).starts_with("Images:"), "{}", stdout(&help));
 }
 
 #[test]
@@ -146,6 +239,10 @@ fn a_missing_engine_says_how_to_start_one() {
     let output = cli.run_with_env(&["image", "list-updates-of-nothing"], &[]);
     assert_eq!(output.status.code(), Some(2), "clap rejects unknown subcommands");
 
+    // A state directory with a database: a start reads what is registered.
+    let path = cli.write("hello.yml", "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n");
+    let made = cli.run(&["component", "create", "--file", &path]);
+    assert!(made.status.success(), "{}", stderr(&made));
     let output = cli.run_with_env(
         &["pipeline", "start", "webapp"],
         &[("DOCKER_HOST", "unix:///nonexistent/engine.sock")],

@@ -21,11 +21,13 @@ fn stderr(output: &Output) -> String {
 
 const COMPONENT: &str = "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n";
 
-/// Every command that only reads state (or acts on a recorded build).
-const READ_COMMANDS: [&[&str]; 9] = [
+/// Every command that only reads state (or acts on what is registered
+/// there: a build, a pipeline).
+const READ_COMMANDS: [&[&str]; 10] = [
     &["component", "list"],
     &["recipe", "list"],
     &["pipeline", "list"],
+    &["pipeline", "start", "webapp"],
     &["image", "list"],
     &["image", "show", "golden"],
     &["image", "diff", "golden", "webapp"],
@@ -43,9 +45,22 @@ fn read_commands_where_there_is_no_state_say_so_and_make_nothing() {
     let cases = [(&missing, "the directory does not exist"), (&empty, "it has no autopatch.db")];
     for (state, why) in cases {
         for args in READ_COMMANDS {
-            for output in
-                [autopatch(state, args), autopatch(state, &[&["-o", "json"], args].concat())]
-            {
+            let text = autopatch(state, args);
+            let json = autopatch(state, &[&["-o", "json"], args].concat());
+            assert!(text.stdout.is_empty(), "{args:?}");
+            // With -o json, the error is on stdout too, for scripts.
+            let answer: serde_json::Value = serde_json::from_slice(&json.stdout)
+                .unwrap_or_else(|error| panic!("{args:?}: not JSON ({error})"));
+            let message = format!("no autopatch state in {}: {why}", state.display());
+            assert_eq!(answer["error"]["message"], message.as_str(), "{args:?}: {answer}");
+            assert_eq!(answer["error"]["code"], 2, "{args:?}: {answer}");
+            assert!(
+                answer["error"]["hint"]
+                    .as_str()
+                    .is_some_and(|hint| hint.starts_with("check --state-dir")),
+                "{args:?}: {answer}"
+            );
+            for output in [text, json] {
                 let said = stderr(&output);
                 assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
                 assert!(
@@ -55,7 +70,6 @@ fn read_commands_where_there_is_no_state_say_so_and_make_nothing() {
                     )),
                     "{args:?}: {said}"
                 );
-                assert!(output.stdout.is_empty(), "{args:?}");
             }
         }
     }
