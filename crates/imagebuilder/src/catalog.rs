@@ -53,15 +53,29 @@ impl Registered {
     }
 }
 
-/// Registers a component document under `name` (default: the document's
-/// `name`) and `version` (default 1.0.0). The document's problems and the
-/// name's and version's are reported together.
-pub fn create_component(
-    store: &Store,
+/// A component document checked as CreateComponent checks it, ready to be
+/// registered under its name and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedComponent {
+    pub name: String,
+    pub version: String,
+    pub document: ComponentDocument,
+}
+
+/// Checks a component document as [`create_component`] does, without the
+/// store: the document's problems, its name's (`name`, default the
+/// document's `name:`) and its version's (`version`, default 1.0.0), all
+/// reported at once. `component validate` reports these; registering reports
+/// them too, and then only what the registry adds (an existing version with
+/// a different text).
+///
+/// # Errors
+/// [`RegistryError::Invalid`] with every problem.
+pub fn validate_component(
     file: &SourceFile,
     name: Option<&str>,
     version: Option<&str>,
-) -> Result<Registered, RegistryError> {
+) -> Result<CheckedComponent, RegistryError> {
     let mut reporter = Reporter::new(file.name.clone());
     let (component, parsed) = autopatch_documents::parse_component_lenient(file);
     reporter.extend(parsed);
@@ -86,7 +100,13 @@ pub fn create_component(
         }
         (None, Some((name, span))) => {
             if !autopatch_documents::is_name(&name) {
-                reporter.error(span, name_error("component name", &name));
+                reporter.error(
+                    span,
+                    format!(
+                        "{}; or register it under another name with --name",
+                        name_error("component name", &name)
+                    ),
+                );
             }
             name
         }
@@ -111,12 +131,25 @@ pub fn create_component(
             ),
         );
     }
-    reporter
+    let document = reporter
         .finish_option(component.and_then(PartialComponent::complete))
         .map_err(RegistryError::Invalid)?;
+    Ok(CheckedComponent { name, version: version.to_owned(), document })
+}
+
+/// Registers a component document under `name` (default: the document's
+/// `name`) and `version` (default 1.0.0), after [`validate_component`]'s
+/// checks.
+pub fn create_component(
+    store: &Store,
+    file: &SourceFile,
+    name: Option<&str>,
+    version: Option<&str>,
+) -> Result<Registered, RegistryError> {
+    let CheckedComponent { name, version, document: _ } = validate_component(file, name, version)?;
     let created = store.put_component(&ComponentRow {
         name: name.clone(),
-        version: version.to_owned(),
+        version: version.clone(),
         source_name: file.name.clone(),
         document: file.text.clone(),
         sha256: sha256(&file.text),
@@ -125,7 +158,7 @@ pub fn create_component(
     Ok(Registered {
         kind: "component",
         name,
-        version: Some(version.to_owned()),
+        version: Some(version),
         created,
         updated: false,
         dry_run: false,

@@ -463,3 +463,53 @@ async fn aws_keys_without_local_effect_register_and_a_dry_run_registers_nothing(
     let loaded = autopatch_imagebuilder::load_pipeline(store, "pipe").unwrap();
     assert_eq!(loaded.components[0].name, "qasleep");
 }
+
+/// `component validate` (`validate_component`) reports every problem
+/// `component create` reports with the same name and version, the name
+/// included; only the registry's own refusal (an existing version with a
+/// different text) is create's alone.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn validating_a_component_reports_what_creating_it_would() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    let body = "schemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n";
+    let cases: [(String, Option<&str>, Option<&str>); 6] = [
+        (format!("name: Bad Comp\n{body}"), None, None),
+        (body.to_owned(), None, None),
+        (format!("name: fine\n{body}"), Some("../evil"), None),
+        (format!("name: fine\n{body}"), None, Some("1.0")),
+        (format!("name: Bad Comp\nschemaVersion: 2.0\nphases: []\n"), None, Some("x")),
+        (format!("name: Bad Comp\n{body}"), Some("good"), None),
+    ];
+    for (text, name, version) in &cases {
+        let file = SourceFile::new("c.yml", text.clone());
+        let validated = autopatch_imagebuilder::validate_component(&file, *name, *version);
+        let created = autopatch_imagebuilder::create_component(store, &file, *name, *version);
+        match (validated, created) {
+            (Ok(checked), Ok(registered)) => {
+                assert_eq!(
+                    (checked.name, Some(checked.version)),
+                    (registered.name, registered.version)
+                );
+            }
+            (validated, created) => {
+                assert_eq!(problems(validated), problems(created), "{text} {name:?} {version:?}")
+            }
+        }
+    }
+    // The QA case: a name that is not one is reported by validate, at it.
+    let file = SourceFile::new("c.yml", cases[0].0.clone());
+    let found = problems(autopatch_imagebuilder::validate_component(&file, None, None));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("1:7:found the component name \"Bad Comp\""), "{found:?}");
+    // Only the last case registered (under --name good).
+    let names: Vec<String> = store.components().unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["good"]);
+
+    // The registry's refusal is create's alone: the same version with
+    // another text is still a valid document.
+    let changed = SourceFile::new("c.yml", format!("name: good\ndescription: changed\n{body}"));
+    assert!(autopatch_imagebuilder::validate_component(&changed, None, None).is_ok());
+    let refused = autopatch_imagebuilder::create_component(store, &changed, None, None);
+    assert!(refused.is_err(), "{refused:?}");
+}
