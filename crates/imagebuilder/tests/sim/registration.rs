@@ -478,7 +478,7 @@ async fn validating_a_component_reports_what_creating_it_would() {
         (body.to_owned(), None, None),
         (format!("name: fine\n{body}"), Some("../evil"), None),
         (format!("name: fine\n{body}"), None, Some("1.0")),
-        (format!("name: Bad Comp\nschemaVersion: 2.0\nphases: []\n"), None, Some("x")),
+        ("name: Bad Comp\nschemaVersion: 2.0\nphases: []\n".to_owned(), None, Some("x")),
         (format!("name: Bad Comp\n{body}"), Some("good"), None),
     ];
     for (text, name, version) in &cases {
