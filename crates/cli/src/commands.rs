@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use autopatch_engine::DockerEngine;
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, ImageEvidence, NETWORK,
-    Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
+    BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, Builder, ImageEvidence,
+    NETWORK, Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
-use autopatch_store::{BuildRow, ImageRow, Store};
+use autopatch_store::{BuildRow, ImageRow};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -36,8 +36,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             // where there is state, and none is made.
             Command::Image(ImageCommand::CheckUpdates { image, image_sources_only }) => {
                 let ctx = Context::open_if_present(state_dir.clone())?;
-                let store = ctx.as_ref().map(|ctx| ctx.store.as_ref());
-                check_updates(store, &state_dir, &image, image_sources_only, json).await
+                check_updates(ctx.as_ref(), &state_dir, &image, image_sources_only, json).await
             }
             Command::Image(command) => {
                 let access = match command {
@@ -582,8 +581,8 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
         ImageCommand::Diff { from, to } => {
             let from = find_image(ctx, &from)?;
             let to = find_image(ctx, &to)?;
-            let engine = ctx.engine().await?;
-            let evidence = diff_images(&engine, &from, &to).await?;
+            let builder = ctx.builder().await?;
+            let evidence = diff_images(&builder, &from, &to).await?;
             if json {
                 render::json(&serde_json::to_value(&evidence).unwrap_or_default());
             } else {
@@ -593,30 +592,33 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::CheckUpdates { image, image_sources_only } => {
-            check_updates(Some(&ctx.store), &ctx.state_dir, &image, image_sources_only, json).await
+            check_updates(Some(ctx), &ctx.state_dir, &image, image_sources_only, json).await
         }
     }
 }
 
 /// `image check-updates`: `image` is a registered image when there is state
-/// (`store`), else (or when none is registered by that name) an engine image.
+/// (`ctx`), else (or when none is registered by that name) an engine image.
+/// With state, the check's container carries the state directory's
+/// namespace, as a pipeline's check does, so that directory's recovery
+/// removes it if this process dies.
 async fn check_updates(
-    store: Option<&Store>,
+    ctx: Option<&Context>,
     state_dir: &Path,
     image: &str,
     image_sources_only: bool,
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let engine = DockerEngine::connect().await.map(Arc::new).map_err(CliError::from_error)?;
-    let registered = match store {
-        Some(store) => autopatch_imagebuilder::find_image(store, image)
+    let registered = match ctx {
+        Some(ctx) => autopatch_imagebuilder::find_image(&ctx.store, image)
             .map_err(CliError::from_error)?
             .map(|row| row.engine_image_id),
         None => None,
     };
     let reference = registered.unwrap_or_else(|| image.to_owned());
     if engine.image_inspect(&reference).await.map_err(CliError::from_error)?.is_none() {
-        let hint = match store {
+        let hint = match ctx {
             Some(_) => "list images with `autopatch image list`".to_owned(),
             None => format!(
                 "there is no autopatch state in {}, so only the engine's images are known: \
@@ -629,7 +631,20 @@ async fn check_updates(
     let sources = if image_sources_only { Sources::Image } else { Sources::WithDebianArchives };
     let cancel = CancellationToken::new();
     let interrupt = Interrupt::listen(&cancel)?;
-    let check = autopatch_imagebuilder::check_updates(engine.as_ref(), &reference, image, sources);
+    let builder = ctx.map(|ctx| Builder {
+        engine: Arc::clone(&engine),
+        store: Arc::clone(&ctx.store),
+        artifacts_root: ctx.artifacts_root(),
+    });
+    let check: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> = match &builder {
+        Some(builder) => Box::pin(builder.check_updates(&reference, image, sources)),
+        None => Box::pin(autopatch_imagebuilder::check_updates(
+            engine.as_ref(),
+            &reference,
+            image,
+            sources,
+        )),
+    };
     let pending = tokio::select! {
         pending = check => pending.map_err(CliError::from_error)?,
         () = cancel.cancelled() => {
@@ -812,12 +827,13 @@ fn find_image(ctx: &Context, reference: &str) -> Result<ImageRow, CliError> {
 }
 
 /// Compares two registered images, reading changelogs in a container from
-/// the newer one.
+/// the newer one, labelled with the state directory ([`Builder::ownership_labels`]).
 async fn diff_images<E: Engine + 'static>(
-    engine: &std::sync::Arc<E>,
+    builder: &Builder<E>,
     from: &ImageRow,
     to: &ImageRow,
 ) -> Result<ImageEvidence, CliError> {
+    let engine = &builder.engine;
     engine.network_ensure(NETWORK).await.map_err(CliError::from_error)?;
     let mut spec = ContainerSpec {
         image: to.engine_image_id.clone(),
@@ -825,7 +841,7 @@ async fn diff_images<E: Engine + 'static>(
         init: true,
         ..ContainerSpec::default()
     };
-    spec.labels = autopatch_imagebuilder::ownership_labels("diff");
+    spec.labels = builder.ownership_labels("diff");
     let container = engine.container_create(&spec).await.map_err(CliError::from_error)?;
     if let Err(error) = engine.container_start(&container.id).await {
         let _ = engine.container_remove(&container.id).await;

@@ -277,6 +277,18 @@ fn an_interrupted_update_check_stops_at_once_and_leaves_no_container() {
     cli.pipeline(&name, &image, "echo built", "updates-available");
     let first = cli.run(&["pipeline", "start", &name]);
     assert!(first.status.success(), "{}", stderr(&first));
+    // With state, the check's container carries the state directory's
+    // namespace (so that directory's recovery removes it if this dies).
+    let namespace = namespace(&cli);
+    let child = cli.command(&["image", "check-updates", &image]).stderr(Stdio::piped()).spawn();
+    let child = child.unwrap();
+    wait_until("the check container exists", || !check_containers(&child).is_empty());
+    let labelled =
+        [format!("autopatch.owner-pid={}", child.id()), format!("autopatch.namespace={namespace}")];
+    assert_eq!(containers(&labelled).len(), 1, "the check container is this directory's");
+    signal(&child, "INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+
     let child = cli.command(&["pipeline", "start", &name]).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     wait_until("the check container exists", || !check_containers(&child).is_empty());
@@ -301,6 +313,71 @@ fn an_interrupted_update_check_stops_at_once_and_leaves_no_container() {
         containers(&[format!("autopatch.owner-pid={pid}")]).is_empty(),
         "removed by build list"
     );
+}
+
+/// The state directory's engine namespace (its images' tags, its
+/// containers' `autopatch.namespace` label).
+fn namespace(cli: &Cli) -> String {
+    let store = autopatch_store::Store::open(&cli.state.path().join("autopatch.db")).unwrap();
+    store.engine_namespace().to_owned()
+}
+
+#[test]
+fn an_image_diff_container_is_the_state_directorys_and_its_recovery_removes_it_when_killed() {
+    let cli = Cli::new();
+    let pid = std::process::id();
+    let (plain, hangs) = (format!("diff-plain-{pid}"), format!("diff-hangs-{pid}"));
+    let _made = RemoveImages(vec![plain.clone(), hangs.clone()]);
+    cli.pipeline(&plain, autopatch_testkit::GOLDEN, "echo plain", "always");
+    // An image whose dpkg-query hangs outside its build container (named
+    // build-N): its evidence is read, a diff from it stops there.
+    let component = cli.write(
+        "hangs.yml",
+        &format!(
+            "name: {hangs}-step\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      \
+             - name: Wrap\n        action: CreateFile\n        inputs:\n          \
+             - path: /usr/local/bin/dpkg-query\n            permissions: \"0755\"\n            \
+             content: |\n              #!/bin/sh\n              \
+             case \"$(uname -n)\" in build-*) exec /usr/bin/dpkg-query \"$@\";; esac\n              \
+             sleep 600\n"
+        ),
+    );
+    let recipe = cli.write(
+        "hangs.recipe.yml",
+        &format!(
+            "name: {hangs}\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: {hangs}-step\n",
+            autopatch_testkit::GOLDEN
+        ),
+    );
+    let pipeline = cli.write(
+        "hangs.pipeline.yml",
+        &format!("name: {hangs}\nimageRecipeArn: {hangs}\nimageTestsConfiguration:\n  imageTestsEnabled: false\n"),
+    );
+    for args in [
+        ["component", "create", "--file", &component],
+        ["recipe", "create", "--file", &recipe],
+        ["pipeline", "create", "--file", &pipeline],
+        ["pipeline", "start", &plain, "--force"],
+        ["pipeline", "start", &hangs, "--force"],
+    ] {
+        let output = cli.run(&args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+
+    let mut child = cli.command(&["image", "diff", &plain, &hangs]).stderr(Stdio::null()).spawn();
+    let child = child.as_mut().unwrap();
+    let diff = [format!("autopatch.owner-pid={}", child.id()), "autopatch.role=diff".to_owned()];
+    wait_until("the diff container exists", || !containers(&diff).is_empty());
+    let labelled = [diff[0].clone(), format!("autopatch.namespace={}", namespace(&cli))];
+    assert_eq!(containers(&labelled).len(), 1, "the diff container is this directory's");
+
+    // Killed, the diff leaves its container; this directory's recovery
+    // (`build list` runs it) removes it.
+    signal(child, "KILL");
+    child.wait().unwrap();
+    assert_eq!(containers(&diff).len(), 1, "left by the kill");
+    assert_eq!(cli.builds().len(), 2);
+    assert!(containers(&diff).is_empty(), "removed by build list");
 }
 
 #[test]
