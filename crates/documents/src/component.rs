@@ -24,7 +24,7 @@ use crate::recipe::ComponentReference;
 use crate::reference::{is_name, name_error};
 use crate::source::{LineIndex, Position, SourceFile, Span, advance};
 use crate::template::{Segment, Template, parse_template};
-use crate::yaml::{MappingReader, Node, Value, parse_yaml_reporting};
+use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
 
 /// The only component schema version AWSTOE defines.
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -509,10 +509,9 @@ impl ComponentReader<'_> {
     }
 
     fn schema_version(&mut self, node: &Node) -> Option<String> {
-        // `schemaVersion: 1.0` is a float in YAML; AWS documents write it so.
-        if matches!(node.value, Value::Float(value) if value == 1.0) && node.tag.is_none() {
-            return Some(SCHEMA_VERSION.to_owned());
-        }
+        // `schemaVersion: 1.0` is a float in YAML; AWS documents write it so,
+        // and AWSTOE reads it as the string it is written as: `1.0` or
+        // `"1.0"`, not `1.00`.
         let text = node.expect_string(&mut self.reporter)?;
         if text == SCHEMA_VERSION {
             Some(text.to_owned())

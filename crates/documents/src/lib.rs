@@ -40,8 +40,8 @@ pub use component::{
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use pipeline::{
     ImageTestsConfiguration, InfrastructureConfiguration, MIN_MEMORY_MIB, PartialPipeline,
-    PipelineDocument, PipelineStatus, RecipeReference, Schedule, StartCondition, parse_pipeline,
-    parse_pipeline_lenient,
+    PipelineDocument, PipelineStatus, RecipeReference, Schedule, StartCondition, is_time_zone_name,
+    parse_pipeline, parse_pipeline_lenient,
 };
 pub use recipe::{
     ComponentReference, ParentImage, PartialRecipe, RecipeDocument, parse_recipe,

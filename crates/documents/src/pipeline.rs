@@ -80,6 +80,9 @@ pub struct Schedule {
     /// checked.
     pub schedule_expression: String,
     /// An IANA time zone name for the expression, as written; `None`: UTC.
+    /// Its shape is AWS's (see [`is_time_zone_name`]); whether the zone
+    /// exists is checked against the host's time zone database by the
+    /// caller, at [`PartialPipeline::timezone`].
     pub timezone: Option<String>,
     /// Where `scheduleExpression`'s value is, to report a bad expression there.
     pub expression_span: Span,
@@ -164,6 +167,10 @@ impl PipelineStatus {
 pub struct PartialPipeline {
     /// The recipe reference, when it could be read.
     pub image_recipe: Option<RecipeReference>,
+    /// `schedule.timezone` and where its value is, when it could be read and
+    /// is shaped like a time zone name: registration checks that the zone
+    /// exists.
+    pub timezone: Option<(String, Span)>,
     /// The whole pipeline, when the document had no problem.
     document: Option<PipelineDocument>,
 }
@@ -223,9 +230,10 @@ fn pipeline(
         None => Some(ImageTestsConfiguration::default()),
         Some(node) => image_tests(node, reporter),
     };
+    let mut timezone = None;
     let schedule = match map.optional("schedule") {
         None => Some(None),
-        Some(node) => schedule(node, lines, reporter).map(Some),
+        Some(node) => schedule(node, lines, &mut timezone, reporter).map(Some),
     };
     let infrastructure = match map.optional("infrastructureConfiguration") {
         None => Some(InfrastructureConfiguration::default()),
@@ -265,7 +273,7 @@ fn pipeline(
             }),
             _ => None,
         };
-    Some(PartialPipeline { image_recipe, document })
+    Some(PartialPipeline { image_recipe, timezone, document })
 }
 
 /// The keys of `CreateImagePipeline` that have no local effect: checked
@@ -376,13 +384,25 @@ fn image_tests(node: &Node, reporter: &mut Reporter) -> Option<ImageTestsConfigu
     Some(ImageTestsConfiguration { image_tests_enabled: enabled?, timeout_minutes: timeout? })
 }
 
-fn schedule(node: &Node, lines: &LineIndex<'_>, reporter: &mut Reporter) -> Option<Schedule> {
+/// Reads a schedule; `found_timezone` gets its time zone and where it is,
+/// when it is shaped like one, even when the rest has problems.
+fn schedule(
+    node: &Node,
+    lines: &LineIndex<'_>,
+    found_timezone: &mut Option<(String, Span)>,
+    reporter: &mut Reporter,
+) -> Option<Schedule> {
     let mut map = MappingReader::new(node, reporter)?;
     let aws = map.optional("pipelineExecutionStartCondition");
     let short = map.optional("startCondition");
     let expression = map.required("scheduleExpression", reporter);
-    let timezone =
-        map.optional("timezone").and_then(|node| node.expect_string(reporter)).map(str::to_owned);
+    let timezone = match map.optional("timezone") {
+        None => Some(None),
+        Some(node) => time_zone(node, reporter).map(|zone| {
+            *found_timezone = Some((zone.clone(), node.span));
+            Some(zone)
+        }),
+    };
     if let Some(node) = map.optional("autoDisablePolicy") {
         accepted::auto_disable_policy(node, reporter);
     }
@@ -416,9 +436,42 @@ fn schedule(node: &Node, lines: &LineIndex<'_>, reporter: &mut Reporter) -> Opti
     Some(Schedule {
         start_condition: start_condition?,
         schedule_expression,
-        timezone,
+        timezone: timezone?,
         expression_span: expression.span,
     })
+}
+
+/// `schedule.timezone`: a name shaped as AWS documents it.
+fn time_zone(node: &Node, reporter: &mut Reporter) -> Option<String> {
+    let text = node.expect_string(reporter)?;
+    if is_time_zone_name(text) {
+        return Some(text.to_owned());
+    }
+    reporter.error(
+        node.span,
+        format!(
+            "found the time zone {text:?}; expected an IANA time zone name like Etc/UTC or America/Los_Angeles"
+        ),
+    );
+    None
+}
+
+/// Whether `text` is shaped like the time zone names Image Builder takes
+/// (its `Timezone` type): 3 to 100 characters, a first part of at least two
+/// letters or digits, then `/`-separated parts of letters, digits, `_`, `-`
+/// and `+` (`Etc/UTC`, `America/Argentina/Buenos_Aires`, `Etc/GMT+5`).
+pub fn is_time_zone_name(text: &str) -> bool {
+    let mut parts = text.split('/');
+    let first = parts.next().unwrap_or_default();
+    (3..=100).contains(&text.len())
+        && first.len() >= 2
+        && first.bytes().all(|b| b.is_ascii_alphanumeric())
+        && parts.all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
+        })
 }
 
 fn start_condition(node: &Node, aws: bool, reporter: &mut Reporter) -> Option<StartCondition> {
@@ -689,6 +742,55 @@ workflows:
                 pipeline.yaml:13:18: error: found the workflow "arn:aws:imagebuilder:us-east-1:123456789012:workflow/build/my-build/1.0.0"; expected Image Builder's build-image or test-image workflow (arn:aws:imagebuilder:<region>:aws:workflow/build/build-image/x.x.x): autopatch runs only its default build and test
                 pipeline.yaml:14:16: error: found onFailure "continue"; expected one of CONTINUE, ABORT"#]],
         );
+    }
+
+    /// `schedule.timezone` has AWS's shape (whether the zone exists is the
+    /// registration's check, against the host's time zone database), and the
+    /// lenient parse gives it with its position even when other parts fail.
+    #[test]
+    fn time_zones_have_the_documented_shape() {
+        let zone = |value: &str| {
+            let text = format!(
+                "name: p\nimageRecipeArn: r\nschedule:\n  scheduleExpression: rate(1 day)\n  timezone: {value}\n"
+            );
+            match parse_pipeline(&SourceFile::new("p.yaml", text)) {
+                Ok(pipeline) => format!("{:?}", pipeline.schedule.and_then(|s| s.timezone)),
+                Err(diagnostics) => diagnostics.to_string(),
+            }
+        };
+        let actual = [
+            "Etc/UTC",
+            "UTC",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+            "America/Port-au-Prince",
+            "Mars/Olympus",
+            "Europe/../../etc/passwd",
+            "'Europe Paris'",
+            "Z",
+            "Europe/",
+            "+02:00",
+        ]
+        .map(zone)
+        .join("\n");
+        expect![[r#"
+            Some("Etc/UTC")
+            Some("UTC")
+            Some("America/Argentina/Buenos_Aires")
+            Some("Etc/GMT+5")
+            Some("America/Port-au-Prince")
+            Some("Mars/Olympus")
+            p.yaml:5:13: error: found the time zone "Europe/../../etc/passwd"; expected an IANA time zone name like Etc/UTC or America/Los_Angeles
+            p.yaml:5:13: error: found the time zone "Europe Paris"; expected an IANA time zone name like Etc/UTC or America/Los_Angeles
+            p.yaml:5:13: error: found the time zone "Z"; expected an IANA time zone name like Etc/UTC or America/Los_Angeles
+            p.yaml:5:13: error: found the time zone "Europe/"; expected an IANA time zone name like Etc/UTC or America/Los_Angeles
+            p.yaml:5:13: error: found the time zone "+02:00"; expected an IANA time zone name like Etc/UTC or America/Los_Angeles"#]].assert_eq(&actual);
+
+        let text = "name: p\nimageRecipeArn: r\nbogus: 1\nschedule: {scheduleExpression: every day, timezone: Mars/Olympus}\n";
+        let (pipeline, diagnostics) = parse_pipeline_lenient(&SourceFile::new("p.yaml", text));
+        assert_eq!(diagnostics.len(), 2, "{diagnostics:?}");
+        let (zone, span) = pipeline.expect("a mapping").timezone.expect("a zone name");
+        assert_eq!((zone.as_str(), span.start), ("Mars/Olympus", Position::new(4, 53)));
     }
 
     #[test]

@@ -261,6 +261,11 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
     let mut reporter = Reporter::new(file.name.clone());
     let (pipeline, parsed) = autopatch_documents::parse_pipeline_lenient(file);
     reporter.extend(parsed);
+    if let Some((zone, span)) = pipeline.as_ref().and_then(|pipeline| pipeline.timezone.as_ref())
+        && let Err(message) = check_time_zone(zone)
+    {
+        reporter.error(*span, message);
+    }
     if let Some(recipe) = pipeline.as_ref().and_then(|pipeline| pipeline.image_recipe.as_ref())
         && resolve_recipe(store, &recipe.name, recipe.version)?.is_none()
     {
@@ -308,6 +313,41 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
         updated: previous.is_some() && !unchanged,
         dry_run: false,
     })
+}
+
+/// Where the IANA time zone database is, unless `TZDIR` says (as for the C
+/// library).
+const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// Checks that `zone`, shaped like a time zone name (the documents crate
+/// checked that, so it has no `.` and cannot leave the database), is a zone
+/// of the host's IANA time zone database: a TZif file under `TZDIR` or
+/// `/usr/share/zoneinfo`. `UTC` and `Etc/UTC` are known without one.
+fn check_time_zone(zone: &str) -> Result<(), String> {
+    if matches!(zone, "UTC" | "Etc/UTC") {
+        return Ok(());
+    }
+    let database = std::env::var_os("TZDIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| std::path::PathBuf::from(ZONEINFO), std::path::PathBuf::from);
+    if !database.is_dir() {
+        return Err(format!(
+            "cannot check the time zone {zone:?}: there is no time zone database in {} (install the tzdata package, or set TZDIR)",
+            database.display()
+        ));
+    }
+    let mut magic = [0u8; 4];
+    let is_zone = std::fs::File::open(database.join(zone))
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+        .is_ok_and(|()| &magic == b"TZif");
+    if is_zone {
+        Ok(())
+    } else {
+        Err(format!(
+            "found the time zone {zone:?}, which is not in the IANA time zone database ({}); expected a zone like Etc/UTC, Europe/Paris or America/Los_Angeles",
+            database.display()
+        ))
+    }
 }
 
 /// The build number of every registered component version: a component

@@ -493,10 +493,11 @@ fn schema_versions() {
         }
     };
     let actual = ["1.0", "\"1.0\"", "1.00", "1", "2.0", "[1.0]", "'1.0.0'"].map(version).join("\n");
+    // AWSTOE reads the version as the string written: 1.00 is not 1.0.
     expect![[r#"
         1.0
         1.0
-        1.0
+        c.yaml:1:16: error: found the schema version "1.00"; expected 1.0
         c.yaml:1:16: error: found the schema version "1"; expected 1.0
         c.yaml:1:16: error: found the schema version "2.0"; expected 1.0
         c.yaml:1:16: error: expected a string, found a sequence

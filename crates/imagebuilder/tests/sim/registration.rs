@@ -513,3 +513,67 @@ async fn validating_a_component_reports_what_creating_it_would() {
     let refused = autopatch_imagebuilder::create_component(store, &changed, None, None);
     assert!(refused.is_err(), "{refused:?}");
 }
+
+/// `schedule.timezone` is an IANA zone of the host's time zone database
+/// (AWS documents the IANA names), reported at its value with the document's
+/// other problems; `schemaVersion` is AWSTOE's `1.0` as written.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_time_zone_that_does_not_exist_and_a_schema_version_other_than_1_0_are_refused() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let store = &sim.builder.store;
+    let pipeline = |zone: &str| {
+        format!(
+            "name: zoned\nimageRecipeArn: recipe\nschedule:\n  scheduleExpression: cron(0 3 ? * SUN *)\n  timezone: {zone}\n"
+        )
+    };
+    for zone in ["Europe/Paris", "Etc/UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+5"] {
+        let file = SourceFile::new("p.yml", pipeline(zone));
+        autopatch_imagebuilder::create_pipeline(store, &file)
+            .unwrap_or_else(|error| panic!("{zone}: {error}"));
+    }
+    for zone in ["Mars/Olympus", "Europe", "Etc/GMT+99"] {
+        let found = problems(autopatch_imagebuilder::create_pipeline(
+            store,
+            &SourceFile::new("p.yml", pipeline(zone)),
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!(
+                "5:13:found the time zone \"{zone}\", which is not in the IANA time zone database"
+            )),
+            "{found:?}"
+        );
+    }
+    // With the document's other problems, in line order.
+    let text = "name: zoned\nimageRecipeArn: ghost\nschedule:\n  scheduleExpression: cron(0 3 * * *)\n  timezone: Mars/Olympus\n";
+    let found =
+        problems(autopatch_imagebuilder::create_pipeline(store, &SourceFile::new("p.yml", text)));
+    let expected =
+        ["2:17:recipe ghost is not registered", "4:28:found 5 fields", "5:13:found the time zone"];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(found.starts_with(expected), "{found} does not start with {expected}");
+    }
+
+    let component = |version: &str| {
+        format!(
+            "name: sv\nschemaVersion: {version}\nphases:\n  - name: build\n    steps:\n      - name: S\n        action: UpdateOS\n"
+        )
+    };
+    let found = problems(autopatch_imagebuilder::create_component(
+        store,
+        &SourceFile::new("c.yml", component("1.00")),
+        None,
+        None,
+    ));
+    assert_eq!(found, ["2:16:found the schema version \"1.00\"; expected 1.0"]);
+    for (schema, version) in [("1.0", "1.0.0"), ("\"1.0\"", "1.0.1")] {
+        autopatch_imagebuilder::create_component(
+            store,
+            &SourceFile::new("c.yml", component(schema)),
+            None,
+            Some(version),
+        )
+        .unwrap_or_else(|error| panic!("{schema}: {error}"));
+    }
+}
