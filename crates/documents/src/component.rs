@@ -40,6 +40,9 @@ pub struct ComponentDocument {
     /// Always [`SCHEMA_VERSION`] once parsed.
     pub schema_version: String,
     pub parameters: Vec<ParameterDeclaration>,
+    /// Values steps reference as `{{ Name }}`, like parameters, that a
+    /// recipe cannot set.
+    pub constants: Vec<ConstantDeclaration>,
     /// In document order; each phase name at most once. Run them in stage
     /// order with [`ComponentDocument::phases_of`].
     pub phases: Vec<Phase>,
@@ -67,6 +70,15 @@ pub struct ParameterDeclaration {
     pub default: Option<String>,
     pub description: Option<String>,
     /// Where the parameter is declared.
+    pub span: Span,
+}
+
+/// A document constant: `- Name: { type: string, value: ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstantDeclaration {
+    pub name: String,
+    pub value: String,
+    /// Where the constant is declared.
     pub span: Span,
 }
 
@@ -377,6 +389,15 @@ pub fn check_parameter_values(
         if doc.parameter(name).is_some() {
             continue;
         }
+        if doc.constants.iter().any(|constant| constant.name == *name) {
+            reporter.error(
+                *span,
+                format!(
+                    "found a value for `{name}`, a constant of the component; expected a parameter (a constant cannot be set)"
+                ),
+            );
+            continue;
+        }
         let declared = doc.parameters.iter().map(|p| p.name.as_str());
         let message = match closest(name, declared.clone()) {
             Some(known) => {
@@ -485,20 +506,34 @@ impl ComponentReader<'_> {
             Some(node) => self.parameters(node),
             None => Some(Vec::new()),
         };
-        self.declared = parameters
-            .as_ref()
-            .map(|parameters| parameters.iter().map(|p| p.name.clone()).collect());
+        let constants = match map.optional("constants") {
+            Some(node) => self.constants(node, parameters.as_deref().unwrap_or_default()),
+            None => Some(Vec::new()),
+        };
+        // References name parameters and constants alike.
+        self.declared = match (&parameters, &constants) {
+            (Some(parameters), Some(constants)) => Some(
+                parameters
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .chain(constants.iter().map(|c| c.name.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
         let phases = map.required("phases", &mut self.reporter).and_then(|node| self.phases(node));
-        map.unsupported("constants", "AWSTOE constants are not supported yet; use parameters");
         map.finish(&mut self.reporter);
-        let document = match (schema_version, parameters, phases) {
-            (Some(schema_version), Some(parameters), Some(phases)) => Some(ComponentDocument {
-                name: name.as_ref().map(|(name, _)| name.clone()),
-                description,
-                schema_version,
-                parameters,
-                phases,
-            }),
+        let document = match (schema_version, parameters, constants, phases) {
+            (Some(schema_version), Some(parameters), Some(constants), Some(phases)) => {
+                Some(ComponentDocument {
+                    name: name.as_ref().map(|(name, _)| name.clone()),
+                    description,
+                    schema_version,
+                    parameters,
+                    constants,
+                    phases,
+                })
+            }
             _ => None,
         };
         Some(PartialComponent { name, document })
@@ -576,6 +611,77 @@ impl ComponentReader<'_> {
         let description = map.optional("description").and_then(|node| self.string(node));
         map.finish(&mut self.reporter);
         Some(ParameterDeclaration { name: name.to_owned(), default, description, span: key.span })
+    }
+
+    /// The `constants` section, its readable entries (every problem is
+    /// reported); a name must differ from every parameter's and every other
+    /// constant's (AWSTOE's rule).
+    fn constants(
+        &mut self,
+        node: &Node,
+        parameters: &[ParameterDeclaration],
+    ) -> Option<Vec<ConstantDeclaration>> {
+        let items = node.expect_sequence(&mut self.reporter)?;
+        let mut constants: Vec<ConstantDeclaration> = Vec::new();
+        for item in items {
+            let Some(constant) = self.constant(item) else { continue };
+            let first = parameters
+                .iter()
+                .find(|p| p.name == constant.name)
+                .map(|p| ("parameter", p.span))
+                .or_else(|| {
+                    constants.iter().find(|c| c.name == constant.name).map(|c| ("constant", c.span))
+                });
+            if let Some((kind, span)) = first {
+                self.reporter.error(
+                    constant.span,
+                    format!(
+                        "duplicate name `{}`: a {kind} of that name is declared at {}",
+                        constant.name, span.start
+                    ),
+                );
+                continue;
+            }
+            constants.push(constant);
+        }
+        Some(constants)
+    }
+
+    fn constant(&mut self, item: &Node) -> Option<ConstantDeclaration> {
+        let single = match item.as_mapping() {
+            Some([single]) if item.tag.is_none() => Some(single),
+            _ => None,
+        };
+        let Some((key, value)) = single else {
+            let found = match item.as_mapping() {
+                Some(entries) => format!("a mapping with {} keys", entries.len()),
+                None => item.describe(),
+            };
+            self.reporter.error(
+                item.span,
+                format!(
+                    "expected a constant like `- Name: {{ type: string, value: x }}`, found {found}"
+                ),
+            );
+            return None;
+        };
+        let name = key.expect_string(&mut self.reporter)?;
+        let valid_name = is_name(name);
+        if !valid_name {
+            self.reporter.error(key.span, name_error("constant name", name));
+        }
+        let mut map = MappingReader::new(value, &mut self.reporter)?;
+        if let Some(kind) = map.required("type", &mut self.reporter)
+            && let Some(text) = kind.expect_string(&mut self.reporter)
+            && text != "string"
+        {
+            self.reporter
+                .error(kind.span, format!("found the constant type {text:?}; expected string"));
+        }
+        let value = map.required("value", &mut self.reporter).and_then(|node| self.string(node));
+        map.finish(&mut self.reporter);
+        Some(ConstantDeclaration { name: name.to_owned(), value: value?, span: key.span })
+            .filter(|_| valid_name)
     }
 
     fn phases(&mut self, node: &Node) -> Option<Vec<Phase>> {

@@ -33,7 +33,7 @@ mod template;
 pub mod yaml;
 
 pub use component::{
-    Action, ComponentDocument, CreateFileInput, DEFAULT_TIMEOUT_SECONDS, FileEncoding, OnFailure,
+    Action, ComponentDocument, ConstantDeclaration, CreateFileInput, DEFAULT_TIMEOUT_SECONDS, FileEncoding, OnFailure,
     ParameterDeclaration, PartialComponent, Phase, PhaseName, SCHEMA_VERSION, Stage, Step,
     check_parameter_values, parse_component, parse_component_lenient,
 };

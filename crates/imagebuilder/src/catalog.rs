@@ -468,6 +468,9 @@ pub fn load_pipeline(store: &Store, name: &str) -> Result<LoadedPipeline, Regist
             .filter_map(|p| p.default.clone().map(|d| (p.name.clone(), d)))
             .collect();
         parameters.extend(reference.parameters.clone());
+        // Constants are referenced like parameters; a recipe cannot set them
+        // (registration refuses a value for one).
+        parameters.extend(document.constants.iter().map(|c| (c.name.clone(), c.value.clone())));
         component_texts
             .push((format!("component-{}-{}.yml", row.name, row.version), row.document.clone()));
         components.push(ComponentRun {

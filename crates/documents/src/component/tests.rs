@@ -16,6 +16,12 @@ fn render(document: &ComponentDocument) -> String {
             parameter.name, parameter.default, parameter.description, parameter.span.start
         ));
     }
+    for constant in &document.constants {
+        out.push_str(&format!(
+            "constant {}={:?} at {}\n",
+            constant.name, constant.value, constant.span.start
+        ));
+    }
     for phase in &document.phases {
         out.push_str(&format!("phase {}\n", phase.name));
         for step in &phase.steps {
@@ -534,8 +540,6 @@ parameters:
   - Extra: {type: string, required: true}
   - plain
 phases: [{name: build, steps: [{name: A, action: UpdateOS}]}]
-constants:
-  - X: {type: string, value: y}
 "#,
         expect![[r#"
             component.yaml:3:18: error: found the parameter type "integer"; expected string
@@ -544,9 +548,84 @@ constants:
             component.yaml:7:13: error: missing required key `type`
             component.yaml:8:27: error: unknown key `required`; expected one of `type`, `default`, `description`
             component.yaml:9:5: error: expected a parameter like `- Name: { type: string }`, found the string "plain"
-            component.yaml:11:1: error: found key `constants`, which is not supported: AWSTOE constants are not supported yet; use parameters
         "#]],
     );
+}
+
+/// AWSTOE constants: referenced like parameters, never set by a recipe.
+#[test]
+fn constants() {
+    let text = r#"schemaVersion: 1.0
+parameters:
+  - Greeting: {type: string, default: hi}
+constants:
+  - Source:
+      type: string
+      value: https://example.com/app.tar.gz
+phases:
+  - name: build
+    steps:
+      - name: Fetch
+        action: ExecuteBash
+        inputs:
+          commands: ["curl -fsSO {{ Source }} && echo {{ Greeting }}"]
+"#;
+    check(
+        text,
+        expect![[r#"
+            name: None, description: None, schemaVersion: 1.0
+            parameter Greeting default=Some("hi") description=None at 3:5
+            constant Source="https://example.com/app.tar.gz" at 5:5
+            phase build
+              step Fetch (ExecuteBash) timeout=Some(7200) onFailure=Abort maxAttempts=1 at 11:9
+                command "curl -fsSO {{ Source }} && echo {{ Greeting }}"
+        "#]],
+    );
+    check(
+        r#"schemaVersion: 1.0
+parameters:
+  - Greeting: {type: string}
+constants:
+  - Greeting: {type: string, value: x}
+  - Source: {type: integer, value: 1}
+  - Source: {type: string, value: y}
+  - NoValue: {type: string}
+  - bad name: {type: string, value: z}
+  - plain
+phases:
+  - name: build
+    steps:
+      - name: A
+        action: ExecuteBash
+        inputs:
+          commands: ["echo {{ Missing }}"]
+"#,
+        expect![[r#"
+            component.yaml:5:5: error: duplicate name `Greeting`: a parameter of that name is declared at 3:5
+            component.yaml:6:20: error: found the constant type "integer"; expected string
+            component.yaml:7:5: error: duplicate name `Source`: a constant of that name is declared at 6:5
+            component.yaml:8:14: error: missing required key `value`
+            component.yaml:9:5: error: found the constant name "bad name"; expected a name made of letters, digits, `-` and `_`
+            component.yaml:10:5: error: expected a constant like `- Name: { type: string, value: x }`, found the string "plain"
+            component.yaml:17:28: error: found the undefined parameter `Missing` in `{{ Missing }}`; expected one of the declared parameters: `Greeting`, `Source`
+        "#]],
+    );
+    let document = parse_component(&SourceFile::new("c.yaml", text)).unwrap();
+    let recipe = crate::parse_recipe(&SourceFile::new(
+        "recipe.yaml",
+        "name: r\nsemanticVersion: 1.0.0\nparentImage: debian\ncomponents:\n  - componentArn: c\n    parameters:\n      - name: Source\n        value: [elsewhere]\n",
+    ))
+    .unwrap();
+    let found: Vec<String> =
+        check_parameter_values(&document, &recipe.components[0], "recipe.yaml")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    expect![[r#"
+        [
+            "recipe.yaml:7:15: error: found a value for `Source`, a constant of the component; expected a parameter (a constant cannot be set)",
+        ]
+    "#]].assert_debug_eq(&found);
 }
 
 /// The values a recipe's component entry gives, checked against the

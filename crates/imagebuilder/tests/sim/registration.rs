@@ -577,3 +577,49 @@ async fn a_time_zone_that_does_not_exist_and_a_schema_version_other_than_1_0_are
         .unwrap_or_else(|error| panic!("{schema}: {error}"));
     }
 }
+
+/// AWSTOE constants register, reach the build as values of their
+/// references, and cannot be set by a recipe.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn component_constants_reach_the_build_and_a_recipe_cannot_set_them() {
+    let sim = Sim::new();
+    let store = &sim.builder.store;
+    let text = "name: fetch\nschemaVersion: 1.0\nconstants:\n  - Source:\n      type: string\n      value: https://example.com/app.tar.gz\nphases:\n  - name: build\n    steps:\n      - name: Fetch\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ Source }}\"]\n";
+    autopatch_imagebuilder::create_component(
+        store,
+        &SourceFile::new("fetch.yml", text),
+        None,
+        None,
+    )
+    .unwrap();
+    let recipe = |extra: &str| {
+        format!(
+            "name: recipe\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: fetch\n{extra}",
+            crate::harness::PARENT
+        )
+    };
+    let found = problems(
+        autopatch_imagebuilder::create_recipe(
+            store,
+            &sim.builder.engine,
+            &SourceFile::new(
+                "recipe.yml",
+                recipe("    parameters:\n      - name: Source\n        value: [elsewhere]\n"),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        found,
+        [
+            "7:15:found a value for `Source`, a constant of the component; expected a parameter (a constant cannot be set)"
+        ]
+    );
+    sim.register_recipe(&recipe("")).await;
+    sim.register_pipeline("name: pipe\nimageRecipeArn: recipe\n");
+    let loaded = autopatch_imagebuilder::load_pipeline(store, "pipe").unwrap();
+    assert_eq!(
+        loaded.components[0].parameters.get("Source").map(String::as_str),
+        Some("https://example.com/app.tar.gz")
+    );
+}
