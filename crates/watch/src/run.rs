@@ -14,6 +14,10 @@
 //! - Pacing shares one schedule among the workers: each takes the next slot
 //!   `1/rate` after the previous one, never earlier than now (a late request
 //!   does not cause a burst to catch up).
+//! - A worker whose request failed to connect waits a little before its next
+//!   one ([`ConnectBackoff`]): a refused connect fails in microseconds, and a
+//!   closed loop of them would take the CPU from the server being measured
+//!   (the daemon recovering, say). Each attempt is still a counted failure.
 //! - Time is `tokio::time`, so tests can pause it.
 
 use std::future::Future;
@@ -195,8 +199,42 @@ impl Failure {
     }
 }
 
+/// How long a worker waits before its next request after requests that
+/// failed to connect (`connect` failures: refused, reset or closed before a
+/// response head): [`ConnectBackoff::FIRST`] after the first, doubling up to
+/// [`ConnectBackoff::MAX`], and no wait again after any other outcome (a
+/// response, even a 503, or a timeout, which spun nothing). So a closed loop
+/// against a port nobody listens on sends about 20 requests a second per
+/// worker instead of spinning, and a server that comes back is reached at
+/// most `MAX` later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct ConnectBackoff {
+    /// The wait before the next request (zero: none).
+    pause: Duration,
+}
+
+impl ConnectBackoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(50);
+
+    /// Takes a request's outcome (its failure kind, `None` for a success).
+    fn record(&mut self, error: Option<FailureKind>) {
+        self.pause = match error {
+            Some(FailureKind::Connect) if self.pause.is_zero() => Self::FIRST,
+            Some(FailureKind::Connect) => (self.pause * 2).min(Self::MAX),
+            _ => Duration::ZERO,
+        };
+    }
+
+    /// The wait before the next request, if any.
+    fn pause(&self) -> Option<Duration> {
+        (!self.pause.is_zero()).then_some(self.pause)
+    }
+}
+
 async fn worker(shared: Arc<Shared>, responses: mpsc::UnboundedSender<Response>) {
     let mut connection: Option<Connection> = None;
+    let mut backoff = ConnectBackoff::default();
     loop {
         if shared.past_deadline() {
             return;
@@ -205,6 +243,10 @@ async fn worker(shared: Arc<Shared>, responses: mpsc::UnboundedSender<Response>)
             && shared.tickets.fetch_add(1, Ordering::Relaxed) >= limit
         {
             return;
+        }
+        if let Some(pause) = backoff.pause() {
+            let until = Instant::now() + pause;
+            sleep_until(shared.deadline.map_or(until, |deadline| until.min(deadline))).await;
         }
         if let Some(pacer) = &shared.pacer {
             let slot = pacer.next_slot();
@@ -255,6 +297,7 @@ async fn worker(shared: Arc<Shared>, responses: mpsc::UnboundedSender<Response>)
                 }
             }
         };
+        backoff.record(response.error);
         if responses.send(response).is_err() {
             return;
         }
@@ -346,4 +389,43 @@ fn classify_hyper_error(error: &hyper::Error) -> FailureKind {
         cause = error.source();
     }
     FailureKind::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits after each of `outcomes`, in milliseconds (0: none).
+    fn waits(outcomes: &[Option<FailureKind>]) -> Vec<u128> {
+        let mut backoff = ConnectBackoff::default();
+        outcomes
+            .iter()
+            .map(|outcome| {
+                backoff.record(*outcome);
+                backoff.pause().map_or(0, |pause| pause.as_millis())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connect_failures_back_off_from_1_ms_doubling_to_50_ms() {
+        let refused = Some(FailureKind::Connect);
+        assert_eq!(waits(&[refused; 9]), [1, 2, 4, 8, 16, 32, 50, 50, 50]);
+        assert_eq!(ConnectBackoff::default().pause(), None, "no wait before the first request");
+    }
+
+    #[test]
+    fn a_request_that_reaches_a_server_ends_the_backoff() {
+        let refused = Some(FailureKind::Connect);
+        for reached in [None, Some(FailureKind::Http5xx), Some(FailureKind::Timeout)] {
+            assert_eq!(
+                waits(&[refused, refused, refused, reached, refused]),
+                [1, 2, 4, 0, 1],
+                "after {reached:?}"
+            );
+        }
+        // Other failures never make a worker wait: they took the server's time.
+        let others = [Some(FailureKind::Http4xx), Some(FailureKind::Other), None];
+        assert_eq!(waits(&others), [0, 0, 0]);
+    }
 }

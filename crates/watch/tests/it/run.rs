@@ -136,6 +136,21 @@ async fn a_refused_connection_is_a_connect_failure() {
 }
 
 #[tokio::test]
+async fn a_worker_waits_after_refused_connections_instead_of_spinning() {
+    let url = refused_url().await;
+    let outcome = watch(&WatchConfig { requests: Some(9), ..config(url) }).await;
+    assert_eq!(kinds(&outcome.summary), [("connect", 9)], "every attempt is counted");
+    // Each request starts at least the backoff after the previous one
+    // started: 1 ms, doubling to 50 ms.
+    let starts: Vec<Duration> = outcome.responses.iter().map(|r| r.t).collect();
+    let waits = [1, 2, 4, 8, 16, 32, 50, 50].map(Duration::from_millis);
+    for (index, wait) in waits.iter().enumerate() {
+        let between = starts[index + 1] - starts[index];
+        assert!(between >= *wait, "request {} started {between:?} after the one before", index + 1);
+    }
+}
+
+#[tokio::test]
 async fn without_the_header_the_image_comes_from_the_details_page() {
     let page =
         "<br><b>Amazon Image Id:</b> webapp/1.0.0/3<hr><b>Installed Packages:</b><br>apache2";
