@@ -510,7 +510,7 @@ impl Unresolved {
     pub fn expected(&self) -> Option<String> {
         let Self::Missing { registered, .. } = self else { return None };
         Some(format!(
-            "expected an autopatch image (name, name/x.y.z or name/x.y.z/N){} or an image in the container engine",
+            "expected an autopatch image (name, name/x.y.z, a version filter like name/1.x.x, or name/x.y.z/N){} or an image in the container engine",
             known(registered.iter().cloned())
         ))
     }
