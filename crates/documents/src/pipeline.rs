@@ -9,7 +9,12 @@
 //!   readable spelling of `pipelineExecutionStartCondition`;
 //! - `imageTestsConfiguration.timeoutMinutes` accepts 1 to 1440 (AWS: 60 to 1440);
 //! - `infrastructureConfiguration.memoryMiB` is at least [`MIN_MEMORY_MIB`], the
-//!   smallest memory limit container engines start a container with.
+//!   smallest memory limit container engines start a container with;
+//! - `imageRecipeArn` takes version filters (`1.x.x`) as component references do;
+//! - the keys without a local effect (tags, ARNs of AWS-only resources,
+//!   scanning, logging...) are accepted with their shape checked (see the
+//!   accepted module); `workflows` may name only Image Builder's default
+//!   build and test workflows, and `containerRecipeArn` is refused.
 //!
 //! The schedule expression's syntax is checked here (`cron(...)` or
 //! `rate(...)`, see the schedule module) and the expression kept as written.
