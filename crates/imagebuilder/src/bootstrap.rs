@@ -24,6 +24,16 @@
 //! file (`<stem>.log`), not a pipe, so that one left alone is not killed by
 //! SIGPIPE half-way (with its file systems still mounted) but ends as it
 //! would have, or cleans up when interrupted.
+//!
+//! The image goes the same way: it is imported under a temporary tag named
+//! after the bootstrap's stem (`localhost/autopatch-bootstrap/<namespace>/
+//! <stem>:import`), its manifest is read in a container labelled with the
+//! stem, and only then is it registered, with the work directory locked:
+//! its version tag, its image row (the commit point), and the temporary tag
+//! removed. A bootstrap killed before that leaves an image only a dead
+//! stem's temporary tag names; the next bootstrap removes it with the
+//! stem's files (and its container, and a version tag it had without a
+//! row), and only untags an image that was registered.
 
 use std::collections::BTreeSet;
 use std::fs::{File, TryLockError};
@@ -31,6 +41,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use autopatch_engine::{ContainerSpec, Engine};
@@ -38,7 +49,7 @@ use autopatch_store::{ImageRow, Store};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::build::{engine_reference, ownership_labels};
+use crate::build::{NAMESPACE_LABEL, engine_reference, ownership_labels};
 use crate::clock;
 use crate::error::BuildError;
 use crate::evidence;
@@ -50,6 +61,18 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 
 /// How many lines of mmdebstrap's output a failure shows.
 const OUTPUT_LINES: usize = 20;
+
+/// Label on the container a bootstrap reads its image's manifest in: the
+/// bootstrap's stem, so that a later bootstrap removes it once that stem is
+/// dead.
+const STEM_LABEL: &str = "autopatch.bootstrap-stem";
+
+/// The temporary tag a bootstrap imports its image under, until it is
+/// registered: named after the bootstrap's stem, in its state directory's
+/// namespace.
+fn import_reference(namespace: &str, stem: &str) -> String {
+    format!("localhost/autopatch-bootstrap/{namespace}/{stem}:import")
+}
 
 #[derive(Debug, Clone)]
 pub struct BootstrapRequest {
@@ -91,6 +114,12 @@ pub enum BootstrapError {
         #[source]
         source: std::io::Error,
     },
+    /// Another bootstrap of the same name and version registered the build
+    /// number this one had imported its image as, while this one ran.
+    #[error(
+        "image {version} was registered by another bootstrap while this one ran; nothing was registered: run it again for the next build number"
+    )]
+    VersionTaken { version: String },
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -134,8 +163,30 @@ pub async fn bootstrap_cancellable<E: Engine>(
     fs_err::create_dir_all(work_dir).map_err(|source| BuildError::Artifacts { source })?;
     let files = {
         let _work_dir = lock_work_dir(work_dir)?;
+        // The images of bootstraps that died first: a stem whose image could
+        // not be removed keeps its files (its lock file names it), for a
+        // later bootstrap to try again.
+        let mut kept = BTreeSet::new();
+        for (stem, owner) in dead_stems(work_dir) {
+            let whose = whose(owner);
+            match remove_stem_image(engine.as_ref(), store, &stem, &whose).await {
+                Ok(Some(message)) => progress.event(BuildEvent::Note { message }),
+                Ok(None) => {}
+                Err(error) => {
+                    progress.event(BuildEvent::Note {
+                        message: format!(
+                            "could not remove the image an earlier bootstrap{whose} imported \
+                             ({}); a later bootstrap tries again: {}",
+                            import_reference(store.engine_namespace(), &stem),
+                            crate::build::error_chain(&error)
+                        ),
+                    });
+                    kept.insert(stem);
+                }
+            }
+        }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for message in remove_leftovers(work_dir, &mountinfo) {
+        for message in remove_leftovers(work_dir, &mountinfo, &kept) {
             progress.event(BuildEvent::Note { message });
         }
         Files::claim(work_dir, &request.name)?
@@ -191,19 +242,30 @@ async fn bootstrap_claimed<E: Engine>(
         .unwrap_or(0)
         + 1;
     let version = format!("{}/{}/{build_number}", request.name, request.version);
-    let reference =
-        engine_reference(store.engine_namespace(), &request.name, &request.version, build_number);
+    let namespace = store.engine_namespace();
+    // Imported under the stem's temporary tag: until it is registered, a
+    // later bootstrap knows it by the stem, and removes it once the stem is
+    // dead (this process killed).
+    let temporary = import_reference(namespace, &files.stem);
     let started = tokio::time::Instant::now();
     let changes = vec![
         r#"CMD ["/bin/bash"]"#.to_owned(),
         format!("LABEL autopatch.image-version={version}"),
         format!("LABEL autopatch.bootstrap={}", request.suite),
     ];
-    let imported = engine.image_import(tarball, &reference, &changes).await;
+    files.record(&format!("import {temporary}"));
+    let imported = engine.image_import(tarball, &temporary, &changes).await;
     remove_file(tarball)?;
-    let imported = imported?;
+    let imported = match imported {
+        Ok(imported) => imported,
+        Err(error) => {
+            // The engine may have made it all the same.
+            discard(engine.as_ref(), files, &temporary).await;
+            return Err(error.into());
+        }
+    };
     if cancel.is_cancelled() {
-        engine.image_remove(&reference).await?;
+        discard(engine.as_ref(), files, &temporary).await;
         return Err(BootstrapError::Cancelled);
     }
     progress.event(BuildEvent::Timing {
@@ -211,7 +273,7 @@ async fn bootstrap_claimed<E: Engine>(
         duration_ms: crate::toe::millis(started.elapsed()),
     });
 
-    // Read the manifest in a throwaway container.
+    // Read the manifest in a throwaway container, labelled with the stem.
     let mut spec = ContainerSpec {
         image: imported.id.clone(),
         cmd: vec!["sleep".into(), "infinity".into()],
@@ -219,21 +281,26 @@ async fn bootstrap_claimed<E: Engine>(
         ..ContainerSpec::default()
     };
     spec.labels = ownership_labels("bootstrap");
-    let container = engine.container_create(&spec).await?;
+    spec.labels.insert(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
+    spec.labels.insert(STEM_LABEL.to_owned(), files.stem.clone());
     let reading = async {
-        engine.container_start(&container.id).await?;
-        evidence::read_manifest(engine.as_ref(), &container.id).await
+        let container = engine.container_create(&spec).await?;
+        let reading = async {
+            engine.container_start(&container.id).await?;
+            evidence::read_manifest(engine.as_ref(), &container.id).await
+        };
+        let reading = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(BootstrapError::Cancelled),
+            reading = reading => reading.map_err(BootstrapError::from),
+        };
+        engine.container_remove(&container.id).await?;
+        reading
     };
-    let reading = tokio::select! {
-        biased;
-        () = cancel.cancelled() => Err(BootstrapError::Cancelled),
-        reading = reading => reading.map_err(BootstrapError::from),
-    };
-    engine.container_remove(&container.id).await?;
-    let reading = match reading {
+    let reading = match reading.await {
         Ok(reading) => reading,
         Err(error) => {
-            engine.image_remove(&reference).await?;
+            discard(engine.as_ref(), files, &temporary).await;
             return Err(error);
         }
     };
@@ -246,15 +313,183 @@ async fn bootstrap_claimed<E: Engine>(
         build_id: None,
         pipeline: None,
         engine_image_id: imported.id,
-        engine_reference: reference,
+        engine_reference: engine_reference(
+            namespace,
+            &request.name,
+            &request.version,
+            build_number,
+        ),
         parent: None,
         parent_engine_image_id: None,
         manifest: reading.text,
         evidence: serde_json::to_string(&image_evidence).unwrap_or_else(|_| "{}".into()),
         created_at: clock::now(),
     };
-    store.insert_image(&row)?;
+    register(engine.as_ref(), store, files, &temporary, &row, progress).await?;
     Ok(row)
+}
+
+/// Registers an imported image (`row`), with the work directory locked so
+/// that bootstraps register one at a time: its version tag, then its row
+/// (from then on it is registered), then its temporary tag goes. A version
+/// tag that names another image without a row (what an autopatch killed
+/// before there were temporary tags left) is removed first; a version that
+/// is registered meanwhile is [`BootstrapError::VersionTaken`]. Whatever
+/// fails before the row is written removes the image.
+async fn register<E: Engine>(
+    engine: &E,
+    store: &Store,
+    files: &Files,
+    temporary: &str,
+    row: &ImageRow,
+    progress: &dyn Progress,
+) -> Result<(), BootstrapError> {
+    let _work_dir = lock_work_dir(&files.work_dir)?;
+    let registered = async {
+        if store.image(&row.version)?.is_some() {
+            return Err(BootstrapError::VersionTaken { version: row.version.clone() });
+        }
+        if let Some(stale) = engine.image_inspect(&row.engine_reference).await?
+            && stale.id != row.engine_image_id
+        {
+            // No row names the tag (the version has none); a row naming
+            // the image under another tag keeps it, as that tag does.
+            let rows = store.images()?;
+            if !rows.iter().any(|other| same_image(&other.engine_image_id, &stale.id)) {
+                engine.image_remove(&row.engine_reference).await?;
+                progress.event(BuildEvent::Note {
+                    message: format!(
+                        "removed {}, an image no row names (an earlier bootstrap's, killed \
+                         before it registered it)",
+                        row.engine_reference
+                    ),
+                });
+            }
+        }
+        engine.image_tag(&row.engine_image_id, &row.engine_reference).await?;
+        if let Err(error) = store.insert_image(row) {
+            let _ = engine.image_remove(&row.engine_reference).await;
+            return Err(error.into());
+        }
+        Ok(())
+    };
+    if let Err(error) = registered.await {
+        discard(engine, files, temporary).await;
+        return Err(error);
+    }
+    // Registered: a temporary tag left behind (the engine failed) is only
+    // untagged by the next bootstrap, which finds it by the lock file kept.
+    if let Err(error) = engine.image_remove(temporary).await {
+        files.image_left.store(true, Ordering::SeqCst);
+        progress.event(BuildEvent::Note {
+            message: format!(
+                "{} is registered, but its temporary tag {temporary} could not be removed (the \
+                 next bootstrap removes it): {}",
+                row.version,
+                crate::build::error_chain(&error)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes an imported image that will not be registered, by its temporary
+/// tag; when the engine fails, the bootstrap's lock file is kept, so that
+/// the next bootstrap removes it.
+async fn discard<E: Engine>(engine: &E, files: &Files, temporary: &str) {
+    if engine.image_remove(temporary).await.is_err() {
+        files.image_left.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether two engine image ids name the same image (with or without the
+/// `sha256:` prefix).
+fn same_image(one: &str, other: &str) -> bool {
+    one.trim_start_matches("sha256:") == other.trim_start_matches("sha256:")
+}
+
+/// " (autopatch pid N, gone)" for a message about a dead bootstrap.
+fn whose(owner: Option<u32>) -> String {
+    owner.map(|pid| format!(" (autopatch pid {pid}, gone)")).unwrap_or_default()
+}
+
+/// The stems in `work_dir` whose lock file is not locked: no process of
+/// those bootstraps runs. With the work directory locked, none of them can
+/// be locked again or claimed meanwhile. Each with the pid its lock file
+/// names.
+fn dead_stems(work_dir: &Path) -> Vec<(String, Option<u32>)> {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return Vec::new();
+    };
+    let mut stems: Vec<String> = entries
+        .map_while(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".lock").map(str::to_owned))
+        .collect();
+    stems.sort();
+    stems
+        .into_iter()
+        .filter_map(|stem| {
+            let path = FilePaths::of(work_dir, &stem).lock;
+            let lock = std::fs::OpenOptions::new().write(true).open(&path).ok()?;
+            lock.try_lock().ok()?;
+            Some((stem, lock_owner(&path, "autopatch")))
+        })
+        .collect()
+}
+
+/// Removes what a dead bootstrap (`stem`) left in the engine: the container
+/// it read the manifest in, and the image its temporary tag names, with any
+/// version tag of it no image row names. An image that was registered (a
+/// row names it) only loses its temporary tag. Returns what to tell the
+/// user, if anything was there.
+async fn remove_stem_image<E: Engine>(
+    engine: &E,
+    store: &Store,
+    stem: &str,
+    whose: &str,
+) -> Result<Option<String>, BootstrapError> {
+    let namespace = store.engine_namespace();
+    let labels = [
+        (STEM_LABEL.to_owned(), stem.to_owned()),
+        (NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+    ];
+    for container in engine.container_list(&labels).await? {
+        engine.container_remove(&container.id).await?;
+    }
+    let temporary = import_reference(namespace, stem);
+    let Some(image) = engine.image_inspect(&temporary).await? else {
+        return Ok(None);
+    };
+    let rows = store.images()?;
+    let registered = rows.iter().find(|row| same_image(&row.engine_image_id, &image.id));
+    let published = format!("localhost/autopatch/{namespace}/");
+    for tag in &image.tags {
+        let unregistered = !rows.iter().any(|row| &row.engine_reference == tag);
+        if tag.starts_with(&published) && unregistered {
+            engine.image_remove(tag).await?;
+        }
+    }
+    if let Some(row) = registered
+        && !image.tags.contains(&row.engine_reference)
+    {
+        // Its version tag is gone: put it back, or untagging would remove a
+        // registered image.
+        engine.image_tag(&image.id, &row.engine_reference).await?;
+    }
+    engine.image_remove(&temporary).await?;
+    Ok(Some(match registered {
+        Some(row) => format!(
+            "removed the temporary tag {temporary} of {}, which an earlier bootstrap{whose} had \
+             registered",
+            row.version
+        ),
+        None => format!(
+            "removed the image an earlier bootstrap{whose} had imported but not registered \
+             ({temporary}, {})",
+            image.id
+        ),
+    }))
 }
 
 /// Runs mmdebstrap to its end, or until `cancel` (then stops it and answers
@@ -373,12 +608,17 @@ fn signal_group(child: &Child, signal: rustix::process::Signal) {
 /// mmdebstrap's output `<stem>.log`, the tarball `<stem>.tar` and
 /// mmdebstrap's temporary root `<stem>.tmp/`.
 struct Files {
+    work_dir: PathBuf,
+    stem: String,
     lock_path: PathBuf,
     /// Held: the lock lives as long as this and mmdebstrap's processes.
     lock: File,
     log: PathBuf,
     tarball: PathBuf,
     scratch: PathBuf,
+    /// An image under the temporary tag could not be removed: the lock
+    /// file stays, so the next bootstrap removes it.
+    image_left: AtomicBool,
 }
 
 impl Files {
@@ -406,11 +646,14 @@ impl Files {
                     Err(error) => return Err(artifacts(error)),
                 };
             let claimed = Files {
+                work_dir: work_dir.clone(),
+                stem,
                 lock_path: files.lock,
                 lock,
                 log: files.log,
                 tarball: files.tarball,
                 scratch: files.scratch,
+                image_left: AtomicBool::new(false),
             };
             let locked = match claimed.lock.try_lock() {
                 Ok(()) => Ok(()),
@@ -438,10 +681,11 @@ impl Files {
     /// locked. Best effort: a lock file left behind alone is removed by the
     /// next bootstrap.
     fn release(self) {
-        let Ok(_work_dir) = lock_work_dir(self.lock_path.parent().unwrap_or(Path::new("."))) else {
+        let Ok(_work_dir) = lock_work_dir(&self.work_dir) else {
             return;
         };
-        if !self.tarball.exists() && !self.scratch.exists() && !self.log.exists() {
+        let files_left = self.tarball.exists() || self.scratch.exists() || self.log.exists();
+        if !files_left && !self.image_left.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(&self.lock_path);
         }
         drop(self.lock);
@@ -484,7 +728,7 @@ fn lock_work_dir(work_dir: &Path) -> Result<File, BootstrapError> {
 /// the stem's last part, is gone. A running bootstrap's files are never
 /// touched, nor a scratch directory something is mounted under. Returns
 /// what to tell the user: what was removed, and what was not and why.
-fn remove_leftovers(work_dir: &Path, mountinfo: &str) -> Vec<String> {
+fn remove_leftovers(work_dir: &Path, mountinfo: &str, kept: &BTreeSet<String>) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(work_dir) else {
         return Vec::new();
     };
@@ -498,8 +742,9 @@ fn remove_leftovers(work_dir: &Path, mountinfo: &str) -> Vec<String> {
         })
         .collect();
     let mut said = Vec::new();
-    for stem in stems {
-        let files = FilePaths::of(work_dir, &stem);
+    for stem in stems.difference(kept) {
+        let stem = stem.as_str();
+        let files = FilePaths::of(work_dir, stem);
         // Held until the files are removed: no one can start using them.
         let (owner, _lock) = match std::fs::OpenOptions::new().write(true).open(&files.lock) {
             Ok(lock) => {
@@ -533,7 +778,7 @@ fn remove_leftovers(work_dir: &Path, mountinfo: &str) -> Vec<String> {
             }
             Err(_) => continue,
         };
-        let whose = owner.map(|pid| format!(" (autopatch pid {pid}, gone)")).unwrap_or_default();
+        let whose = whose(owner);
         let scratch = std::fs::canonicalize(&files.scratch).unwrap_or(files.scratch.clone());
         if mounted_under(mountinfo, &scratch) {
             said.push(format!(
@@ -719,7 +964,7 @@ E: mmdebstrap failed to run"
         touch(&work.join(format!("old-{dead}.tar")), "");
         touch(&work.join(format!("old-{me}.tar")), "");
 
-        let said = remove_leftovers(&work, &mountinfo);
+        let said = remove_leftovers(&work, &mountinfo, &BTreeSet::new());
         let mut left: Vec<String> = std::fs::read_dir(&work)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bootstrap;
 mod lab;
 mod lifecycle;
 mod local_repo;
