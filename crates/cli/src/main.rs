@@ -460,8 +460,9 @@ enum ImageCommand {
     /// updates since (a real, unpatched image). Temporary files go to <state
     /// dir>/work. Ctrl-C, SIGTERM or SIGHUP stop mmdebstrap, remove its files and
     /// make no image; the exit code is then 130, 143 or 129. What a bootstrap that
-    /// was killed left there is removed by the next one, once none of its
-    /// processes runs (a directory something is still mounted under is reported).
+    /// was killed left there, and an image it had imported but not registered, is
+    /// removed by the next one, once none of its processes runs (a directory
+    /// something is still mounted under is reported).
     /// When mmdebstrap fails, the error shows the last lines of its output.
     ///
     ///   autopatch image bootstrap                    # golden/1.0.0/N from bookworm
