@@ -1,7 +1,15 @@
 //! [`serve`]: the control plane's whole life. Take the state directory's
-//! lock, open the store, connect the engine, open the stack service (which
-//! re-adopts running instances), serve the API until a signal or
-//! `autopatch/Shutdown`, then stop the service and let go of everything.
+//! lock, bind the API's socket and `--listen` address, connect the engine,
+//! open the store and the stack service (which recovers: re-adopts running
+//! instances, reopens listeners, removes orphans, resumes operations), serve
+//! the API until a signal or `autopatch/Shutdown`, then stop the service and
+//! let go of everything.
+//!
+//! Design note: whatever can refuse the start without waiting for anyone
+//! (the configuration, the lock, the API's addresses) is done before the
+//! engine and recovery, so a daemon that cannot serve exits having changed
+//! nothing. A client that connects while the daemon recovers waits in the
+//! socket's backlog and is answered once recovery is done.
 //!
 //! Stopping the daemon stops the control plane only: listeners close and
 //! fleet controllers stop, but instances keep running, to be re-adopted by
@@ -21,7 +29,7 @@ use autopatch_store::{Store, StoreError};
 use crate::instance::{InstanceError, InstanceLock};
 use crate::log::{Level, install, log};
 use crate::protocol::socket_path;
-use crate::server::{ServeError, Server, ServerConfig, StopReason};
+use crate::server::{ApiSockets, ServeError, Server, ServerConfig, StopReason};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -78,9 +86,10 @@ pub async fn serve(config: DaemonConfig) -> Result<StopReason, DaemonError> {
     starting(&config);
     let lock = prepare(&config)?;
     let stop = signals()?;
+    let sockets = bind(&config).await?;
     let engine = DockerEngine::connect().await.map_err(DaemonError::Engine)?;
     let endpoint = engine.endpoint().to_owned();
-    run(config, lock, Arc::new(engine), endpoint, stop).await
+    run(config, lock, sockets, Arc::new(engine), endpoint, stop).await
 }
 
 /// Runs the daemon on `engine` until `stop` completes or a client calls
@@ -93,7 +102,8 @@ pub async fn serve_with_engine<E: Engine + 'static>(
 ) -> Result<StopReason, DaemonError> {
     starting(&config);
     let lock = prepare(&config)?;
-    run(config, lock, engine, engine_endpoint, stop).await
+    let sockets = bind(&config).await?;
+    run(config, lock, sockets, engine, engine_endpoint, stop).await
 }
 
 /// The daemon's first log line, before anything can fail (so the log of a
@@ -121,6 +131,25 @@ fn prepare(config: &DaemonConfig) -> Result<InstanceLock, DaemonError> {
     InstanceLock::acquire(&config.state_dir).map_err(DaemonError::Instance)
 }
 
+/// The API's configuration: the state directory's socket, `--listen`, and
+/// the engine `Ping` reports.
+fn server_config(config: &DaemonConfig, engine_endpoint: String) -> ServerConfig {
+    ServerConfig {
+        socket_path: socket_path(&config.state_dir),
+        listen: config.listen,
+        state_dir: config.state_dir.clone(),
+        engine_endpoint,
+        drain_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Binds the API's socket and `--listen` address before anything that
+/// changes state (recovery), so a taken address changes nothing.
+async fn bind(config: &DaemonConfig) -> Result<ApiSockets, DaemonError> {
+    // The engine is not known yet; binding does not need it.
+    ApiSockets::bind(&server_config(config, String::new())).await.map_err(DaemonError::Serve)
+}
+
 /// Completes on SIGTERM or SIGINT.
 fn signals() -> Result<impl Future<Output = ()>, DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -138,6 +167,7 @@ fn signals() -> Result<impl Future<Output = ()>, DaemonError> {
 async fn run<E: Engine + 'static>(
     config: DaemonConfig,
     lock: InstanceLock,
+    sockets: ApiSockets,
     engine: Arc<E>,
     engine_endpoint: String,
     stop: impl Future<Output = ()>,
@@ -161,14 +191,8 @@ async fn run<E: Engine + 'static>(
     for note in &service.recovery_notes() {
         log(Level::Warn, "not recovered yet; trying again until it works", &[("what", note)]);
     }
-    let server_config = ServerConfig {
-        socket_path: socket_path(&state_dir),
-        listen: config.listen,
-        state_dir: state_dir.clone(),
-        engine_endpoint,
-        drain_timeout: Duration::from_secs(10),
-    };
-    let server = match Server::bind(server_config, Arc::clone(&service)).await {
+    let server_config = server_config(&config, engine_endpoint);
+    let server = match Server::on(sockets, server_config, Arc::clone(&service)) {
         Ok(server) => server,
         Err(error) => {
             service.shutdown().await;

@@ -30,4 +30,4 @@ pub use daemon::{DaemonConfig, DaemonError, serve, serve_with_engine};
 pub use instance::{InstanceError, InstanceLock, process_running, read_pid};
 pub use operations::{Operations, decode, encode};
 pub use protocol::{PingOutput, ShutdownOutput, socket_path};
-pub use server::{ServeError, Server, ServerConfig, StopReason};
+pub use server::{ApiSockets, ServeError, Server, ServerConfig, StopReason};

@@ -100,6 +100,58 @@ pub enum StopReason {
     Stopped,
 }
 
+/// The API's sockets, bound but not yet served: connections made now wait
+/// in their backlogs until [`Server::run`] accepts them. The daemon binds
+/// them before anything slower (the engine, recovery), so an address that
+/// is taken fails the start before anything has changed.
+pub struct ApiSockets {
+    unix: UnixListener,
+    socket: SocketFile,
+    tcp: Option<TcpListener>,
+}
+
+impl std::fmt::Debug for ApiSockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSockets")
+            .field("socket", &self.socket.path)
+            .field("tcp", &self.tcp_address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiSockets {
+    /// Binds `config`'s socket (replacing a stale one) and its TCP address,
+    /// if any; nothing is left bound when either fails.
+    ///
+    /// The caller must be the state directory's daemon (hold its
+    /// [`crate::InstanceLock`]): a socket file that does not answer is taken
+    /// to be stale and replaced.
+    pub async fn bind(config: &ServerConfig) -> Result<ApiSockets, ServeError> {
+        if let Some(address) = config.listen
+            && !address.ip().is_loopback()
+        {
+            return Err(ServeError::NotLoopback { address });
+        }
+        let (unix, socket) = bind_unix(&config.socket_path)?;
+        let tcp = match config.listen {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
+                ServeError::Io { action: "listen on", target: address.to_string(), source }
+            })?),
+            None => None,
+        };
+        Ok(ApiSockets { unix, socket, tcp })
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// The TCP address actually bound (port 0 resolved), if any.
+    pub fn tcp_address(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|tcp| tcp.local_addr().ok())
+    }
+}
+
 /// A bound, not yet serving, API server.
 pub struct Server<O: Operations> {
     unix: UnixListener,
@@ -125,24 +177,22 @@ struct Shared<O> {
 }
 
 impl<O: Operations> Server<O> {
-    /// Binds the socket (replacing a stale one) and the TCP address, if any.
-    ///
-    /// The caller must be the state directory's daemon (hold its
-    /// [`crate::InstanceLock`]): a socket file that does not answer is taken
-    /// to be stale and replaced.
+    /// Binds the socket (replacing a stale one) and the TCP address, if any
+    /// ([`ApiSockets::bind`]), to serve `operations` on.
     pub async fn bind(config: ServerConfig, operations: Arc<O>) -> Result<Server<O>, ServeError> {
-        if let Some(address) = config.listen
-            && !address.ip().is_loopback()
-        {
-            return Err(ServeError::NotLoopback { address });
-        }
-        let (unix, socket) = bind_unix(&config.socket_path)?;
-        let tcp = match config.listen {
-            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
-                ServeError::Io { action: "listen on", target: address.to_string(), source }
-            })?),
-            None => None,
-        };
+        let sockets = ApiSockets::bind(&config).await?;
+        Server::on(sockets, config, operations)
+    }
+
+    /// Serves `operations` on sockets bound earlier from `config`
+    /// ([`ApiSockets::bind`]); `Ping` reports `config`'s state directory and
+    /// engine endpoint and the sockets' addresses.
+    pub fn on(
+        sockets: ApiSockets,
+        config: ServerConfig,
+        operations: Arc<O>,
+    ) -> Result<Server<O>, ServeError> {
+        let ApiSockets { unix, socket, tcp } = sockets;
         let listen = match &tcp {
             Some(tcp) => Some(
                 tcp.local_addr()
@@ -159,7 +209,7 @@ impl<O: Operations> Server<O> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             state_dir: config.state_dir.display().to_string(),
-            socket: config.socket_path.display().to_string(),
+            socket: socket.path.display().to_string(),
             listen,
             engine_endpoint: config.engine_endpoint,
             problems: Vec::new(),

@@ -9,7 +9,7 @@ use autopatch_daemon::{
     Client, DaemonConfig, DaemonError, InstanceError, InstanceLock, StopReason, read_pid,
     serve_with_engine,
 };
-use autopatch_engine::FakeEngine;
+use autopatch_engine::{ContainerSpec, Engine as _, FakeEngine};
 use autopatch_stacks::ListenerPorts;
 
 fn config(state: &std::path::Path) -> DaemonConfig {
@@ -87,4 +87,55 @@ async fn a_non_loopback_listen_address_is_refused_before_anything_is_touched() {
     .unwrap_err();
     assert!(error.to_string().starts_with("refusing to listen on 0.0.0.0:9000"), "{error}");
     assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn a_taken_listen_address_fails_the_start_before_recovery_changes_anything() {
+    let state = tempfile::tempdir().unwrap();
+    let engine = Arc::new(FakeEngine::new());
+    engine.add_image("localhost/app:1");
+    // An instance container of this state directory that no row knows:
+    // recovery removes such an orphan.
+    let instances = std::path::absolute(state.path().join("instances")).unwrap();
+    let labels = [
+        ("autopatch.role", "instance"),
+        ("autopatch.instance", "i-0000000000000beef"),
+        ("autopatch.group", "gone-Group-1"),
+        ("autopatch.fleet", &instances.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    let spec = ContainerSpec {
+        name: Some("autopatch-i-0000000000000beef".into()),
+        image: "localhost/app:1".into(),
+        labels,
+        ..ContainerSpec::default()
+    };
+    let orphan = engine.container_create(&spec).await.unwrap().id;
+    let calls_before = engine.calls().len();
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let mut config = config(state.path());
+    config.listen = Some(address);
+    let error = serve_with_engine(
+        config,
+        Arc::clone(&engine),
+        "fake://engine".into(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.to_string(), format!("failed to listen on {address}"));
+
+    // Nothing was recovered: the engine was not even asked, and the store
+    // was not opened.
+    assert_eq!(engine.calls().len(), calls_before, "{:?}", &engine.calls()[calls_before..]);
+    assert!(engine.containers().iter().any(|container| container.id == orphan));
+    assert!(!state.path().join("autopatch.db").exists());
+    // And nothing of a daemon is left behind.
+    assert!(!autopatch_daemon::socket_path(state.path()).exists());
+    assert_eq!(read_pid(state.path()), None);
+    drop(InstanceLock::acquire(state.path()).expect("the lock is free again"));
 }
