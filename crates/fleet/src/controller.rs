@@ -685,12 +685,21 @@ impl<E: Engine + 'static> Fleet<E> {
                     let reason = format!("its Auto Scaling group {} is gone", row.group_name);
                     begin_termination(&shared.store, &row.instance_id, &reason, false, &[])?;
                     finish_termination(&context, &row.instance_id, None).await?;
+                    let stack = stack_name(row.stack_id.as_deref());
                     log::info!(
-                        stack = stack_name(row.stack_id.as_deref()),
+                        stack,
                         group = row.group_name.as_str(),
                         instance = row.instance_id.as_str(),
+                        container = container.name.as_str(),
                         reason = reason.as_str();
                         "orphaned instance removed"
+                    );
+                    // Its row is Terminated now: every termination ends with this line.
+                    log::info!(
+                        stack,
+                        group = row.group_name.as_str(),
+                        instance = row.instance_id.as_str();
+                        "instance terminated"
                     );
                     removed.push(container.name.clone());
                 }

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use autopatch_daemon::{Client, DaemonConfig, DaemonError, StopReason, log_to, serve_with_engine};
 use autopatch_engine::{ContainerSpec, ContainerState, Engine, FakeEngine, FaultKind, Operation};
+use autopatch_model::Timestamp;
 use autopatch_stacks::ListenerPorts;
 use autopatch_stacks::api::{CreateStackInput, CreateStackOutput, DescribeStacksInput};
+use autopatch_store::{HealthStatus, InstanceRow, LifecycleState};
 use serde_json::Value;
 
 /// A writer the test can read back.
@@ -259,6 +261,31 @@ Outputs:
     Value: !GetAtt Balancer.DNSName
 "#;
 
+/// An instance row in service in `group`, its container `container_id`.
+fn in_service(instance_id: &str, group: &str, container_id: &str) -> InstanceRow {
+    InstanceRow {
+        instance_id: instance_id.into(),
+        group_name: group.into(),
+        stack_id: None,
+        launch_config: "log-recovered-Launch-1".into(),
+        image: "localhost/app:1".into(),
+        engine_image_id: "sha256:0".into(),
+        instance_type: "t3.micro".into(),
+        zone: "local-a".into(),
+        subnet: None,
+        lifecycle: LifecycleState::InService,
+        health: HealthStatus::Healthy,
+        target_health: None,
+        container_id: Some(container_id.into()),
+        private_ip: None,
+        host_port: None,
+        reason: None,
+        launched_at: Timestamp(0),
+        updated_at: Timestamp(0),
+        terminated_at: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_is_in_the_log_adoption_orphans_and_a_listener_that_binds_later() {
     let capture = capture();
@@ -294,6 +321,18 @@ async fn recovery_is_in_the_log_adoption_orphans_and_a_listener_that_binds_later
         ..ContainerSpec::default()
     };
     engine.container_create(&spec).await.unwrap();
+    // And an instance the store has in service in a group that is gone: its
+    // container is removed and its row terminated.
+    let mut labels = spec.labels.clone();
+    labels.insert("autopatch.instance".to_owned(), "i-0000000000000beef".to_owned());
+    labels.insert("autopatch.group".to_owned(), "log-recovered-Gone-2".to_owned());
+    let spec = ContainerSpec { name: Some("autopatch-i-0000000000000beef".into()), labels, ..spec };
+    let container = engine.container_create(&spec).await.unwrap();
+    let store = autopatch_store::Store::open(&state.path().join("autopatch.db")).unwrap();
+    store
+        .insert_instance(&in_service("i-0000000000000beef", "log-recovered-Gone-2", &container.id))
+        .unwrap();
+    drop(store);
 
     let daemon = start(state.path(), &engine);
     let client = Client::new(state.path());
@@ -308,6 +347,22 @@ async fn recovery_is_in_the_log_adoption_orphans_and_a_listener_that_binds_later
             "reason=",
         ])
         .await;
+    let removed = capture
+        .wait_for(&["msg=\"orphaned instance removed\"", "instance=i-0000000000000beef"])
+        .await;
+    assert!(removed.contains(" container=autopatch-i-0000000000000beef "), "{removed}");
+    assert!(
+        removed.contains("reason=\"its Auto Scaling group log-recovered-Gone-2 is gone\""),
+        "{removed}"
+    );
+    // Every termination ends with `instance terminated`, this one too.
+    let lines = capture.lines();
+    let removed_at = lines.iter().position(|line| *line == removed).unwrap();
+    let terminated =
+        capture.wait_for(&["msg=\"instance terminated\"", "instance=i-0000000000000beef"]).await;
+    assert!(terminated.contains(" group=log-recovered-Gone-2 "), "{terminated}");
+    let terminated_at = capture.lines().iter().position(|line| *line == terminated).unwrap();
+    assert!(terminated_at > removed_at, "terminated after removed:\n{removed}\n{terminated}");
     let pending = capture
         .wait_for(&["level=warn", "not recovered yet", "stack log-recovered resource Listener"])
         .await;
