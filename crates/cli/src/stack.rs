@@ -198,6 +198,7 @@ pub(crate) async fn stack(
             follow(&api, &name, &stack.stack_id, seen, Goal::CancelUpdate, columns, json).await
         }
         StackCommand::ContinueUpdateRollback { name, resources_to_skip, no_wait } => {
+            let resources_to_skip = resources_to_skip_of(resources_to_skip)?;
             let seen = if no_wait { HashSet::new() } else { event_ids(&api, &name).await? };
             let stack = api.stack(&name).await?.ok_or_else(|| {
                 CliError::new(format!("stack {name} does not exist")).with_code(1)
@@ -207,8 +208,12 @@ pub(crate) async fn stack(
                 resources_to_skip: resources_to_skip.clone(),
                 ..ContinueUpdateRollbackInput::default()
             };
-            let output: serde_json::Value =
-                api.cloudformation("ContinueUpdateRollback", &input).await?;
+            let outcome = format!("the update rollback of stack {name} was not continued");
+            let output: serde_json::Value = api
+                .client
+                .call("cloudformation", "ContinueUpdateRollback", &input)
+                .await
+                .map_err(|error| refusal(error, &api.state_dir, &outcome))?;
             if json {
                 render::json(&output);
             } else if resources_to_skip.is_empty() {
@@ -529,6 +534,26 @@ fn input_parameters(
     Ok(parameters)
 }
 
+/// `--resources-to-skip`'s logical ids, each once, in the order given;
+/// empty items (`A,,B`, a trailing comma) are dropped. Naming none at all
+/// is a usage error: continuing without skipping is another request.
+fn resources_to_skip_of(given: Vec<String>) -> Result<Vec<String>, CliError> {
+    let mut resources: Vec<String> = Vec::new();
+    for resource in &given {
+        let resource = resource.trim();
+        if !resource.is_empty() && !resources.iter().any(|seen| seen == resource) {
+            resources.push(resource.to_owned());
+        }
+    }
+    if resources.is_empty() && !given.is_empty() {
+        return Err(CliError::new("--resources-to-skip names no resource")
+            .with_hint(
+                "name the resource whose failure ended the rollback (see `autopatch stack events NAME`), or leave the option out to skip nothing",
+            ));
+    }
+    Ok(resources)
+}
+
 /// The option that gave `parameter`.
 fn parameter_option(parameter: &Parameter) -> String {
     match &parameter.parameter_value {
@@ -732,16 +757,22 @@ impl Columns {
     }
 }
 
-/// A refused CreateStack or UpdateStack. A list of problems (more than one
-/// line, or any with a position) prints one problem per line: the
-/// template's as they are (`file:line:col: error: ...`), the request's own
-/// (which are nowhere in the template) as `error: ...`, then the code and
-/// `outcome` on a line of their own. Any other refusal prints as every
-/// other does (`error: <message> (<Code>)`).
+/// A refused CreateStack, UpdateStack or ContinueUpdateRollback. A list of
+/// problems (more than one line, any with a position, or a single problem
+/// of a part of the request) prints one problem per line: the template's
+/// as they are (`file:line:col: error: ...`), the request's own (which are
+/// nowhere in the template) as `error: ...`, then the code and `outcome` on
+/// a line of their own. Any other refusal (a stack in the wrong status, one
+/// that does not exist) prints as every other does (`error: <message>
+/// (<Code>)`).
 fn refusal(error: autopatch_daemon::ClientError, state_dir: &Path, outcome: &str) -> CliError {
     if let Some(refused) = error.api_error() {
         let lines: Vec<&str> = refused.message.lines().collect();
-        if lines.len() > 1 || lines.iter().any(|line| render::is_diagnostics(line)) {
+        let problems = lines.len() > 1
+            || lines.iter().any(|line| render::is_diagnostics(line))
+            || (refused.code == "ValidationError"
+                && lines.iter().all(|line| is_request_problem(line)));
+        if problems {
             let mut text: Vec<String> = lines
                 .iter()
                 .map(|line| {
@@ -761,6 +792,20 @@ fn refusal(error: autopatch_daemon::ClientError, state_dir: &Path, outcome: &str
         }
     }
     CliError::from_client(error, state_dir)
+}
+
+/// Whether a line of a refusal is a problem at a named part of the
+/// request: a parameter (`parameter `Size`: ...`) or a field
+/// (`ResourcesToSkip: resource [Nope] does not exist ...`), as the stack
+/// service reports them.
+fn is_request_problem(line: &str) -> bool {
+    if line.starts_with("parameter `") {
+        return true;
+    }
+    line.split_once(": ").is_some_and(|(field, _)| {
+        field.starts_with(|c: char| c.is_ascii_uppercase())
+            && field.chars().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 fn print_stack(stack: &Stack) {

@@ -133,11 +133,15 @@ fn a_rollback_that_fails_again_exits_1_with_the_reason_and_json_prints_the_answe
         cli.serve(Scripted::new(vec![rollback_failed(), continued(false), failed_again]));
     let output = cli.run(&["-o", "json", "stack", "continue-update-rollback", "web"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap(),
-        serde_json::json!({}),
-        "the operation's answer, as the daemon sent it"
-    );
+    // The operation's answer as the daemon sent it, then (as every error
+    // under `-o json`) the error.
+    let documents: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(documents.len(), 2, "{}", stdout(&output));
+    assert_eq!(documents[0], serde_json::json!({}), "the operation's answer");
+    assert_eq!(documents[1]["error"]["code"], 1, "{}", stdout(&output));
     let errors = stderr(&output);
     assert!(errors.contains("the engine does not answer"), "{errors}");
     assert!(
@@ -178,6 +182,95 @@ fn a_refused_continue_update_rollback_is_an_error_and_follows_nothing() {
     );
 }
 
+/// The stack service's refusal of resources it cannot skip.
+const NO_SUCH_RESOURCE: &str = "ResourcesToSkip: resource [Nope] does not exist in stack [web]";
+const NOT_FAILED_BY_THE_ROLLBACK: &str = "ResourcesToSkip: resource [Pattern3ALB] is in the UPDATE_COMPLETE state; you can specify only resources that are in the UPDATE_FAILED state because a rollback failed";
+
+#[test]
+fn refused_resources_to_skip_print_one_problem_a_line_then_the_code_on_its_own() {
+    let cli = Cli::new();
+    let mut refusing = Scripted::new(vec![rollback_failed()]);
+    refusing.refusal =
+        Some(ApiError::validation(format!("{NO_SUCH_RESOURCE}\n{NOT_FAILED_BY_THE_ROLLBACK}")));
+    let (refusing, _daemon) = cli.serve(refusing);
+    let output = cli.run(&[
+        "stack",
+        "continue-update-rollback",
+        "web",
+        "--resources-to-skip",
+        "Nope,Pattern3ALB",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: {NO_SUCH_RESOURCE}\n\
+             error: {NOT_FAILED_BY_THE_ROLLBACK}\n\
+             ValidationError: the update rollback of stack web was not continued (2 problems)\n"
+        )
+    );
+    assert_eq!(refusing.operations().last().map(String::as_str), Some("ContinueUpdateRollback"));
+
+    // One is a list of one.
+    let cli = Cli::new();
+    let mut refusing = Scripted::new(vec![rollback_failed()]);
+    refusing.refusal = Some(ApiError::validation(NO_SUCH_RESOURCE));
+    let (_refusing, _daemon) = cli.serve(refusing);
+    let output =
+        cli.run(&["stack", "continue-update-rollback", "web", "--resources-to-skip", "Nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: {NO_SUCH_RESOURCE}\n\
+             ValidationError: the update rollback of stack web was not continued (1 problem)\n"
+        )
+    );
+}
+
+#[test]
+fn resources_to_skip_are_sent_once_each_without_empty_items() {
+    let cli = Cli::new();
+    let (scripted, _daemon) = cli.serve(Scripted::new(vec![
+        rollback_failed(),
+        continued(true),
+        step(
+            "UPDATE_ROLLBACK_COMPLETE",
+            vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+        ),
+    ]));
+    let output = cli.run(&[
+        "stack",
+        "continue-update-rollback",
+        "web",
+        "--resources-to-skip",
+        "First,First,",
+        "--resources-to-skip",
+        ",Second,First",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .starts_with("continuing the update rollback of stack web, skipping First, Second\n"),
+        "{}",
+        stderr(&output)
+    );
+    let (_, input) = scripted
+        .calls()
+        .into_iter()
+        .find(|(operation, _)| operation == "ContinueUpdateRollback")
+        .expect("ContinueUpdateRollback called");
+    assert_eq!(input["ResourcesToSkip"], serde_json::json!(["First", "Second"]));
+
+    // Only empty items: a usage error, not a rollback that skips nothing.
+    let cli = Cli::new();
+    let (scripted, _daemon) = cli.serve(Scripted::new(vec![rollback_failed()]));
+    let output = cli.run(&["stack", "continue-update-rollback", "web", "--resources-to-skip", ","]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("error: --resources-to-skip names no resource\n"));
+    assert!(scripted.operations().is_empty(), "nothing was asked: {:?}", scripted.operations());
+}
+
 #[test]
 fn continue_update_rollback_help_says_when_to_use_it_and_what_skipping_costs() {
     let output = Cli::new().run(&["stack", "continue-update-rollback", "--help"]);
@@ -191,7 +284,12 @@ fn continue_update_rollback_help_says_when_to_use_it_and_what_skipping_costs() {
         "UPDATE_FAILED because the rollback failed",
         "left as it is",
         "--no-wait",
+        "just before the stack's\nUPDATE_ROLLBACK_FAILED",
+        "autopatch stack delete pattern3-app",
     ] {
         assert!(help.contains(phrase), "{phrase:?} not in:\n{help}");
     }
+    // The lab's new group is failed by the update, never by its rollback:
+    // skipping it is refused, so it is no example.
+    assert!(!help.contains("--resources-to-skip Pattern3ASG"), "{help}");
 }

@@ -120,6 +120,18 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
         format!("{problem}\nValidationError: stack web was not changed (1 problem)\n")
     );
 
+    // One problem of the request is a list of one too.
+    let cli = Cli::new();
+    let problem = "parameter `Bogus`: found a value for a parameter the template does not declare; expected one of `Size`";
+    let (_scripted, _daemon) = cli.serve(refusing(ApiError::validation(problem)));
+    let output =
+        cli.run(&["stack", "update", "web", "--use-previous-template", "--parameter", "Bogus=1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("error: {problem}\nValidationError: stack web was not changed (1 problem)\n")
+    );
+
     // Any other refusal is one line, as before.
     let cli = Cli::new();
     let refusal = ApiError::validation(
