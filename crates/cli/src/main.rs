@@ -243,14 +243,23 @@ fn parse_package(text: &str) -> Result<String, String> {
 /// `--listen`: an IP address and a port, loopback only (the API has no
 /// authentication); `localhost:PORT` means 127.0.0.1.
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let out_of_range =
+        |port: &str| format!("invalid port {port:?}: expected a number from 0 to 65535");
     let address = match text.parse::<SocketAddr>() {
         Ok(address) => address,
         Err(_) => match text.rsplit_once(':') {
             Some((host, port)) if host.eq_ignore_ascii_case("localhost") => {
-                let port = port.parse::<u16>().map_err(|_| {
-                    format!("invalid port {port:?}: expected a number from 0 to 65535")
-                })?;
+                let port = port.parse::<u16>().map_err(|_| out_of_range(port))?;
                 SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            // An IP address with a number too large for a port.
+            Some((host, port))
+                if is_socket_host(host)
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && port.parse::<u16>().is_err() =>
+            {
+                return Err(out_of_range(port));
             }
             _ => {
                 return Err("expected an IP address and a port, like 127.0.0.1:7070 or \
@@ -267,6 +276,15 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         ));
     }
     Ok(address)
+}
+
+/// Whether `host` is the address part of `ADDRESS:PORT`: an IPv4 address,
+/// or an IPv6 address in brackets.
+fn is_socket_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok(),
+    }
 }
 
 /// `KEY=VALUE` of `--parameter`.
@@ -348,9 +366,17 @@ enum StackCommand {
     },
     /// Cancel a stack's update in progress (CancelUpdateStack) and follow the rollback
     ///
+    /// Only while an update runs (UPDATE_IN_PROGRESS, e.g. while the new
+    /// instances of a blue/green update wait for their signals and health
+    /// checks). In any other status, its cleanup included, it is refused and
+    /// nothing changes; once an update has ended, undo it with another update.
     /// The update stops waiting at once; what it created is deleted and the
     /// resources it replaced keep serving. Exits 0 when the stack is
-    /// UPDATE_ROLLBACK_COMPLETE.
+    /// UPDATE_ROLLBACK_COMPLETE, 1 otherwise.
+    ///
+    ///   autopatch stack update pattern3-app --use-previous-template \
+    ///       --parameter AmazonMachineImage=webapp/1.0.0/2 --no-wait
+    ///   autopatch stack cancel-update pattern3-app
     #[command(verbatim_doc_comment)]
     CancelUpdate {
         /// The stack's name.
@@ -375,16 +401,23 @@ enum StackCommand {
     ///
     /// A resource that cannot be rolled back can be skipped with
     /// --resources-to-skip (ResourcesToSkip). Only resources that are
-    /// UPDATE_FAILED because the rollback failed them can be skipped (not one
-    /// the update failed that the rollback never reached). A skipped resource
-    /// is marked UPDATE_COMPLETE and recorded with the previous template's
-    /// properties, but the resource itself is left as it is: until you fix it
-    /// by hand or a later update changes it, it may not be what the stack
-    /// says. Skip as few as you can.
+    /// UPDATE_FAILED because the rollback failed them can be skipped: the one
+    /// whose UPDATE_FAILED event comes just before the stack's
+    /// UPDATE_ROLLBACK_FAILED in `autopatch stack events NAME`, not one the
+    /// update failed that the rollback never reached (the new Auto Scaling
+    /// group of a blue/green update, say); anything else is refused and
+    /// nothing changes. A skipped resource is marked UPDATE_COMPLETE and
+    /// recorded with the previous template's properties, but the resource
+    /// itself is left as it is: until you fix it by hand or a later update
+    /// changes it, it may not be what the stack says. Skip as few as you can.
+    /// When the rollback cannot be finished, `autopatch stack delete NAME`
+    /// deletes the stack and everything it made instead.
     ///
     ///   autopatch stack continue-update-rollback pattern3-app
+    ///   autopatch stack events pattern3-app    # which resource's failure ended the rollback
     ///   autopatch stack continue-update-rollback pattern3-app \
-    ///       --resources-to-skip Pattern3ASG
+    ///       --resources-to-skip LOGICAL_ID     # that resource, and only it
+    ///   autopatch stack delete pattern3-app    # the way out when it cannot be rolled back
     #[command(verbatim_doc_comment)]
     ContinueUpdateRollback {
         /// The stack's name.
@@ -400,8 +433,13 @@ enum StackCommand {
     },
     /// Delete a stack (DeleteStack) and follow until it is DELETE_COMPLETE
     ///
-    /// Refused while another stack imports one of its exports. Deleting a stack
-    /// that does not exist succeeds.
+    /// Refused while another operation is in progress on the stack (a create,
+    /// an update or a rollback: wait for it to end, or stop an update with
+    /// `autopatch stack cancel-update NAME`) and while another stack imports
+    /// one of its exports; nothing changes then. Works from any other status,
+    /// UPDATE_ROLLBACK_FAILED and DELETE_FAILED included; a delete already in
+    /// progress is followed. Deleting a stack that does not exist succeeds.
+    /// Exits 0 when the stack is DELETE_COMPLETE, 1 otherwise (DELETE_FAILED).
     #[command(verbatim_doc_comment)]
     Delete {
         /// The stack's name.
@@ -851,6 +889,17 @@ mod tests {
         assert!(parsed("localhost").is_err());
         assert!(parsed("127.0.0.1").is_err());
         assert!(parsed("192.168.1.2:7070").is_err());
+    }
+
+    #[test]
+    fn a_listen_port_out_of_range_is_named() {
+        let expected = Err("invalid port \"99999\": expected a number from 0 to 65535".to_owned());
+        assert_eq!(super::parse_listen("127.0.0.1:99999"), expected);
+        assert_eq!(super::parse_listen("[::1]:99999"), expected);
+        assert_eq!(super::parse_listen("localhost:99999"), expected);
+        // Not an address with a port at all: the general message.
+        let general = super::parse_listen("::1:99999").unwrap_err();
+        assert!(general.starts_with("expected an IP address and a port"), "{general}");
     }
 
     #[test]
