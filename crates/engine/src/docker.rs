@@ -56,9 +56,9 @@ use bollard::models::{
     HostConfig, ImageInspect, NetworkCreateRequest,
 };
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    InspectNetworkOptions, RemoveContainerOptions, RemoveImageOptions, StartContainerOptions,
-    StopContainerOptions, TagImageOptions,
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, InspectNetworkOptions,
+    RemoveContainerOptions, RemoveImageOptions, StartContainerOptions, StopContainerOptions,
+    TagImageOptions,
 };
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
@@ -361,11 +361,7 @@ impl Engine for DockerEngine {
     }
 
     async fn container_inspect(&self, id: &str) -> Result<Option<ContainerInfo>, EngineError> {
-        match ask_again(&ABSENCE_RECHECKS, is_vanished_container, || {
-            self.docker.inspect_container(id, None::<InspectContainerOptions>)
-        })
-        .await
-        {
+        match ask_again(&ABSENCE_RECHECKS, is_vanished_container, || self.inspect_raw(id)).await {
             Ok(response) => Ok(Some(container_info(response))),
             Err(error) if is_vanished_container(&error) => Ok(None),
             Err(error) => Err(self.error("inspect container", id, error)),
@@ -582,17 +578,32 @@ impl DockerEngine {
             .await
             .map_err(|_| BollardError::RequestTimeoutError)??;
         if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|answer| answer.get("message")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(BollardError::DockerResponseServerError { status_code: status, message });
+            return Err(server_error(status, &body));
         }
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
         Ok(listed
             .iter()
             .filter_map(|container| container.get("Id")?.as_str().map(str::to_owned))
             .collect())
+    }
+
+    /// `GET /containers/{id}/json`, read by hand: Podman answers `stopped`
+    /// for a container whose process has ended and whose cleanup has not run
+    /// yet, a state the Docker API (and bollard's types, which then refuse
+    /// the whole answer) does not have. It is read as `exited`, which it
+    /// becomes a moment later: the process is gone and its exit code known.
+    async fn inspect_raw(&self, id: &str) -> Result<ContainerInspectResponse, BollardError> {
+        let version = self.docker.client_version();
+        let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let path =
+            format!("/v{}.{}/containers/{id}/json", version.major_version, version.minor_version);
+        let (status, body) = tokio::time::timeout(DEFAULT_TIMEOUT, raw_get(&self.endpoint, &path))
+            .await
+            .map_err(|_| BollardError::RequestTimeoutError)??;
+        if !(200..300).contains(&status) {
+            return Err(server_error(status, &body));
+        }
+        read_inspect(&body)
     }
 
     /// Streams `tarball` to the engine's import. The outer error is reading
@@ -718,6 +729,29 @@ fn answered(error: &BollardError, status_code: u16, phrase: &str) -> bool {
 
 /// One GET to the engine at `endpoint` (`unix:///path` or `tcp://host:port`)
 /// on a connection of its own: the status and the whole body.
+/// An engine's refusal as bollard reports one: the status and the answer's
+/// `message` (or the whole body).
+fn server_error(status: u16, body: &[u8]) -> BollardError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|answer| answer.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    BollardError::DockerResponseServerError { status_code: status, message }
+}
+
+/// A container inspect answer, with Podman's container states the Docker
+/// API does not have read as Docker's: `stopped` (ended, cleanup pending) is
+/// `exited`.
+fn read_inspect(body: &[u8]) -> Result<ContainerInspectResponse, BollardError> {
+    let mut answer: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(status) = answer.pointer_mut("/State/Status")
+        && status == "stopped"
+    {
+        *status = "exited".into();
+    }
+    Ok(serde_json::from_value(answer)?)
+}
+
 async fn raw_get(endpoint: &str, path: &str) -> Result<(u16, bytes::Bytes), BollardError> {
     let io_error = |err: std::io::Error| BollardError::IOError { err };
     match endpoint.strip_prefix("unix://") {
@@ -1020,6 +1054,20 @@ mod tests {
         let endpoint = format!("unix://{}", path.display());
         let docker = Docker::connect_with_host(&endpoint).expect("a client for the socket");
         DockerEngine { docker, endpoint }
+    }
+
+    #[test]
+    fn podman_s_stopped_state_reads_as_exited() {
+        // What Podman answers between a container's end and its cleanup;
+        // bollard's own types refuse the whole answer for `stopped`.
+        let body = br#"{"Id":"3f2a","Name":"/build","State":{"Status":"stopped","Running":false,"ExitCode":137},"Config":{"Labels":{"autopatch.role":"build"}}}"#;
+        assert!(serde_json::from_slice::<ContainerInspectResponse>(body).is_err());
+        let info = container_info(read_inspect(body).expect("read as exited"));
+        assert_eq!((info.state, info.exit_code), (ContainerState::Exited, Some(137)));
+        assert_eq!(info.labels.get("autopatch.role").map(String::as_str), Some("build"));
+        // Docker's states are read as they are.
+        let running = br#"{"Id":"3f2a","State":{"Status":"running","Running":true}}"#;
+        assert_eq!(container_info(read_inspect(running).unwrap()).state, ContainerState::Running);
     }
 
     #[tokio::test]
