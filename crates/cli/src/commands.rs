@@ -49,8 +49,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 image(&ctx(access)?, command, json).await
             }
             // A document alone: no state is read or made.
-            Command::Component(ComponentCommand::Validate { file }) => {
-                validate_component(&file, json)
+            Command::Component(ComponentCommand::Validate { file, name, version }) => {
+                validate_component(&file, name.as_deref(), &version, json)
             }
             Command::Component(command) => {
                 let access = match command {
@@ -120,7 +120,9 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
             .map_err(CliError::from_registry)?;
             registered(result, json)
         }
-        ComponentCommand::Validate { file } => validate_component(&file, json),
+        ComponentCommand::Validate { file, name, version } => {
+            validate_component(&file, name.as_deref(), &version, json)
+        }
         ComponentCommand::List => {
             let rows = ctx.store.components().map_err(CliError::from_error)?;
             documents_list(
@@ -133,10 +135,19 @@ fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<Exi
     }
 }
 
-fn validate_component(file: &std::path::Path, json: bool) -> Result<ExitCode, CliError> {
+/// Every check `component create` makes, without the store: the document,
+/// and the name and version it would be registered under.
+fn validate_component(
+    file: &std::path::Path,
+    name: Option<&str>,
+    version: &autopatch_model::SemanticVersion,
+    json: bool,
+) -> Result<ExitCode, CliError> {
     let source = read_source(file)?;
-    let document =
-        autopatch_documents::parse_component(&source).map_err(CliError::from_diagnostics)?;
+    let version = version.to_string();
+    let document = autopatch_imagebuilder::validate_component(&source, name, Some(&version))
+        .map_err(CliError::from_registry)?
+        .document;
     let steps: usize = document.phases.iter().map(|p| p.steps.len()).sum();
     if json {
         render::json(

@@ -603,6 +603,13 @@ enum ComponentCommand {
         /// components/update-os.yml).
         #[arg(long, short, value_name = "FILE")]
         file: PathBuf,
+        /// The name `component create` would register it under (checked as
+        /// create checks it); defaults to the document's `name`.
+        #[arg(long, value_parser = parse_name)]
+        name: Option<String>,
+        /// The version `component create` would register it as.
+        #[arg(long, default_value = "1.0.0", value_parser = parse_version)]
+        version: SemanticVersion,
     },
     /// List registered components
     ///

@@ -204,3 +204,30 @@ fn listen_says_what_address_it_expects() {
     }
     assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "no daemon was started");
 }
+
+#[test]
+fn component_validate_makes_every_check_create_makes() {
+    // A document whose only problem is its name: validate refuses it as
+    // create would, and registers nothing.
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("bad-name.yml");
+    std::fs::write(&file, COMPONENT.replace("name: c1", "name: Bad Comp")).unwrap();
+    let file = file.to_str().unwrap();
+    for command in ["validate", "create"] {
+        let output = autopatch(state.path(), &["component", command, "--file", file]);
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{command}: {said}");
+        assert!(
+            said.contains(&format!("{file}:1:7: error: found the component name \"Bad Comp\"")),
+            "{command}: {said}"
+        );
+    }
+    let listed = autopatch(state.path(), &["-o", "json", "component", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]", "nothing was registered");
+    // Given a good name to register it under, it is valid.
+    let output =
+        autopatch(state.path(), &["component", "validate", "--file", file, "--name", "good"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(said.contains("valid (1 phases, 1 steps)"), "{said}");
+}
