@@ -6,6 +6,8 @@
 //! - [`Server`] is the HTTP/1.1 API, generic over [`Operations`]:
 //!   `POST /<service>/<Operation>` with AWS's JSON request shape, answered
 //!   with the response shape or `{"Error": {"Code": ..., "Message": ...}}`.
+//!   Its [`ApiSockets`] can be bound first ([`serve`] binds them before the
+//!   engine and recovery) and served later ([`Server::on`]).
 //! - [`Operations`] is the dispatch from `(service, operation, JSON)` to
 //!   typed methods; [`StackService`](autopatch_stacks::StackService)
 //!   implements it.
