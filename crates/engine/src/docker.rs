@@ -47,7 +47,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -60,6 +59,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, RemoveImageOptions, StartContainerOptions, StopContainerOptions,
     TagImageOptions,
 };
+use bollard::{API_DEFAULT_VERSION, ClientVersion, Docker};
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
 
@@ -151,15 +151,54 @@ impl DockerEngine {
             endpoint: endpoint.to_string(),
             source: Some(Box::new(source)),
         };
-        let docker = Docker::connect_with_host(endpoint).map_err(unreachable)?;
+        if !["unix://", "tcp://", "http://"].iter().any(|scheme| endpoint.starts_with(scheme)) {
+            return Err(EngineError::Unreachable {
+                endpoint: endpoint.to_string(),
+                source: Some(
+                    "unsupported address: expected unix:///path or tcp://host:port".into(),
+                ),
+            });
+        }
         // A short wait for the first answer: a silent TCP peer is no engine.
-        docker.clone().with_timeout(PING_TIMEOUT).ping().await.map_err(unreachable)?;
-        let docker = docker.with_timeout(DEFAULT_TIMEOUT);
-        let docker = docker.negotiate_version().await.map_err(|source| EngineError::Api {
+        // The ping's `Api-Version` header is the engine's API version: asking
+        // `GET /version` instead costs Podman a third of a second, on every
+        // command that talks to the engine.
+        let (status, headers, _) =
+            tokio::time::timeout(PING_TIMEOUT, raw_request(endpoint, "/_ping"))
+                .await
+                .map_err(|_| unreachable(BollardError::RequestTimeoutError))?
+                .map_err(unreachable)?;
+        if !(200..300).contains(&status) {
+            return Err(unreachable(server_error(status, b"")));
+        }
+        let announced = headers
+            .get("api-version")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_api_version);
+        let negotiation_failed = |source| EngineError::Api {
             operation: "negotiate an API version with",
             object: endpoint.to_string(),
             source: Box::new(source),
-        })?;
+        };
+        let docker = match announced {
+            Some(version) => {
+                let version =
+                    if version < *API_DEFAULT_VERSION { version } else { *API_DEFAULT_VERSION };
+                let seconds = DEFAULT_TIMEOUT.as_secs();
+                match endpoint.strip_prefix("unix://") {
+                    Some(_) => Docker::connect_with_unix(endpoint, seconds, &version),
+                    None => Docker::connect_with_http(endpoint, seconds, &version),
+                }
+                .map_err(unreachable)?
+            }
+            // An engine that does not say it on a ping.
+            None => Docker::connect_with_host(endpoint)
+                .map_err(unreachable)?
+                .with_timeout(DEFAULT_TIMEOUT)
+                .negotiate_version()
+                .await
+                .map_err(negotiation_failed)?,
+        };
         Ok(DockerEngine { docker, endpoint: endpoint.to_string() })
     }
 
@@ -753,20 +792,40 @@ fn read_inspect(body: &[u8]) -> Result<ContainerInspectResponse, BollardError> {
 }
 
 async fn raw_get(endpoint: &str, path: &str) -> Result<(u16, bytes::Bytes), BollardError> {
+    raw_request(endpoint, path).await.map(|(status, _, body)| (status, body))
+}
+
+/// `GET path` on the engine: the status, the headers and the body.
+async fn raw_request(
+    endpoint: &str,
+    path: &str,
+) -> Result<(u16, hyper::HeaderMap, bytes::Bytes), BollardError> {
     let io_error = |err: std::io::Error| BollardError::IOError { err };
     match endpoint.strip_prefix("unix://") {
         Some(socket) => {
             get_on(tokio::net::UnixStream::connect(socket).await.map_err(io_error)?, path).await
         }
         None => {
-            let address = endpoint.strip_prefix("tcp://").unwrap_or(endpoint);
+            let address = endpoint
+                .strip_prefix("tcp://")
+                .or_else(|| endpoint.strip_prefix("http://"))
+                .unwrap_or(endpoint);
             get_on(tokio::net::TcpStream::connect(address).await.map_err(io_error)?, path).await
         }
     }
 }
 
-/// [`raw_get`] on a connected stream.
-async fn get_on<S>(stream: S, path: &str) -> Result<(u16, bytes::Bytes), BollardError>
+/// An API version as engines write it (`1.41`).
+fn parse_api_version(text: &str) -> Option<ClientVersion> {
+    let (major, minor) = text.trim().split_once('.')?;
+    Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
+}
+
+/// [`raw_request`] on a connected stream.
+async fn get_on<S>(
+    stream: S,
+    path: &str,
+) -> Result<(u16, hyper::HeaderMap, bytes::Bytes), BollardError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -786,8 +845,9 @@ where
     tokio::spawn(connection);
     let response = sender.send_request(request).await.map_err(|error| failed(&error))?;
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await.map_err(|error| failed(&error))?.to_bytes();
-    Ok((status, body))
+    Ok((status, headers, body))
 }
 
 /// Refuses changes the engines would split differently (see the module notes).
@@ -1018,6 +1078,8 @@ fn file_archive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     /// An engine's error answer.
@@ -1054,6 +1116,60 @@ mod tests {
         let endpoint = format!("unix://{}", path.display());
         let docker = Docker::connect_with_host(&endpoint).expect("a client for the socket");
         DockerEngine { docker, endpoint }
+    }
+
+    /// An engine on a unix socket that answers a ping with `Api-Version:
+    /// 1.40` and anything else with a 500; returns the paths asked for.
+    async fn pinging_engine(dir: &Path) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let path = dir.join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind the socket");
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&asked);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => request.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let target = text.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let answer = if target == "/_ping" {
+                        "HTTP/1.1 200 OK\r\nApi-Version: 1.40\r\nContent-Length: 2\r\n\
+                         Connection: close\r\n\r\nOK"
+                            .to_owned()
+                    } else {
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\
+                         Connection: close\r\n\r\n"
+                            .to_owned()
+                    };
+                    record.lock().unwrap().push(target);
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (format!("unix://{}", path.display()), asked)
+    }
+
+    #[tokio::test]
+    async fn the_api_version_comes_from_the_ping_not_a_version_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, asked) = pinging_engine(dir.path()).await;
+        let engine = DockerEngine::connect_to(&endpoint).await.expect("connected");
+        let version = engine.docker.client_version();
+        assert_eq!((version.major_version, version.minor_version), (1, 40));
+        assert_eq!(*asked.lock().unwrap(), ["/_ping"], "one ping, no GET /version");
+        assert_eq!(
+            parse_api_version("1.41").map(|v| (v.major_version, v.minor_version)),
+            Some((1, 41))
+        );
+        assert!(parse_api_version("v1").is_none());
     }
 
     #[test]
