@@ -33,9 +33,9 @@ mod template;
 pub mod yaml;
 
 pub use component::{
-    Action, ComponentDocument, ConstantDeclaration, CreateFileInput, DEFAULT_TIMEOUT_SECONDS, FileEncoding, OnFailure,
-    ParameterDeclaration, PartialComponent, Phase, PhaseName, SCHEMA_VERSION, Stage, Step,
-    check_parameter_values, parse_component, parse_component_lenient,
+    Action, ComponentDocument, ConstantDeclaration, CreateFileInput, DEFAULT_TIMEOUT_SECONDS,
+    FileEncoding, OnFailure, ParameterDeclaration, PartialComponent, Phase, PhaseName,
+    SCHEMA_VERSION, Stage, Step, check_parameter_values, parse_component, parse_component_lenient,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use pipeline::{
