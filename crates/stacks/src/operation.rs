@@ -23,10 +23,12 @@ use crate::context::{StackIdentity, add_resource, stack_context, to_json};
 use crate::planner::{StackView, Step, next_step};
 use crate::resources::{Request, physical_id, uuid};
 use crate::runtime::Runtime;
-use crate::update::{Change, Facts, GroupPolicy, RollingPolicy, classify};
+use crate::update::{Change, Facts, GroupPolicy, Held, RollingPolicy, classify};
 
 /// The type CloudFormation gives a stack's own events.
 pub(crate) const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+
+const GROUP_TYPE: &str = "AWS::AutoScaling::AutoScalingGroup";
 
 /// Why an operation could not go on (the store failed): the operation stays
 /// in progress and is resumed by the next daemon start.
@@ -287,7 +289,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 }
                 Step::Outputs => self.outputs_step(&loaded)?,
                 Step::Transition(status, reason) => {
-                    self.transition(&loaded.row, status, reason.as_deref())?;
+                    self.end_step(&loaded.row, &resources, status, reason.as_deref()).await?;
                 }
             }
         }
@@ -312,20 +314,142 @@ impl<E: Engine + 'static> Runtime<E> {
         for row in resources.into_iter().filter(|row| skip.contains(&row.logical_id)) {
             // A resource whose previous properties do not evaluate keeps the
             // ones it has: the rollback then reports why.
-            let properties = match self.desired(&loaded, &row.logical_id) {
-                Ok((properties, _)) => to_json(&properties).to_string(),
-                Err(_) => row.properties.clone(),
+            let desired = match self.desired(&loaded, &row.logical_id) {
+                Ok((properties, _)) => to_json(&properties),
+                Err(_) => serde_json::from_str(&row.properties).unwrap_or_default(),
             };
-            let row = StackResourceRow { properties, ..row };
+            // Counted as rolled back, attributes too: a launch template is
+            // the version the update started from again (nothing is made or
+            // looked up), so what depends on it (a group's `Version`) is
+            // evaluated against what it was before the update.
+            let attributes = match row.resource_type.as_str() {
+                "AWS::EC2::LaunchTemplate" => {
+                    let attributes: Json =
+                        serde_json::from_str(&row.attributes).unwrap_or_default();
+                    crate::resources::launch_template_rolled_back(&attributes, &desired)
+                }
+                _ => None,
+            };
+            let row = StackResourceRow { properties: desired.to_string(), ..row };
             self.set_resource(
                 &loaded.row,
                 row,
                 ResourceStatus::UpdateComplete,
                 Some(reason),
-                None,
+                attributes,
             )?;
         }
         Ok(())
+    }
+
+    /// Moves the stack to `status`. An operation that ends with the
+    /// stack's resources deleted or final (a delete, a create's rollback,
+    /// an update's or a rollback's cleanup) first deletes every group of the
+    /// stack that still runs but that no row names (current or held for a
+    /// cleanup): no group outlives the resource that made it. A delete or a
+    /// create's rollback that cannot delete one fails with the reason; an
+    /// update's cleanup reports it and ends, as a failed cleanup does.
+    async fn end_step(
+        &self,
+        stack: &StackRow,
+        resources: &[StackResourceRow],
+        status: StackStatus,
+        reason: Option<&str>,
+    ) -> Result<(), OperationError> {
+        let failed = match status {
+            StackStatus::DeleteComplete => Some(StackStatus::DeleteFailed),
+            StackStatus::RollbackComplete => Some(StackStatus::RollbackFailed),
+            StackStatus::UpdateComplete | StackStatus::UpdateRollbackComplete => None,
+            _ => return self.transition(stack, status, reason),
+        };
+        let named = named_groups(resources);
+        let mut problems = Vec::new();
+        for (group, logical_id) in self.stack_groups(&stack.stack_id)? {
+            if named.contains(&group) {
+                continue;
+            }
+            if let Err(problem) = self.sweep_group(stack, &group, logical_id.as_deref()).await? {
+                problems.push(problem);
+            }
+        }
+        match (problems.is_empty(), failed) {
+            (false, Some(failed)) => self.transition(stack, failed, Some(&problems.join("; "))),
+            _ => self.transition(stack, status, reason),
+        }
+    }
+
+    /// Every Auto Scaling group the stack ever made that may still run:
+    /// those its events name (each was announced before it was made) and
+    /// those whose instances carry its id; with the logical id that made
+    /// it, when an event says.
+    pub(crate) fn stack_groups(
+        &self,
+        stack_id: &str,
+    ) -> Result<BTreeMap<String, Option<String>>, StoreError> {
+        let mut groups = BTreeMap::new();
+        for event in self.store.stack_events(stack_id)? {
+            if event.resource_type == GROUP_TYPE
+                && let Some(physical) = event.physical_id
+            {
+                groups.insert(physical, Some(event.logical_id));
+            }
+        }
+        for instance in self.store.live_instances()? {
+            if instance.stack_id.as_deref() == Some(stack_id) {
+                groups.entry(instance.group_name).or_insert(None);
+            }
+        }
+        groups.retain(|group, _| self.group_runs(group).unwrap_or(true));
+        Ok(groups)
+    }
+
+    /// Whether a group's controller runs here or any of its instances lives.
+    pub(crate) fn group_runs(&self, group: &str) -> Result<bool, StoreError> {
+        Ok(self.fleet.group_status(group).is_some()
+            || !self.store.instances_of_group(group, false)?.is_empty())
+    }
+
+    /// Deletes a group of the stack that no row names; `Err` is why it
+    /// could not be.
+    async fn sweep_group(
+        &self,
+        stack: &StackRow,
+        group: &str,
+        logical_id: Option<&str>,
+    ) -> Result<Result<(), String>, OperationError> {
+        log::warn!(
+            stack = stack.name.as_str(),
+            group = group,
+            logical_id = logical_id.unwrap_or("-");
+            "deleting an Auto Scaling group of the stack that no resource names"
+        );
+        // Its own events, under the logical id that made it.
+        let row = logical_id.map(|logical_id| StackResourceRow {
+            stack_id: stack.stack_id.clone(),
+            logical_id: logical_id.to_owned(),
+            resource_type: GROUP_TYPE.to_owned(),
+            physical_id: Some(group.to_owned()),
+            status: ResourceStatus::DeleteInProgress,
+            status_reason: None,
+            properties: "{}".into(),
+            attributes: "{}".into(),
+            replaced: None,
+            updated_at: clock::now(),
+        });
+        if let Some(row) = &row {
+            let reason = "An Auto Scaling group of this stack that no resource names any more";
+            self.event(stack, row, ResourceStatus::DeleteInProgress.as_str(), Some(reason))?;
+        }
+        let outcome = self.delete_resource(GROUP_TYPE, group, &Json::Null).await;
+        if let Some(row) = &row {
+            match &outcome {
+                Ok(()) => self.event(stack, row, ResourceStatus::DeleteComplete.as_str(), None)?,
+                Err(reason) => {
+                    self.event(stack, row, ResourceStatus::DeleteFailed.as_str(), Some(reason))?
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// Evaluates the outputs and moves on: a create completes; an update
@@ -401,7 +525,7 @@ impl<E: Engine + 'static> Runtime<E> {
                         status: Some(row.status),
                         stored: &stored,
                         desired: &to_json(&properties),
-                        replaced: replaced_of(row).is_some_and(|replaced| !replaced.restored),
+                        held: held(row),
                         rolling_back: loaded.rolling_back,
                         policy,
                     })
@@ -461,6 +585,13 @@ impl<E: Engine + 'static> Runtime<E> {
                 if row.status == ResourceStatus::CreateInProgress && row.physical_id.is_some() =>
             {
                 row
+            }
+            // Tried again (a continued rollback): the same physical id, so
+            // whatever the failed attempt made is finished, not left behind.
+            Some(row)
+                if row.status == ResourceStatus::CreateFailed && row.physical_id.is_some() =>
+            {
+                self.set_resource(stack, row, ResourceStatus::CreateInProgress, None, None)?
             }
             _ => {
                 let physical = physical_id(
@@ -526,6 +657,12 @@ impl<E: Engine + 'static> Runtime<E> {
             }
             Err(reason) => {
                 self.set_resource(stack, row, ResourceStatus::CreateFailed, Some(&reason), None)?;
+                // A rollback stops at its first failure (the update's own
+                // failures start the rollback through the planner).
+                if loaded.rolling_back {
+                    let reason = format!("The following resource(s) failed to create: [{name}].");
+                    self.transition(stack, StackStatus::UpdateRollbackFailed, Some(&reason))?;
+                }
             }
         }
         Ok(())
@@ -580,7 +717,8 @@ impl<E: Engine + 'static> Runtime<E> {
                         Err(reason) => Err(reason),
                     }
                 } else {
-                    self.update_resource(&request, &previous).await
+                    let stored: Json = serde_json::from_str(&row.properties).unwrap_or_default();
+                    self.update_resource(&request, &stored, &previous).await
                 };
                 let mut row = row;
                 if outcome.is_ok() {
@@ -760,7 +898,12 @@ impl<E: Engine + 'static> Runtime<E> {
         stack: &StackRow,
         row: StackResourceRow,
     ) -> Result<(), OperationError> {
-        let Some(replaced) = replaced_of(&row) else { return Ok(()) };
+        let Some(replaced) = replaced_of(&row) else {
+            // Unreadable (edited by hand): nothing to delete by it, and the
+            // cleanup must not come back to it.
+            self.store.put_stack_resource(&StackResourceRow { replaced: None, ..row })?;
+            return Ok(());
+        };
         let gone = |row: &StackResourceRow| StackResourceRow {
             physical_id: replaced.physical_id.clone(),
             status_reason: None,
@@ -808,6 +951,27 @@ impl<E: Engine + 'static> Runtime<E> {
             row
         } else {
             self.set_resource(stack, row, ResourceStatus::DeleteInProgress, None, None)?
+        };
+        // What the row holds for a cleanup that never came (an update whose
+        // rollback failed): deleted first, and forgotten only once gone.
+        let row = match replaced_of(&row) {
+            Some(held) => {
+                if let Some(physical) = &held.physical_id {
+                    let attributes: Json =
+                        serde_json::from_str(&held.attributes).unwrap_or_default();
+                    let deleted =
+                        self.delete_resource(&row.resource_type, physical, &attributes).await;
+                    if let Err(reason) = deleted {
+                        let status = ResourceStatus::DeleteFailed;
+                        self.set_resource(stack, row, status, Some(&reason), None)?;
+                        return Ok(());
+                    }
+                }
+                let row = StackResourceRow { replaced: None, ..row };
+                self.store.put_stack_resource(&row)?;
+                row
+            }
+            None => row,
         };
         let attributes: Json = serde_json::from_str(&row.attributes).unwrap_or_default();
         let outcome = match &row.physical_id {
@@ -1038,6 +1202,26 @@ pub(crate) fn failed_by_rollback(
         row.logical_id == failed.logical_id && row.status == ResourceStatus::UpdateFailed
     });
     Ok(still_failed.then(|| failed.logical_id.clone()))
+}
+
+/// The physical ids the rows name: current ones, and those held for a
+/// cleanup.
+fn named_groups(resources: &[StackResourceRow]) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    for row in resources.iter().filter(|row| row.resource_type == GROUP_TYPE) {
+        named.extend(row.physical_id.clone());
+        named.extend(replaced_of(row).and_then(|replaced| replaced.physical_id));
+    }
+    named
+}
+
+/// What a row holds for the cleanup, as [`classify`] sees it.
+pub(crate) fn held(row: &StackResourceRow) -> Held {
+    match replaced_of(row) {
+        None => Held::Nothing,
+        Some(replaced) if replaced.restored => Held::Restored,
+        Some(_) => Held::Replaced,
+    }
 }
 
 /// What a resource's row keeps of the physical resource it replaced (or,

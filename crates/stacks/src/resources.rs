@@ -784,10 +784,12 @@ impl<E: Engine + 'static> Runtime<E> {
     }
 
     /// Changes a resource in place (same physical id); returns its new
-    /// attributes (`previous`: its attributes so far).
+    /// attributes (`stored`: the properties it has so far, `previous`: its
+    /// attributes so far).
     pub(crate) async fn update_resource(
         &self,
         request: &Request<'_>,
+        stored: &Json,
         previous: &Json,
     ) -> Result<Json, String> {
         let props = Props::new(request.properties);
@@ -801,15 +803,22 @@ impl<E: Engine + 'static> Runtime<E> {
                 Ok(with_group_record(previous.clone(), &record, drain))
             }
             "AWS::EC2::LaunchTemplate" => {
+                // The image is looked up again in every case: a launch
+                // template whose image is gone cannot launch, and says so.
                 let launch = self.resolve_launch_template(&props).await?;
-                let version = previous["LatestVersionNumber"]
-                    .as_str()
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .unwrap_or(1)
-                    + 1;
-                let mut attributes = previous.clone();
-                attributes["LatestVersionNumber"] = json!(version.to_string());
-                attributes["DefaultVersionNumber"] = json!(version.to_string());
+                let desired = crate::context::to_json(request.properties);
+                let rolling_back = request.operation == StackStatus::UpdateRollbackInProgress;
+                let mut attributes = if &desired == stored {
+                    // The same data again (a change interrupted, or the
+                    // rollback of one that failed): no new version.
+                    previous.clone()
+                } else if let Some(rolled_back) =
+                    rolling_back.then(|| launch_template_rolled_back(previous, &desired)).flatten()
+                {
+                    rolled_back
+                } else {
+                    new_launch_template_version(previous, stored)
+                };
                 attributes[LOCAL]["Launch"] = json!(launch);
                 Ok(attributes)
             }
@@ -979,6 +988,50 @@ impl<E: Engine + 'static> Runtime<E> {
             .map(|_| format!("autopatch-{vpc}"));
         Ok((zone, network))
     }
+}
+
+/// A launch template's attributes with a new version current (the next
+/// `LatestVersionNumber`), remembering the version it replaces (`stored`:
+/// that version's properties) for a rollback.
+fn new_launch_template_version(previous: &Json, stored: &Json) -> Json {
+    let version = previous["LatestVersionNumber"]
+        .as_str()
+        .and_then(|text| text.parse::<u64>().ok())
+        .unwrap_or(1)
+        + 1;
+    let mut attributes = previous.clone();
+    attributes["LatestVersionNumber"] = json!(version.to_string());
+    attributes["DefaultVersionNumber"] = json!(version.to_string());
+    attributes[LOCAL]["Prior"] = json!({
+        "LatestVersionNumber": previous["LatestVersionNumber"],
+        "DefaultVersionNumber": previous["DefaultVersionNumber"],
+        "Launch": previous[LOCAL]["Launch"],
+        "Properties": stored,
+    });
+    attributes
+}
+
+/// A launch template rolled back to `desired` (the previous template's
+/// properties): when the version its last update replaced has exactly those
+/// properties, that version is current again, as CloudFormation's rollback
+/// makes it (it makes no new version; the one the update made is left
+/// unused). So `GetAtt LatestVersionNumber` is what it was before the
+/// update, and the group launched from it is what the rollback restores,
+/// not a group to replace. `None` when the remembered version is not that.
+/// The launch is the remembered version's (the caller may resolve it anew).
+pub(crate) fn launch_template_rolled_back(attributes: &Json, desired: &Json) -> Option<Json> {
+    let prior = &attributes[LOCAL]["Prior"];
+    if prior.is_null() || &prior["Properties"] != desired {
+        return None;
+    }
+    let mut rolled_back = attributes.clone();
+    rolled_back["LatestVersionNumber"] = prior["LatestVersionNumber"].clone();
+    rolled_back["DefaultVersionNumber"] = prior["DefaultVersionNumber"].clone();
+    rolled_back[LOCAL]["Launch"] = prior["Launch"].clone();
+    if let Some(local) = rolled_back[LOCAL].as_object_mut() {
+        local.remove("Prior");
+    }
+    Some(rolled_back)
 }
 
 /// Whether the instance is a `healthy` target of every one of `groups`.

@@ -1070,29 +1070,45 @@ impl<E: Engine + 'static> StackService<E> {
         let store = &self.runtime.store;
         let mut groups = Vec::new();
         for stack in store.stacks(false).map_err(store_error)? {
-            // (name, attributes, properties) of each group that may run.
+            // (name, attributes, properties) of each group that may run:
+            // every group of the stack that runs is shown, whatever state
+            // the stack or the resource that made it is in.
             let mut candidates = Vec::new();
+            let runs = |name: &str| self.runtime.group_runs(name).map_err(store_error);
             for row in store.stack_resources(&stack.stack_id).map_err(store_error)? {
                 if row.resource_type != "AWS::AutoScaling::AutoScalingGroup" {
                     continue;
                 }
                 // During an update, the group being replaced (or, rolling
-                // back, the replacement) runs too.
+                // back, the replacement) runs too, and keeps running while
+                // a rollback that failed waits to be continued.
                 if let Some(replaced) = operation::replaced_of(&row)
                     && let Some(name) = replaced.physical_id
+                    && (!replaced.deleting || runs(&name)?)
                 {
                     candidates.push((name, replaced.attributes, "{}".to_owned()));
                 }
-                if let Some(name) = row.physical_id
-                    && matches!(
-                        row.status,
-                        ResourceStatus::CreateComplete
-                            | ResourceStatus::CreateInProgress
-                            | ResourceStatus::UpdateComplete
-                            | ResourceStatus::UpdateInProgress
-                    )
-                {
+                let Some(name) = row.physical_id else { continue };
+                let current = matches!(
+                    row.status,
+                    ResourceStatus::CreateComplete
+                        | ResourceStatus::CreateInProgress
+                        | ResourceStatus::UpdateComplete
+                        | ResourceStatus::UpdateInProgress
+                );
+                // A failed one (its gate failed, its delete did not finish)
+                // is shown while it runs.
+                if current || (row.status.may_exist() && runs(&name)?) {
                     candidates.push((name, row.attributes, row.properties));
+                }
+            }
+            // Groups the stack made that no row names any more (a store
+            // from before rows kept every group) but that still run.
+            let named: BTreeSet<String> =
+                candidates.iter().map(|(name, ..)| name.clone()).collect();
+            for (name, _) in self.runtime.stack_groups(&stack.stack_id).map_err(store_error)? {
+                if !named.contains(&name) {
+                    candidates.push((name, "{}".to_owned(), "{}".to_owned()));
                 }
             }
             for (name, attributes, properties) in candidates {

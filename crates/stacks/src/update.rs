@@ -56,6 +56,21 @@ pub enum GroupPolicy {
     Rolling,
 }
 
+/// What a resource's row holds besides the physical resource it names,
+/// until the cleanup deletes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Held {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// The physical resource the update replaced: the row names the
+    /// update's replacement.
+    Replaced,
+    /// The update's replacement, after the rollback made the replaced
+    /// resource current again.
+    Restored,
+}
+
 /// What [`classify`] looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -66,8 +81,8 @@ pub struct Facts<'a> {
     pub stored: &'a Json,
     /// The properties the target template gives now.
     pub desired: &'a Json,
-    /// The row holds a replaced physical resource.
-    pub replaced: bool,
+    /// What the row holds until the cleanup.
+    pub held: Held,
     /// The operation is a rollback (the target is the previous template).
     pub rolling_back: bool,
     /// For Auto Scaling groups.
@@ -103,7 +118,43 @@ const TARGET_GROUP_IN_PLACE: &[&str] = &[
 ];
 
 /// How the resource described by `facts` gets to its desired properties.
+///
+/// Every answer brings the row closer to the target: a rollback restores a
+/// replaced resource once (the row then holds the replacement, which is
+/// never restored again), and a row never gets a second replacement while
+/// it holds a physical resource for the cleanup: that replacement would
+/// lose it (and, in a rollback, undo the restore, which would restore it
+/// again, without end). Such a change is [`Change::Unsupported`], which
+/// fails the update or the rollback with the reason.
 pub fn classify(facts: &Facts<'_>) -> Change {
+    let change = classify_change(facts);
+    if change != Change::Replace {
+        return change;
+    }
+    let settled = matches!(
+        facts.status,
+        Some(ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete)
+    );
+    let keys = || {
+        let keys: Vec<String> = changed_keys(facts.stored, facts.desired).into_iter().collect();
+        keys.join(", ")
+    };
+    match (facts.held, facts.rolling_back) {
+        // The update's own replacement, being made: finish it.
+        (Held::Replaced, false) if !settled => Change::Replace,
+        (Held::Replaced | Held::Restored, false) => Change::Unsupported(format!(
+            "changing {} needs a second new physical resource in one update, whose first replacement is not deleted yet",
+            keys()
+        )),
+        (_, true) => Change::Unsupported(format!(
+            "rolling back needs a new physical resource ({} of the previous template differ from the resource it is rolled back to), and a rollback does not replace resources; skip this resource (ContinueUpdateRollback's ResourcesToSkip) to keep it as it is",
+            keys()
+        )),
+        (Held::Nothing, false) => Change::Replace,
+    }
+}
+
+fn classify_change(facts: &Facts<'_>) -> Change {
     let settled = matches!(
         facts.status,
         Some(ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete)
@@ -117,7 +168,7 @@ pub fn classify(facts: &Facts<'_>) -> Change {
         }
         _ => {}
     }
-    if facts.replaced {
+    if facts.held == Held::Replaced {
         if facts.rolling_back {
             return Change::Restore;
         }
@@ -386,7 +437,7 @@ mod tests {
             status: Some(R::CreateComplete),
             stored,
             desired,
-            replaced: false,
+            held: Held::Nothing,
             rolling_back: false,
             policy: GroupPolicy::None,
         }
@@ -431,7 +482,7 @@ mod tests {
         let new = json!({"LaunchConfigurationName": "lc-b"});
         let replacing = Facts {
             status: Some(R::UpdateInProgress),
-            replaced: true,
+            held: Held::Replaced,
             policy: GroupPolicy::Replacing,
             ..facts(ASG, &new, &new)
         };
@@ -453,6 +504,50 @@ mod tests {
             ..facts(ASG, &old, &old)
         };
         assert_eq!(classify(&rolling), Change::Rolling);
+    }
+
+    #[test]
+    fn a_row_holding_a_resource_for_the_cleanup_is_never_replaced_again() {
+        let v1 = json!({"LaunchTemplate": {"LaunchTemplateId": "lt-1", "Version": "1"}});
+        let v3 = json!({"LaunchTemplate": {"LaunchTemplateId": "lt-1", "Version": "3"}});
+        let replacing = GroupPolicy::Replacing;
+        // Restored by the rollback, and the previous template now asks for
+        // another launch: replacing it would lose the replacement the
+        // cleanup must delete, and the next look would restore again.
+        let restored = Facts {
+            held: Held::Restored,
+            rolling_back: true,
+            policy: replacing,
+            ..facts(ASG, &v1, &v3)
+        };
+        let Change::Unsupported(reason) = classify(&restored) else {
+            panic!("a restored group was replaced again")
+        };
+        assert!(
+            reason.starts_with("rolling back needs a new physical resource (LaunchTemplate of")
+        );
+        assert!(reason.contains("ResourcesToSkip"), "{reason}");
+        // Nothing held: a rollback does not replace either.
+        let plain = Facts { held: Held::Nothing, ..restored };
+        assert!(matches!(classify(&plain), Change::Unsupported(_)));
+        // Restored and the same launch: nothing to do; in place is fine.
+        assert_eq!(classify(&Facts { desired: &v1, ..restored }), Change::None);
+        let sized =
+            json!({"LaunchTemplate": {"LaunchTemplateId": "lt-1", "Version": "1"}, "MaxSize": "3"});
+        assert_eq!(classify(&Facts { desired: &sized, ..restored }), Change::InPlace);
+        // An update whose replacement is done but whose launch changes again.
+        let again = Facts {
+            held: Held::Replaced,
+            rolling_back: false,
+            status: Some(R::UpdateComplete),
+            policy: replacing,
+            ..facts(ASG, &v1, &v3)
+        };
+        assert!(
+            matches!(classify(&again), Change::Unsupported(reason) if reason.contains("second new physical resource"))
+        );
+        // The update's replacement, while rolling back: restored, once.
+        assert_eq!(classify(&Facts { rolling_back: true, ..again }), Change::Restore);
     }
 
     #[test]

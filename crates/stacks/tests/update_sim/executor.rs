@@ -12,7 +12,8 @@ use std::time::Duration;
 use autopatch_model::{ResourceStatus, StackStatus};
 use autopatch_stacks::planner::{SignalVerdict, StackView, Step, next_step, signal_verdict};
 use autopatch_stacks::update::{
-    Change, Facts, RollingInstance, RollingMove, RollingPolicy, RollingView, classify, rolling_step,
+    Change, Facts, Held, RollingInstance, RollingMove, RollingPolicy, RollingView, classify,
+    rolling_step,
 };
 use serde_json::{Value as Json, json};
 
@@ -79,7 +80,7 @@ impl Sim {
                     };
                     self.transition(status, done)?;
                 }
-                Step::Transition(to, _reason) => self.transition(status, to)?,
+                Step::Transition(to, _reason) => self.end_step(status, to)?,
                 other => {
                     return Err(Stop::Broken(format!(
                         "the planner asked for {other:?} in an update of resources that all exist"
@@ -104,7 +105,11 @@ impl Sim {
                     status: Some(row.status),
                     stored: &row.properties,
                     desired: &desired,
-                    replaced: row.replaced.as_ref().is_some_and(|replaced| !replaced.restored),
+                    held: match &row.replaced {
+                        None => Held::Nothing,
+                        Some(replaced) if replaced.restored => Held::Restored,
+                        Some(_) => Held::Replaced,
+                    },
                     rolling_back: operation.rolling_back,
                     policy: operation.template.policy_of(name),
                 }),
@@ -150,6 +155,29 @@ impl Sim {
         } else {
             self.point(format!("stack: {from} → {to} refused (the status changed)"))
         }
+    }
+
+    /// `end_step`: an update's or a rollback's end first deletes every
+    /// group that runs but that no row names (current or held); a failed
+    /// delete is reported and the operation ends.
+    fn end_step(&mut self, from: StackStatus, to: StackStatus) -> Result<(), Stop> {
+        if matches!(to, StackStatus::UpdateComplete | StackStatus::UpdateRollbackComplete) {
+            let named = self.world.store.named();
+            let unnamed: Vec<String> = self
+                .world
+                .groups(&self.fleet)
+                .into_iter()
+                .filter(|group| !named.contains(group))
+                .collect();
+            for group in unnamed {
+                self.note(format!("end: {group} runs and no row names it: deleted"));
+                if let Err(reason) = self.delete_resource(ASG_TYPE, &group)? {
+                    self.effects.failed_deletes.insert(group.clone());
+                    self.note(format!("end: {group} DELETE_FAILED: {reason}"));
+                }
+            }
+        }
+        self.transition(from, to)
     }
 
     /// `fail_update`: `UPDATE_FAILED`; during a rollback the rollback fails.

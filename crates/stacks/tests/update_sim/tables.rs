@@ -8,8 +8,8 @@ use std::time::Duration;
 use autopatch_model::{ResourceStatus as R, StackStatus as S};
 use autopatch_stacks::planner::{StackView, Step, next_step};
 use autopatch_stacks::update::{
-    Change, Facts, GroupPolicy, RollingInstance, RollingMove, RollingPolicy, RollingView, classify,
-    rolling_step,
+    Change, Facts, GroupPolicy, Held, RollingInstance, RollingMove, RollingPolicy, RollingView,
+    classify, rolling_step,
 };
 use serde_json::json;
 
@@ -100,12 +100,12 @@ fn cleanup_deletes_dependents_first_then_ends_the_operation() {
 fn the_group_row_in_every_state_of_a_replacement() {
     let old = json!({"LaunchConfigurationName": "lc-1", "DesiredCapacity": "2"});
     let new = json!({"LaunchConfigurationName": "lc-4", "DesiredCapacity": "2"});
-    let facts = |status, stored, desired, replaced, rolling_back, policy| Facts {
+    let facts = |status, stored, desired, held, rolling_back, policy| Facts {
         resource_type: ASG_TYPE,
         status: Some(status),
         stored,
         desired,
-        replaced,
+        held,
         rolling_back,
         policy,
     };
@@ -114,37 +114,37 @@ fn the_group_row_in_every_state_of_a_replacement() {
         // (what, facts, expected)
         (
             "the update begins",
-            facts(R::CreateComplete, &old, &new, false, false, replacing),
+            facts(R::CreateComplete, &old, &new, Held::Nothing, false, replacing),
             Change::Replace,
         ),
         (
             "written, not made yet: resume",
-            facts(R::UpdateInProgress, &new, &new, true, false, replacing),
+            facts(R::UpdateInProgress, &new, &new, Held::Replaced, false, replacing),
             Change::Replace,
         ),
         (
             "made and gated: the cleanup deletes the old",
-            facts(R::UpdateComplete, &new, &new, true, false, replacing),
+            facts(R::UpdateComplete, &new, &new, Held::Replaced, false, replacing),
             Change::None,
         ),
         (
             "the gate failed, rolling back",
-            facts(R::UpdateFailed, &new, &old, true, true, replacing),
+            facts(R::UpdateFailed, &new, &old, Held::Replaced, true, replacing),
             Change::Restore,
         ),
         (
             "cancelled mid-gate",
-            facts(R::UpdateInProgress, &new, &old, true, true, replacing),
+            facts(R::UpdateInProgress, &new, &old, Held::Replaced, true, replacing),
             Change::Restore,
         ),
         (
             "cancelled after the gate",
-            facts(R::UpdateComplete, &new, &old, true, true, replacing),
+            facts(R::UpdateComplete, &new, &old, Held::Replaced, true, replacing),
             Change::Restore,
         ),
         (
             "restored and settled",
-            facts(R::UpdateComplete, &old, &old, false, true, replacing),
+            facts(R::UpdateComplete, &old, &old, Held::Restored, true, replacing),
             Change::None,
         ),
         // A crash between restore_step's two writes: the old group is
@@ -152,37 +152,81 @@ fn the_group_row_in_every_state_of_a_replacement() {
         // place (the executor then needs the old group's controller).
         (
             "restored, not settled",
-            facts(R::UpdateInProgress, &old, &old, false, true, replacing),
+            facts(R::UpdateInProgress, &old, &old, Held::Restored, true, replacing),
             Change::InPlace,
         ),
         (
             "no policy: new instances only",
-            facts(R::CreateComplete, &old, &new, false, false, GroupPolicy::None),
+            facts(R::CreateComplete, &old, &new, Held::Nothing, false, GroupPolicy::None),
             Change::InPlace,
         ),
         (
             "rolling policy",
-            facts(R::CreateComplete, &old, &new, false, false, GroupPolicy::Rolling),
+            facts(R::CreateComplete, &old, &new, Held::Nothing, false, GroupPolicy::Rolling),
             Change::Rolling,
         ),
         (
             "rolling, interrupted",
-            facts(R::UpdateInProgress, &old, &new, false, false, GroupPolicy::Rolling),
+            facts(R::UpdateInProgress, &old, &new, Held::Nothing, false, GroupPolicy::Rolling),
             Change::Rolling,
         ),
         (
             "rolling, failed and rolling back",
-            facts(R::UpdateFailed, &old, &old, false, true, GroupPolicy::Rolling),
+            facts(R::UpdateFailed, &old, &old, Held::Nothing, true, GroupPolicy::Rolling),
             Change::Rolling,
         ),
         (
             "rolled forward, then cancelled",
-            facts(R::UpdateComplete, &new, &old, false, true, GroupPolicy::Rolling),
+            facts(R::UpdateComplete, &new, &old, Held::Nothing, true, GroupPolicy::Rolling),
             Change::Rolling,
         ),
     ];
     for (what, facts, expected) in cases {
         assert_eq!(classify(&facts), expected, "{what}");
+    }
+}
+
+/// QA s9b (fixed): a group launched from `GetAtt LaunchTemplate.LatestVersionNumber`,
+/// replaced by an update that failed. The rollback changed the launch
+/// template back by making a new version (3), restored the old group
+/// (version 1), then saw the previous template ask for version 3: a
+/// replacement, which took the place of the restored failed group in the
+/// row (losing it), and which the next look restored again, without end.
+/// Now the launch template goes back to version 1 (resources.rs), and
+/// whatever the previous template asks, a row that holds a resource for
+/// the cleanup is never replaced: the rollback fails, saying why, and
+/// ContinueUpdateRollback can skip the group.
+#[test]
+fn a_restored_group_asked_for_a_new_launch_fails_the_rollback_instead_of_looping() {
+    let v1 = json!({"LaunchTemplate": {"LaunchTemplateId": "lt-1", "Version": "1"}});
+    let v3 = json!({"LaunchTemplate": {"LaunchTemplateId": "lt-1", "Version": "3"}});
+    for (held, status) in [
+        (Held::Restored, R::UpdateComplete),
+        (Held::Restored, R::UpdateInProgress),
+        (Held::Nothing, R::UpdateComplete),
+    ] {
+        let facts = Facts {
+            resource_type: ASG_TYPE,
+            status: Some(status),
+            stored: &v1,
+            desired: &v3,
+            held,
+            rolling_back: true,
+            policy: GroupPolicy::Replacing,
+        };
+        let change = classify(&facts);
+        assert!(
+            matches!(&change, Change::Unsupported(reason) if reason.contains("a rollback does not replace resources")),
+            "{held:?} {status}: {change:?}"
+        );
+        // The planner hands it to the executor, which fails the rollback.
+        let rolling_back = view(
+            S::UpdateRollbackInProgress,
+            &[("TG", R::CreateComplete), ("LC", R::UpdateComplete), ("ASG", status)],
+            &[("TG", Change::None), ("LC", Change::None), ("ASG", change.clone())],
+            &["ASG"],
+        );
+        assert_eq!(next_step(&rolling_back), Step::Update("ASG".into(), change));
     }
 }
 
