@@ -5,7 +5,9 @@
 //! - an update to an image whose web server never starts: the stack rolls
 //!   back by itself, no failed request, the same A instances still serve;
 //! - a rolling update with `MinInstancesInService: 1`: the load balancer's
-//!   own state history never shows fewer than one healthy target.
+//!   own state history never shows fewer than one healthy target;
+//! - a failed update of a group launched from a launch template's latest
+//!   version: the rollback restores the same instances and ends (QA s9b).
 
 mod support;
 
@@ -353,4 +355,95 @@ async fn a_cancelled_update_deletes_the_new_group_and_leaves_the_old_one_serving
     fixture.delete("pattern3-app").await;
     fixture.delete("pattern3-base").await;
     let _ = fixture.engine.image_remove(&broken).await;
+}
+
+/// The lab's app stack with a launch template instead of the launch
+/// configuration, the group launched from its latest version (QA s9b's
+/// `lt.yml`).
+fn launch_template_app() -> String {
+    let shipped =
+        std::fs::read_to_string(support::repo_root().join("templates/pattern3-app.yml")).unwrap();
+    let start =
+        shipped.find("  # No AWS::CloudFormation::Init metadata").expect("the launch config");
+    let end = shipped.find("  Pattern3ASG:\n").expect("the group");
+    let launch_template = r#"  Pattern3LT:
+    Type: AWS::EC2::LaunchTemplate
+    Properties:
+      LaunchTemplateData:
+        ImageId: !Ref AmazonMachineImage
+        InstanceType: m1.large
+        SecurityGroupIds:
+          - !Ref Pattern3InstanceSecurityGroup
+        UserData:
+          Fn::Base64: !Sub |
+            #!/bin/bash
+            apache2ctl start
+            timeout 30 bash -c 'until curl -fsS -o /dev/null http://127.0.0.1/; do sleep 1; done'
+            /opt/aws/bin/cfn-signal -e $? --stack ${AWS::StackName} --resource Pattern3ASG --region ${AWS::Region}
+
+"#;
+    let from_config = "      LaunchConfigurationName: !Ref Pattern3ASGLaunchConfig\n";
+    assert!(shipped.contains(from_config), "the group's launch");
+    let from_template = "      LaunchTemplate:\n        LaunchTemplateId: !Ref Pattern3LT\n        Version: !GetAtt Pattern3LT.LatestVersionNumber\n";
+    format!("{}{launch_template}{}", &shipped[..start], &shipped[end..])
+        .replace(from_config, from_template)
+}
+
+/// An image whose instances signal FAILURE at once: image A whose
+/// `timeout` (the user data's wait for the page) fails.
+async fn failing_signal_image(fixture: &Fixture, test: &str) -> String {
+    let reference = format!("localhost/autopatch-test/webapp-signals-failure:{test}");
+    let spec = ContainerSpec { image: WEBAPP.into(), ..ContainerSpec::default() };
+    let container = fixture.engine.container_create(&spec).await.expect("created");
+    fixture
+        .engine
+        .put_file(&container.id, "/usr/bin/timeout", b"#!/bin/sh\nexit 1\n", 0o755)
+        .await
+        .expect("written");
+    fixture.engine.commit(&container.id, &reference, &[]).await.expect("committed");
+    fixture.engine.container_remove(&container.id).await.expect("removed");
+    reference
+}
+
+/// QA s9b: the rollback of a failed blue/green update of a group launched
+/// from `!GetAtt Pattern3LT.LatestVersionNumber` replaced the old group
+/// again and again. It restores the old group, with the launch template's
+/// first version, and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_of_a_launch_template_group_rolls_back_to_the_same_instances() {
+    let fixture = Fixture::new().await;
+    let (url, _) = lab(&fixture, Some(&launch_template_app())).await;
+    let old = group(&fixture);
+    let old_instances: BTreeSet<String> =
+        old.instances.iter().map(|i| i.instance_id.clone()).collect();
+    let failing = failing_signal_image(&fixture, "launch-template").await;
+
+    let (stack, outcome) = update_under_load(&fixture, &url, &failing).await;
+    let all = events(&fixture, "pattern3-app");
+    assert_eq!(stack.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{all:#?}");
+    assert_eq!(outcome.summary.failures, 0, "{:?}", outcome.summary);
+    let replacements = all
+        .iter()
+        .filter(|event| {
+            event.resource_status_reason.as_deref().is_some_and(|reason| {
+                reason.starts_with("Requested update requires the creation of a new physical")
+            })
+        })
+        .count();
+    assert_eq!(replacements, 1, "only the update made a group: {all:#?}");
+    let after = group(&fixture);
+    assert_eq!(after.auto_scaling_group_name, old.auto_scaling_group_name);
+    let instances: BTreeSet<String> =
+        after.instances.iter().map(|i| i.instance_id.clone()).collect();
+    assert_eq!(instances, old_instances);
+    assert_eq!(fixture.instance_containers().await.len(), 2, "the failed group is gone");
+    let rows = fixture.store.stack_resources(&stack.stack_id).unwrap();
+    let launch = rows.iter().find(|row| row.logical_id == "Pattern3LT").unwrap();
+    let attributes: serde_json::Value = serde_json::from_str(&launch.attributes).unwrap();
+    assert_eq!(attributes["LatestVersionNumber"], "1");
+
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    assert!(fixture.instance_containers().await.is_empty());
+    let _ = fixture.engine.image_remove(&failing).await;
 }
