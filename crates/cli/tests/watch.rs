@@ -328,9 +328,16 @@ fn a_chart_that_cannot_be_written_at_the_end_is_kept_in_the_temporary_directory(
         .output()
         .expect("run autopatch");
     assert_eq!(output.status.code(), Some(2), "a file that could not be written");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("the summary is still printed");
+    // With -o json, stdout gets the summary, then the error object every
+    // failed command prints there.
+    let printed: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON objects on stdout");
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    let summary = &printed[0];
     assert_eq!((summary["requests"].as_u64(), summary["failures"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(printed[1]["error"]["code"], 2, "{printed:?}");
     let errors = stderr(&output);
     assert!(errors.starts_with("error: failed to write the chart"), "{errors}");
     let kept: Vec<PathBuf> = std::fs::read_dir(temporary.path())
