@@ -154,9 +154,7 @@ impl ApiSockets {
 
 /// A bound, not yet serving, API server.
 pub struct Server<O: Operations> {
-    unix: UnixListener,
-    socket: SocketFile,
-    tcp: Option<TcpListener>,
+    sockets: ApiSockets,
     shared: Arc<Shared<O>>,
     drain_timeout: Duration,
 }
@@ -164,8 +162,8 @@ pub struct Server<O: Operations> {
 impl<O: Operations> std::fmt::Debug for Server<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("socket", &self.socket.path)
-            .field("tcp", &self.tcp.as_ref().and_then(|tcp| tcp.local_addr().ok()))
+            .field("socket", &self.sockets.socket.path)
+            .field("tcp", &self.sockets.tcp_address())
             .finish_non_exhaustive()
     }
 }
@@ -192,8 +190,7 @@ impl<O: Operations> Server<O> {
         config: ServerConfig,
         operations: Arc<O>,
     ) -> Result<Server<O>, ServeError> {
-        let ApiSockets { unix, socket, tcp } = sockets;
-        let listen = match &tcp {
+        let listen = match &sockets.tcp {
             Some(tcp) => Some(
                 tcp.local_addr()
                     .map_err(|source| ServeError::Io {
@@ -209,34 +206,32 @@ impl<O: Operations> Server<O> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             state_dir: config.state_dir.display().to_string(),
-            socket: socket.path.display().to_string(),
+            socket: sockets.socket.path.display().to_string(),
             listen,
             engine_endpoint: config.engine_endpoint,
             problems: Vec::new(),
         };
         Ok(Server {
-            unix,
-            socket,
-            tcp,
+            sockets,
             shared: Arc::new(Shared { operations, ping, shutdown: Notify::new() }),
             drain_timeout: config.drain_timeout,
         })
     }
 
     pub fn socket_path(&self) -> &Path {
-        &self.socket.path
+        self.sockets.socket_path()
     }
 
     /// The TCP address actually bound (port 0 resolved), if any.
     pub fn tcp_address(&self) -> Option<SocketAddr> {
-        self.tcp.as_ref().and_then(|tcp| tcp.local_addr().ok())
+        self.sockets.tcp_address()
     }
 
     /// Serves until `stop` completes or a client calls `autopatch/Shutdown`;
     /// then stops accepting, removes the socket file, lets requests in
     /// flight finish (up to the drain timeout) and returns.
     pub async fn run(self, stop: impl Future<Output = ()>) -> StopReason {
-        let Server { unix, socket, tcp, shared, drain_timeout } = self;
+        let Server { sockets: ApiSockets { unix, socket, tcp }, shared, drain_timeout } = self;
         let (stopping, stopping_receiver) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut stop = std::pin::pin!(stop);
