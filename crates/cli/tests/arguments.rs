@@ -2,20 +2,11 @@
 //! suite, mirror or listen address is refused by the argument parser naming
 //! the flag (exit 2), before anything is read, written or started.
 
-use std::process::{Command, Output};
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
 
-fn autopatch(state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autopatch"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .expect("run autopatch")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use binary::{autopatch, stderr};
 
 /// `args` is refused by the parser: exit 2, clap's message naming the flag
 /// and value with `reason`, nothing on stdout.

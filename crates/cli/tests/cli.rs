@@ -1,44 +1,13 @@
 //! The `autopatch` binary as a user runs it: exit codes, messages on
 //! stderr, data on stdout, and bad input changing nothing.
 
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
+
 use std::process::{Command, Output};
 
-struct Cli {
-    state: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli { state: tempfile::tempdir().unwrap() }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_env(args, &[])
-    }
-
-    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_autopatch"));
-        command.arg("--state-dir").arg(self.state.path()).args(args);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.state.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use binary::{Cli, stderr, stdout};
 
 #[test]
 fn an_invalid_component_reports_every_problem_with_its_position_and_registers_nothing() {
@@ -773,24 +742,17 @@ fn up_reports_a_daemon_that_could_not_start_with_its_log() {
 #[path = "support/scripted.rs"]
 mod scripted;
 
-use scripted::{Daemon, Scripted, event, step};
-use std::sync::Arc;
+use scripted::{Scripted, event, serve, step};
 
 const STACK: &str = "AWS::CloudFormation::Stack";
 const GROUP: &str = "AWS::AutoScaling::AutoScalingGroup";
-
-fn serve_scripted(cli: &Cli, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
-    let scripted = Arc::new(scripted);
-    let daemon = Daemon::start(cli.state.path(), Arc::clone(&scripted));
-    (scripted, daemon)
-}
 
 #[test]
 fn stack_create_prints_each_event_once_oldest_first_and_exits_0_on_create_complete() {
     let cli = Cli::new();
     let template = cli.write("web.yml", "Resources: {}\n");
-    let (scripted, _daemon) = serve_scripted(
-        &cli,
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![
             step("REVIEW_IN_PROGRESS", vec![]),
             step(
@@ -866,8 +828,8 @@ fn a_stack_create_that_rolls_back_exits_1_with_the_reason() {
     let mut rolled_back =
         step("ROLLBACK_COMPLETE", vec![event("04", "web", STACK, "ROLLBACK_COMPLETE", None)]);
     rolled_back.reason = Some("The following resource(s) failed to create: [Group]");
-    let (_scripted, _daemon) = serve_scripted(
-        &cli,
+    let (_scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![
             step("REVIEW_IN_PROGRESS", vec![]),
             step("CREATE_IN_PROGRESS", vec![event("01", "web", STACK, "CREATE_IN_PROGRESS", None)]),
@@ -910,7 +872,7 @@ fn a_template_the_daemon_refuses_prints_its_diagnostics_as_they_are() {
     );
     let mut scripted = Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![])]);
     scripted.refusal = Some(autopatch_stacks::api::ApiError::validation(diagnostics.clone()));
-    let (scripted, _daemon) = serve_scripted(&cli, scripted);
+    let (scripted, _daemon) = serve(cli.state.path(), scripted);
     let output = cli.run(&["stack", "create", "web", "--template", &template]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -924,7 +886,7 @@ fn a_template_the_daemon_refuses_prints_its_diagnostics_as_they_are() {
         Some(autopatch_stacks::api::ApiError::already_exists("Stack [web] already exists"));
     let cli = Cli::new();
     let template = cli.write("web.yml", "Resources: {}\n");
-    let (_other, _daemon) = serve_scripted(&cli, other);
+    let (_other, _daemon) = serve(cli.state.path(), other);
     let output = cli.run(&["stack", "create", "web", "--template", &template]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr(&output), "error: Stack [web] already exists (AlreadyExistsException)\n");
@@ -934,8 +896,8 @@ fn a_template_the_daemon_refuses_prints_its_diagnostics_as_they_are() {
 fn no_wait_prints_the_aws_response_and_does_not_follow() {
     let cli = Cli::new();
     let template = cli.write("web.yml", "Resources: {}\n");
-    let (scripted, _daemon) = serve_scripted(
-        &cli,
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![step("REVIEW_IN_PROGRESS", vec![]), step("CREATE_IN_PROGRESS", vec![])]),
     );
     let output = cli.run(&[
@@ -963,8 +925,8 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
     };
     // An update that rolls back.
     let cli = Cli::new();
-    let (scripted, _daemon) = serve_scripted(
-        &cli,
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![
             step("CREATE_COMPLETE", old()),
             step("UPDATE_IN_PROGRESS", vec![event("03", "web", STACK, "UPDATE_IN_PROGRESS", None)]),
@@ -1012,7 +974,7 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
     let mut scripted = Scripted::new(vec![step("UPDATE_COMPLETE", old())]);
     scripted.refusal =
         Some(autopatch_stacks::api::ApiError::validation("No updates are to be performed."));
-    let (scripted, _daemon) = serve_scripted(&cli, scripted);
+    let (scripted, _daemon) = serve(cli.state.path(), scripted);
     let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "stack web is already current: no updates to perform\n");
@@ -1030,7 +992,7 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
     refused.refusal = Some(autopatch_stacks::api::ApiError::validation(
         "template:4:20: error: image localhost/nope:1 does not exist",
     ));
-    let (_refused, _daemon) = serve_scripted(&cli, refused);
+    let (_refused, _daemon) = serve(cli.state.path(), refused);
     let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -1047,8 +1009,8 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
 #[test]
 fn stack_cancel_update_follows_the_rollback_and_a_refusal_is_an_error() {
     let cli = Cli::new();
-    let (scripted, _daemon) = serve_scripted(
-        &cli,
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![
             step("UPDATE_IN_PROGRESS", vec![event("01", "web", STACK, "UPDATE_IN_PROGRESS", None)]),
             step(
@@ -1089,7 +1051,7 @@ fn stack_cancel_update_follows_the_rollback_and_a_refusal_is_an_error() {
     idle.refusal = Some(autopatch_stacks::api::ApiError::validation(
         "CancelUpdateStack cannot be called from current stack status UPDATE_COMPLETE",
     ));
-    let (_idle, _daemon) = serve_scripted(&cli, idle);
+    let (_idle, _daemon) = serve(cli.state.path(), idle);
     let output = cli.run(&["stack", "cancel-update", "web"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cannot be called from current stack status"));
@@ -1098,8 +1060,8 @@ fn stack_cancel_update_follows_the_rollback_and_a_refusal_is_an_error() {
 #[test]
 fn stack_delete_follows_to_delete_complete_and_a_missing_stack_is_nothing_to_delete() {
     let cli = Cli::new();
-    let (scripted, _daemon) = serve_scripted(
-        &cli,
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
         Scripted::new(vec![
             step("CREATE_COMPLETE", vec![event("01", "web", STACK, "CREATE_COMPLETE", None)]),
             step("DELETE_IN_PROGRESS", vec![event("02", "web", STACK, "DELETE_IN_PROGRESS", None)]),
@@ -1117,7 +1079,7 @@ fn stack_delete_follows_to_delete_complete_and_a_missing_stack_is_nothing_to_del
     let cli = Cli::new();
     let mut missing = Scripted::new(vec![step("DELETE_COMPLETE", vec![])]);
     missing.missing = true;
-    let (missing, _daemon) = serve_scripted(&cli, missing);
+    let (missing, _daemon) = serve(cli.state.path(), missing);
     let output = cli.run(&["stack", "delete", "web"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "stack web does not exist: nothing to delete\n");

@@ -2,51 +2,20 @@
 //! scripted daemon (no containers): the request it sends, following the
 //! rollback to its end, exit codes, JSON output and what `--help` teaches.
 
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
+
 #[path = "support/scripted.rs"]
 #[allow(dead_code)]
 mod scripted;
 
-use std::process::{Command, Output};
-use std::sync::Arc;
-
 use autopatch_stacks::api::ApiError;
-use scripted::{Daemon, STACK_ID, Scripted, Step, event, step};
+use binary::{Cli, stderr, stdout};
+use scripted::{STACK_ID, Scripted, Step, event, serve, step};
 
 const STACK: &str = "AWS::CloudFormation::Stack";
 const LAUNCH: &str = "AWS::EC2::LaunchTemplate";
-
-struct Cli {
-    state: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli { state: tempfile::tempdir().unwrap() }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_autopatch"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn serve(&self, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
-        let scripted = Arc::new(scripted);
-        let daemon = Daemon::start(self.state.path(), Arc::clone(&scripted));
-        (scripted, daemon)
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// The stack as its update's rollback left it: UPDATE_ROLLBACK_FAILED.
 fn rollback_failed() -> Step {
@@ -77,14 +46,17 @@ fn continued(skipped: bool) -> Step {
 #[test]
 fn continue_update_rollback_follows_the_rollback_to_update_rollback_complete() {
     let cli = Cli::new();
-    let (scripted, _daemon) = cli.serve(Scripted::new(vec![
-        rollback_failed(),
-        continued(true),
-        step(
-            "UPDATE_ROLLBACK_COMPLETE",
-            vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
-        ),
-    ]));
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![
+            rollback_failed(),
+            continued(true),
+            step(
+                "UPDATE_ROLLBACK_COMPLETE",
+                vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+            ),
+        ]),
+    );
     let output = cli.run(&[
         "stack",
         "continue-update-rollback",
@@ -129,8 +101,10 @@ fn a_rollback_that_fails_again_exits_1_with_the_reason_and_json_prints_the_answe
         event("07", "First", LAUNCH, "UPDATE_FAILED", Some("the engine does not answer")),
         event("08", "web", STACK, "UPDATE_ROLLBACK_FAILED", None),
     ];
-    let (scripted, _daemon) =
-        cli.serve(Scripted::new(vec![rollback_failed(), continued(false), failed_again]));
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![rollback_failed(), continued(false), failed_again]),
+    );
     let output = cli.run(&["-o", "json", "stack", "continue-update-rollback", "web"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     // The operation's answer as the daemon sent it, then (as every error
@@ -165,7 +139,7 @@ fn a_refused_continue_update_rollback_is_an_error_and_follows_nothing() {
     idle.refusal = Some(ApiError::validation(
         "ContinueUpdateRollback cannot be called from current stack status UPDATE_COMPLETE",
     ));
-    let (idle, _daemon) = cli.serve(idle);
+    let (idle, _daemon) = serve(cli.state.path(), idle);
     let output = cli.run(&["stack", "continue-update-rollback", "web"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -192,7 +166,7 @@ fn refused_resources_to_skip_print_one_problem_a_line_then_the_code_on_its_own()
     let mut refusing = Scripted::new(vec![rollback_failed()]);
     refusing.refusal =
         Some(ApiError::validation(format!("{NO_SUCH_RESOURCE}\n{NOT_FAILED_BY_THE_ROLLBACK}")));
-    let (refusing, _daemon) = cli.serve(refusing);
+    let (refusing, _daemon) = serve(cli.state.path(), refusing);
     let output = cli.run(&[
         "stack",
         "continue-update-rollback",
@@ -215,7 +189,7 @@ fn refused_resources_to_skip_print_one_problem_a_line_then_the_code_on_its_own()
     let cli = Cli::new();
     let mut refusing = Scripted::new(vec![rollback_failed()]);
     refusing.refusal = Some(ApiError::validation(NO_SUCH_RESOURCE));
-    let (_refusing, _daemon) = cli.serve(refusing);
+    let (_refusing, _daemon) = serve(cli.state.path(), refusing);
     let output =
         cli.run(&["stack", "continue-update-rollback", "web", "--resources-to-skip", "Nope"]);
     assert_eq!(output.status.code(), Some(1));
@@ -231,14 +205,17 @@ fn refused_resources_to_skip_print_one_problem_a_line_then_the_code_on_its_own()
 #[test]
 fn resources_to_skip_are_sent_once_each_without_empty_items() {
     let cli = Cli::new();
-    let (scripted, _daemon) = cli.serve(Scripted::new(vec![
-        rollback_failed(),
-        continued(true),
-        step(
-            "UPDATE_ROLLBACK_COMPLETE",
-            vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
-        ),
-    ]));
+    let (scripted, _daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![
+            rollback_failed(),
+            continued(true),
+            step(
+                "UPDATE_ROLLBACK_COMPLETE",
+                vec![event("07", "web", STACK, "UPDATE_ROLLBACK_COMPLETE", None)],
+            ),
+        ]),
+    );
     let output = cli.run(&[
         "stack",
         "continue-update-rollback",
@@ -264,7 +241,7 @@ fn resources_to_skip_are_sent_once_each_without_empty_items() {
 
     // Only empty items: a usage error, not a rollback that skips nothing.
     let cli = Cli::new();
-    let (scripted, _daemon) = cli.serve(Scripted::new(vec![rollback_failed()]));
+    let (scripted, _daemon) = serve(cli.state.path(), Scripted::new(vec![rollback_failed()]));
     let output = cli.run(&["stack", "continue-update-rollback", "web", "--resources-to-skip", ","]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).starts_with("error: --resources-to-skip names no resource\n"));

@@ -3,55 +3,22 @@
 //! line with the code on its own line, and followed events in columns that
 //! line up whatever the length of the logical ids.
 
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
+
 #[path = "support/scripted.rs"]
 #[allow(dead_code)]
 mod scripted;
 
-use std::process::{Command, Output};
-use std::sync::Arc;
-
 use autopatch_stacks::api::ApiError;
-use scripted::{Daemon, Scripted, event, step};
+use binary::{Cli, stderr};
+use scripted::{Scripted, event, serve, step};
 
 const STACK: &str = "AWS::CloudFormation::Stack";
 const ROLE: &str = "AWS::IAM::Role";
 const LAUNCH: &str = "AWS::AutoScaling::LaunchConfiguration";
 const LONG_ID: &str = "AVeryLongLogicalIdForTheInstanceRoleOfTheWebServers";
-
-struct Cli {
-    state: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli { state: tempfile::tempdir().unwrap() }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_autopatch"))
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.state.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    fn serve(&self, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
-        let scripted = Arc::new(scripted);
-        let daemon = Daemon::start(self.state.path(), Arc::clone(&scripted));
-        (scripted, daemon)
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// A daemon that refuses every change with `refusal`.
 fn refusing(refusal: ApiError) -> Scripted {
@@ -71,7 +38,7 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
          {template}:8:11: error: found the resource type `AWS::SQS::Queue`, which local stacks do not run; expected one of AWS::EC2::VPC\n\
          {template}:13:21: error: property InstanceType of LC: found \"z9.huge\"; expected one of the instance types local stacks run: t3.micro"
     );
-    let (scripted, _daemon) = cli.serve(refusing(ApiError::validation(problems)));
+    let (scripted, _daemon) = serve(cli.state.path(), refusing(ApiError::validation(problems)));
     let output =
         cli.run(&["stack", "create", "bad", "--template", &template, "--parameter", "Extra=1"]);
     assert_eq!(output.status.code(), Some(1));
@@ -89,7 +56,7 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
     // An update: only request problems, several of them.
     let cli = Cli::new();
     let problems = "parameter `A`: found a value for a parameter the template does not declare; expected one of `Size`\nparameter `B`: found a value for a parameter the template does not declare; expected one of `Size`";
-    let (_scripted, _daemon) = cli.serve(refusing(ApiError::validation(problems)));
+    let (_scripted, _daemon) = serve(cli.state.path(), refusing(ApiError::validation(problems)));
     let output = cli.run(&[
         "stack",
         "update",
@@ -112,7 +79,8 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
     let cli = Cli::new();
     let template = cli.write("web.yml", "Resources: {}\n");
     let problem = format!("{template}:4:20: error: image localhost/nope:1 does not exist");
-    let (_scripted, _daemon) = cli.serve(refusing(ApiError::validation(problem.clone())));
+    let (_scripted, _daemon) =
+        serve(cli.state.path(), refusing(ApiError::validation(problem.clone())));
     let output = cli.run(&["stack", "update", "web", "--template", &template]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -123,7 +91,7 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
     // One problem of the request is a list of one too.
     let cli = Cli::new();
     let problem = "parameter `Bogus`: found a value for a parameter the template does not declare; expected one of `Size`";
-    let (_scripted, _daemon) = cli.serve(refusing(ApiError::validation(problem)));
+    let (_scripted, _daemon) = serve(cli.state.path(), refusing(ApiError::validation(problem)));
     let output =
         cli.run(&["stack", "update", "web", "--use-previous-template", "--parameter", "Bogus=1"]);
     assert_eq!(output.status.code(), Some(1));
@@ -137,7 +105,7 @@ fn a_refused_request_prints_each_problem_once_and_the_code_on_a_line_of_its_own(
     let refusal = ApiError::validation(
         "Stack:web is in UPDATE_ROLLBACK_FAILED state and can not be updated.",
     );
-    let (_scripted, _daemon) = cli.serve(refusing(refusal));
+    let (_scripted, _daemon) = serve(cli.state.path(), refusing(refusal));
     let output = cli.run(&["stack", "update", "web", "--use-previous-template"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -155,25 +123,28 @@ fn followed_events_line_up_whatever_the_length_of_the_logical_ids() {
             "Resources:\n  {LONG_ID}:\n    Type: {ROLE}\n    Properties: {{AssumeRolePolicyDocument: {{}}}}\n  LC:\n    Type: {LAUNCH}\n    Properties: {{ImageId: x, InstanceType: t3.micro}}\n"
         ),
     );
-    let (_scripted, _daemon) = cli.serve(Scripted::new(vec![
-        step("REVIEW_IN_PROGRESS", vec![]),
-        step(
-            "CREATE_IN_PROGRESS",
-            vec![
-                event("01", "web", STACK, "CREATE_IN_PROGRESS", Some("User Initiated")),
-                event("02", LONG_ID, ROLE, "CREATE_IN_PROGRESS", None),
-            ],
-        ),
-        step(
-            "CREATE_IN_PROGRESS",
-            vec![
-                event("03", LONG_ID, ROLE, "CREATE_COMPLETE", None),
-                event("04", "LC", LAUNCH, "CREATE_IN_PROGRESS", None),
-                event("05", "LC", LAUNCH, "CREATE_COMPLETE", Some("done")),
-            ],
-        ),
-        step("CREATE_COMPLETE", vec![event("06", "web", STACK, "CREATE_COMPLETE", None)]),
-    ]));
+    let (_scripted, _daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![
+            step("REVIEW_IN_PROGRESS", vec![]),
+            step(
+                "CREATE_IN_PROGRESS",
+                vec![
+                    event("01", "web", STACK, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                    event("02", LONG_ID, ROLE, "CREATE_IN_PROGRESS", None),
+                ],
+            ),
+            step(
+                "CREATE_IN_PROGRESS",
+                vec![
+                    event("03", LONG_ID, ROLE, "CREATE_COMPLETE", None),
+                    event("04", "LC", LAUNCH, "CREATE_IN_PROGRESS", None),
+                    event("05", "LC", LAUNCH, "CREATE_COMPLETE", Some("done")),
+                ],
+            ),
+            step("CREATE_COMPLETE", vec![event("06", "web", STACK, "CREATE_COMPLETE", None)]),
+        ]),
+    );
     let output = cli.run(&["stack", "create", "web", "--template", &template]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let errors = stderr(&output);

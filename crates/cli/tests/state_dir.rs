@@ -3,21 +3,13 @@
 //! it, a directory this user cannot write is named with what to do, and
 //! `--help` shows the default.
 
-use std::path::Path;
-use std::process::{Command, Output};
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
 
-fn autopatch(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autopatch"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .expect("run autopatch")
-}
+use std::process::Command;
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use binary::{autopatch, stderr};
 
 const COMPONENT: &str = "name: hello\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: Hi\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo hi\" ]\n";
 

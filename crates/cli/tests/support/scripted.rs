@@ -159,6 +159,14 @@ impl Operations for Scripted {
     }
 }
 
+/// Serves `scripted` on `state`'s socket until the [`Daemon`] is dropped;
+/// the [`Scripted`] is kept to read the calls it got.
+pub(crate) fn serve(state: &Path, scripted: Scripted) -> (Arc<Scripted>, Daemon) {
+    let scripted = Arc::new(scripted);
+    let daemon = Daemon::start(state, Arc::clone(&scripted));
+    (scripted, daemon)
+}
+
 /// Serves `operations` on `state`'s socket until dropped.
 pub(crate) struct Daemon {
     _runtime: tokio::runtime::Runtime,
