@@ -249,12 +249,12 @@ fn aligned(header: Option<&Vec<String>>, rows: &[Vec<String>]) -> Vec<String> {
 
 /// Live build progress on stderr: a line per state, step start and end.
 pub(crate) struct ProgressPrinter {
-    pub(crate) verbose: bool,
+    verbose: bool,
     /// Set by the first build state: a build row exists from then on.
-    pub(crate) build_started: AtomicBool,
+    build_started: AtomicBool,
     /// Set once a final state was printed with its reason: the result need
     /// not print the reason (often many lines) again.
-    pub(crate) end_shown: AtomicBool,
+    end_shown: AtomicBool,
 }
 
 impl ProgressPrinter {
