@@ -15,6 +15,9 @@ pub(crate) enum AttemptOutcome {
     TimedOut,
     /// Exited 194: AWSTOE's "reboot, then run this step again".
     RebootRequested,
+    /// The stage's container stopped running (killed, removed) during the
+    /// attempt: nothing more can run in it.
+    ContainerStopped,
 }
 
 /// What the executor does next.
@@ -44,6 +47,9 @@ pub(crate) fn after_attempt(
 ) -> StepDecision {
     match outcome {
         AttemptOutcome::Succeeded => StepDecision::Continue { status: StepStatus::Success },
+        // No retry, reboot or next step in a container that is gone,
+        // whatever the step's maxAttempts and onFailure say.
+        AttemptOutcome::ContainerStopped => StepDecision::Abort { status: StepStatus::Failed },
         AttemptOutcome::RebootRequested if reboots_so_far < MAX_REBOOTS => StepDecision::Reboot,
         AttemptOutcome::RebootRequested | AttemptOutcome::Failed | AttemptOutcome::TimedOut => {
             if attempt < max_attempts {
@@ -99,6 +105,10 @@ mod tests {
             (
                 (RebootRequested, 1, 2, OnFailure::Abort, MAX_REBOOTS),
                 StepDecision::Retry { attempt: 2 },
+            ),
+            (
+                (ContainerStopped, 1, 3, OnFailure::Ignore, 0),
+                StepDecision::Abort { status: StepStatus::Failed },
             ),
         ];
         for ((outcome, attempt, max, on_failure, reboots), expected) in cases {

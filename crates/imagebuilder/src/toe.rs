@@ -20,8 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use autopatch_documents::{
-    Action, ComponentDocument, CreateFileInput, FileEncoding, OnFailure, PhaseName, Segment, Step,
-    Template,
+    Action, ComponentDocument, CreateFileInput, FileEncoding, PhaseName, Segment, Step, Template,
 };
 use autopatch_engine::{ContainerState, Engine, ExecSpec, OutputSink, OutputStream};
 use autopatch_model::{StepStatus, Timestamp};
@@ -58,10 +57,10 @@ pub(crate) struct StepRecord {
     pub(crate) outputs: BTreeMap<String, String>,
     pub(crate) log: String,
     pub(crate) failure_message: Option<String>,
-    /// The stage's container stopped running during the step: the stage
-    /// ends here.
+    /// The step machine's last decision was to abort: the stage ends here
+    /// (`onFailure: Abort`, or the stage's container stopped).
     #[serde(skip)]
-    pub(crate) container_stopped: bool,
+    pub(crate) aborted: bool,
     /// When the step started, on the runtime's clock: the duration of a step
     /// [`close_running`] ends.
     #[serde(skip)]
@@ -197,9 +196,7 @@ pub(crate) async fn run_stage<E: Engine>(
                 };
                 if record.status == StepStatus::Failed.as_str() {
                     phase_failed = true;
-                    // A container that stopped runs nothing more, whatever
-                    // the step's onFailure says.
-                    if step.on_failure == OnFailure::Abort || record.container_stopped {
+                    if record.aborted {
                         abort = Some(format!(
                             "step {} of component {} ({} phase) failed: {}",
                             step.name,
@@ -267,7 +264,7 @@ fn skipped(step: &Step) -> StepRecord {
         outputs: BTreeMap::new(),
         log: String::new(),
         failure_message: None,
-        container_stopped: false,
+        aborted: false,
         started: None,
     }
 }
@@ -341,17 +338,11 @@ async fn run_step<E: Engine>(
             ActionResult::Exited { code: 194, .. } => AttemptOutcome::RebootRequested,
             ActionResult::Exited { .. } => AttemptOutcome::Failed,
             ActionResult::TimedOut => AttemptOutcome::TimedOut,
-            ActionResult::Invalid { .. } | ActionResult::ContainerStopped { .. } => {
-                AttemptOutcome::Failed
-            }
+            ActionResult::Invalid { .. } => AttemptOutcome::Failed,
+            ActionResult::ContainerStopped { .. } => AttemptOutcome::ContainerStopped,
         };
-        let container_stopped = matches!(result, ActionResult::ContainerStopped { .. });
-        let decision = if container_stopped {
-            // No retry, reboot or next step in a container that is gone.
-            StepDecision::Abort { status: StepStatus::Failed }
-        } else {
-            after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots)
-        };
+        let decision =
+            after_attempt(outcome, attempt, step.max_attempts, step.on_failure, *ctx.reboots);
         // Exit 194 once the build has had all its reboots: a failed attempt,
         // whose message says why the step did not run again.
         let described =
@@ -414,7 +405,7 @@ async fn run_step<E: Engine>(
                     outputs,
                     log: log_path.display().to_string(),
                     failure_message,
-                    container_stopped,
+                    aborted: matches!(decision, StepDecision::Abort { .. }),
                     // The caller keeps the times it recorded at the start.
                     started_at: None,
                     started: None,
