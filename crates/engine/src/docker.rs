@@ -603,22 +603,12 @@ impl DockerEngine {
         &self,
         filters: &HashMap<String, Vec<String>>,
     ) -> Result<Vec<String>, BollardError> {
-        let version = self.docker.client_version();
         let filters = serde_json::to_string(filters)?;
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("all", "true")
             .append_pair("filters", &filters)
             .finish();
-        let path = format!(
-            "/v{}.{}/containers/json?{query}",
-            version.major_version, version.minor_version
-        );
-        let (status, body) = tokio::time::timeout(DEFAULT_TIMEOUT, raw_get(&self.endpoint, &path))
-            .await
-            .map_err(|_| BollardError::RequestTimeoutError)??;
-        if !(200..300).contains(&status) {
-            return Err(server_error(status, &body));
-        }
+        let body = self.api_get(&format!("/containers/json?{query}")).await?;
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
         Ok(listed
             .iter()
@@ -632,17 +622,23 @@ impl DockerEngine {
     /// the whole answer) does not have. It is read as `exited`, which it
     /// becomes a moment later: the process is gone and its exit code known.
     async fn inspect_raw(&self, id: &str) -> Result<ContainerInspectResponse, BollardError> {
-        let version = self.docker.client_version();
         let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-        let path =
-            format!("/v{}.{}/containers/{id}/json", version.major_version, version.minor_version);
-        let (status, body) = tokio::time::timeout(DEFAULT_TIMEOUT, raw_get(&self.endpoint, &path))
-            .await
-            .map_err(|_| BollardError::RequestTimeoutError)??;
+        read_inspect(&self.api_get(&format!("/containers/{id}/json")).await?)
+    }
+
+    /// `GET /v{version}{path}` on a connection of its own, within
+    /// [`DEFAULT_TIMEOUT`]: the body of a success, else the engine's refusal.
+    async fn api_get(&self, path: &str) -> Result<bytes::Bytes, BollardError> {
+        let version = self.docker.client_version();
+        let path = format!("/v{}.{}{path}", version.major_version, version.minor_version);
+        let (status, _, body) =
+            tokio::time::timeout(DEFAULT_TIMEOUT, raw_request(&self.endpoint, &path))
+                .await
+                .map_err(|_| BollardError::RequestTimeoutError)??;
         if !(200..300).contains(&status) {
             return Err(server_error(status, &body));
         }
-        read_inspect(&body)
+        Ok(body)
     }
 
     /// Streams `tarball` to the engine's import. The outer error is reading
@@ -766,8 +762,6 @@ fn answered(error: &BollardError, status_code: u16, phrase: &str) -> bool {
     )
 }
 
-/// One GET to the engine at `endpoint` (`unix:///path` or `tcp://host:port`)
-/// on a connection of its own: the status and the whole body.
 /// An engine's refusal as bollard reports one: the status and the answer's
 /// `message` (or the whole body).
 fn server_error(status: u16, body: &[u8]) -> BollardError {
@@ -791,11 +785,8 @@ fn read_inspect(body: &[u8]) -> Result<ContainerInspectResponse, BollardError> {
     Ok(serde_json::from_value(answer)?)
 }
 
-async fn raw_get(endpoint: &str, path: &str) -> Result<(u16, bytes::Bytes), BollardError> {
-    raw_request(endpoint, path).await.map(|(status, _, body)| (status, body))
-}
-
-/// `GET path` on the engine: the status, the headers and the body.
+/// One GET to the engine at `endpoint` (`unix:///path` or `tcp://host:port`)
+/// on a connection of its own: the status, the headers and the whole body.
 async fn raw_request(
     endpoint: &str,
     path: &str,
