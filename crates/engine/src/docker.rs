@@ -1078,13 +1078,15 @@ mod tests {
         BollardError::DockerResponseServerError { status_code, message: message.into() }
     }
 
-    /// An engine on a unix socket that answers every request with a 500.
-    async fn refusing_engine(dir: &Path) -> DockerEngine {
+    /// Serves HTTP on a unix socket at `path`: each request's head is read,
+    /// and `answer` gives the whole response for its target (`/_ping`).
+    fn serve_on_socket(path: &Path, answer: impl Fn(&str) -> String + Send + Sync + 'static) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let path = dir.join("engine.sock");
-        let listener = tokio::net::UnixListener::bind(&path).expect("bind the socket");
+        let listener = tokio::net::UnixListener::bind(path).expect("bind the socket");
+        let answer = Arc::new(answer);
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = Arc::clone(&answer);
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buffer = [0u8; 4096];
@@ -1094,15 +1096,24 @@ mod tests {
                             Ok(read) => request.extend_from_slice(&buffer[..read]),
                         }
                     }
-                    let body = r#"{"message":"refused"}"#;
-                    let answer = format!(
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let text = String::from_utf8_lossy(&request);
+                    let target = text.split(' ').nth(1).unwrap_or_default();
+                    let _ = stream.write_all(answer(target).as_bytes()).await;
                 });
             }
+        });
+    }
+
+    /// An engine on a unix socket that answers every request with a 500.
+    async fn refusing_engine(dir: &Path) -> DockerEngine {
+        let path = dir.join("engine.sock");
+        serve_on_socket(&path, |_| {
+            let body = r#"{"message":"refused"}"#;
+            format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
         });
         let endpoint = format!("unix://{}", path.display());
         let docker = Docker::connect_with_host(&endpoint).expect("a client for the socket");
@@ -1112,37 +1123,19 @@ mod tests {
     /// An engine on a unix socket that answers a ping with `Api-Version:
     /// 1.40` and anything else with a 500; returns the paths asked for.
     async fn pinging_engine(dir: &Path) -> (String, Arc<Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let path = dir.join("engine.sock");
-        let listener = tokio::net::UnixListener::bind(&path).expect("bind the socket");
         let asked = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&asked);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let record = Arc::clone(&record);
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 4096];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&buffer[..read]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&request).into_owned();
-                    let target = text.split(' ').nth(1).unwrap_or_default().to_owned();
-                    let answer = if target == "/_ping" {
-                        "HTTP/1.1 200 OK\r\nApi-Version: 1.40\r\nContent-Length: 2\r\n\
-                         Connection: close\r\n\r\nOK"
-                            .to_owned()
-                    } else {
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\
-                         Connection: close\r\n\r\n"
-                            .to_owned()
-                    };
-                    record.lock().unwrap().push(target);
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                });
+        serve_on_socket(&path, move |target| {
+            record.lock().unwrap().push(target.to_owned());
+            if target == "/_ping" {
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.40\r\nContent-Length: 2\r\n\
+                 Connection: close\r\n\r\nOK"
+                    .to_owned()
+            } else {
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+                    .to_owned()
             }
         });
         (format!("unix://{}", path.display()), asked)
