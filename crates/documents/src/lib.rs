@@ -47,6 +47,6 @@ pub use recipe::{
     ComponentReference, ParentImage, PartialRecipe, RecipeDocument, parse_recipe,
     parse_recipe_lenient,
 };
-pub use reference::{ImageReference, VersionFilter, is_name, parse_image_reference};
+pub use reference::{ImageReference, VersionFilter, is_name, name_error, parse_image_reference};
 pub use source::{Position, SourceFile, Span};
 pub use template::{RenderError, Segment, Template};

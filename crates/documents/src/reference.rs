@@ -15,8 +15,9 @@ pub fn is_name(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The message for a bad name.
-pub(crate) fn name_error(what: &str, text: &str) -> String {
+/// The message for a bad name: `what` names what it is (`recipe name`,
+/// `component name`...), `text` is the name found.
+pub fn name_error(what: &str, text: &str) -> String {
     format!("found the {what} {text:?}; expected a name made of letters, digits, `-` and `_`")
 }
 

@@ -92,7 +92,7 @@ pub fn validate_component(
                     whole_file,
                     format!(
                         "{} (given as the name to register the document under)",
-                        name_error("component name", name)
+                        autopatch_documents::name_error("component name", name)
                     ),
                 );
             }
@@ -104,7 +104,7 @@ pub fn validate_component(
                     span,
                     format!(
                         "{}; or register it under another name with --name",
-                        name_error("component name", &name)
+                        autopatch_documents::name_error("component name", &name)
                     ),
                 );
             }
@@ -622,10 +622,6 @@ pub(crate) fn parent_text(parent: &ParentImage) -> String {
         ParentImage::Latest { name, version } => format!("{name}/{version}"),
         ParentImage::EngineReference(reference) => reference.clone(),
     }
-}
-
-fn name_error(what: &str, text: &str) -> String {
-    format!("found the {what} {text:?}; expected a name made of letters, digits, `-` and `_`")
 }
 
 fn describe(name: &str, version: VersionFilter) -> String {
