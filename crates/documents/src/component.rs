@@ -491,6 +491,17 @@ struct ComponentReader<'a> {
     step_names: BTreeMap<PhaseName, Vec<(String, usize, Position)>>,
 }
 
+/// A parameter's or constant's entry, read up to the keys particular to it
+/// (see `ComponentReader::declaration`).
+struct Declaration<'n> {
+    name: &'n str,
+    /// Whether `name` is a valid name (a bad one was reported).
+    valid_name: bool,
+    /// Where the name is.
+    span: Span,
+    map: MappingReader<'n>,
+}
+
 impl ComponentReader<'_> {
     /// The document as far as it could be read; `None` when the root is not
     /// a mapping.
@@ -580,6 +591,24 @@ impl ComponentReader<'_> {
     }
 
     fn parameter(&mut self, item: &Node) -> Option<ParameterDeclaration> {
+        let Declaration { name, span, mut map, .. } =
+            self.declaration(item, "parameter", "- Name: { type: string }")?;
+        let default = map.optional("default").and_then(|node| self.string(node));
+        let description = map.optional("description").and_then(|node| self.string(node));
+        map.finish(&mut self.reporter);
+        Some(ParameterDeclaration { name: name.to_owned(), default, description, span })
+    }
+
+    /// An entry of `parameters` or `constants` (`what`): a mapping of one
+    /// name to its declaration, like `like`. Reports another shape, a bad
+    /// name and a `type` other than `string`; gives the name and a reader of
+    /// the declaration's other keys.
+    fn declaration<'n>(
+        &mut self,
+        item: &'n Node,
+        what: &str,
+        like: &str,
+    ) -> Option<Declaration<'n>> {
         let single = match item.as_mapping() {
             Some([single]) if item.tag.is_none() => Some(single),
             _ => None,
@@ -589,15 +618,14 @@ impl ComponentReader<'_> {
                 Some(entries) => format!("a mapping with {} keys", entries.len()),
                 None => item.describe(),
             };
-            self.reporter.error(
-                item.span,
-                format!("expected a parameter like `- Name: {{ type: string }}`, found {found}"),
-            );
+            self.reporter
+                .error(item.span, format!("expected a {what} like `{like}`, found {found}"));
             return None;
         };
         let name = key.expect_string(&mut self.reporter)?;
-        if !is_name(name) {
-            self.reporter.error(key.span, name_error("parameter name", name));
+        let valid_name = is_name(name);
+        if !valid_name {
+            self.reporter.error(key.span, name_error(&format!("{what} name"), name));
         }
         let mut map = MappingReader::new(value, &mut self.reporter)?;
         if let Some(kind) = map.required("type", &mut self.reporter)
@@ -605,12 +633,9 @@ impl ComponentReader<'_> {
             && text != "string"
         {
             self.reporter
-                .error(kind.span, format!("found the parameter type {text:?}; expected string"));
+                .error(kind.span, format!("found the {what} type {text:?}; expected string"));
         }
-        let default = map.optional("default").and_then(|node| self.string(node));
-        let description = map.optional("description").and_then(|node| self.string(node));
-        map.finish(&mut self.reporter);
-        Some(ParameterDeclaration { name: name.to_owned(), default, description, span: key.span })
+        Some(Declaration { name, valid_name, span: key.span, map })
     }
 
     /// The `constants` section, its readable entries (every problem is
@@ -648,39 +673,11 @@ impl ComponentReader<'_> {
     }
 
     fn constant(&mut self, item: &Node) -> Option<ConstantDeclaration> {
-        let single = match item.as_mapping() {
-            Some([single]) if item.tag.is_none() => Some(single),
-            _ => None,
-        };
-        let Some((key, value)) = single else {
-            let found = match item.as_mapping() {
-                Some(entries) => format!("a mapping with {} keys", entries.len()),
-                None => item.describe(),
-            };
-            self.reporter.error(
-                item.span,
-                format!(
-                    "expected a constant like `- Name: {{ type: string, value: x }}`, found {found}"
-                ),
-            );
-            return None;
-        };
-        let name = key.expect_string(&mut self.reporter)?;
-        let valid_name = is_name(name);
-        if !valid_name {
-            self.reporter.error(key.span, name_error("constant name", name));
-        }
-        let mut map = MappingReader::new(value, &mut self.reporter)?;
-        if let Some(kind) = map.required("type", &mut self.reporter)
-            && let Some(text) = kind.expect_string(&mut self.reporter)
-            && text != "string"
-        {
-            self.reporter
-                .error(kind.span, format!("found the constant type {text:?}; expected string"));
-        }
+        let Declaration { name, valid_name, span, mut map } =
+            self.declaration(item, "constant", "- Name: { type: string, value: x }")?;
         let value = map.required("value", &mut self.reporter).and_then(|node| self.string(node));
         map.finish(&mut self.reporter);
-        Some(ConstantDeclaration { name: name.to_owned(), value: value?, span: key.span })
+        Some(ConstantDeclaration { name: name.to_owned(), value: value?, span })
             .filter(|_| valid_name)
     }
 
