@@ -45,18 +45,25 @@ pub(crate) fn boolean(node: &Node, reporter: &mut Reporter) {
     node.expect_bool(reporter);
 }
 
-/// An integer in `range`, else reported.
-fn integer(node: &Node, key: &str, range: RangeInclusive<i64>, reporter: &mut Reporter) {
-    let Some(value) = node.expect_integer(reporter) else { return };
-    if !range.contains(&value) {
-        reporter.error(
-            node.span,
-            format!(
-                "found {key} {value}; expected an integer from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        );
+/// An integer in `range`, else `None` after reporting.
+pub(crate) fn integer(
+    node: &Node,
+    key: &str,
+    range: RangeInclusive<i64>,
+    reporter: &mut Reporter,
+) -> Option<i64> {
+    let value = node.expect_integer(reporter)?;
+    if range.contains(&value) {
+        Some(value)
+    } else {
+        let (low, high) = (range.start(), range.end());
+        let expected = if *high >= i64::from(u32::MAX) {
+            format!("an integer of at least {low}")
+        } else {
+            format!("an integer from {low} to {high}")
+        };
+        reporter.error(node.span, format!("found {key} {value}; expected {expected}"));
+        None
     }
 }
 

@@ -346,30 +346,8 @@ fn recipe_reference(node: &Node, reporter: &mut Reporter) -> Option<RecipeRefere
     }
 }
 
-/// An integer in `range`, else `None` after reporting.
-fn integer_in(
-    node: &Node,
-    key: &str,
-    range: std::ops::RangeInclusive<i64>,
-    reporter: &mut Reporter,
-) -> Option<i64> {
-    let value = node.expect_integer(reporter)?;
-    if range.contains(&value) {
-        Some(value)
-    } else {
-        let (low, high) = (range.start(), range.end());
-        let expected = if *high >= i64::from(u32::MAX) {
-            format!("an integer of at least {low}")
-        } else {
-            format!("an integer from {low} to {high}")
-        };
-        reporter.error(node.span, format!("found {key} {value}; expected {expected}"));
-        None
-    }
-}
-
 fn minutes(node: &Node, key: &str, high: i64, reporter: &mut Reporter) -> Option<u32> {
-    let value = integer_in(node, key, 1..=high, reporter)?;
+    let value = accepted::integer(node, key, 1..=high, reporter)?;
     // The range check above keeps the value within u32.
     u32::try_from(value).ok()
 }
