@@ -49,7 +49,7 @@ use autopatch_store::{ImageRow, Store};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::build::{NAMESPACE_LABEL, engine_reference, ownership_labels};
+use crate::build::{NAMESPACE_LABEL, engine_reference, namespaced_labels};
 use crate::clock;
 use crate::error::BuildError;
 use crate::evidence;
@@ -280,8 +280,7 @@ async fn bootstrap_claimed<E: Engine>(
         init: true,
         ..ContainerSpec::default()
     };
-    spec.labels = ownership_labels("bootstrap");
-    spec.labels.insert(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
+    spec.labels = namespaced_labels("bootstrap", namespace);
     spec.labels.insert(STEM_LABEL.to_owned(), files.stem.clone());
     let reading = async {
         let container = engine.container_create(&spec).await?;

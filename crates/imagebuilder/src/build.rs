@@ -59,6 +59,18 @@ pub fn ownership_labels(role: &str) -> std::collections::BTreeMap<String, String
     ])
 }
 
+/// [`ownership_labels`] and [`NAMESPACE_LABEL`]: the labels of a container
+/// the work of the state directory whose engine namespace is `namespace`
+/// creates.
+pub(crate) fn namespaced_labels(
+    role: &str,
+    namespace: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut labels = ownership_labels(role);
+    labels.insert(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
+    labels
+}
+
 /// A label's value; an empty value counts as absent (a published image has
 /// its build container's ownership labels committed empty, since a commit
 /// cannot delete a label, and containers inherit its labels).
@@ -185,9 +197,7 @@ impl<E: Engine + 'static> Builder<E> {
     /// The labels of a container this state directory's work creates:
     /// [`ownership_labels`] and [`NAMESPACE_LABEL`].
     pub fn ownership_labels(&self, role: &str) -> std::collections::BTreeMap<String, String> {
-        let mut labels = ownership_labels(role);
-        labels.insert(NAMESPACE_LABEL.to_owned(), self.store.engine_namespace().to_owned());
-        labels
+        namespaced_labels(role, self.store.engine_namespace())
     }
 
     /// Runs a build to its end. `cancel` (or a cancel request in the store)
