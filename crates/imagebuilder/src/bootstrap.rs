@@ -417,16 +417,7 @@ fn whose(owner: Option<u32>) -> String {
 /// be locked again or claimed meanwhile. Each with the pid its lock file
 /// names.
 fn dead_stems(work_dir: &Path) -> Vec<(String, Option<u32>)> {
-    let Ok(entries) = std::fs::read_dir(work_dir) else {
-        return Vec::new();
-    };
-    let mut stems: Vec<String> = entries
-        .map_while(Result::ok)
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter_map(|name| name.strip_suffix(".lock").map(str::to_owned))
-        .collect();
-    stems.sort();
-    stems
+    stems(work_dir, &[".lock"])
         .into_iter()
         .filter_map(|stem| {
             let path = FilePaths::of(work_dir, &stem).lock;
@@ -728,20 +719,8 @@ fn lock_work_dir(work_dir: &Path) -> Result<File, BootstrapError> {
 /// touched, nor a scratch directory something is mounted under. Returns
 /// what to tell the user: what was removed, and what was not and why.
 fn remove_leftovers(work_dir: &Path, mountinfo: &str, kept: &BTreeSet<String>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(work_dir) else {
-        return Vec::new();
-    };
-    let stems: BTreeSet<String> = entries
-        .map_while(Result::ok)
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter_map(|name| {
-            [".lock", ".log", ".tar", ".tmp"]
-                .iter()
-                .find_map(|suffix| name.strip_suffix(suffix).map(str::to_owned))
-        })
-        .collect();
     let mut said = Vec::new();
-    for stem in stems.difference(kept) {
+    for stem in stems(work_dir, &[".lock", ".log", ".tar", ".tmp"]).difference(kept) {
         let stem = stem.as_str();
         let files = FilePaths::of(work_dir, stem);
         // Held until the files are removed: no one can start using them.
@@ -806,6 +785,21 @@ fn remove_leftovers(work_dir: &Path, mountinfo: &str, kept: &BTreeSet<String>) -
     said
 }
 
+/// The stems of the files in `work_dir` whose names end in one of
+/// `suffixes`, in order (none when it cannot be read).
+fn stems(work_dir: &Path, suffixes: &[&str]) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return BTreeSet::new();
+    };
+    entries
+        .map_while(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|name| {
+            suffixes.iter().find_map(|suffix| name.strip_suffix(suffix).map(str::to_owned))
+        })
+        .collect()
+}
+
 /// The pid on the lock file's `<what> <pid>` line, if there is one.
 fn lock_owner(lock: &Path, what: &str) -> Option<u32> {
     let text = std::fs::read_to_string(lock).ok()?;
@@ -830,15 +824,16 @@ fn remove_scratch(scratch: &Path) -> Result<(), BootstrapError> {
     if mounted_under(&mountinfo, &absolute) {
         return Err(BootstrapError::LeftMounted { path: absolute.display().to_string() });
     }
-    match std::fs::remove_dir_all(scratch) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(BootstrapError::Cleanup { path: scratch.display().to_string(), source }),
-    }
+    gone(scratch, std::fs::remove_dir_all(scratch))
 }
 
 fn remove_file(path: &Path) -> Result<(), BootstrapError> {
-    match std::fs::remove_file(path) {
+    gone(path, std::fs::remove_file(path))
+}
+
+/// The result of removing `path`: one that was not there is gone too.
+fn gone(path: &Path, removed: std::io::Result<()>) -> Result<(), BootstrapError> {
+    match removed {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(BootstrapError::Cleanup { path: path.display().to_string(), source }),
