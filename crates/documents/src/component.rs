@@ -23,6 +23,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::recipe::ComponentReference;
 use crate::reference::{is_name, name_error};
 use crate::source::{LineIndex, Position, SourceFile, Span, advance};
+use crate::suggest::closest;
 use crate::template::{Segment, Template, parse_template};
 use crate::yaml::{MappingReader, Node, parse_yaml_reporting};
 
@@ -413,39 +414,6 @@ pub fn check_parameter_values(
         reporter.error(*span, message);
     }
     reporter.into_diagnostics()
-}
-
-/// The name among `names` that `name` is most likely a misspelling of: the
-/// same but for case, or at most two edits away (one for short names).
-fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let allowed = if name.chars().count() <= 4 { 1 } else { 2 };
-    names
-        .map(|candidate| {
-            let distance = if candidate.eq_ignore_ascii_case(name) {
-                0
-            } else {
-                edit_distance(&name.to_ascii_lowercase(), &candidate.to_ascii_lowercase())
-            };
-            (distance, candidate)
-        })
-        .filter(|(distance, _)| *distance <= allowed)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// The Levenshtein distance between two strings, counted in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// "expected one of the declared parameters: A, B" or "the document declares no parameters".

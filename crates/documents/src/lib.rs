@@ -29,6 +29,7 @@ mod recipe;
 mod reference;
 mod schedule;
 mod source;
+mod suggest;
 mod template;
 pub mod yaml;
 

@@ -12,6 +12,7 @@ use crate::cloudformation::reader::{Broken, Runner};
 use crate::cloudformation::types::{resource_type, resource_types};
 use crate::diagnostic::Reporter;
 use crate::source::Span;
+use crate::suggest::edit_distance;
 
 /// Where an expression is: what it may refer to depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,18 +332,7 @@ fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String 
 }
 
 fn close(left: &str, right: &str) -> bool {
-    if left.eq_ignore_ascii_case(right) {
-        return true;
-    }
-    let (left, right): (Vec<char>, Vec<char>) = (left.chars().collect(), right.chars().collect());
-    let (short, long) = if left.len() <= right.len() { (&left, &right) } else { (&right, &left) };
-    match long.len() - short.len() {
-        0 => short.iter().zip(long.iter()).filter(|(a, b)| a != b).count() == 1,
-        1 => (0..long.len()).any(|skip| {
-            long.iter().enumerate().filter(|(idx, _)| *idx != skip).map(|(_, c)| c).eq(short.iter())
-        }),
-        _ => false,
-    }
+    left.eq_ignore_ascii_case(right) || edit_distance(left, right) <= 1
 }
 
 fn condition_cycles(template: &Template, reporter: &mut Reporter) {
