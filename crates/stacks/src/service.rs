@@ -732,33 +732,18 @@ impl<E: Engine + 'static> StackService<E> {
     /// old resources keep serving.
     pub async fn cancel_update_stack(&self, input: CancelUpdateStackInput) -> Result<(), ApiError> {
         let stack = self.find_stack(&input.stack_name)?;
-        let now = clock::now();
-        let reason = "Stack update cancelled";
-        let cancelled = self
-            .runtime
-            .store
-            .set_stack_status_from(
-                &stack.stack_id,
-                StackStatus::UpdateInProgress,
-                StackStatus::UpdateRollbackInProgress,
-                Some(reason),
-                now,
-            )
-            .map_err(store_error)?;
+        let cancelled = self.transition_from(
+            &stack,
+            StackStatus::UpdateInProgress,
+            StackStatus::UpdateRollbackInProgress,
+            "Stack update cancelled",
+        )?;
         if !cancelled {
             return Err(ApiError::validation(format!(
                 "CancelUpdateStack cannot be called from current stack status {}",
                 stack.status
             )));
         }
-        stack_event(
-            &self.runtime.store,
-            &stack,
-            StackStatus::UpdateRollbackInProgress,
-            Some(reason),
-            now,
-        )
-        .map_err(store_error)?;
         // The running operation notices at its next look; after a restart
         // the resumed operation rolls back.
         self.spawn_operation(&stack.stack_id);
@@ -818,32 +803,20 @@ impl<E: Engine + 'static> StackService<E> {
                 return Err(ApiError::validation(problems.join("\n")));
             }
         }
-        let now = clock::now();
-        // Compare-and-set: of two requests at once, one continues the
-        // rollback (and alone skips what it names).
-        let started = store
-            .set_stack_status_from(
-                &stack.stack_id,
-                StackStatus::UpdateRollbackFailed,
-                StackStatus::UpdateRollbackInProgress,
-                Some("User Initiated"),
-                now,
-            )
-            .map_err(store_error)?;
+        // Of two requests at once, one continues the rollback (and alone
+        // skips what it names).
+        let started = self.transition_from(
+            &stack,
+            StackStatus::UpdateRollbackFailed,
+            StackStatus::UpdateRollbackInProgress,
+            "User Initiated",
+        )?;
         if !started {
             return Err(ApiError::validation(format!(
                 "Stack [{}] changed while ContinueUpdateRollback was being requested; try again",
                 stack.name
             )));
         }
-        stack_event(
-            store,
-            &stack,
-            StackStatus::UpdateRollbackInProgress,
-            Some("User Initiated"),
-            now,
-        )
-        .map_err(store_error)?;
         // A crash before the skips are written leaves those resources
         // UPDATE_FAILED: the resumed rollback tries them again (and, failing,
         // ends UPDATE_ROLLBACK_FAILED, where a new request skips them).
@@ -906,26 +879,20 @@ impl<E: Engine + 'static> StackService<E> {
         {
             return Err(ApiError::validation(refused));
         }
-        let now = clock::now();
-        // Compare-and-set: of two requests at once, one starts the delete
-        // (and alone retries the failed resources).
-        let started = store
-            .set_stack_status_from(
-                &stack.stack_id,
-                stack.status,
-                StackStatus::DeleteInProgress,
-                Some("User Initiated"),
-                now,
-            )
-            .map_err(store_error)?;
+        // Of two requests at once, one starts the delete (and alone retries
+        // the failed resources).
+        let started = self.transition_from(
+            &stack,
+            stack.status,
+            StackStatus::DeleteInProgress,
+            "User Initiated",
+        )?;
         if !started {
             return Err(ApiError::validation(format!(
                 "Stack [{}] changed while the delete was being requested; try again",
                 stack.name
             )));
         }
-        stack_event(store, &stack, StackStatus::DeleteInProgress, Some("User Initiated"), now)
-            .map_err(store_error)?;
         // A crash before this line leaves the failed resources as they were:
         // the resumed delete ends DELETE_FAILED again and a new request
         // retries them.
@@ -1227,6 +1194,28 @@ impl<E: Engine + 'static> StackService<E> {
             }
         }
         lock(&self.runtime.reserved_ports).clear();
+    }
+
+    /// Moves `stack` from `from` to `to` and records the stack event, if
+    /// it is still `from` (compare-and-set: of two requests at once, one
+    /// moves it, and a cancel and the operation's own transition cannot
+    /// overwrite each other); `false`, with nothing written, when it is not.
+    fn transition_from(
+        &self,
+        stack: &StackRow,
+        from: StackStatus,
+        to: StackStatus,
+        reason: &str,
+    ) -> Result<bool, ApiError> {
+        let store = &self.runtime.store;
+        let now = clock::now();
+        let moved = store
+            .set_stack_status_from(&stack.stack_id, from, to, Some(reason), now)
+            .map_err(store_error)?;
+        if moved {
+            stack_event(store, stack, to, Some(reason), now).map_err(store_error)?;
+        }
+        Ok(moved)
     }
 
     fn find_stack(&self, name: &str) -> Result<StackRow, ApiError> {
