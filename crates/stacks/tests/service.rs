@@ -102,6 +102,11 @@ fn given(parameters: &[(&str, &str)]) -> Vec<Parameter> {
         .collect()
 }
 
+/// `(logical id, status)` pairs as [`Sim::events`] gives them.
+fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
 const NETWORK: &str = r#"
 Parameters:
   Env:
@@ -224,7 +229,7 @@ async fn create_then_delete_writes_cloudformation_statuses_events_and_exports() 
     sim.service.wait_idle(&stack.stack_id).await;
     assert_eq!(sim.describe(&stack.stack_id).stack_status, "DELETE_COMPLETE");
     assert_eq!(sim.engine.calls_of(Operation::NetworkRemove).len(), 1);
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("net", "CREATE_IN_PROGRESS"),
         ("Vpc", "CREATE_IN_PROGRESS"),
         ("Vpc", "CREATE_COMPLETE"),
@@ -237,10 +242,7 @@ async fn create_then_delete_writes_cloudformation_statuses_events_and_exports() 
         ("Vpc", "DELETE_IN_PROGRESS"),
         ("Vpc", "DELETE_COMPLETE"),
         ("net", "DELETE_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(sim.events(&stack.stack_id), expected);
     // The name is free again; the deleted stack stays listed.
     assert!(
@@ -538,16 +540,13 @@ async fn an_update_creates_changes_in_place_and_cleans_up_removed_resources() {
     assert_eq!(removed.stack_status, "UPDATE_COMPLETE");
     let events = sim.events(&stack.stack_id);
     let tail: Vec<(String, String)> = events[events.len() - 5..].to_vec();
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("net", "UPDATE_IN_PROGRESS"),
         ("net", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
         ("Group", "DELETE_IN_PROGRESS"),
         ("Group", "DELETE_COMPLETE"),
         ("net", "UPDATE_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(tail, expected);
 }
 
@@ -569,7 +568,7 @@ async fn a_change_that_cannot_be_made_rolls_the_update_back_to_the_previous_temp
     let events = sim.events(&stack.stack_id);
     let update: Vec<(String, String)> =
         events.iter().skip_while(|e| e.1 != "UPDATE_IN_PROGRESS").cloned().collect();
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("net", "UPDATE_IN_PROGRESS"),
         ("Group", "CREATE_IN_PROGRESS"),
         ("Group", "CREATE_COMPLETE"),
@@ -582,10 +581,7 @@ async fn a_change_that_cannot_be_made_rolls_the_update_back_to_the_previous_temp
         ("Group", "DELETE_IN_PROGRESS"),
         ("Group", "DELETE_COMPLETE"),
         ("net", "UPDATE_ROLLBACK_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(update, expected);
     let reason = sim.describe("net").stack_status_reason;
     assert_eq!(reason, None, "UPDATE_ROLLBACK_COMPLETE carries no reason");
@@ -655,15 +651,12 @@ async fn a_new_delete_tries_failed_resources_again_once() {
     assert_eq!(deleted.stack_status, "DELETE_COMPLETE");
     assert_eq!(removals(), 3);
     let tail: Vec<(String, String)> = sim.events(&stack.stack_id)[before..].to_vec();
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("net", "DELETE_IN_PROGRESS"),
         ("Vpc", "DELETE_IN_PROGRESS"),
         ("Vpc", "DELETE_COMPLETE"),
         ("net", "DELETE_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(tail, expected);
 }
 
@@ -1292,7 +1285,7 @@ async fn continue_update_rollback_retries_the_failed_rollback_until_it_completes
     let done = sim.continue_rollback("app", &[]).await.unwrap();
     assert_eq!(done.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{done:?}");
     let tail = sim.events(&stack.stack_id)[events_before..].to_vec();
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("app", "UPDATE_ROLLBACK_IN_PROGRESS"),
         ("First", "UPDATE_IN_PROGRESS"),
         ("First", "UPDATE_COMPLETE"),
@@ -1301,10 +1294,7 @@ async fn continue_update_rollback_retries_the_failed_rollback_until_it_completes
         ("Second", "UPDATE_COMPLETE"),
         ("app", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
         ("app", "UPDATE_ROLLBACK_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(tail, expected);
     // Every resource is what it was before the update, engine side too:
     // First is its first version again (`LatestVersionNumber` 1), and
@@ -1372,17 +1362,14 @@ async fn resources_to_skip_records_a_resource_the_rollback_failed_as_the_previou
     assert_eq!(sim.launch_image(&stack.stack_id, "First"), IMAGE_A);
     assert_eq!(sim.launch_image(&stack.stack_id, "Second"), IMAGE_A);
     let tail = sim.events(&stack.stack_id)[events_before.len()..].to_vec();
-    let expected: Vec<(String, String)> = [
+    let expected = pairs(&[
         ("app", "UPDATE_ROLLBACK_IN_PROGRESS"),
         ("First", "UPDATE_COMPLETE"),
         ("Second", "UPDATE_IN_PROGRESS"),
         ("Second", "UPDATE_COMPLETE"),
         ("app", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
         ("app", "UPDATE_ROLLBACK_COMPLETE"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    ]);
     assert_eq!(tail, expected);
     let skipped = sim
         .service
