@@ -765,8 +765,6 @@ impl<E: Engine + 'static> Fleet<E> {
     }
 }
 
-/// A group's loop: tick, then sleep until the interval passes, a wake-up,
-/// or the stop.
 /// Finishes the termination of every instance of a deleted group not yet
 /// terminated (already deregistered and drained) and removes any container
 /// of the group left without a row. Tries everything; returns the first error.
@@ -805,6 +803,8 @@ async fn terminate_the_rest<E: Engine>(shared: &Shared<E>, group: &str) -> Resul
     first_error.map_or(Ok(()), Err)
 }
 
+/// A group's loop: tick, then sleep until the interval passes, a wake-up,
+/// or the stop.
 async fn run<E: Engine>(shared: Arc<Shared<E>>, group: Arc<Group>) {
     let mut stop = group.stop.subscribe();
     loop {
