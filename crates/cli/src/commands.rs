@@ -13,11 +13,11 @@ use autopatch_imagebuilder::{
     NETWORK, Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
-use autopatch_store::{BuildRow, ImageRow};
+use autopatch_store::{BuildRow, ImageRow, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Access, Context, read_source};
+use crate::context::{Access, Context, read_source, scratch_store};
 use crate::render::{self, CliError, ProgressPrinter};
 use crate::{
     BuildCommand, Cli, Command, ComponentCommand, ImageCommand, OutputFormat, PipelineCommand,
@@ -52,28 +52,82 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             Command::Component(ComponentCommand::Validate { file, name, version }) => {
                 validate_component(&file, name.as_deref(), &version, json)
             }
-            Command::Component(command) => {
-                let access = match command {
-                    ComponentCommand::Create { .. } => Access::Create,
-                    ComponentCommand::Validate { .. } | ComponentCommand::List => Access::Existing,
+            Command::Component(ComponentCommand::Create { file, name, version }) => {
+                let source = read_source(&file)?;
+                let version = version.to_string();
+                let register = |store: &Store| {
+                    autopatch_imagebuilder::create_component(
+                        store,
+                        &source,
+                        name.as_deref(),
+                        Some(&version),
+                    )
                 };
-                component(&ctx(access)?, command, json)
+                if !Context::has_state(&state_dir) {
+                    register(&scratch_store()?).map_err(CliError::from_registry)?;
+                }
+                let ctx = ctx(Access::Create)?;
+                registered(register(&ctx.store).map_err(CliError::from_registry)?, json)
             }
-            Command::Recipe(command) => {
-                let access = match command {
-                    RecipeCommand::Create { .. } => Access::Create,
-                    RecipeCommand::List => Access::Existing,
-                };
-                recipe(&ctx(access)?, command, json).await
+            Command::Component(ComponentCommand::List) => {
+                let rows =
+                    ctx(Access::Existing)?.store.components().map_err(CliError::from_error)?;
+                documents_list(
+                    rows.iter().map(|r| {
+                        (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())
+                    }),
+                    json,
+                );
+                Ok(ExitCode::SUCCESS)
             }
-            Command::Pipeline(command) => {
-                // A start runs a registered pipeline: where there is no
-                // state, none is registered, and none is made.
-                let access = match command {
-                    PipelineCommand::Create { .. } => Access::Create,
-                    PipelineCommand::Start { .. } | PipelineCommand::List => Access::Existing,
-                };
-                pipeline(&ctx(access)?, command, json).await
+            Command::Recipe(RecipeCommand::Create { file }) => {
+                let source = read_source(&file)?;
+                let engine = Arc::new(DockerEngine::connect().await.map_err(CliError::from_error)?);
+                if !Context::has_state(&state_dir) {
+                    autopatch_imagebuilder::create_recipe(&scratch_store()?, &engine, &source)
+                        .await
+                        .map_err(CliError::from_registry)?;
+                }
+                let ctx = ctx(Access::Create)?;
+                let result = autopatch_imagebuilder::create_recipe(&ctx.store, &engine, &source)
+                    .await
+                    .map_err(CliError::from_registry)?;
+                registered(result, json)
+            }
+            Command::Recipe(RecipeCommand::List) => {
+                let rows = ctx(Access::Existing)?.store.recipes().map_err(CliError::from_error)?;
+                documents_list(
+                    rows.iter().map(|r| {
+                        (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())
+                    }),
+                    json,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Pipeline(PipelineCommand::Create { file }) => {
+                let source = read_source(&file)?;
+                let register =
+                    |store: &Store| autopatch_imagebuilder::create_pipeline(store, &source);
+                if !Context::has_state(&state_dir) {
+                    register(&scratch_store()?).map_err(CliError::from_registry)?;
+                }
+                let ctx = ctx(Access::Create)?;
+                registered(register(&ctx.store).map_err(CliError::from_registry)?, json)
+            }
+            Command::Pipeline(PipelineCommand::List) => {
+                let rows =
+                    ctx(Access::Existing)?.store.pipelines().map_err(CliError::from_error)?;
+                documents_list(
+                    rows.iter().map(|r| (r.name.as_str(), None, r.source_name.as_str())),
+                    json,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            // A start runs a registered pipeline: where there is no state,
+            // none is registered, and none is made.
+            Command::Pipeline(PipelineCommand::Start { name, client_token, force, verbose }) => {
+                let options = StartOptions { client_token, force };
+                pipeline_start(&ctx(Access::Existing)?, name, options, verbose, json).await
             }
             // Cancelling too needs a build recorded there.
             Command::Build(command) => build(&ctx(Access::Existing)?, command, json).await,
@@ -105,34 +159,6 @@ fn registered(result: Registered, json: bool) -> Result<ExitCode, CliError> {
         render::line(&format!("{} {}{version}: {}", result.kind, result.name, result.outcome()));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn component(ctx: &Context, command: ComponentCommand, json: bool) -> Result<ExitCode, CliError> {
-    match command {
-        ComponentCommand::Create { file, name, version } => {
-            let source = read_source(&file)?;
-            let result = autopatch_imagebuilder::create_component(
-                &ctx.store,
-                &source,
-                name.as_deref(),
-                Some(&version.to_string()),
-            )
-            .map_err(CliError::from_registry)?;
-            registered(result, json)
-        }
-        ComponentCommand::Validate { file, name, version } => {
-            validate_component(&file, name.as_deref(), &version, json)
-        }
-        ComponentCommand::List => {
-            let rows = ctx.store.components().map_err(CliError::from_error)?;
-            documents_list(
-                rows.iter()
-                    .map(|r| (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())),
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }
 
 /// Every check `component create` makes, without the store: the document,
@@ -178,173 +204,124 @@ fn documents_list<'a>(rows: impl Iterator<Item = (&'a str, Option<&'a str>, &'a 
     }
 }
 
-async fn recipe(ctx: &Context, command: RecipeCommand, json: bool) -> Result<ExitCode, CliError> {
-    match command {
-        RecipeCommand::Create { file } => {
-            let source = read_source(&file)?;
-            let engine = ctx.engine().await?;
-            let result = autopatch_imagebuilder::create_recipe(&ctx.store, &engine, &source)
-                .await
-                .map_err(CliError::from_registry)?;
-            registered(result, json)
-        }
-        RecipeCommand::List => {
-            let rows = ctx.store.recipes().map_err(CliError::from_error)?;
-            documents_list(
-                rows.iter()
-                    .map(|r| (r.name.as_str(), Some(r.version.as_str()), r.source_name.as_str())),
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-async fn pipeline(
+/// `pipeline start`.
+async fn pipeline_start(
     ctx: &Context,
-    command: PipelineCommand,
+    name: String,
+    options: StartOptions,
+    verbose: bool,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    match command {
-        PipelineCommand::Create { file } => {
-            let source = read_source(&file)?;
-            let result = autopatch_imagebuilder::create_pipeline(&ctx.store, &source)
-                .map_err(CliError::from_registry)?;
-            registered(result, json)
-        }
-        PipelineCommand::List => {
-            let rows = ctx.store.pipelines().map_err(CliError::from_error)?;
-            documents_list(
-                rows.iter().map(|r| (r.name.as_str(), None, r.source_name.as_str())),
-                json,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        PipelineCommand::Start { name, client_token, force, verbose } => {
-            let builder = ctx.builder().await?;
-            let cancel = CancellationToken::new();
-            let interrupt = Interrupt::listen(&cancel)?;
-            let progress = ProgressPrinter::new(verbose);
-            let options = StartOptions { client_token, force };
-            let outcome = {
-                let mut start = Box::pin(autopatch_imagebuilder::start_pipeline(
-                    &builder, &name, &options, &progress, &cancel,
-                ));
-                let result = tokio::select! {
-                    result = &mut start => result,
-                    () = cancel.cancelled() => {
-                        if progress.build_started() {
-                            // The build has its row: it sees the token, stops,
-                            // removes its containers and ends CANCELLED.
-                            render::note(&format!(
-                                "interrupted ({}): cancelling the build (cleaning up)...",
-                                interrupt.name()
-                            ));
-                            start.await
-                        } else {
-                            // Still deciding (recovery, the start condition's
-                            // update check): stop there; no build is created.
-                            drop(start);
-                            remove_own_check_containers(builder.engine.as_ref()).await;
-                            render::note(&format!(
-                                "interrupted ({}): stopped before starting a build; nothing was built",
-                                interrupt.name()
-                            ));
-                            return Ok(interrupt.exit_code());
-                        }
-                    }
-                };
-                result.map_err(|error| {
-                    match error {
-                    BuildError::Registry(error) => CliError::from_registry(error),
-                    error @ BuildError::ClientTokenMismatch { .. } => CliError::new(error.to_string())
-                        .with_hint("a client token names one start of one pipeline: use a new token"),
-                    error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
-                        "nothing was built: the start condition needs every package source of the \
-                         latest image to answer; fix the source (or the network), or build anyway \
-                         with --force",
-                    ),
-                    error => CliError::from_error(error),
-                }
-                })?
-            };
-            // A token used before names its build (another pipeline's is
-            // refused above); one still running is followed to its end.
-            let outcome = match outcome {
-                StartOutcome::Built(outcome)
-                    if !outcome.started && !outcome.build.state.is_terminal() =>
-                {
-                    let build = match follow_build(
-                        ctx,
-                        &builder,
-                        &outcome.build,
-                        &progress,
-                        &cancel,
-                        &interrupt,
-                    )
-                    .await?
-                    {
-                        Ok(build) => build,
-                        Err(code) => return Ok(code),
-                    };
-                    let image =
-                        ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
-                    StartOutcome::Built(BuildOutcome { build, image, started: false })
-                }
-                outcome => outcome,
-            };
-            match outcome {
-                StartOutcome::Skipped { reason, latest } => {
-                    if json {
-                        render::json(
-                            &json!({"started": false, "reason": reason, "latestImage": latest.version}),
-                        );
-                    } else {
-                        render::line(&format!("skipped: {reason}"));
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                StartOutcome::Built(outcome) => {
-                    let build = &outcome.build;
-                    if json {
-                        let mut value = build_json(build);
-                        value["started"] = json!(outcome.started);
-                        if let Some(image) = &outcome.image {
-                            value["image"] = image_json(image);
-                        }
-                        render::json(&value);
-                    } else {
-                        if !outcome.started {
-                            render::note(&format!(
-                                "client token already used by build {}: not started again",
-                                build.id
-                            ));
-                        }
-                        match &outcome.image {
-                            Some(image) => {
-                                render::line(&format!(
-                                    "image {} AVAILABLE ({})",
-                                    image.version, image.engine_reference
-                                ));
-                                print_evidence_summary(image);
-                            }
-                            None => {
-                                // The reason goes to stderr once, with the
-                                // progress; stdout gets the result alone.
-                                if !progress.end_shown() {
-                                    progress.event(BuildEvent::State {
-                                        state: build.state,
-                                        reason: build.reason.clone(),
-                                    });
-                                }
-                                render::line(&format!("build {} {}", build.id, build.state));
-                            }
-                        }
-                        render::note(&format!("artifacts: {}", build.artifact_dir));
-                    }
-                    Ok(ExitCode::from(start_exit_code(build.state, interrupt.signal())))
+    let builder = ctx.builder().await?;
+    let cancel = CancellationToken::new();
+    let interrupt = Interrupt::listen(&cancel)?;
+    let progress = ProgressPrinter::new(verbose);
+    let outcome = {
+        let mut start = Box::pin(autopatch_imagebuilder::start_pipeline(
+            &builder, &name, &options, &progress, &cancel,
+        ));
+        let result = tokio::select! {
+            result = &mut start => result,
+            () = cancel.cancelled() => {
+                if progress.build_started() {
+                    // The build has its row: it sees the token, stops,
+                    // removes its containers and ends CANCELLED.
+                    render::note(&format!(
+                        "interrupted ({}): cancelling the build (cleaning up)...",
+                        interrupt.name()
+                    ));
+                    start.await
+                } else {
+                    // Still deciding (recovery, the start condition's
+                    // update check): stop there; no build is created.
+                    drop(start);
+                    remove_own_check_containers(builder.engine.as_ref()).await;
+                    render::note(&format!(
+                        "interrupted ({}): stopped before starting a build; nothing was built",
+                        interrupt.name()
+                    ));
+                    return Ok(interrupt.exit_code());
                 }
             }
+        };
+        result.map_err(|error| match error {
+            BuildError::Registry(error) => CliError::from_registry(error),
+            error @ BuildError::ClientTokenMismatch { .. } => CliError::new(error.to_string())
+                .with_hint("a client token names one start of one pipeline: use a new token"),
+            error @ BuildError::UpdateCheck { .. } => CliError::from_error(error).with_hint(
+                "nothing was built: the start condition needs every package source of the \
+                 latest image to answer; fix the source (or the network), or build anyway \
+                 with --force",
+            ),
+            error => CliError::from_error(error),
+        })?
+    };
+    // A token used before names its build (another pipeline's is
+    // refused above); one still running is followed to its end.
+    let outcome = match outcome {
+        StartOutcome::Built(outcome) if !outcome.started && !outcome.build.state.is_terminal() => {
+            let build =
+                match follow_build(ctx, &builder, &outcome.build, &progress, &cancel, &interrupt)
+                    .await?
+                {
+                    Ok(build) => build,
+                    Err(code) => return Ok(code),
+                };
+            let image = ctx.store.image(&build.image_version()).map_err(CliError::from_error)?;
+            StartOutcome::Built(BuildOutcome { build, image, started: false })
+        }
+        outcome => outcome,
+    };
+    match outcome {
+        StartOutcome::Skipped { reason, latest } => {
+            if json {
+                render::json(
+                    &json!({"started": false, "reason": reason, "latestImage": latest.version}),
+                );
+            } else {
+                render::line(&format!("skipped: {reason}"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StartOutcome::Built(outcome) => {
+            let build = &outcome.build;
+            if json {
+                let mut value = build_json(build);
+                value["started"] = json!(outcome.started);
+                if let Some(image) = &outcome.image {
+                    value["image"] = image_json(image);
+                }
+                render::json(&value);
+            } else {
+                if !outcome.started {
+                    render::note(&format!(
+                        "client token already used by build {}: not started again",
+                        build.id
+                    ));
+                }
+                match &outcome.image {
+                    Some(image) => {
+                        render::line(&format!(
+                            "image {} AVAILABLE ({})",
+                            image.version, image.engine_reference
+                        ));
+                        print_evidence_summary(image);
+                    }
+                    None => {
+                        // The reason goes to stderr once, with the
+                        // progress; stdout gets the result alone.
+                        if !progress.end_shown() {
+                            progress.event(BuildEvent::State {
+                                state: build.state,
+                                reason: build.reason.clone(),
+                            });
+                        }
+                        render::line(&format!("build {} {}", build.id, build.state));
+                    }
+                }
+                render::note(&format!("artifacts: {}", build.artifact_dir));
+            }
+            Ok(ExitCode::from(start_exit_code(build.state, interrupt.signal())))
         }
     }
 }

@@ -59,10 +59,15 @@ impl Context {
         Ok(Context { state_dir, store: Arc::new(store) })
     }
 
+    /// Whether the state directory has a database (is not a new state).
+    pub(crate) fn has_state(state_dir: &Path) -> bool {
+        state_dir.join(DATABASE).exists()
+    }
+
     /// The state directory's store when it has a database, else `None`
     /// (nothing is made).
     pub(crate) fn open_if_present(state_dir: PathBuf) -> Result<Option<Context>, CliError> {
-        if !state_dir.join(DATABASE).exists() {
+        if !Context::has_state(&state_dir) {
             return Ok(None);
         }
         Context::open(state_dir, Access::Existing).map(Some)
@@ -87,6 +92,14 @@ impl Context {
             artifacts_root: self.artifacts_root(),
         })
     }
+}
+
+/// An empty store in memory, to register a document in before a state
+/// directory is made for it: where there is no state yet, a document the
+/// registry refuses (a syntax error, a reference to nothing registered)
+/// must leave none behind, since bad input changes nothing.
+pub(crate) fn scratch_store() -> Result<Store, CliError> {
+    Store::open_in_memory().map_err(CliError::from_error)
 }
 
 /// A command that reads state, run where there is none.

@@ -105,6 +105,48 @@ fn root() -> bool {
     uid.split_whitespace().nth(1) == Some("0")
 }
 
+/// A registration the registry refuses where there is no state yet leaves
+/// no state behind: bad input changes nothing. Each is refused for what the
+/// document says (its position, the reference it makes), not for the
+/// missing state.
+#[test]
+fn a_refused_registration_makes_no_state_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("new-state");
+    let write = |name: &str, text: &str| {
+        let path = root.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let bad_component = write("bad.yml", &COMPONENT.replace("ExecuteBash", "ExecuteBsh"));
+    let recipe = write(
+        "recipe.yml",
+        "name: web\nsemanticVersion: 1.0.0\nparentImage: golden/1.0.0\ncomponents:\n  - componentArn: hello/1.0.0\n",
+    );
+    let pipeline = write("pipeline.yml", "name: web\nimageRecipeArn: web/1.0.0\n");
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["component", "create", "--file", &bad_component],
+            format!("{bad_component}:7:17: error: found the unknown action `ExecuteBsh`"),
+        ),
+        (&["recipe", "create", "--file", &recipe], "hello/1.0.0".to_owned()),
+        (&["pipeline", "create", "--file", &pipeline], "web/1.0.0".to_owned()),
+    ];
+    for (args, said) in cases {
+        let output = autopatch(&missing, args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(&said), "{args:?}: expected {said:?} in {text}");
+        assert!(!text.contains("no autopatch state"), "{args:?}: {text}");
+        assert!(!missing.exists(), "{args:?} made the state directory");
+    }
+    // The same component, valid, is registered: the state is made then.
+    let good = write("good.yml", COMPONENT);
+    let output = autopatch(&missing, &["component", "create", "--file", &good]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(missing.join("autopatch.db").exists());
+}
+
 #[test]
 fn a_state_directory_this_user_cannot_write_is_named_with_what_to_do() {
     let state = tempfile::tempdir().unwrap();

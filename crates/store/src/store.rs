@@ -74,7 +74,8 @@ impl Store {
         Store::with(connection)
     }
 
-    /// An empty in-memory database, for tests.
+    /// An empty in-memory database: for tests, and to try a registration
+    /// where there is no state directory yet.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let connection = Connection::open_in_memory()
             .map_err(|source| StoreError::Open { path: ":memory:".into(), source })?;
