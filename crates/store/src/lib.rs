@@ -17,6 +17,8 @@ mod store;
 
 pub use error::StoreError;
 pub use instances::{HealthStatus, InstanceRow, LifecycleState};
-pub use rows::{BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow};
+pub use rows::{
+    BuildComponentRow, BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow,
+};
 pub use stacks::{InsertStack, StackEventRow, StackResourceRow, StackRow};
 pub use store::{NewBuild, Store};

@@ -55,6 +55,17 @@ impl BuildRow {
     }
 }
 
+/// One component version a build ran, in its recipe's order: what the
+/// recipe's reference (a version or a filter like `1.x.x`) resolved to when
+/// the build started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildComponentRow {
+    pub name: String,
+    pub version: String,
+    /// The component version's build (a registered version has one, 1).
+    pub build_number: u32,
+}
+
 /// A published, immutable image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRow {
@@ -70,7 +81,8 @@ pub struct ImageRow {
     /// The parent as named by the recipe (image version or engine reference).
     pub parent: Option<String>,
     pub parent_engine_image_id: Option<String>,
-    /// The package manifest, JSON.
+    /// The package manifest: `dpkg-query` output as the evidence crate's
+    /// `dpkg_query_command` prints it (empty for an image without dpkg).
     pub manifest: String,
     /// The evidence report, JSON.
     pub evidence: String,

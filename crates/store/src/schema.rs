@@ -151,4 +151,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO settings (key, value) VALUES ('engine_namespace', lower(hex(randomblob(4))));
     "#,
+    // 4: the component versions each build ran (what its recipe's references
+    // resolved to), in recipe order, for the start condition.
+    r#"
+    CREATE TABLE build_components (
+        build_id TEXT NOT NULL REFERENCES builds (id),
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        build_number INTEGER NOT NULL,
+        PRIMARY KEY (build_id, position)
+    );
+    "#,
 ];

@@ -8,7 +8,9 @@ use autopatch_model::{ImageState, SemanticVersion, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{QueryContext, StoreError};
-use crate::rows::{BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow};
+use crate::rows::{
+    BuildComponentRow, BuildRow, ComponentRow, EventRow, ImageRow, PipelineRow, RecipeRow,
+};
 use crate::schema::MIGRATIONS;
 
 /// The state database. Cheap to share behind an `Arc`; calls are serialized.
@@ -413,6 +415,70 @@ impl Store {
             .context("list builds")?
             .collect::<Result<Vec<_>, _>>()
             .context("read builds")?;
+        Ok(rows)
+    }
+
+    /// Records the component versions build `id` runs, in recipe order.
+    /// Written once: recording a build's components again is refused.
+    pub fn record_build_components(
+        &self,
+        id: &str,
+        components: &[BuildComponentRow],
+    ) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().context("begin recording build components")?;
+        for (position, component) in components.iter().enumerate() {
+            let inserted = transaction.execute(
+                "INSERT INTO build_components (build_id, position, name, version, build_number)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    position as i64,
+                    component.name,
+                    component.version,
+                    component.build_number
+                ],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(error, _))
+                    if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    return Err(StoreError::AlreadyExists {
+                        kind: "components of build",
+                        name: id.to_owned(),
+                    });
+                }
+                Err(source) => {
+                    return Err(StoreError::Query { what: "record build components", source });
+                }
+            }
+        }
+        transaction.commit().context("commit build components")?;
+        Ok(())
+    }
+
+    /// The component versions build `id` ran, in recipe order; empty when
+    /// none were recorded (a build made before they were, or no build `id`).
+    pub fn build_components(&self, id: &str) -> Result<Vec<BuildComponentRow>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT name, version, build_number FROM build_components
+                 WHERE build_id = ?1 ORDER BY position",
+            )
+            .context("read build components")?;
+        let rows = statement
+            .query_map([id], |r| {
+                Ok(BuildComponentRow {
+                    name: r.get(0)?,
+                    version: r.get(1)?,
+                    build_number: r.get(2)?,
+                })
+            })
+            .context("read build components")?
+            .collect::<Result<Vec<_>, _>>()
+            .context("read build components")?;
         Ok(rows)
     }
 

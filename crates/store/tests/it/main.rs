@@ -1,7 +1,7 @@
 //! Store behaviour against a real SQLite file in a temporary directory.
 
 use autopatch_model::{ImageState, Timestamp};
-use autopatch_store::{ComponentRow, ImageRow, NewBuild, Store, StoreError};
+use autopatch_store::{BuildComponentRow, ComponentRow, ImageRow, NewBuild, Store, StoreError};
 
 fn component(name: &str, version: &str, document: &str) -> ComponentRow {
     ComponentRow {
@@ -97,6 +97,35 @@ fn cancel_requests_are_recorded() {
     assert!(!store.cancel_requested("b1").unwrap());
     assert!(store.request_cancel("b1").unwrap());
     assert!(store.cancel_requested("b1").unwrap());
+}
+
+#[test]
+fn a_build_s_components_are_recorded_once_in_recipe_order() {
+    let store = Store::open_in_memory().unwrap();
+    store.create_build(&new_build("b1", None)).unwrap();
+    store.create_build(&new_build("b2", None)).unwrap();
+    assert_eq!(store.build_components("b1").unwrap(), [], "nothing recorded yet");
+    let row = |name: &str, version: &str| BuildComponentRow {
+        name: name.into(),
+        version: version.into(),
+        build_number: 1,
+    };
+    // Recipe order, not name order.
+    let components = [row("webapp", "1.0.0"), row("update-os", "1.0.1")];
+    store.record_build_components("b1", &components).unwrap();
+    assert_eq!(store.build_components("b1").unwrap(), components);
+    assert_eq!(store.build_components("b2").unwrap(), [], "another build's are its own");
+
+    let error = store.record_build_components("b1", &[row("webapp", "2.0.0")]).unwrap_err();
+    assert!(
+        matches!(error, StoreError::AlreadyExists { kind: "components of build", .. }),
+        "{error}"
+    );
+    assert_eq!(store.build_components("b1").unwrap(), components, "unchanged");
+    assert!(
+        store.record_build_components("no-such-build", &components).is_err(),
+        "only a build's components are recorded"
+    );
 }
 
 #[test]
