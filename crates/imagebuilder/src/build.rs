@@ -22,10 +22,11 @@ use std::time::Duration;
 use autopatch_documents::PhaseName;
 use autopatch_engine::{ContainerSpec, Engine, EngineError};
 use autopatch_model::{ImageState, StepStatus, Timestamp};
-use autopatch_store::{BuildRow, ImageRow, NewBuild, Store};
+use autopatch_store::{BuildComponentRow, BuildRow, ImageRow, NewBuild, Store};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog;
 use crate::clock;
 use crate::error::BuildError;
 use crate::evidence;
@@ -135,6 +136,9 @@ pub struct BuildRequest {
     pub memory_bytes: Option<u64>,
     /// Idempotency token: a second start with the same token returns the first build.
     pub client_token: Option<String>,
+    /// Why the start condition built (what changed, or the updates
+    /// pending), recorded as the build's `start-condition` event.
+    pub start_reason: Option<String>,
 }
 
 /// How a build ended.
@@ -373,6 +377,11 @@ impl<E: Engine + 'static> Builder<E> {
         // From the build's row on, a store error ends it as any error does:
         // `FAILED` with the cause, or left for recovery saying why.
         self.event(build, "state", ImageState::Pending.as_str())?;
+        // What the start condition compares the next start with.
+        self.store.record_build_components(&build.id, &component_rows(&request.components))?;
+        if let Some(reason) = &request.start_reason {
+            self.event(build, "start-condition", reason)?;
+        }
         let artifact_dir = PathBuf::from(&build.artifact_dir);
         write_documents(&artifact_dir, &request.documents)?;
         let log_dir = artifact_dir.join("logs");
@@ -923,6 +932,19 @@ struct RunRecord {
 enum Published {
     Image(Box<ImageRow>),
     Failed(String),
+}
+
+/// The component versions a build of `components` runs, as the store
+/// records them: a registered component version has one build.
+pub(crate) fn component_rows(components: &[ComponentRun]) -> Vec<BuildComponentRow> {
+    components
+        .iter()
+        .map(|component| BuildComponentRow {
+            name: component.name.clone(),
+            version: component.version.clone(),
+            build_number: catalog::COMPONENT_BUILD,
+        })
+        .collect()
 }
 
 /// The engine tag of a published image, under its state directory's

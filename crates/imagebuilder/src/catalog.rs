@@ -352,7 +352,7 @@ fn check_time_zone(zone: &str) -> Result<(), String> {
 
 /// The build number of every registered component version: a component
 /// version is immutable, so it has one build.
-const COMPONENT_BUILD: u32 = 1;
+pub(crate) const COMPONENT_BUILD: u32 = 1;
 
 /// Why a component reference's build does not exist.
 fn no_component_build(row: &ComponentRow, build: u32) -> String {

@@ -11,7 +11,7 @@
 //! - The engine is any [`autopatch_engine::Engine`]: Podman or Docker for
 //!   real, the recording fake in simulations.
 //! - The decisions (what follows a step attempt; whether a start condition
-//!   holds) are pure functions in [`decide`] and [`start`], tested as tables.
+//!   holds) are pure functions in [`decide`], tested as tables.
 
 mod apt;
 mod bootstrap;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::build::{BuildOutcome, BuildRequest, Builder};
 use crate::catalog;
+use crate::decide::{self, BuiltFrom, StartDecision};
 use crate::error::{BuildError, RegistryError};
 use crate::progress::{BuildEvent, Progress};
 use crate::updates::Sources;
@@ -31,20 +32,6 @@ pub enum StartOutcome {
         reason: String,
         latest: Box<ImageRow>,
     },
-}
-
-/// The pure part of the start condition: given the pipeline's latest image
-/// (if any) and what it would build from now, must it check for updates, or
-/// build at once? `None` means build.
-pub(crate) fn needs_update_check<'a>(
-    latest: Option<&'a ImageRow>,
-    recipe_version: &str,
-    parent_engine_image_id: &str,
-) -> Option<&'a ImageRow> {
-    let latest = latest?;
-    let same_recipe = latest.recipe_version == recipe_version;
-    let same_parent = latest.parent_engine_image_id.as_deref() == Some(parent_engine_image_id);
-    (same_recipe && same_parent).then_some(latest)
 }
 
 pub async fn start_pipeline<E: Engine + 'static>(
@@ -107,6 +94,7 @@ pub async fn start_pipeline<E: Engine + 'static>(
     let start_condition =
         loaded.pipeline.schedule.as_ref().map_or(StartCondition::Always, |s| s.start_condition);
 
+    let mut start_reason = None;
     if start_condition == StartCondition::UpdatesAvailable && !options.force {
         let images = builder.store.images()?;
         let latest = images
@@ -115,29 +103,55 @@ pub async fn start_pipeline<E: Engine + 'static>(
                 image.pipeline.as_deref() == Some(name) && image.recipe == loaded.recipe.name
             })
             .max_by_key(|image| image.created_at);
-        if let Some(latest) = needs_update_check(latest, &recipe_version, &parent.engine_image_id) {
-            progress.event(BuildEvent::Note {
-                message: format!("checking {} for pending updates", latest.version),
-            });
-            let pending = builder
-                .check_updates(&latest.engine_image_id, &latest.version, Sources::Image)
-                .await?;
-            if pending.updates.is_empty() {
-                return Ok(StartOutcome::Skipped {
-                    reason: format!(
-                        "no updates are available for {} (same recipe version and parent): nothing built",
-                        latest.version
-                    ),
-                    latest: Box::new(latest.clone()),
-                });
+        let latest_components = match latest.and_then(|image| image.build_id.as_deref()) {
+            Some(build) => builder.store.build_components(build)?,
+            None => Vec::new(),
+        };
+        let components = crate::build::component_rows(&loaded.components);
+        let now = BuiltFrom {
+            recipe_version: &recipe_version,
+            parent_engine_image_id: Some(&parent.engine_image_id),
+            components: Some(&components),
+        };
+        let latest = latest.map(|image| {
+            let built_from = BuiltFrom {
+                recipe_version: &image.recipe_version,
+                parent_engine_image_id: image.parent_engine_image_id.as_deref(),
+                components: (!latest_components.is_empty()).then_some(latest_components.as_slice()),
+            };
+            (image, built_from)
+        });
+        match decide::start_decision(latest, now) {
+            StartDecision::Build { changes } => {
+                let changes: Vec<String> = changes.iter().map(ToString::to_string).collect();
+                let reason = changes.join("; ");
+                progress.event(BuildEvent::Note { message: format!("building: {reason}") });
+                start_reason = Some(reason);
             }
-            progress.event(BuildEvent::Note {
-                message: format!(
-                    "{} update(s) pending ({} security): building",
+            StartDecision::CheckUpdates { latest } => {
+                progress.event(BuildEvent::Note {
+                    message: format!("checking {} for pending updates", latest.version),
+                });
+                let pending = builder
+                    .check_updates(&latest.engine_image_id, &latest.version, Sources::Image)
+                    .await?;
+                if pending.updates.is_empty() {
+                    return Ok(StartOutcome::Skipped {
+                        reason: format!(
+                            "no updates are available for {} (same recipe version, parent image and component versions): nothing built",
+                            latest.version
+                        ),
+                        latest: Box::new(latest.clone()),
+                    });
+                }
+                let reason = format!(
+                    "{} update(s) pending ({} security)",
                     pending.updates.len(),
                     pending.security_count()
-                ),
-            });
+                );
+                progress.event(BuildEvent::Note { message: format!("{reason}: building") });
+                start_reason = Some(reason);
+            }
         }
     }
 
@@ -165,48 +179,7 @@ pub async fn start_pipeline<E: Engine + 'static>(
         cpus: infrastructure.cpus,
         memory_bytes: infrastructure.memory_mib.map(|mib| mib * 1024 * 1024),
         client_token: options.client_token.clone(),
+        start_reason,
     };
     Ok(StartOutcome::Built(builder.run(&request, progress, cancel).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use autopatch_model::Timestamp;
-
-    fn image(recipe_version: &str, parent: &str) -> ImageRow {
-        ImageRow {
-            version: format!("webapp/{recipe_version}/1"),
-            recipe: "webapp".into(),
-            recipe_version: recipe_version.into(),
-            build_number: 1,
-            build_id: None,
-            pipeline: Some("webapp".into()),
-            engine_image_id: "sha256:image".into(),
-            engine_reference: "localhost/autopatch/webapp:1.0.0-1".into(),
-            parent: None,
-            parent_engine_image_id: Some(parent.into()),
-            manifest: String::new(),
-            evidence: String::new(),
-            created_at: Timestamp(0),
-        }
-    }
-
-    #[test]
-    fn start_condition_checks_only_when_nothing_else_changed() {
-        let latest = image("1.0.0", "sha256:parent");
-        assert!(
-            needs_update_check(None, "1.0.0", "sha256:parent").is_none(),
-            "first build always builds"
-        );
-        assert!(needs_update_check(Some(&latest), "1.0.0", "sha256:parent").is_some());
-        assert!(
-            needs_update_check(Some(&latest), "1.1.0", "sha256:parent").is_none(),
-            "a new recipe version builds"
-        );
-        assert!(
-            needs_update_check(Some(&latest), "1.0.0", "sha256:newparent").is_none(),
-            "a new parent builds"
-        );
-    }
 }

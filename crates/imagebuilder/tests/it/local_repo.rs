@@ -36,6 +36,9 @@ echo 'deb [trusted=yes] file:/srv/demo-repo ./' > /etc/apt/sources.list.d/demo.l
     reference
 }
 
+/// A component that upgrades every package.
+const LOCAL_UPDATE: &str = "name: local-update\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: UpdateOS\n        action: UpdateOS\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_repository_upgrade_is_reported_with_its_cves() {
     let fixture = Fixture::new().await;
@@ -59,7 +62,7 @@ async fn a_local_repository_upgrade_is_reported_with_its_cves() {
     assert_eq!(names, [("autopatch-demo", Some("1.0-1"), "2.0-1")]);
     assert_eq!(pending.security_count(), 1, "the repository's Label is Demo-Security");
 
-    fixture.component("local-update", "name: local-update\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: UpdateOS\n        action: UpdateOS\n");
+    fixture.component("local-update", LOCAL_UPDATE);
     fixture
         .recipe(&format!("name: demo\nsemanticVersion: 2.1.0\nparentImage: {parent}\ncomponents:\n  - componentArn: local-update\n"))
         .await;
@@ -85,6 +88,36 @@ async fn a_local_repository_upgrade_is_reported_with_its_cves() {
     let (outcome, _) = fixture.start("demo").await;
     assert!(matches!(outcome, StartOutcome::Skipped { .. }), "{outcome:?}");
     assert_eq!(fixture.builder.store.images().unwrap().len(), 1);
+
+    // A newer version of the component the recipe names without a version
+    // (`x.x.x`) is a dependency update, as on AWS: the next start builds,
+    // though the image has no package update pending.
+    let file = autopatch_documents::SourceFile::new("local-update.yml", LOCAL_UPDATE);
+    autopatch_imagebuilder::create_component(
+        &fixture.builder.store,
+        &file,
+        Some("local-update"),
+        Some("1.0.1"),
+    )
+    .unwrap();
+    let (outcome, progress) = fixture.start("demo").await;
+    let StartOutcome::Built(outcome) = outcome else {
+        panic!("a newer component version must build: {outcome:?}")
+    };
+    assert_eq!(outcome.build.state, ImageState::Available, "{:?}", outcome.build.reason);
+    assert_eq!(outcome.image.map(|image| image.version).as_deref(), Some("demo/2.1.0/2"));
+    let notes: Vec<String> = progress
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            autopatch_imagebuilder::BuildEvent::Note { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes.contains(&"building: component local-update 1.0.0/1 → 1.0.1/1".to_owned()),
+        "{notes:?}"
+    );
 
     assert_eq!(fixture.leftover_containers().await, Vec::<String>::new());
 }

@@ -98,3 +98,79 @@ async fn a_run_without_pending_updates_builds_nothing() {
     assert_eq!(check_containers().len(), 2, "a forced run does not check");
     sim.assert_commands_understood();
 }
+
+/// AWS counts a newer component version that the recipe's reference
+/// matches as a dependency update: the recipe names `update` with no version
+/// (`x.x.x`), so registering `update` 1.0.1 after the first image makes the
+/// next start build, without an update check, saying why.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_newer_component_version_the_recipe_matches_builds() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), SCHEDULE).await;
+    let (first, progress) = sim.build().await;
+    assert_eq!(first.build.state, ImageState::Available, "reason: {:?}", first.build.reason);
+    assert!(
+        crate::harness::notes(&progress)
+            .contains(&"building: the pipeline has no image yet".to_owned()),
+        "{:?}",
+        crate::harness::notes(&progress)
+    );
+    let components = |build: &str| -> Vec<String> {
+        sim.builder
+            .store
+            .build_components(build)
+            .unwrap()
+            .into_iter()
+            .map(|c| format!("{} {}/{}", c.name, c.version, c.build_number))
+            .collect()
+    };
+    assert_eq!(components(&first.build.id), ["update 1.0.0/1", "smoke 1.0.0/1"]);
+
+    // Nothing is pending: only the component version differs.
+    sim.world().pending_updates =
+        "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n".into();
+    let update = update_and_smoke().remove(0);
+    let file = autopatch_documents::SourceFile::new("update.yml", update.yaml());
+    autopatch_imagebuilder::create_component(&sim.builder.store, &file, None, Some("1.0.1"))
+        .unwrap();
+    let (second, progress) = sim.build().await;
+    assert_eq!(second.build.state, ImageState::Available, "reason: {:?}", second.build.reason);
+    assert_eq!(second.build.build_number, 2);
+    let notes = crate::harness::notes(&progress);
+    assert!(
+        notes.contains(&"building: component update 1.0.0/1 → 1.0.1/1".to_owned()),
+        "{notes:?}"
+    );
+    assert!(!notes.iter().any(|note| note.starts_with("checking")), "no update check: {notes:?}");
+    assert!(sim.containers_created("check-updates").is_empty(), "no check container");
+    assert_eq!(components(&second.build.id), ["update 1.0.1/1", "smoke 1.0.0/1"]);
+    let events: Vec<(String, String)> = sim
+        .builder
+        .store
+        .events(&format!("build/{}", second.build.id))
+        .unwrap()
+        .into_iter()
+        .map(|event| (event.kind, event.detail))
+        .collect();
+    assert!(
+        events.contains(&(
+            "start-condition".to_owned(),
+            "component update 1.0.0/1 → 1.0.1/1".to_owned()
+        )),
+        "the build records why it started: {events:?}"
+    );
+
+    // Built from 1.0.1 now: the next start checks that image and skips.
+    let (third, _) = sim.start_with(&StartOptions::default()).await;
+    match third {
+        Ok(StartOutcome::Skipped { reason, latest }) => {
+            assert_eq!(latest.version, "recipe/1.0.0/2");
+            assert!(
+                reason.contains("same recipe version, parent image and component versions"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Skipped, got {other:?}"),
+    }
+    assert_eq!(sim.containers_created("check-updates").len(), 1);
+    sim.assert_commands_understood();
+}
