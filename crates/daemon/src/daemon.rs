@@ -1,15 +1,19 @@
 //! [`serve`]: the control plane's whole life. Take the state directory's
-//! lock, bind the API's socket and `--listen` address, connect the engine,
-//! open the store and the stack service (which recovers: re-adopts running
-//! instances, reopens listeners, removes orphans, resumes operations), serve
-//! the API until a signal or `autopatch/Shutdown`, then stop the service and
-//! let go of everything.
+//! lock, bind the API's socket and `--listen` address, open the store, bind
+//! the load balancer ports its stacks serve on, connect the engine, open the
+//! stack service (which recovers: re-adopts running instances, reopens
+//! listeners on the ports bound earlier, removes orphans, resumes
+//! operations), serve the API until a signal or `autopatch/Shutdown`, then
+//! stop the service and let go of everything.
 //!
 //! Design note: whatever can refuse the start without waiting for anyone
 //! (the configuration, the lock, the API's addresses) is done before the
 //! engine and recovery, so a daemon that cannot serve exits having changed
 //! nothing. A client that connects while the daemon recovers waits in the
-//! socket's backlog and is answered once recovery is done.
+//! socket's backlog and is answered once recovery is done. So does a client
+//! of a load balancer: its port is bound before the engine is connected
+//! ([`autopatch_stacks::reserve_listeners`]), and its listener starts
+//! accepting on that socket once recovery has put the adopted targets in.
 //!
 //! Stopping the daemon stops the control plane only: listeners close and
 //! fleet controllers stop, but instances keep running, to be re-adopted by
@@ -23,7 +27,9 @@ use std::time::Duration;
 
 use autopatch_engine::{DockerEngine, Engine, EngineError};
 use autopatch_stacks::api::ApiError;
-use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
+use autopatch_stacks::{
+    ListenerPorts, ReservedListeners, ServiceConfig, StackService, reserve_listeners,
+};
 use autopatch_store::{Store, StoreError};
 
 use crate::instance::{InstanceError, InstanceLock};
@@ -58,6 +64,12 @@ pub enum DaemonError {
         #[source]
         source: StoreError,
     },
+    #[error("failed to read the load balancers whose ports to reserve from the store {}", .path.display())]
+    Reserve {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
     #[error(transparent)]
     Engine(EngineError),
     #[error("failed to open the stack service")]
@@ -86,10 +98,10 @@ pub async fn serve(config: DaemonConfig) -> Result<StopReason, DaemonError> {
     starting(&config);
     let lock = prepare(&config)?;
     let stop = signals()?;
-    let sockets = bind(&config).await?;
+    let early = before_engine(&config).await?;
     let engine = DockerEngine::connect().await.map_err(DaemonError::Engine)?;
     let endpoint = engine.endpoint().to_owned();
-    run(config, lock, sockets, Arc::new(engine), endpoint, stop).await
+    run(config, lock, early, Arc::new(engine), endpoint, stop).await
 }
 
 /// Runs the daemon on `engine` until `stop` completes or a client calls
@@ -100,10 +112,54 @@ pub async fn serve_with_engine<E: Engine + 'static>(
     engine_endpoint: String,
     stop: impl Future<Output = ()>,
 ) -> Result<StopReason, DaemonError> {
+    serve_connecting(config, std::future::ready(Ok((engine, engine_endpoint))), stop).await
+}
+
+/// Runs the daemon on the engine `connect` gives (and its endpoint, for
+/// `Ping`), awaited where [`serve`] connects to the engine: after the lock,
+/// the API's sockets, the store and the load balancers' ports, before
+/// recovery. Runs until `stop` completes or a client calls
+/// `autopatch/Shutdown`.
+pub async fn serve_connecting<E: Engine + 'static>(
+    config: DaemonConfig,
+    connect: impl Future<Output = Result<(Arc<E>, String), EngineError>>,
+    stop: impl Future<Output = ()>,
+) -> Result<StopReason, DaemonError> {
     starting(&config);
     let lock = prepare(&config)?;
-    let sockets = bind(&config).await?;
-    run(config, lock, sockets, engine, engine_endpoint, stop).await
+    let early = before_engine(&config).await?;
+    let (engine, endpoint) = connect.await.map_err(DaemonError::Engine)?;
+    run(config, lock, early, engine, endpoint, stop).await
+}
+
+/// What the daemon holds before it connects to the engine.
+struct Early {
+    sockets: ApiSockets,
+    store: Arc<Store>,
+    listeners: ReservedListeners,
+}
+
+/// Everything that needs no engine: the API's sockets (a taken address
+/// fails the start before the store is even opened), the store, and the
+/// ports of the load balancers its stacks serve on, so their clients wait
+/// in the backlog while the engine is connected and recovery runs.
+async fn before_engine(config: &DaemonConfig) -> Result<Early, DaemonError> {
+    let sockets = bind(config).await?;
+    let path = config.state_dir.join("autopatch.db");
+    let store =
+        Store::open(&path).map_err(|source| DaemonError::Store { path: path.clone(), source })?;
+    let listeners =
+        reserve_listeners(&store).map_err(|source| DaemonError::Reserve { path, source })?;
+    if !listeners.is_empty() {
+        let addresses = listeners.addresses();
+        let ports: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        log(
+            Level::Info,
+            "load balancer ports reserved",
+            &[("count", &addresses.len()), ("addresses", &ports.join(","))],
+        );
+    }
+    Ok(Early { sockets, store: Arc::new(store), listeners })
 }
 
 /// The daemon's first log line, before anything can fail (so the log of a
@@ -167,16 +223,14 @@ fn signals() -> Result<impl Future<Output = ()>, DaemonError> {
 async fn run<E: Engine + 'static>(
     config: DaemonConfig,
     lock: InstanceLock,
-    sockets: ApiSockets,
+    early: Early,
     engine: Arc<E>,
     engine_endpoint: String,
     stop: impl Future<Output = ()>,
 ) -> Result<StopReason, DaemonError> {
+    let Early { sockets, store, listeners } = early;
     let state_dir = config.state_dir.clone();
     log(Level::Info, "engine connected", &[("engine", &engine_endpoint)]);
-    let store_path = state_dir.join("autopatch.db");
-    let store = Store::open(&store_path)
-        .map_err(|source| DaemonError::Store { path: store_path.clone(), source })?;
     let service_config = ServiceConfig {
         state_dir: state_dir.clone(),
         region: "local".into(),
@@ -185,7 +239,7 @@ async fn run<E: Engine + 'static>(
         load_balancer_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         fleet_interval: Duration::from_secs(1),
     };
-    let service = StackService::open(service_config, engine, Arc::new(store))
+    let service = StackService::open_with_listeners(service_config, engine, store, listeners)
         .await
         .map_err(DaemonError::Service)?;
     for note in &service.recovery_notes() {

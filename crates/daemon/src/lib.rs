@@ -6,8 +6,9 @@
 //! - [`Server`] is the HTTP/1.1 API, generic over [`Operations`]:
 //!   `POST /<service>/<Operation>` with AWS's JSON request shape, answered
 //!   with the response shape or `{"Error": {"Code": ..., "Message": ...}}`.
-//!   Its [`ApiSockets`] can be bound first ([`serve`] binds them before the
-//!   engine and recovery) and served later ([`Server::on`]).
+//!   Its [`ApiSockets`] can be bound first ([`serve`] binds them, and the
+//!   load balancers' ports, before the engine and recovery) and served
+//!   later ([`Server::on`]).
 //! - [`Operations`] is the dispatch from `(service, operation, JSON)` to
 //!   typed methods; [`StackService`](autopatch_stacks::StackService)
 //!   implements it.
@@ -28,7 +29,7 @@ mod server;
 
 pub use crate::log::log_to;
 pub use client::{Client, ClientError, DEFAULT_TIMEOUT};
-pub use daemon::{DaemonConfig, DaemonError, serve, serve_with_engine};
+pub use daemon::{DaemonConfig, DaemonError, serve, serve_connecting, serve_with_engine};
 pub use instance::{InstanceError, InstanceLock, process_running, read_pid};
 pub use operations::{Operations, decode, encode};
 pub use protocol::{PingOutput, ShutdownOutput, socket_path};

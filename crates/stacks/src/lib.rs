@@ -11,7 +11,9 @@
 //!   statuses give the next step. The executor (`operation.rs`) writes each
 //!   new status to the store before acting, so a restarted daemon resumes.
 //! - Everything running (listeners, target groups, fleets) is rebuilt from
-//!   the store by [`StackService::open`].
+//!   the store by [`StackService::open`]; a daemon binds the listeners'
+//!   ports first ([`reserve_listeners`]) and hands them over with
+//!   [`StackService::open_with_listeners`].
 
 pub mod api;
 mod clock;
@@ -19,9 +21,11 @@ mod context;
 mod operation;
 pub mod planner;
 mod props;
+mod reserve;
 pub mod resources;
 mod runtime;
 mod service;
 pub mod update;
 
+pub use reserve::{ReservedListeners, reserve_listeners};
 pub use service::{ListenerPorts, ServiceConfig, StackService};

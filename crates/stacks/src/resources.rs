@@ -223,6 +223,22 @@ struct GroupRecord {
 
 const LOCAL: &str = "autopatch:Local";
 
+/// The loopback address a load balancer or listener row says its resource
+/// serves on: a load balancer's reserved port (with free ports), a
+/// listener's address. What a restarted daemon binds again for it.
+pub(crate) fn recorded_address(resource_type: &str, attributes: &Json) -> Option<SocketAddr> {
+    match resource_type {
+        "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
+            let port = u16::try_from(attributes[LOCAL]["Port"].as_u64()?).ok()?;
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))
+        }
+        "AWS::ElasticLoadBalancingV2::Listener" => {
+            attributes[LOCAL]["Address"].as_str()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 impl<E: Engine + 'static> Runtime<E> {
     /// Creates (or finishes creating) a resource; returns its attributes.
     pub(crate) async fn create_resource(&self, request: &Request<'_>) -> Result<Json, String> {
@@ -362,9 +378,12 @@ impl<E: Engine + 'static> Runtime<E> {
         let props = Props::new(properties);
         match resource_type {
             "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
-                if let Some(port) = attributes[LOCAL]["Port"].as_u64() {
-                    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port as u16));
-                    if let Ok(listener) = LoadBalancer::reserve_listener(addr) {
+                if let Some(addr) = recorded_address(resource_type, attributes) {
+                    // The socket the daemon bound before recovery, if it did.
+                    let early = lock(&self.early_sockets).remove(&addr);
+                    if let Some(listener) =
+                        early.or_else(|| LoadBalancer::reserve_listener(addr).ok())
+                    {
                         lock(&self.reserved_ports).insert(physical.to_owned(), listener);
                     }
                 }
@@ -476,16 +495,22 @@ impl<E: Engine + 'static> Runtime<E> {
         let prober = Arc::new(HttpProber);
         // Known targets are in before the first connection is accepted.
         let initial = group.initial_targets();
-        let started = match reserved {
-            Some(listener) if reserved_addr == Some(listen) => {
-                LoadBalancer::start_on_with_targets(listener, config, prober, initial.clone()).await
-            }
+        let socket = match reserved {
+            Some(listener) if reserved_addr == Some(listen) => Some(listener),
             other => {
                 if let Some(listener) = other {
                     lock(&self.reserved_ports).insert(load_balancer.clone(), listener);
                 }
-                LoadBalancer::start_with_targets(listen, config, prober, initial.clone()).await
+                // Re-adopting: the socket the daemon bound before recovery
+                // (with the template's ports, the load balancer reserves none).
+                lock(&self.early_sockets).remove(&listen)
             }
+        };
+        let started = match socket {
+            Some(listener) => {
+                LoadBalancer::start_on_with_targets(listener, config, prober, initial.clone()).await
+            }
+            None => LoadBalancer::start_with_targets(listen, config, prober, initial.clone()).await,
         };
         let balancer = started
             .map_err(|error| format!("start the load balancer on {listen}: {}", chain(&error)))?;

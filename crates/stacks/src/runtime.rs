@@ -31,6 +31,10 @@ pub(crate) struct Runtime<E: Engine> {
     pub(crate) target_groups: Mutex<BTreeMap<String, Arc<TargetGroupRuntime>>>,
     /// Ports reserved for load balancers (by ARN) until a listener takes them.
     pub(crate) reserved_ports: Mutex<BTreeMap<String, std::net::TcpListener>>,
+    /// Sockets the daemon bound before recovery ([`crate::reserve_listeners`]),
+    /// by address, until recovery hands each to its load balancer or
+    /// listener; those it does not take are closed once it ends.
+    pub(crate) early_sockets: Mutex<BTreeMap<SocketAddr, std::net::TcpListener>>,
 }
 
 impl<E: Engine + 'static> Runtime<E> {

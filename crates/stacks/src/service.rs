@@ -26,6 +26,7 @@ use crate::clock;
 use crate::context::{StackIdentity, stack_context};
 use crate::operation::{self, stack_event};
 use crate::props;
+use crate::reserve::ReservedListeners;
 use crate::resources::{self, uuid};
 use crate::runtime::{Runtime, lock};
 
@@ -93,6 +94,20 @@ impl<E: Engine + 'static> StackService<E> {
         engine: Arc<E>,
         store: Arc<Store>,
     ) -> Result<Arc<Self>, ApiError> {
+        Self::open_with_listeners(config, engine, store, ReservedListeners::default()).await
+    }
+
+    /// [`StackService::open`], with sockets bound earlier by
+    /// [`crate::reserve_listeners`] on the same store: recovery reopens each
+    /// load balancer and listener on its socket, so connections waiting in
+    /// it are served (by the adopted targets) rather than refused. Sockets
+    /// recovery does not take are closed once it ends.
+    pub async fn open_with_listeners(
+        config: ServiceConfig,
+        engine: Arc<E>,
+        store: Arc<Store>,
+        reserved: ReservedListeners,
+    ) -> Result<Arc<Self>, ApiError> {
         let fleet = Fleet::new(
             engine.clone(),
             store.clone(),
@@ -106,6 +121,7 @@ impl<E: Engine + 'static> StackService<E> {
             config,
             target_groups: Mutex::new(BTreeMap::new()),
             reserved_ports: Mutex::new(BTreeMap::new()),
+            early_sockets: Mutex::new(reserved.sockets),
         });
         let mut service = StackService {
             runtime,
@@ -114,7 +130,9 @@ impl<E: Engine + 'static> StackService<E> {
             readoptions: Arc::new(Mutex::new(BTreeMap::new())),
             readopting: Mutex::new(Vec::new()),
         };
-        service.recover().await?;
+        let recovered = service.recover().await;
+        lock(&service.runtime.early_sockets).clear();
+        recovered?;
         let service = Arc::new(service);
         for stack in service.runtime.store.stacks(false).map_err(store_error)? {
             if stack.status.in_progress() {
@@ -1194,6 +1212,7 @@ impl<E: Engine + 'static> StackService<E> {
             }
         }
         lock(&self.runtime.reserved_ports).clear();
+        lock(&self.runtime.early_sockets).clear();
     }
 
     /// Moves `stack` from `from` to `to` and records the stack event, if

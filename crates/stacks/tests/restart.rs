@@ -4,6 +4,11 @@
 //! - requests that arrive while the new process recovers, and as soon as the
 //!   listener accepts them, are served by the targets the previous process
 //!   had seen healthy: never a 503;
+//! - a connection made to a load balancer's port after the ports were
+//!   reserved again (`reserve_listeners`, what the daemon does before it
+//!   connects to the engine) and before recovery is not refused: it waits in
+//!   the backlog and is answered 200 by an adopted target once the listener
+//!   starts on the reserved socket (`StackService::open_with_listeners`);
 //! - an instance launched after the restart (a replacement for one removed
 //!   with `podman rm -f`) carries the `autopatch.stack` label like every
 //!   other instance of the stack.
@@ -13,8 +18,8 @@ mod support;
 use std::time::Duration;
 
 use autopatch_engine::Engine;
-use autopatch_stacks::StackService;
 use autopatch_stacks::api::*;
+use autopatch_stacks::{StackService, reserve_listeners};
 use autopatch_store::LifecycleState;
 use autopatch_watch::{FailureKind, WatchConfig};
 use support::{Fixture, WEBAPP, config};
@@ -116,6 +121,52 @@ async fn a_restarted_control_plane_serves_the_first_requests_from_the_targets_it
     );
     assert_eq!(outcome.summary.failures_by_kind[&FailureKind::Http5xx], 0, "{:?}", outcome.summary);
     assert!(answered.iter().all(|response| response.status == Some(200)), "{:?}", outcome.summary);
+
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    assert!(fixture.instance_containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_made_before_recovery_waits_on_the_reserved_port_and_is_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut fixture = Fixture::new().await;
+    let (url, _) = lab(&fixture).await;
+    wait_recorded_healthy(&fixture, 2).await;
+    let address = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+
+    // No control plane: the port is closed.
+    fixture.service.shutdown().await;
+    let refused = tokio::net::TcpStream::connect(&address).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+
+    // The next one reserves the ports first: a client connects and sends its
+    // request before recovery has even started.
+    let reserved = reserve_listeners(&fixture.store).unwrap();
+    assert_eq!(reserved.addresses(), vec![address.parse().unwrap()]);
+    let mut client =
+        tokio::net::TcpStream::connect(&address).await.expect("a reserved port is not refused");
+    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+
+    // Recovery opens the listener on that socket, adopted targets in: the
+    // waiting request is answered by one of them.
+    let mut config = config(fixture.dir.path());
+    config.load_balancer_threads = 2;
+    fixture.service = StackService::open_with_listeners(
+        config,
+        fixture.engine.clone(),
+        fixture.store.clone(),
+        reserved,
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(fixture.service.recovery_notes().is_empty(), "{:?}", fixture.service.recovery_notes());
 
     fixture.delete("pattern3-app").await;
     fixture.delete("pattern3-base").await;
