@@ -81,6 +81,16 @@ impl<E: Engine> std::fmt::Debug for StackService<E> {
     }
 }
 
+/// The operation a stack in progress is in, for the log: `create` (its
+/// rollback too), `update` (its cleanup and rollback too) or `delete`.
+fn operation_of(status: StackStatus) -> &'static str {
+    match status {
+        StackStatus::DeleteInProgress => "delete",
+        StackStatus::CreateInProgress | StackStatus::RollbackInProgress => "create",
+        _ => "update",
+    }
+}
+
 fn store_error(error: StoreError) -> ApiError {
     ApiError::internal(autopatch_fleet::error_chain(&error))
 }
@@ -136,6 +146,12 @@ impl<E: Engine + 'static> StackService<E> {
         let service = Arc::new(service);
         for stack in service.runtime.store.stacks(false).map_err(store_error)? {
             if stack.status.in_progress() {
+                log::info!(
+                    stack = stack.name.as_str(),
+                    operation = operation_of(stack.status),
+                    status = stack.status.as_str();
+                    "resuming the operation the previous daemon left in progress"
+                );
                 service.spawn_operation(&stack.stack_id);
             }
         }

@@ -382,3 +382,84 @@ async fn recovery_is_in_the_log_adoption_orphans_and_a_listener_that_binds_later
     client.shutdown().await.unwrap();
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_resumed_after_a_crash_is_in_the_log() {
+    let capture = capture();
+    let state = tempfile::tempdir().unwrap();
+    // What a daemon killed (kill -9) while creating the VPC leaves: the
+    // stack in progress, the resource's physical id chosen.
+    let store = autopatch_store::Store::open(&state.path().join("autopatch.db")).unwrap();
+    let now = Timestamp::from_millis(1_795_524_896_789);
+    let stack_id = "arn:aws:cloudformation:local:000000000000:stack/log-resumed/1".to_owned();
+    store
+        .insert_stack(&autopatch_store::StackRow {
+            stack_id: stack_id.clone(),
+            name: "log-resumed".into(),
+            status: autopatch_model::StackStatus::CreateInProgress,
+            status_reason: Some("User Initiated".into()),
+            template_body: NETWORK.into(),
+            template_source: "net.yml".into(),
+            parameters: "{}".into(),
+            outputs: "[]".into(),
+            imports: "[]".into(),
+            disable_rollback: false,
+            client_token: None,
+            previous_template_body: None,
+            previous_template_source: None,
+            previous_parameters: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        })
+        .unwrap();
+    store
+        .put_stack_resource(&autopatch_store::StackResourceRow {
+            stack_id: stack_id.clone(),
+            logical_id: "Vpc".into(),
+            resource_type: "AWS::EC2::VPC".into(),
+            physical_id: Some("vpc-00000000000000001".into()),
+            status: autopatch_model::ResourceStatus::CreateInProgress,
+            status_reason: None,
+            properties: "{}".into(),
+            attributes: "{}".into(),
+            replaced: None,
+            updated_at: now,
+        })
+        .unwrap();
+    drop(store);
+
+    let engine = Arc::new(FakeEngine::new());
+    let daemon = start(state.path(), &engine);
+    let client = Client::new(state.path());
+    ready(&client).await;
+    let resumed = capture
+        .wait_for(&[
+            "level=info msg=\"resuming the operation the previous daemon left in progress\"",
+            "stack=log-resumed",
+        ])
+        .await;
+    assert!(resumed.contains(" operation=create status=CREATE_IN_PROGRESS"), "{resumed}");
+    assert_eq!(settled(&client, &stack_id).await, "CREATE_COMPLETE");
+    capture.wait_for(&["msg=\"stack status\" stack=log-resumed status=CREATE_COMPLETE"]).await;
+    // Said once, before the operation's own lines.
+    let lines = capture.lines();
+    let at = |parts: &[&str]| {
+        lines.iter().position(|line| parts.iter().all(|part| line.contains(part))).unwrap()
+    };
+    assert!(
+        at(&["msg=\"resuming", "stack=log-resumed"])
+            < at(&["stack=log-resumed status=CREATE_COMPLETE"])
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line.contains("msg=\"resuming"))
+            .filter(|line| line.contains("stack=log-resumed"))
+            .count(),
+        1
+    );
+
+    client.shutdown().await.unwrap();
+    daemon.await.unwrap().unwrap();
+}
