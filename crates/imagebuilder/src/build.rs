@@ -2,10 +2,13 @@
 //! `PENDING → BUILDING → TESTING → AVAILABLE`, or `FAILED` / `CANCELLED`.
 //!
 //! 1. Build stage: a container from the parent runs every component's
-//!    `build` then `validate` phase. The parent's and the result's package
-//!    manifests (and the upgraded packages' changelogs) are read in it.
+//!    `build` then `validate` phase. The parent's package manifest is read
+//!    in it first, unless the parent is a registered image (its row has it).
 //! 2. Snapshot: the container is committed to a build-private tag.
-//! 3. Test stage: a fresh container from the snapshot runs the `test` phases.
+//! 3. Test stage: a fresh container from the snapshot runs the `test`
+//!    phases. Meanwhile the result's manifest (and the upgraded packages'
+//!    changelogs) are read in the build container, whose files are the
+//!    snapshot's.
 //! 4. Publish: the snapshot gets its version tag and the image row is written.
 //!
 //! Architecture invariant: a build that does not reach `AVAILABLE` publishes
@@ -117,6 +120,10 @@ pub struct ResolvedParent {
     pub engine_image_id: String,
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
+    /// The parent's package manifest (`dpkg-query` output) as its image row
+    /// stores it, when the parent is a registered image: the build uses it
+    /// instead of reading the manifest in the build container.
+    pub manifest: Option<String>,
 }
 
 /// Everything a build needs, resolved and validated beforehand.
@@ -159,12 +166,16 @@ pub struct Builder<E: Engine> {
     pub artifacts_root: PathBuf,
 }
 
-/// Durations of the parts of a build that are not step commands.
+/// Durations of the parts of a build that are not step commands, each its
+/// own elapsed time. `total_ms` is the whole build's: the evidence runs
+/// while the test stage does, so the parts add up to more.
 #[derive(Debug, Default, Clone, Serialize)]
 struct Timings {
     build_container_create_ms: u64,
+    /// Reading the parent's manifest; about 0 when its image row has it.
     parent_manifest_ms: u64,
     build_stage_ms: u64,
+    /// Overlaps `test_container_create_ms` and `test_stage_ms`.
     evidence_ms: u64,
     commit_ms: u64,
     test_container_create_ms: u64,
@@ -185,6 +196,10 @@ struct DetailedOutput<'a> {
     pipeline: Option<&'a str>,
     parent: &'a str,
     parent_engine_image_id: &'a str,
+    /// Where the parent's manifest came from: `image row` (a registered
+    /// parent's stored manifest) or `build container` (read before the
+    /// first step).
+    parent_manifest_source: &'static str,
     state: &'static str,
     reason: Option<&'a str>,
     started_at: String,
@@ -402,8 +417,14 @@ impl<E: Engine + 'static> Builder<E> {
             duration_ms: timings.build_container_create_ms,
         });
 
+        // A registered parent's manifest is in its row, read from the same
+        // files when it was built; any other parent's is read here, before
+        // the first step.
         let started = tokio::time::Instant::now();
-        let parent_manifest = evidence::read_manifest(self.engine.as_ref(), &container).await?;
+        let parent_manifest = match &request.parent.manifest {
+            Some(text) => evidence::stored_manifest(text, parent_name(request))?,
+            None => evidence::read_manifest(self.engine.as_ref(), &container).await?,
+        };
         timings.parent_manifest_ms = toe::millis(started.elapsed());
 
         let mut reboots = 0;
@@ -453,23 +474,8 @@ impl<E: Engine + 'static> Builder<E> {
             return Ok(Published::Failed(failure));
         }
 
-        // Evidence, read from the build container: exactly the snapshot's files.
-        let started = tokio::time::Instant::now();
-        let image_evidence = evidence::collect(
-            self.engine.as_ref(),
-            &container,
-            &parent_manifest,
-            &image_version,
-            request.parent.image_version.as_deref().unwrap_or(&request.parent.requested),
-        )
-        .await?;
-        timings.evidence_ms = toe::millis(started.elapsed());
-        progress.event(BuildEvent::Timing {
-            what: "evidence".into(),
-            duration_ms: timings.evidence_ms,
-        });
-
-        // Snapshot.
+        // Snapshot. Nothing runs in the build container any more but its
+        // init and `sleep`.
         if cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
@@ -478,36 +484,67 @@ impl<E: Engine + 'static> Builder<E> {
         let changes = image_changes(build, request, &image_version);
         let snapshot = self.engine.commit(&container, &snapshot_reference, &changes).await?;
         timings.commit_ms = toe::millis(started.elapsed());
-        // The build container is done with: remove it while the test stage
-        // runs. `run` awaits this before its cleanup.
-        let engine = Arc::clone(&self.engine);
-        let removed_container = container.clone();
-        *pending_removal =
-            Some(tokio::spawn(async move { engine.container_remove(&removed_container).await }));
         progress.event(BuildEvent::Timing {
             what: "snapshot (commit)".into(),
             duration_ms: timings.commit_ms,
         });
 
-        // Test stage.
+        // The evidence is read in the build container while the test stage
+        // runs in its own: the build container's files are the snapshot's
+        // (nothing has written to them since the last step, and the
+        // evidence's commands only read). Not during the commit: Podman
+        // holds a container's lock while it commits it, so an exec in it
+        // waits for the commit to end.
         self.set_state(build, ImageState::Testing, progress)?;
-        let has_tests = request
-            .components
-            .iter()
-            .any(|c| c.document.phases.iter().any(|p| p.name == PhaseName::Test));
-        if request.tests_enabled && has_tests {
+        let evidence = async {
+            let started = tokio::time::Instant::now();
+            let image_evidence = evidence::collect(
+                self.engine.as_ref(),
+                &container,
+                &parent_manifest,
+                &image_version,
+                parent_name(request),
+            )
+            .await?;
+            let evidence_ms = toe::millis(started.elapsed());
+            progress
+                .event(BuildEvent::Timing { what: "evidence".into(), duration_ms: evidence_ms });
+            // The build container is done with: remove it while the test
+            // stage runs. `run` awaits this before its cleanup.
+            let engine = Arc::clone(&self.engine);
+            let removed_container = container.clone();
+            *pending_removal =
+                Some(tokio::spawn(
+                    async move { engine.container_remove(&removed_container).await },
+                ));
+            Ok::<_, BuildError>((image_evidence, evidence_ms))
+        };
+        let timings_now = timings.clone();
+        let tests = async {
+            let has_tests = request
+                .components
+                .iter()
+                .any(|c| c.document.phases.iter().any(|p| p.name == PhaseName::Test));
+            if !(request.tests_enabled && has_tests) {
+                let why = if request.tests_enabled {
+                    "no component has a test phase"
+                } else {
+                    "image tests are disabled"
+                };
+                progress.event(BuildEvent::Note { message: format!("test stage skipped: {why}") });
+                return Ok(TestStage::default());
+            }
             let started = tokio::time::Instant::now();
             let test_container =
                 self.create_container(build, request, &snapshot.id, "test").await?;
             write_instance_metadata(self.engine.as_ref(), &test_container, &image_version, build)
                 .await?;
-            timings.test_container_create_ms = toe::millis(started.elapsed());
+            let container_create_ms = toe::millis(started.elapsed());
             progress.event(BuildEvent::StageStarted {
                 stage: "test",
                 container: test_container.clone(),
             });
             let started = tokio::time::Instant::now();
-            let timings_now = timings.clone();
             let checkpoint = |phases: &[PhaseRecord]| {
                 self.write_progress(
                     build,
@@ -529,29 +566,39 @@ impl<E: Engine + 'static> Builder<E> {
                 reboots: &mut reboots,
             };
             let run = toe::run_stage(&mut ctx, &request.components, &[PhaseName::Test], phases);
-            let stage = match tokio::time::timeout(request.test_timeout, run).await {
-                Ok(stage) => stage?,
+            // The final cleanup removes the test container (by its label).
+            let failure = match tokio::time::timeout(request.test_timeout, run).await {
+                Ok(stage) => stage?.failure,
                 Err(_) => {
                     let reason = format!(
                         "the test stage ran past its timeout of {}",
                         minutes(request.test_timeout)
                     );
                     toe::close_running(phases, StepStatus::Failed, &reason);
-                    return Ok(Published::Failed(reason));
+                    Some(reason)
                 }
             };
-            timings.test_stage_ms = toe::millis(started.elapsed());
-            // The final cleanup removes the test container (by its label).
-            if let Some(failure) = stage.failure {
-                return Ok(Published::Failed(failure));
+            Ok(TestStage { failure, container_create_ms, stage_ms: toe::millis(started.elapsed()) })
+        };
+        let ((image_evidence, evidence_ms), tests) = match tokio::try_join!(evidence, tests) {
+            Ok(done) => done,
+            Err(error) => {
+                // When the evidence failed, the test stage was dropped
+                // where it was: what it was running ends with the build (a
+                // test stage that failed by itself has closed its records).
+                let status = match error {
+                    BuildError::Cancelled => StepStatus::Cancelled,
+                    _ => StepStatus::Failed,
+                };
+                toe::close_running(phases, status, &error_chain(&error));
+                return Err(error);
             }
-        } else {
-            let why = if request.tests_enabled {
-                "no component has a test phase"
-            } else {
-                "image tests are disabled"
-            };
-            progress.event(BuildEvent::Note { message: format!("test stage skipped: {why}") });
+        };
+        timings.evidence_ms = evidence_ms;
+        timings.test_container_create_ms = tests.container_create_ms;
+        timings.test_stage_ms = tests.stage_ms;
+        if let Some(failure) = tests.failure {
+            return Ok(Published::Failed(failure));
         }
 
         // Publish: tag, then the row. The row makes it visible; until it is
@@ -780,6 +827,11 @@ impl<E: Engine + 'static> Builder<E> {
             pipeline: request.pipeline.as_deref(),
             parent: &request.parent.requested,
             parent_engine_image_id: &request.parent.engine_image_id,
+            parent_manifest_source: if request.parent.manifest.is_some() {
+                "image row"
+            } else {
+                "build container"
+            },
             state: state.as_str(),
             reason,
             started_at: times.0.to_string(),
@@ -920,6 +972,16 @@ fn write_artifact_json(directory: &Path, name: &str, value: &serde_json::Value) 
     written
 }
 
+/// What the test stage did: how it ended and how long its parts took (all
+/// zero when it did not run).
+#[derive(Debug, Default)]
+struct TestStage {
+    /// The first failure, if it failed.
+    failure: Option<String>,
+    container_create_ms: u64,
+    stage_ms: u64,
+}
+
 /// What a run accumulates as it goes, whatever way it ends.
 struct RunRecord {
     started_at: Timestamp,
@@ -932,6 +994,12 @@ struct RunRecord {
 enum Published {
     Image(Box<ImageRow>),
     Failed(String),
+}
+
+/// The parent as the evidence names it: its image version, or the engine
+/// reference the recipe gave.
+fn parent_name(request: &BuildRequest) -> &str {
+    request.parent.image_version.as_deref().unwrap_or(&request.parent.requested)
 }
 
 /// The component versions a build of `components` runs, as the store

@@ -560,6 +560,7 @@ pub async fn resolve_parent<E: Engine>(
                 engine_image_id: info.id,
                 cmd: info.cmd,
                 entrypoint: info.entrypoint,
+                manifest: Some(image.manifest.clone()),
             }),
             None => Err(Unresolved::Gone {
                 version: image.version.clone(),
@@ -575,6 +576,7 @@ pub async fn resolve_parent<E: Engine>(
             engine_image_id: info.id,
             cmd: info.cmd,
             entrypoint: info.entrypoint,
+            manifest: None,
         }),
         None => Err(Unresolved::Missing {
             reference: reference.to_owned(),

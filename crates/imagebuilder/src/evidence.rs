@@ -84,6 +84,15 @@ pub(crate) async fn read_manifest<E: Engine>(
     Ok(ManifestReading { manifest, text })
 }
 
+/// A manifest as an image row stores it (the `dpkg-query` output it was
+/// read as), for the image `image`.
+pub(crate) fn stored_manifest(text: &str, image: &str) -> Result<ManifestReading, BuildError> {
+    let manifest = autopatch_evidence::parse_dpkg_query(text).map_err(|error| {
+        BuildError::Manifest { image: image.to_owned(), message: error.to_string() }
+    })?;
+    Ok(ManifestReading { manifest, text: text.to_owned() })
+}
+
 /// Reads the result's manifest and the upgraded packages' changelogs in the
 /// build container, and compares with the parent's manifest.
 pub(crate) async fn collect<E: Engine>(
@@ -204,9 +213,6 @@ pub async fn diff_in_container<E: Engine>(
     from: &str,
     to: &str,
 ) -> Result<ImageEvidence, BuildError> {
-    let manifest = autopatch_evidence::parse_dpkg_query(from_manifest).map_err(|error| {
-        BuildError::Manifest { image: from.to_owned(), message: error.to_string() }
-    })?;
-    let parent = ManifestReading { manifest, text: from_manifest.to_owned() };
+    let parent = stored_manifest(from_manifest, from)?;
     collect(engine, container, &parent, to, from).await
 }

@@ -9,5 +9,6 @@ mod bootstrap;
 mod lab;
 mod lifecycle;
 mod local_repo;
+mod parent_manifest;
 mod recovery;
 mod unreachable;

@@ -216,3 +216,146 @@ async fn a_client_token_starts_one_build() {
     assert!(third.started);
     assert_eq!(third.build.build_number, 2);
 }
+
+/// The engine commands a run sent, in order, as command lines, from the
+/// `from`-th engine call on.
+fn exec_lines(sim: &Sim, from: usize) -> Vec<String> {
+    sim.engine.calls()[from..]
+        .iter()
+        .filter_map(|call| match call {
+            autopatch_engine::Call::Exec { spec, .. } => Some(spec.cmd.join(" ")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A registered parent's manifest is in its image row (read from the same
+/// files when it was built): a build on it reads only the result's
+/// manifest; a parent named by engine reference is read in the build
+/// container before the first step. The evidence is the same either way.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_registered_parent_s_manifest_comes_from_its_image_row() {
+    let marker = component("marker").phase("build", vec![bash("Mark", &["echo marked"])]);
+    let sim = Sim::with_pipeline(std::slice::from_ref(&marker), "").await;
+    let dpkg_query = autopatch_evidence::dpkg_query_command().join(" ");
+    let is_step = |line: &String| line.contains("/tmp/autopatch-toe/");
+
+    let before = sim.engine.calls().len();
+    let (first, _) = sim.build().await;
+    assert_eq!(first.build.state, ImageState::Available, "reason: {:?}", first.build.reason);
+    let lines = exec_lines(&sim, before);
+    let first_step = lines.iter().position(is_step).expect("the step ran");
+    assert_eq!(
+        lines[..first_step].iter().filter(|line| **line == dpkg_query).count(),
+        1,
+        "the engine-reference parent's manifest is read before the first step: {lines:#?}"
+    );
+    assert_eq!(detailed_output(&first.build)["parent_manifest_source"], "build container");
+    let parent = first.image.expect("the parent image");
+
+    // A second recipe on the image just published, by its version.
+    sim.register_recipe(&format!(
+        "name: child\nsemanticVersion: 1.0.0\nparentImage: {}\ncomponents:\n  - componentArn: marker\n",
+        parent.version
+    ))
+    .await;
+    sim.register_pipeline("name: child\nimageRecipeArn: child\n");
+    let before = sim.engine.calls().len();
+    let progress = autopatch_imagebuilder::CollectProgress::default();
+    let outcome = autopatch_imagebuilder::start_pipeline(
+        &sim.builder,
+        "child",
+        &StartOptions::default(),
+        &progress,
+        &sim.cancel,
+    )
+    .await
+    .expect("the child starts");
+    let StartOutcome::Built(child) = outcome else { panic!("expected a build: {outcome:?}") };
+    assert_eq!(child.build.state, ImageState::Available, "reason: {:?}", child.build.reason);
+    let lines = exec_lines(&sim, before);
+    let first_step = lines.iter().position(is_step).expect("the step ran");
+    assert_eq!(
+        lines.iter().filter(|line| **line == dpkg_query).count(),
+        1,
+        "only the result's manifest is read: {lines:#?}"
+    );
+    assert!(
+        lines[..first_step].is_empty(),
+        "nothing runs in the build container before the first step: {lines:#?}"
+    );
+    assert_eq!(detailed_output(&child.build)["parent_manifest_source"], "image row");
+
+    let evidence: ImageEvidence =
+        serde_json::from_str(&child.image.expect("the child image").evidence).unwrap();
+    assert_eq!(evidence.parent.as_deref(), Some(parent.version.as_str()));
+    assert_eq!(evidence.package_count, 3);
+    assert!(
+        evidence.upgraded.is_empty()
+            && evidence.downgraded.is_empty()
+            && evidence.added.is_empty()
+            && evidence.removed.is_empty(),
+        "the same packages as the parent: {evidence:?}"
+    );
+    sim.assert_commands_understood();
+}
+
+/// The snapshot is committed as the last step left the build container:
+/// nothing runs in it between the last step and the commit. The evidence is
+/// read in it after the commit (while the test stage runs in its own
+/// container), so nothing the evidence's commands do can be in the image,
+/// and it reads the files the snapshot has.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_evidence_is_read_in_the_build_container_after_the_commit() {
+    let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
+    let (outcome, _) = sim.build().await;
+    assert_eq!(outcome.build.state, ImageState::Available, "reason: {:?}", outcome.build.reason);
+    let calls = sim.engine.calls();
+    let build_container = calls
+        .iter()
+        .find_map(|call| match call {
+            autopatch_engine::Call::ContainerStart { id } => Some(id.clone()),
+            _ => None,
+        })
+        .expect("a build container");
+    let in_build_container: Vec<(usize, String)> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(index, call)| match call {
+            autopatch_engine::Call::Exec { id, spec } if *id == build_container => {
+                Some((index, spec.cmd.join(" ")))
+            }
+            _ => None,
+        })
+        .collect();
+    let commit = calls
+        .iter()
+        .position(|call| matches!(call, autopatch_engine::Call::Commit { .. }))
+        .expect("a commit");
+    let last_step = in_build_container
+        .iter()
+        .rev()
+        .find(|(_, line)| line.contains("/tmp/autopatch-toe/"))
+        .map(|(index, _)| *index)
+        .expect("the build stage's steps");
+    let between: Vec<&String> = in_build_container
+        .iter()
+        .filter(|(index, _)| (last_step + 1..commit).contains(index))
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(between, Vec::<&String>::new(), "nothing runs between the last step and the commit");
+    let dpkg_query = autopatch_evidence::dpkg_query_command().join(" ");
+    let evidence: Vec<&String> = in_build_container
+        .iter()
+        .filter(|(index, _)| *index > commit)
+        .map(|(_, line)| line)
+        .collect();
+    assert!(
+        evidence.contains(&&dpkg_query),
+        "the result's manifest is read after the commit: {evidence:#?}"
+    );
+    assert!(
+        evidence.iter().any(|line| line.contains("autopatch_changelog")),
+        "and the upgrades' changelogs: {evidence:#?}"
+    );
+}
