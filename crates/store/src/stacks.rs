@@ -96,7 +96,7 @@ impl Store {
     /// Inserts a new stack unless a live stack has its name.
     pub fn insert_stack(&self, row: &StackRow) -> Result<InsertStack, StoreError> {
         let mut connection = self.lock();
-        let tx = connection.transaction().context("begin stack insert")?;
+        let tx = crate::store::write_transaction(&mut connection, "begin stack insert")?;
         let existing = tx
             .query_row(
                 &format!(

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use autopatch_model::{ImageState, SemanticVersion, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::error::{QueryContext, StoreError};
 use crate::rows::{
@@ -171,8 +171,9 @@ impl Store {
         kind: &'static str,
         row: &ComponentRow,
     ) -> Result<bool, StoreError> {
-        let connection = self.lock();
-        let existing: Option<String> = connection
+        let mut connection = self.lock();
+        let transaction = write_transaction(&mut connection, "begin registering a document")?;
+        let existing: Option<String> = transaction
             .query_row(
                 &format!("SELECT sha256 FROM {table} WHERE name = ?1 AND version = ?2"),
                 params![row.name, row.version],
@@ -190,12 +191,13 @@ impl Store {
                 ),
             }),
             None => {
-                connection
+                transaction
                     .execute(
                         &format!("INSERT INTO {table} (name, version, source_name, document, sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
                         params![row.name, row.version, row.source_name, row.document, row.sha256, row.created_at.millis()],
                     )
                     .context("insert a document")?;
+                transaction.commit().context("register a document")?;
                 Ok(true)
             }
         }
@@ -246,7 +248,7 @@ impl Store {
         let mut statement = connection
             .prepare(&format!(
                 "SELECT name, version, source_name, document, sha256, created_at FROM {table}
-                 WHERE ?1 IS NULL OR name = ?1 ORDER BY name, created_at"
+                 WHERE ?1 IS NULL OR name = ?1"
             ))
             .context("list documents")?;
         let rows = statement
@@ -261,8 +263,14 @@ impl Store {
                 })
             })
             .context("list documents")?
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<ComponentRow>, _>>()
             .context("read documents")?;
+        // By name, then by semantic version (1.2.5 before 1.2.10), whatever
+        // the order they were registered in.
+        let mut rows = rows;
+        rows.sort_by_cached_key(|row| {
+            (row.name.clone(), row.version.parse::<SemanticVersion>().ok())
+        });
         Ok(rows)
     }
 
@@ -270,13 +278,14 @@ impl Store {
 
     /// Creates or replaces a pipeline. Returns whether it existed before.
     pub fn put_pipeline(&self, row: &PipelineRow) -> Result<bool, StoreError> {
-        let connection = self.lock();
-        let existed = connection
+        let mut connection = self.lock();
+        let transaction = write_transaction(&mut connection, "begin writing a pipeline")?;
+        let existed = transaction
             .query_row("SELECT 1 FROM pipelines WHERE name = ?1", [&row.name], |_| Ok(()))
             .optional()
             .context("look up a pipeline")?
             .is_some();
-        connection
+        transaction
             .execute(
                 "INSERT INTO pipelines (name, source_name, document, sha256, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (name) DO UPDATE SET source_name = excluded.source_name, document = excluded.document,
@@ -284,6 +293,7 @@ impl Store {
                 params![row.name, row.source_name, row.document, row.sha256, row.created_at.millis(), row.updated_at.millis()],
             )
             .context("write a pipeline")?;
+        transaction.commit().context("write a pipeline")?;
         Ok(existed)
     }
 
@@ -327,7 +337,7 @@ impl Store {
     /// build instead (idempotent start) and `false`.
     pub fn create_build(&self, new: &NewBuild<'_>) -> Result<(BuildRow, bool), StoreError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction().context("begin a build")?;
+        let transaction = write_transaction(&mut connection, "begin a build")?;
         if let Some(token) = new.client_token {
             let existing = transaction
                 .query_row(
@@ -426,7 +436,7 @@ impl Store {
         components: &[BuildComponentRow],
     ) -> Result<(), StoreError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction().context("begin recording build components")?;
+        let transaction = write_transaction(&mut connection, "begin recording build components")?;
         for (position, component) in components.iter().enumerate() {
             let inserted = transaction.execute(
                 "INSERT INTO build_components (build_id, position, name, version, build_number)
@@ -678,4 +688,17 @@ fn image_from_row(r: &Row<'_>) -> rusqlite::Result<ImageRow> {
         evidence: r.get(11)?,
         created_at: Timestamp(r.get(12)?),
     })
+}
+
+/// A transaction that takes SQLite's write lock at its start, for a read
+/// that decides a write (a version's text, the next build number, a name in
+/// use). A deferred transaction would read under a snapshot that another
+/// process's write can make stale; SQLite then refuses the upgrade to a
+/// writer with "database is locked" at once, without waiting out the busy
+/// timeout. Taken at the start, the lock is waited for like any other.
+pub(crate) fn write_transaction<'c>(
+    connection: &'c mut Connection,
+    what: &'static str,
+) -> Result<Transaction<'c>, StoreError> {
+    connection.transaction_with_behavior(TransactionBehavior::Immediate).context(what)
 }

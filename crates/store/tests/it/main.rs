@@ -310,3 +310,97 @@ fn processes_opening_a_new_database_at_once_all_get_it_migrated() {
         assert!(namespaces.iter().all(|namespace| namespace == &namespaces[0]), "{namespaces:?}");
     }
 }
+
+/// Runs `each(store, index)` on `count` threads at once, each with its own
+/// store (its own SQLite connection, as separate processes have) over the
+/// same database file, and returns their results in index order.
+fn at_once<T: Send>(
+    path: &std::path::Path,
+    count: usize,
+    each: impl Fn(&Store, usize) -> T + Sync,
+) -> Vec<T> {
+    let stores: Vec<Store> = (0..count).map(|_| Store::open(path).unwrap()).collect();
+    let start = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(index, store)| {
+                let (start, each) = (&start, &each);
+                scope.spawn(move || {
+                    start.wait();
+                    each(store, index)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    })
+}
+
+/// Registrations and build starts racing from several processes wait for
+/// each other instead of failing: the same document registered at once is
+/// registered once and "unchanged" for the others, another text under the
+/// same version is refused as immutable, and every start gets its own build
+/// number.
+#[test]
+fn concurrent_writers_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("autopatch.db");
+    drop(Store::open(&path).unwrap());
+    for round in 0..5 {
+        let version = format!("1.{round}.0");
+        let results = at_once(&path, 6, |store, _| {
+            store.put_component(&component("update-os", &version, "same text"))
+        });
+        let inserted = results.iter().filter(|result| matches!(result, Ok(true))).count();
+        assert_eq!(inserted, 1, "round {round}: {results:?}");
+        assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
+
+        let results = at_once(&path, 6, |store, index| {
+            store.put_recipe(&component("webapp", &version, &format!("text {index}")))
+        });
+        let inserted = results.iter().filter(|result| matches!(result, Ok(true))).count();
+        assert_eq!(inserted, 1, "round {round}: {results:?}");
+        assert!(
+            results.iter().all(|result| matches!(
+                result,
+                Ok(true) | Err(StoreError::AlreadyExists { kind: "recipe", .. })
+            )),
+            "round {round}: {results:?}"
+        );
+    }
+    let ids: Vec<String> = (0..12).map(|index| format!("b-{index}")).collect();
+    let results =
+        at_once(&path, 12, |store, index| store.create_build(&new_build(&ids[index], None)));
+    let mut numbers: Vec<u32> = results
+        .iter()
+        .map(|result| result.as_ref().map(|(build, _)| build.build_number).unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=12).collect::<Vec<u32>>());
+    // One client token started from several processes is one build.
+    let ids: Vec<String> = (0..6).map(|index| format!("t-{index}")).collect();
+    let results =
+        at_once(&path, 6, |store, index| store.create_build(&new_build(&ids[index], Some("tok"))));
+    let started: Vec<_> = results.iter().map(|result| result.as_ref().unwrap()).collect();
+    assert_eq!(started.iter().filter(|(_, created)| *created).count(), 1, "{started:?}");
+    let first = &started.iter().find(|(_, created)| *created).unwrap().0.id;
+    assert!(started.iter().all(|(build, _)| &build.id == first), "{started:?}");
+}
+
+/// Lists are by name, then by semantic version, not in the order versions
+/// were registered (nor as strings: 1.2.10 after 1.2.5).
+#[test]
+fn documents_are_listed_by_name_and_version() {
+    let store = Store::open_in_memory().unwrap();
+    for (name, version) in
+        [("web", "1.2.10"), ("os", "2.0.0"), ("web", "1.0.0"), ("web", "1.10.0"), ("web", "1.2.5")]
+    {
+        store.put_component(&component(name, version, version)).unwrap();
+    }
+    let listed: Vec<(String, String)> =
+        store.components().unwrap().into_iter().map(|row| (row.name, row.version)).collect();
+    let expected =
+        [("os", "2.0.0"), ("web", "1.0.0"), ("web", "1.2.5"), ("web", "1.2.10"), ("web", "1.10.0")];
+    assert_eq!(listed, expected.map(|(n, v)| (n.to_owned(), v.to_owned())));
+}
