@@ -440,6 +440,8 @@ impl<E: Engine + 'static> Runtime<E> {
             let reason = "An Auto Scaling group of this stack that no resource names any more";
             self.event(stack, row, ResourceStatus::DeleteInProgress.as_str(), Some(reason))?;
         }
+        // No record of its own: its targets drain for its target groups'
+        // delays at most, and only while requests to them are in flight.
         let outcome = self.delete_resource(GROUP_TYPE, group, &Json::Null).await;
         if let Some(row) = &row {
             match &outcome {

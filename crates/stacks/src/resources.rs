@@ -356,13 +356,43 @@ impl<E: Engine + 'static> Runtime<E> {
                 Ok(())
             }
             "AWS::AutoScaling::AutoScalingGroup" => {
-                let drain = attributes[LOCAL]["DrainSeconds"].as_u64().unwrap_or(300);
+                let drain = match attributes[LOCAL]["DrainSeconds"].as_u64() {
+                    Some(seconds) => seconds,
+                    None => self.registered_drain_seconds(physical)?,
+                };
                 self.fleet.delete_group(physical, Duration::from_secs(drain)).await.map_err(
                     |error| format!("delete Auto Scaling group {physical}: {}", chain(&error)),
                 )
             }
             _ => Ok(()),
         }
+    }
+
+    /// How long a group's targets may drain when its attributes do not say
+    /// (a group no row names, a row whose creation never recorded them): the
+    /// longest deregistration delay of the target groups its live instances
+    /// are registered with here, 0 when none (nothing to drain). It only
+    /// bounds the wait: draining ends as soon as no request is in flight.
+    fn registered_drain_seconds(&self, group: &str) -> Result<u64, String> {
+        let instances = self.store.instances_of_group(group, false).map_err(|error| {
+            format!("list the instances of Auto Scaling group {group}: {}", chain(&error))
+        })?;
+        let target_groups: Vec<Arc<TargetGroupRuntime>> =
+            lock(&self.target_groups).values().cloned().collect();
+        Ok(target_groups
+            .iter()
+            .filter(|target_group| {
+                instances.iter().any(|instance| {
+                    autopatch_fleet::TargetGroupHandle::state(
+                        target_group.as_ref(),
+                        &instance.instance_id,
+                    )
+                    .is_some()
+                })
+            })
+            .map(|target_group| target_group.config().deregistration_delay.as_secs())
+            .max()
+            .unwrap_or(0))
     }
 
     /// Brings a created resource of the stack `stack_id` back to life in a
