@@ -741,14 +741,14 @@ async fn follow_build<E: Engine + 'static>(
 /// SIGINT, SIGTERM and SIGHUP, each handled like Ctrl-C: the first one
 /// received cancels the token and is remembered for the exit code
 /// (128 + its number, as a shell reports a process the signal ended).
-struct Interrupt {
+pub(crate) struct Interrupt {
     signal: Arc<AtomicI32>,
 }
 
 impl Interrupt {
     const SIGNALS: [(i32, &'static str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")];
 
-    fn listen(cancel: &CancellationToken) -> Result<Interrupt, CliError> {
+    pub(crate) fn listen(cancel: &CancellationToken) -> Result<Interrupt, CliError> {
         use tokio::signal::unix::{SignalKind, signal};
         let received = Arc::new(AtomicI32::new(0));
         for (number, name) in Interrupt::SIGNALS {
@@ -772,12 +772,12 @@ impl Interrupt {
         Some(self.signal.load(Ordering::SeqCst)).filter(|number| *number != 0)
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         let number = self.signal.load(Ordering::SeqCst);
         Interrupt::SIGNALS.iter().find(|(n, _)| *n == number).map_or("signal", |(_, name)| name)
     }
 
-    fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         let number = self.signal.load(Ordering::SeqCst);
         ExitCode::from(u8::try_from(128 + number).unwrap_or(130))
     }

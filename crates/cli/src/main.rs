@@ -303,7 +303,9 @@ enum StackCommand {
     /// problem, and every problem is reported as `file:line:col: error: ...`.
     /// Then events are printed as they happen, oldest first, until the stack is
     /// CREATE_COMPLETE (exit 0) or failed (ROLLBACK_COMPLETE, CREATE_FAILED, ...:
-    /// exit 1, with the reason). Ctrl-C stops following, not the create.
+    /// exit 1, with the reason). Ctrl-C stops following, not the create (exit
+    /// 130); a daemon that stops meanwhile ends the following with exit 4: the
+    /// create resumes when the daemon starts again.
     ///
     ///   autopatch stack create pattern3-base --template templates/pattern3-base.yml
     ///   autopatch stack create pattern3-app --template templates/pattern3-app.yml \

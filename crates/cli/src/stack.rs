@@ -607,9 +607,15 @@ fn is_terminal(status: &str) -> bool {
     !status.ends_with("_IN_PROGRESS")
 }
 
+/// Exit code of a follower whose daemon stopped before the operation ended:
+/// the operation is not failed, it resumes when the daemon starts again.
+const DAEMON_STOPPED: u8 = 4;
+
 /// Prints the stack's new events until it reaches a terminal status; exit 0
-/// when that is the goal's, 1 otherwise, 130 when interrupted (the
-/// operation goes on in the daemon).
+/// when that is the goal's, 1 otherwise; 128 + the signal's number on
+/// SIGINT, SIGTERM or SIGHUP, and [`DAEMON_STOPPED`] when the daemon stops
+/// answering (in both cases the operation goes on, or resumes, in the
+/// daemon).
 async fn follow(
     api: &Api,
     name: &str,
@@ -619,11 +625,45 @@ async fn follow(
     mut columns: Columns,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let interrupt = crate::commands::Interrupt::listen(&cancel)?;
     let mut first_failure: Option<String> = None;
+    let mut last_status: Option<String> = None;
     loop {
+        let daemon_stopped = |error: &autopatch_daemon::ClientError| {
+            use autopatch_daemon::ClientError;
+            matches!(
+                error,
+                ClientError::NotRunning { .. }
+                    | ClientError::Connect { .. }
+                    | ClientError::Transport { .. }
+            )
+        };
+        let stopped = |last_status: &Option<String>| {
+            let status = last_status.as_deref().unwrap_or("in progress");
+            CliError::new(format!(
+                "the autopatch daemon stopped while stack {name} was {status}: the operation \
+                 did not end, and resumes when the daemon starts again"
+            ))
+            .with_hint(format!(
+                "start it with `autopatch up`, then follow the stack with `autopatch stack \
+                 events {name}` or `autopatch stack describe {name}`"
+            ))
+            .with_code(DAEMON_STOPPED)
+        };
         // The status first: events written before it are then all listed.
-        let status = match api.stack(stack_id).await? {
+        let input = DescribeStacksInput { stack_name: Some(stack_id.to_owned()) };
+        let described = match api
+            .client
+            .call::<_, DescribeStacksOutput>("cloudformation", "DescribeStacks", &input)
+            .await
+        {
+            Ok(output) => output.stacks.into_iter().next(),
+            Err(error) if error.api_error().is_some_and(is_no_such_stack) => None,
+            Err(error) if daemon_stopped(&error) => return Err(stopped(&last_status)),
+            Err(error) => return Err(CliError::from_client(error, &api.state_dir)),
+        };
+        let status = match described {
             Some(stack) => Some((stack.stack_status, stack.stack_status_reason)),
             None if goal == Goal::Delete => Some((Goal::Delete.success().to_owned(), None)),
             None => None,
@@ -636,20 +676,28 @@ async fn follow(
         {
             Ok(output) => output.stack_events,
             Err(error) if error.api_error().is_some_and(is_no_such_stack) => Vec::new(),
+            Err(error) if daemon_stopped(&error) => return Err(stopped(&last_status)),
             Err(error) => return Err(CliError::from_client(error, &api.state_dir)),
         };
         let new: Vec<&StackEvent> =
             events.iter().filter(|event| !seen.contains(&event.event_id)).collect();
         for event in oldest_first(new) {
             render::note(&columns.line(event));
+            // The first failure's reason: a resource's, or the stack's own
+            // (an export in use, an output that does not evaluate), which
+            // comes on its rollback event.
+            let failed = event.resource_status.ends_with("_FAILED")
+                || (event.resource_type == STACK_TYPE
+                    && event.resource_status.ends_with("ROLLBACK_IN_PROGRESS"));
             if first_failure.is_none()
-                && event.resource_status.ends_with("_FAILED")
+                && failed
                 && let Some(reason) = &event.resource_status_reason
             {
                 first_failure = Some(format!("{}: {reason}", event.logical_resource_id));
             }
             seen.insert(event.event_id.clone());
         }
+        last_status = status.as_ref().map(|(status, _)| status.clone());
         let Some((status, reason)) = status else {
             return Err(
                 CliError::new(format!("stack {name} ({stack_id}) no longer exists")).with_code(1)
@@ -667,11 +715,12 @@ async fn follow(
         }
         tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = &mut interrupted => {
+            () = cancel.cancelled() => {
                 render::note(&format!(
-                    "stopped following; the operation goes on in the daemon (see `autopatch stack events {name}`)"
+                    "{}: stopped following; the operation goes on in the daemon (see `autopatch stack events {name}`)",
+                    interrupt.name()
                 ));
-                return Ok(ExitCode::from(130));
+                return Ok(interrupt.exit_code());
             }
         }
     }

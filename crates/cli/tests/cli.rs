@@ -1006,6 +1006,119 @@ fn stack_update_prints_only_its_own_events_and_tells_failure_and_nothing_to_do_a
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// A failure at the stack's level (an export in use, an output that does
+/// not evaluate) has its reason on the stack's rollback event, not on a
+/// resource's: the last line gives it.
+#[test]
+fn a_rollback_for_a_stack_level_reason_ends_with_that_reason() {
+    let cli = Cli::new();
+    let template = cli.write("web.yml", "Resources: {}\n");
+    let reason = "Export with name shared-x is already exported by stack exp1";
+    let (_scripted, _daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![
+            step("REVIEW_IN_PROGRESS", vec![]),
+            step("CREATE_IN_PROGRESS", vec![event("01", "web", STACK, "CREATE_IN_PROGRESS", None)]),
+            step(
+                "ROLLBACK_IN_PROGRESS",
+                vec![event("02", "web", STACK, "ROLLBACK_IN_PROGRESS", Some(reason))],
+            ),
+            step("ROLLBACK_COMPLETE", vec![event("03", "web", STACK, "ROLLBACK_COMPLETE", None)]),
+        ]),
+    );
+    let output = cli.run(&["stack", "create", "web", "--template", &template]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(
+        errors.ends_with(&format!("error: stack web ROLLBACK_COMPLETE: web: {reason}\n")),
+        "{errors}"
+    );
+}
+
+/// A daemon that stops while a command follows its operation has not failed
+/// the operation (it resumes when the daemon starts again): the command
+/// says so, with its own exit code, not the 1 of a failed update.
+#[test]
+fn a_follower_whose_daemon_stops_says_the_operation_resumes_and_exits_4() {
+    let cli = Cli::new();
+    let (scripted, daemon) = serve(
+        cli.state.path(),
+        Scripted::new(vec![
+            step("UPDATE_COMPLETE", vec![]),
+            step("UPDATE_IN_PROGRESS", vec![event("01", "web", STACK, "UPDATE_IN_PROGRESS", None)]),
+        ]),
+    );
+    let follower =
+        binary::command(cli.state.path(), &["stack", "update", "web", "--use-previous-template"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Following: the update was started and the stack read since.
+    wait_until("the update is followed", || {
+        scripted.operations().iter().filter(|operation| *operation == "DescribeStacks").count() >= 2
+    });
+    drop(daemon);
+    let output = follower.wait_with_output().unwrap();
+    let errors = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{errors}");
+    assert!(
+        errors.contains(
+            "error: the autopatch daemon stopped while stack web was UPDATE_IN_PROGRESS: the \
+             operation did not end, and resumes when the daemon starts again\nhint: start it with \
+             `autopatch up`"
+        ),
+        "{errors}"
+    );
+}
+
+/// SIGTERM and SIGINT stop the following, not the operation, each saying
+/// so and exiting as the shell reports the signal (143, 130).
+#[test]
+fn a_signal_stops_following_and_says_the_operation_goes_on() {
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let cli = Cli::new();
+        let (scripted, _daemon) = serve(
+            cli.state.path(),
+            Scripted::new(vec![
+                step("UPDATE_COMPLETE", vec![]),
+                step(
+                    "UPDATE_IN_PROGRESS",
+                    vec![event("01", "web", STACK, "UPDATE_IN_PROGRESS", None)],
+                ),
+            ]),
+        );
+        let follower = binary::command(
+            cli.state.path(),
+            &["stack", "update", "web", "--use-previous-template"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        wait_until("the update is followed", || {
+            scripted.operations().iter().filter(|operation| *operation == "DescribeStacks").count()
+                >= 2
+        });
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(follower.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let output = follower.wait_with_output().unwrap();
+        let errors = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "SIG{signal}: {errors}");
+        assert!(
+            errors.contains(&format!(
+                "SIG{signal}: stopped following; the operation goes on in the daemon"
+            )),
+            "SIG{signal}: {errors}"
+        );
+        assert!(!scripted.operations().iter().any(|operation| operation == "CancelUpdateStack"));
+    }
+}
+
 #[test]
 fn stack_cancel_update_follows_the_rollback_and_a_refusal_is_an_error() {
     let cli = Cli::new();
