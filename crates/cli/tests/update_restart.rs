@@ -246,28 +246,7 @@ fn now_ms() -> i64 {
 
 /// `2026-11-24T12:00:01.123Z` in milliseconds since the epoch.
 fn parse_timestamp(text: &str) -> i64 {
-    let number = |range: std::ops::Range<usize>| -> i64 {
-        text.get(range).and_then(|digits| digits.parse().ok()).unwrap_or_else(|| panic!("{text}"))
-    };
-    assert!(text.len() == 24 && text.ends_with('Z'), "{text}");
-    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
-    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19);
-    seconds * 1000 + number(20..23)
-}
-
-#[test]
-fn timestamps_parse_to_epoch_milliseconds() {
-    // Checked with `date -u -d @1795524896`.
-    assert_eq!(parse_timestamp("2026-11-24T12:54:56.789Z"), 1_795_524_896_789);
-    assert_eq!(parse_timestamp("2000-02-29T00:00:00.000Z"), 951_782_400_000);
-    assert_eq!(parse_timestamp("1970-01-01T00:00:00.000Z"), 0);
+    text.parse::<autopatch_model::Timestamp>().unwrap_or_else(|error| panic!("{error}")).millis()
 }
 
 /// One response from watch's JSON lines.

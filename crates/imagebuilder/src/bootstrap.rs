@@ -806,8 +806,10 @@ fn lock_owner(lock: &Path, what: &str) -> Option<u32> {
     text.lines().find_map(|line| line.strip_prefix(what)?.trim().parse().ok())
 }
 
-/// Whether a process with that id is running (a zombie has ended).
-fn process_running(pid: u32) -> bool {
+/// Whether a process with that id is running: a zombie has ended (it only
+/// waits for its parent to read its status). A reused pid makes a dead
+/// owner look alive, which only delays recovery until that process ends.
+pub(crate) fn process_running(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };

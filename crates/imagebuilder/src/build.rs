@@ -278,11 +278,24 @@ impl<E: Engine + 'static> Builder<E> {
 
         // Whatever happened, leave no container and no unpublished snapshot.
         let cleanup = tokio::time::Instant::now();
-        if let Some(removal) = record.pending_removal.take() {
-            // A failed removal is retried by the cleanup below.
-            let _ = removal.await;
-        }
-        let mut cleanup_result = self.remove_build_resources(&build.id).await;
+        // The build container's removal (started when the evidence was
+        // read) goes on while the rest is removed.
+        let pending = record.pending_removal.take();
+        let removing = pending.as_ref().map(|removal| removal.container.clone());
+        let (removed, rest) = tokio::join!(
+            async {
+                match pending {
+                    Some(removal) => matches!(removal.task.await, Ok(Ok(()))),
+                    None => true,
+                }
+            },
+            self.remove_build_resources(&build.id, removing.as_deref()),
+        );
+        // A failed removal is retried with the rest.
+        let mut cleanup_result = match (removed, rest) {
+            (true, rest) => rest,
+            (false, _) => self.remove_build_resources(&build.id, None).await,
+        };
         if !matches!(result, Ok(Published::Image(_))) {
             // A failed build publishes nothing, not even a tag: publishing
             // may have tagged the snapshot (or the engine did and the answer
@@ -513,10 +526,12 @@ impl<E: Engine + 'static> Builder<E> {
             // stage runs. `run` awaits this before its cleanup.
             let engine = Arc::clone(&self.engine);
             let removed_container = container.clone();
-            *pending_removal =
-                Some(tokio::spawn(
+            *pending_removal = Some(PendingRemoval {
+                container: container.clone(),
+                task: tokio::spawn(
                     async move { engine.container_remove(&removed_container).await },
-                ));
+                ),
+            });
             Ok::<_, BuildError>((image_evidence, evidence_ms))
         };
         let timings_now = timings.clone();
@@ -679,10 +694,18 @@ impl<E: Engine + 'static> Builder<E> {
     /// Removes a build's containers and its private snapshot tag. For a
     /// published build the version tag keeps the image; otherwise removing
     /// the snapshot tag removes the image itself.
-    async fn remove_build_resources(&self, build_id: &str) -> Result<(), EngineError> {
+    /// Removes the build's containers (but `removing`, whose removal is
+    /// under way) and its unpublished snapshot.
+    async fn remove_build_resources(
+        &self,
+        build_id: &str,
+        removing: Option<&str>,
+    ) -> Result<(), EngineError> {
         let label = [(BUILD_LABEL.to_owned(), build_id.to_owned())];
         for container in self.engine.container_list(&label).await? {
-            self.engine.container_remove(&container.id).await?;
+            if Some(container.id.as_str()) != removing {
+                self.engine.container_remove(&container.id).await?;
+            }
         }
         self.engine.image_remove(&snapshot_reference(build_id)).await
     }
@@ -722,7 +745,7 @@ impl<E: Engine + 'static> Builder<E> {
                     matches!(role, "build" | "test")
                         && build.is_some_and(|build| build.state.is_terminal())
                 } else {
-                    !process_alive(owner)
+                    !crate::bootstrap::process_running(owner)
                 };
                 if leftover {
                     self.engine.container_remove(&container.id).await?;
@@ -734,7 +757,7 @@ impl<E: Engine + 'static> Builder<E> {
             if !runner_gone(&build) {
                 continue;
             }
-            self.remove_build_resources(&build.id).await?;
+            self.remove_build_resources(&build.id, None).await?;
             // The image row is the publish's commit point: written after the
             // tests passed and the tag was made. A runner that died after it
             // (while removing its containers, before it recorded the end)
@@ -901,7 +924,7 @@ fn recovered_detailed_output(
     // What was running ran until the runner died, at the latest: until now,
     // from when it started, if the runner wrote that.
     let ran = |record: &serde_json::Value| {
-        let started = record["started_at"].as_str().and_then(parse_timestamp)?;
+        let started = record["started_at"].as_str()?.parse::<Timestamp>().ok()?;
         u64::try_from(finished_at.since(started)).ok()
     };
     for phase in output["phases"].as_array_mut().into_iter().flatten() {
@@ -923,38 +946,6 @@ fn recovered_detailed_output(
         }
     }
     output
-}
-
-/// A timestamp as [`Timestamp`] displays it (`2026-11-24T12:54:56.789Z`,
-/// what `detailedoutput.json` holds), or `None` for other text.
-fn parse_timestamp(text: &str) -> Option<Timestamp> {
-    let bytes = text.as_bytes();
-    let shape = "dddd-dd-ddTdd:dd:dd.dddZ".as_bytes();
-    let matches = bytes.len() == shape.len()
-        && bytes.iter().zip(shape).all(|(byte, expected)| match expected {
-            b'd' => byte.is_ascii_digit(),
-            expected => byte == expected,
-        });
-    if !matches {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second, millis) =
-        (number(11..13)?, number(14..16)?, number(17..19)?, number(20..23)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-    // `days_from_civil`, the inverse of what `Timestamp` displays with).
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(Timestamp::from_millis(seconds * 1000 + millis))
 }
 
 /// Writes `name` in `directory` whole or not at all (a temporary file
@@ -988,7 +979,13 @@ struct RunRecord {
     timings: Timings,
     phases: Vec<PhaseRecord>,
     /// The build container's removal, running while the test stage does.
-    pending_removal: Option<tokio::task::JoinHandle<Result<(), EngineError>>>,
+    pending_removal: Option<PendingRemoval>,
+}
+
+/// A container's removal running in the background.
+struct PendingRemoval {
+    container: String,
+    task: tokio::task::JoinHandle<Result<(), EngineError>>,
 }
 
 enum Published {
@@ -1103,13 +1100,7 @@ pub(crate) fn new_id(prefix: &str) -> String {
 /// Whether a build in progress has lost the process running it (what
 /// [`Builder::recover`] ends).
 pub fn runner_gone(build: &BuildRow) -> bool {
-    !build.state.is_terminal() && !build.owner_pid.is_some_and(process_alive)
-}
-
-/// Whether a process with this pid exists. A reused pid makes a dead
-/// runner look alive, which only delays recovery until that process ends.
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    !build.state.is_terminal() && !build.owner_pid.is_some_and(crate::bootstrap::process_running)
 }
 
 /// "1 minute", "90 minutes".
@@ -1123,19 +1114,6 @@ fn minutes(timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_read_back_as_they_are_written() {
-        for millis in [0, 951_782_400_000, 1_795_524_896_789, 4_102_444_799_999] {
-            let at = Timestamp::from_millis(millis);
-            assert_eq!(parse_timestamp(&at.to_string()), Some(at), "{at}");
-        }
-        for text in
-            ["", "2026-11-24T12:54:56Z", "2026-13-24T12:54:56.789Z", "x026-11-24T12:54:56.789Z"]
-        {
-            assert_eq!(parse_timestamp(text), None, "{text}");
-        }
-    }
 
     #[test]
     fn stage_timeouts_read_in_whole_minutes_with_the_right_plural() {

@@ -14,6 +14,6 @@ pub use error::error_chain;
 pub use image::{BuildId, ImageState, ImageVersion, StepStatus};
 pub use version::{SemanticVersion, VersionError};
 mod time;
-pub use time::Timestamp;
+pub use time::{ParseTimestampError, Timestamp};
 mod stack;
 pub use stack::{ResourceStatus, StackStatus, UnknownStatus};
