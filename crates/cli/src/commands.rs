@@ -152,7 +152,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
 fn registered(result: Registered, json: bool) -> Result<ExitCode, CliError> {
     if json {
         render::json(
-            &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created, "updated": result.updated}),
+            &json!({"kind": result.kind, "name": result.name, "version": result.version, "created": result.created(), "updated": result.updated()}),
         );
     } else {
         let version = result.version.as_ref().map(|v| format!("/{v}")).unwrap_or_default();

@@ -29,28 +29,60 @@ pub struct Registered {
     pub kind: &'static str,
     pub name: String,
     pub version: Option<String>,
-    /// False when the name was already registered.
-    pub created: bool,
-    /// True when a registered pipeline's document was replaced by a
-    /// different one (components and recipes are immutable per version).
-    pub updated: bool,
-    /// True when the document asked for a dry run (`dryRun: true`): it was
-    /// checked whole, references included, and nothing was written.
-    pub dry_run: bool,
+    pub outcome: Registration,
+}
+
+/// How a registration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The name (and version) was new: it is registered now.
+    Created,
+    /// A registered pipeline's document was replaced by a different one
+    /// (components and recipes are immutable per version).
+    Updated,
+    /// The same document was registered already: nothing changed.
+    Unchanged,
+    /// The document asked for a dry run (`dryRun: true`): it was checked
+    /// whole, references included, and nothing was written.
+    DryRun,
 }
 
 impl Registered {
+    fn new(
+        kind: &'static str,
+        name: String,
+        version: Option<String>,
+        outcome: Registration,
+    ) -> Self {
+        Registered { kind, name, version, outcome }
+    }
+
+    /// Whether the name was new (the `created` of `-o json`).
+    pub fn created(&self) -> bool {
+        self.outcome == Registration::Created
+    }
+
+    /// Whether a registered document was replaced (the `updated` of `-o json`).
+    pub fn updated(&self) -> bool {
+        self.outcome == Registration::Updated
+    }
+
     /// What happened, for people: `registered`, `updated`, `unchanged
     /// (already registered)` when the same document was registered already,
     /// or `valid (dry run: nothing registered)`.
     pub fn outcome(&self) -> &'static str {
-        match (self.dry_run, self.created, self.updated) {
-            (true, _, _) => "valid (dry run: nothing registered)",
-            (false, true, _) => "registered",
-            (false, false, true) => "updated",
-            (false, false, false) => "unchanged (already registered)",
+        match self.outcome {
+            Registration::DryRun => "valid (dry run: nothing registered)",
+            Registration::Created => "registered",
+            Registration::Updated => "updated",
+            Registration::Unchanged => "unchanged (already registered)",
         }
     }
+}
+
+/// Created when the store inserted the row, else unchanged.
+fn inserted(created: bool) -> Registration {
+    if created { Registration::Created } else { Registration::Unchanged }
 }
 
 /// A component document checked as CreateComponent checks it, ready to be
@@ -155,14 +187,7 @@ pub fn create_component(
         sha256: sha256(&file.text),
         created_at: clock::now(),
     })?;
-    Ok(Registered {
-        kind: "component",
-        name,
-        version: Some(version),
-        created,
-        updated: false,
-        dry_run: false,
-    })
+    Ok(Registered::new("component", name, Some(version), inserted(created)))
 }
 
 /// Registers an image recipe after checking its components (registered,
@@ -228,14 +253,7 @@ pub async fn create_recipe<E: Engine>(
         .map_err(RegistryError::Invalid)?;
     let version = recipe.semantic_version.to_string();
     if recipe.dry_run {
-        return Ok(Registered {
-            kind: "recipe",
-            name: recipe.name,
-            version: Some(version),
-            created: false,
-            updated: false,
-            dry_run: true,
-        });
+        return Ok(Registered::new("recipe", recipe.name, Some(version), Registration::DryRun));
     }
     let created = store.put_recipe(&ComponentRow {
         name: recipe.name.clone(),
@@ -245,14 +263,7 @@ pub async fn create_recipe<E: Engine>(
         sha256: sha256(&file.text),
         created_at: clock::now(),
     })?;
-    Ok(Registered {
-        kind: "recipe",
-        name: recipe.name,
-        version: Some(version),
-        created,
-        updated: false,
-        dry_run: false,
-    })
+    Ok(Registered::new("recipe", recipe.name, Some(version), inserted(created)))
 }
 
 /// Creates or updates an image pipeline after checking its recipe exists;
@@ -282,14 +293,7 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
         .finish_option(pipeline.and_then(PartialPipeline::complete))
         .map_err(RegistryError::Invalid)?;
     if pipeline.dry_run {
-        return Ok(Registered {
-            kind: "pipeline",
-            name: pipeline.name,
-            version: None,
-            created: false,
-            updated: false,
-            dry_run: true,
-        });
+        return Ok(Registered::new("pipeline", pipeline.name, None, Registration::DryRun));
     }
     let now = clock::now();
     let digest = sha256(&file.text);
@@ -305,14 +309,12 @@ pub fn create_pipeline(store: &Store, file: &SourceFile) -> Result<Registered, R
             updated_at: now,
         })?;
     }
-    Ok(Registered {
-        kind: "pipeline",
-        name: pipeline.name,
-        version: None,
-        created: previous.is_none(),
-        updated: previous.is_some() && !unchanged,
-        dry_run: false,
-    })
+    let outcome = match (previous, unchanged) {
+        (None, _) => Registration::Created,
+        (Some(_), false) => Registration::Updated,
+        (Some(_), true) => Registration::Unchanged,
+    };
+    Ok(Registered::new("pipeline", pipeline.name, None, outcome))
 }
 
 /// Where the IANA time zone database is, unless `TZDIR` says (as for the C

@@ -33,8 +33,8 @@ pub use build::{
     runner_gone,
 };
 pub use catalog::{
-    CheckedComponent, LoadedPipeline, Registered, Unresolved, create_component, create_pipeline,
-    create_recipe, find_image, load_pipeline, resolve_parent, validate_component,
+    CheckedComponent, LoadedPipeline, Registered, Registration, Unresolved, create_component,
+    create_pipeline, create_recipe, find_image, load_pipeline, resolve_parent, validate_component,
 };
 pub use error::{BuildError, RegistryError};
 pub use evidence::{ImageEvidence, PackageVersion, VersionChange, diff_in_container};

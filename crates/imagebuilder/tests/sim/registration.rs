@@ -100,10 +100,10 @@ async fn registering_a_changed_pipeline_says_updated_and_an_identical_one_unchan
 
     assert_eq!(create(first).outcome(), "registered");
     let again = create(changed);
-    assert_eq!((again.created, again.updated, again.outcome()), (false, true, "updated"));
+    assert_eq!((again.created(), again.updated(), again.outcome()), (false, true, "updated"));
     assert_eq!(store.pipeline("other").unwrap().unwrap().document, changed);
     let same = create(changed);
-    assert_eq!((same.created, same.updated), (false, false));
+    assert_eq!((same.created(), same.updated()), (false, false));
     assert_eq!(same.outcome(), "unchanged (already registered)");
 }
 
@@ -446,7 +446,7 @@ async fn aws_keys_without_local_effect_register_and_a_dry_run_registers_nothing(
     .await
     .unwrap();
     assert_eq!(
-        (dry.dry_run, dry.created, dry.outcome()),
+        (dry.outcome == autopatch_imagebuilder::Registration::DryRun, dry.created(), dry.outcome()),
         (true, false, "valid (dry run: nothing registered)")
     );
     assert!(store.recipes().unwrap().is_empty());
@@ -457,7 +457,7 @@ async fn aws_keys_without_local_effect_register_and_a_dry_run_registers_nothing(
         &SourceFile::new("pipeline.yml", pipeline("dryRun: true\n")),
     )
     .unwrap();
-    assert!(dry.dry_run);
+    assert_eq!(dry.outcome, autopatch_imagebuilder::Registration::DryRun);
     assert!(store.pipelines().unwrap().is_empty());
     sim.register_pipeline(&pipeline(""));
     let loaded = autopatch_imagebuilder::load_pipeline(store, "pipe").unwrap();
