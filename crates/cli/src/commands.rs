@@ -464,9 +464,17 @@ async fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitC
                 ));
                 Ok(ExitCode::SUCCESS)
             } else {
-                Err(CliError::new(format!(
-                    "build {id} is not running (unknown or already finished)"
-                )))
+                // Nothing to cancel: say whether the build ended or never was.
+                match ctx.store.build(&id).map_err(CliError::from_error)? {
+                    Some(build) => Err(CliError::new(format!(
+                        "build {id} is not running: it ended {}{}",
+                        build.state,
+                        build.finished_at.map(|at| format!(" at {at}")).unwrap_or_default()
+                    ))
+                    .with_hint(format!("`autopatch build show {id}` shows how it ended"))),
+                    None => Err(CliError::new(format!("build {id} not found"))
+                        .with_hint("`autopatch build list` lists the builds")),
+                }
             }
         }
     }

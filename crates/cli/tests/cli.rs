@@ -245,7 +245,12 @@ fn unknown_images_and_builds_are_clear_errors() {
 
     let output = cli.run(&["build", "cancel", "b-nothing"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("build b-nothing is not running"), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .starts_with("error: build b-nothing not found\nhint: `autopatch build list`"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -432,6 +437,18 @@ fn a_failed_start_prints_its_reason_once_on_stderr_and_its_result_on_stdout() {
     assert_eq!(all.matches("exit code 3").count(), 1, "the reason once: {all}");
     assert_eq!(all.matches("output line 40").count(), 1, "the reason once: {all}");
     assert!(errors.contains("==> FAILED: step Run of component failing"), "{errors}");
+    // A finished build has nothing to cancel, and the refusal says how it ended.
+    let output = cli.run(&["build", "cancel", id]);
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    assert!(
+        said.starts_with(&format!("error: build {id} is not running: it ended FAILED at ")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("hint: `autopatch build show {id}` shows how it ended")),
+        "{said}"
+    );
 
     // With -o json, stdout holds the JSON (the reason a field of it).
     let output = cli.run(&["-o", "json", "pipeline", "start", "failing"]);
