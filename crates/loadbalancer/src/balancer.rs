@@ -25,8 +25,23 @@
 //! `std::net::TcpListener::bind`, still works: every worker then accepts from
 //! the same socket (as nginx workers do without `reuseport`), and the
 //! workers compete for connections instead of the kernel spreading them.
+//!
+//! Design note on claiming a port: a socket with `SO_REUSEPORT` joins any
+//! listening `SO_REUSEPORT` socket of the same user on its address, so two
+//! load balancers (two stacks, or two daemons of different state
+//! directories) would silently share a port and the kernel would split
+//! their clients between unrelated fleets. So the first socket of a load
+//! balancer (or a reserved one) is bound only after a plain bind, without
+//! `SO_REUSEPORT`, has shown the port free: it fails while any socket
+//! listens there ([`LoadBalancerError::PortTaken`]). The probe and the
+//! bind run under a host-wide file lock, so two autopatch processes cannot
+//! both pass the probe before either binds. Only the other sockets of the
+//! same load balancer join the first one; the data plane is unchanged (one
+//! `SO_REUSEPORT` listener per worker).
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +95,18 @@ pub enum LoadBalancerError {
     /// The listener could not be bound.
     #[error("bind listener on {addr}")]
     Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another socket listens on the port: another load balancer (of this
+    /// process or another), or any other program. Load balancers never
+    /// share a port.
+    #[error(
+        "bind listener on {addr}: port {} is taken by another socket (another load balancer here, or another process)",
+        .addr.port()
+    )]
+    PortTaken {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -175,14 +202,17 @@ impl LoadBalancer {
         config.health_check.validate().map_err(|source| LoadBalancerError::Settings { source })?;
         let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
         let (local_addr, listeners) = if config.worker_threads == 0 {
-            let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+            // No SO_REUSEPORT: a taken port fails the bind, and no other
+            // socket can join this one.
+            let listener =
+                TcpListener::bind(listen).await.map_err(|source| bind_failed(listen, source))?;
             (listener.local_addr().map_err(bind_error)?, Listeners::Caller(listener))
         } else {
-            // The first socket picks the port when `listen` asks for any port;
-            // the others bind the same address with SO_REUSEPORT.
-            let first = reuse_port_socket(listen).map_err(bind_error)?;
+            // The first socket claims the port (any free one when `listen`
+            // asks for any port); the others join it with SO_REUSEPORT.
+            let first = claim_port(listen)?;
             let local_addr = first.local_addr().map_err(bind_error)?;
-            let mut sockets = vec![WorkerListener::Bound(first)];
+            let mut sockets = vec![WorkerListener::Listening(first)];
             for _ in 1..config.worker_threads {
                 sockets.push(WorkerListener::Bound(
                     reuse_port_socket(local_addr).map_err(bind_error)?,
@@ -196,17 +226,16 @@ impl LoadBalancer {
     /// Reserves a loopback address for a load balancer started later with
     /// [`LoadBalancer::start_on`]: a listening socket with `SO_REUSEADDR` and
     /// `SO_REUSEPORT`, so that worker threads can join it (port 0 picks a
-    /// free port; `local_addr` tells which). Connections made before the
-    /// load balancer starts wait in the socket's backlog. Must be called
-    /// inside a tokio runtime.
+    /// free port; `local_addr` tells which). A port another socket listens
+    /// on is refused ([`LoadBalancerError::PortTaken`]), whether or not that
+    /// socket has `SO_REUSEPORT`: see the module's design note on claiming a
+    /// port. Connections made before the load balancer starts wait in the
+    /// socket's backlog. Must be called inside a tokio runtime.
     pub fn reserve_listener(
         listen: SocketAddr,
     ) -> Result<std::net::TcpListener, LoadBalancerError> {
         ensure_loopback(listen)?;
-        let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
-        let socket = reuse_port_socket(listen).map_err(bind_error)?;
-        let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
-        listener.into_std().map_err(bind_error)
+        claim_port(listen)
     }
 
     /// Starts a load balancer on a listener the caller bound earlier, such as
@@ -534,6 +563,73 @@ impl WorkerListener {
             Self::Bound(socket) => socket.listen(LISTEN_BACKLOG),
             Self::Listening(listener) => TcpListener::from_std(listener),
         }
+    }
+}
+
+/// A bind that failed: [`LoadBalancerError::PortTaken`] when another socket
+/// holds the port.
+fn bind_failed(addr: SocketAddr, source: std::io::Error) -> LoadBalancerError {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        LoadBalancerError::PortTaken { addr, source }
+    } else {
+        LoadBalancerError::Bind { addr, source }
+    }
+}
+
+/// Binds the first socket of a load balancer's `SO_REUSEPORT` group on
+/// `listen` and starts it listening, once a plain bind (no `SO_REUSEPORT`)
+/// has shown that no socket listens on the port; all of it under the
+/// host-wide [`PortLock`], so that no other autopatch process claims the
+/// port between the probe and the bind. Must be called inside a tokio
+/// runtime.
+fn claim_port(listen: SocketAddr) -> Result<std::net::TcpListener, LoadBalancerError> {
+    let _lock = PortLock::acquire();
+    let bind_error = |source| LoadBalancerError::Bind { addr: listen, source };
+    // SO_REUSEADDR, as every listener here has: connections of an earlier
+    // listener left in TIME_WAIT do not hold the port, a listening socket
+    // does (SO_REUSEPORT ones included).
+    let probe = if listen.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+        .map_err(bind_error)?;
+    probe.set_reuseaddr(true).map_err(bind_error)?;
+    probe.bind(listen).map_err(|source| bind_failed(listen, source))?;
+    let addr = probe.local_addr().map_err(bind_error)?;
+    drop(probe);
+    let socket = reuse_port_socket(addr).map_err(|source| bind_failed(addr, source))?;
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(bind_error)?;
+    listener.into_std().map_err(bind_error)
+}
+
+/// The host-wide lock autopatch processes hold while they claim a
+/// listener port ([`claim_port`]): an exclusive `flock` on
+/// `/run/lock/autopatch-ports.lock` (else the same file in the system's
+/// temporary directory), released when dropped. Without a lock file (none
+/// can be opened) the probe alone guards the port.
+struct PortLock {
+    _file: Option<std::fs::File>,
+}
+
+impl PortLock {
+    fn acquire() -> PortLock {
+        let directories = [PathBuf::from("/run/lock"), std::env::temp_dir()];
+        for directory in directories {
+            let path = directory.join("autopatch-ports.lock");
+            // Anyone may lock it: a lock needs no write access, so a file
+            // another user made is opened for reading.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o666)
+                .open(&path)
+                .or_else(|_| std::fs::File::open(&path));
+            if let Ok(file) = file
+                && file.lock().is_ok()
+            {
+                return PortLock { _file: Some(file) };
+            }
+        }
+        PortLock { _file: None }
     }
 }
 

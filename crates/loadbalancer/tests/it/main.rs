@@ -2,5 +2,6 @@
 
 mod checker_virtual_time;
 mod health_table;
+mod ports;
 mod proxy_http;
 mod support;
