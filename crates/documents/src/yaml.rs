@@ -174,8 +174,23 @@ pub fn parse_yaml(file: &SourceFile) -> Result<Node, Diagnostics> {
 /// aliases...) are reported and the tree is still returned, so that readers
 /// can report their own problems too.
 pub fn parse_yaml_reporting(file: &SourceFile, reporter: &mut Reporter) -> Option<Node> {
-    let mut builder = TreeBuilder { parser: Parser::new_from_str(&file.text), reporter };
+    let language = if looks_like_json(file) { "JSON" } else { "YAML" };
+    let mut builder = TreeBuilder { parser: Parser::new_from_str(&file.text), reporter, language };
     builder.stream().ok()
+}
+
+/// Whether `file` is meant as JSON: named `.json`, or an object whose first
+/// key is quoted (`{"...`), as JSON's are and YAML's flow mappings seldom.
+/// Its syntax errors then say "invalid JSON".
+fn looks_like_json(file: &SourceFile) -> bool {
+    if file.name.to_ascii_lowercase().ends_with(".json") {
+        return true;
+    }
+    let text = file.text.trim_start_matches('\u{feff}').trim_start();
+    text.strip_prefix('{').is_some_and(|rest| {
+        let rest = rest.trim_start();
+        rest.starts_with('"') || rest.starts_with('}')
+    })
 }
 
 /// A syntax error was reported; building stops.
@@ -184,6 +199,8 @@ struct Stopped;
 struct TreeBuilder<'input, 'r> {
     parser: Parser<'input, StrInput<'input>>,
     reporter: &'r mut Reporter,
+    /// What syntax errors call the text: `YAML`, or `JSON` for a JSON file.
+    language: &'static str,
 }
 
 fn position(marker: Marker) -> Position {
@@ -209,7 +226,7 @@ impl<'input> TreeBuilder<'input, '_> {
 
     fn syntax_error(&mut self, error: &ScanError) -> Stopped {
         let at = position(*error.marker());
-        self.reporter.error(Span::at(at), format!("invalid YAML: {}", error.info()));
+        self.reporter.error(Span::at(at), format!("invalid {}: {}", self.language, error.info()));
         Stopped
     }
 

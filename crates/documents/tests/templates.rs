@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use autopatch_documents::SourceFile;
 use autopatch_documents::cloudformation::{
-    ExprKind, Setting, StaticContext, Template, Value, dependency_order, evaluate,
+    ExprKind, Setting, StaticContext, Template, Value, check_values, dependency_order, evaluate,
     evaluate_conditions, parse_template, resolve_parameters, resource_type,
 };
 use base64::Engine as _;
@@ -381,4 +381,22 @@ fn user_data_starts_apache_waits_for_the_page_and_signals_the_group() {
         /opt/aws/bin/cfn-signal -e $? --stack pattern3-app --resource Pattern3ASG --region ap-southeast-2
     "#]]
     .assert_eq(&String::from_utf8(script).unwrap());
+}
+
+/// What a stack request checks before anything is made finds nothing in
+/// either template: no resource exists yet, so `Ref`s and attributes of
+/// resources are not known, and the region's zones are.
+#[test]
+fn both_templates_pass_the_checks_a_request_makes_before_anything_is_made() {
+    for (template, name, given) in
+        [(base(), BASE_STACK, BTreeMap::new()), (app(), APP_STACK, app_parameters())]
+    {
+        let mut ctx = stack(&template, name, &given);
+        ctx.resource_refs.clear();
+        ctx.resource_attributes.clear();
+        ctx.availability_zones.insert(String::new(), ctx.availability_zones[REGION].clone());
+        ctx.conditions = evaluate_conditions(&template, &ctx).unwrap();
+        let problems = check_values(name, &template, &ctx);
+        assert!(problems.is_empty(), "{name}: {problems:?}");
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::cloudformation::expr::{Expr, Spanned};
-use crate::cloudformation::policy::{CreationPolicy, UpdatePolicy};
+use crate::cloudformation::policy::{Chosen, CreationPolicy, UpdatePolicy};
 use crate::source::Span;
 
 /// A resource's logical id, like `Pattern3ALB`: letters and digits.
@@ -48,6 +48,9 @@ pub struct Template {
     pub parameters: BTreeMap<String, Parameter>,
     pub mappings: BTreeMap<String, Mapping>,
     pub conditions: BTreeMap<String, Condition>,
+    /// `Rules`: assertions on the parameter values, checked before anything
+    /// is made ([`crate::cloudformation::check_values`]).
+    pub rules: BTreeMap<String, Rule>,
     /// Never empty: a template declares at least one resource.
     pub resources: BTreeMap<ResourceName, Resource>,
     pub outputs: BTreeMap<String, Output>,
@@ -138,6 +141,27 @@ pub struct Condition {
     pub expr: Expr,
 }
 
+/// A rule of the `Rules` section: when `condition` holds (or is absent),
+/// every assertion must.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    /// The rule's key.
+    pub span: Span,
+    /// `RuleCondition`.
+    pub condition: Option<Expr>,
+    pub assertions: Vec<Assertion>,
+}
+
+/// One of a rule's `Assertions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assertion {
+    /// `Assert`: a rule function that must be true.
+    pub assert: Expr,
+    /// `AssertDescription`: what the refusal says.
+    pub description: Option<String>,
+}
+
 /// A declared resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
@@ -153,8 +177,17 @@ pub struct Resource {
     pub depends_on: Vec<Spanned<String>>,
     /// The condition that decides whether the resource exists.
     pub condition: Option<Spanned<String>>,
+    /// The `CreationPolicy` that applies. A policy written with `Fn::If`
+    /// is in `creation_policy_choice` and applies only once
+    /// [`Template::choose_policies`] has chosen it under the stack's
+    /// conditions; until then this is `None`.
     pub creation_policy: Option<CreationPolicy>,
+    /// The `UpdatePolicy` that applies; like `creation_policy`.
     pub update_policy: Option<UpdatePolicy>,
+    /// A `CreationPolicy` written with `Fn::If` (as a whole or in part).
+    pub creation_policy_choice: Option<Chosen<Option<CreationPolicy>>>,
+    /// An `UpdatePolicy` written with `Fn::If` (as a whole or in part).
+    pub update_policy_choice: Option<Chosen<Option<UpdatePolicy>>>,
     pub deletion_policy: Option<Spanned<DeletionPolicy>>,
     pub update_replace_policy: Option<Spanned<DeletionPolicy>>,
     pub metadata: Option<Expr>,
@@ -165,6 +198,23 @@ impl Resource {
     /// literal that has it.
     pub fn property(&self, name: &str) -> Option<&Expr> {
         self.properties.as_ref()?.get(name)
+    }
+}
+
+impl Template {
+    /// Makes the policies written with `Fn::If` the resources'
+    /// `creation_policy` and `update_policy`, as `conditions` choose them.
+    /// A condition `conditions` does not have counts as false.
+    pub fn choose_policies(&mut self, conditions: &BTreeMap<String, bool>) {
+        let holds = |name: &str| conditions.get(name).copied().unwrap_or(false);
+        for resource in self.resources.values_mut() {
+            if let Some(choice) = &resource.creation_policy_choice {
+                resource.creation_policy = choice.choose(&holds).clone();
+            }
+            if let Some(choice) = &resource.update_policy_choice {
+                resource.update_policy = choice.choose(&holds).clone();
+            }
+        }
     }
 }
 

@@ -65,6 +65,12 @@ pub enum ExprKind {
         resource: Spanned<String>,
         attribute: Spanned<String>,
     },
+    /// `Fn::GetAtt [Resource, !Ref Parameter]`: the attribute named by a
+    /// parameter's value.
+    GetAttByParameter {
+        resource: Spanned<String>,
+        parameter: Spanned<String>,
+    },
     /// `Fn::Sub`, in either form; `variables` is empty for the string form.
     Sub {
         template: Vec<SubPart>,
@@ -110,6 +116,30 @@ pub enum ExprKind {
     },
     /// `Condition`: the truth of a named condition, inside conditions.
     Condition(Spanned<String>),
+    /// `Fn::Cidr`: `count` address blocks of `cidr_bits` host bits each,
+    /// carved from `ip_block` in order.
+    Cidr {
+        ip_block: Box<Expr>,
+        count: Box<Expr>,
+        cidr_bits: Box<Expr>,
+    },
+    /// `Fn::Contains` (rules only): whether `list` has `value`.
+    Contains {
+        list: Box<Expr>,
+        value: Box<Expr>,
+    },
+    /// `Fn::EachMemberEquals` (rules only): whether every item of `list` is
+    /// `value`.
+    EachMemberEquals {
+        list: Box<Expr>,
+        value: Box<Expr>,
+    },
+    /// `Fn::EachMemberIn` (rules only): whether every item of `list` is one
+    /// of `allowed`.
+    EachMemberIn {
+        list: Box<Expr>,
+        allowed: Box<Expr>,
+    },
 }
 
 /// A piece of a `Fn::Sub` template string.
@@ -133,7 +163,7 @@ impl ExprKind {
             | ExprKind::List(_)
             | ExprKind::Map(_) => return None,
             ExprKind::Ref(_) => "Ref",
-            ExprKind::GetAtt { .. } => "Fn::GetAtt",
+            ExprKind::GetAtt { .. } | ExprKind::GetAttByParameter { .. } => "Fn::GetAtt",
             ExprKind::Sub { .. } => "Fn::Sub",
             ExprKind::ImportValue(_) => "Fn::ImportValue",
             ExprKind::Join { .. } => "Fn::Join",
@@ -148,7 +178,35 @@ impl ExprKind {
             ExprKind::GetAzs(_) => "Fn::GetAZs",
             ExprKind::FindInMap { .. } => "Fn::FindInMap",
             ExprKind::Condition(_) => "Condition",
+            ExprKind::Cidr { .. } => "Fn::Cidr",
+            ExprKind::Contains { .. } => "Fn::Contains",
+            ExprKind::EachMemberEquals { .. } => "Fn::EachMemberEquals",
+            ExprKind::EachMemberIn { .. } => "Fn::EachMemberIn",
         })
+    }
+
+    /// Whether this is a condition function (`Fn::Equals`, `Fn::And`,
+    /// `Fn::Or`, `Fn::Not`, `Condition`), which CloudFormation allows only in
+    /// the `Conditions` section (and, with the rule functions, in `Rules`).
+    pub fn is_condition_function(&self) -> bool {
+        matches!(
+            self,
+            ExprKind::Equals(..)
+                | ExprKind::Not(_)
+                | ExprKind::And(_)
+                | ExprKind::Or(_)
+                | ExprKind::Condition(_)
+        )
+    }
+
+    /// Whether this is a function of the `Rules` section only.
+    pub fn is_rule_function(&self) -> bool {
+        matches!(
+            self,
+            ExprKind::Contains { .. }
+                | ExprKind::EachMemberEquals { .. }
+                | ExprKind::EachMemberIn { .. }
+        )
     }
 }
 
@@ -193,6 +251,7 @@ impl Expr {
             | ExprKind::String(_)
             | ExprKind::Ref(_)
             | ExprKind::GetAtt { .. }
+            | ExprKind::GetAttByParameter { .. }
             | ExprKind::Condition(_) => Vec::new(),
             ExprKind::List(items) | ExprKind::And(items) | ExprKind::Or(items) => {
                 items.iter().collect()
@@ -209,6 +268,11 @@ impl Expr {
             ExprKind::If { then, otherwise, .. } => vec![then, otherwise],
             ExprKind::Equals(left, right) => vec![left, right],
             ExprKind::FindInMap { map, top_key, second_key } => vec![map, top_key, second_key],
+            ExprKind::Cidr { ip_block, count, cidr_bits } => vec![ip_block, count, cidr_bits],
+            ExprKind::Contains { list, value } | ExprKind::EachMemberEquals { list, value } => {
+                vec![list, value]
+            }
+            ExprKind::EachMemberIn { list, allowed } => vec![list, allowed],
         }
     }
 
@@ -230,9 +294,17 @@ impl Expr {
             ExprKind::Ref(name) => found.push(Reference::Ref(name.value.as_str(), name.span)),
             ExprKind::GetAtt { resource, attribute } => found.push(Reference::GetAtt {
                 resource: resource.value.as_str(),
-                attribute: attribute.value.as_str(),
+                attribute: Some(attribute.value.as_str()),
                 span: resource.span,
             }),
+            ExprKind::GetAttByParameter { resource, parameter } => {
+                found.push(Reference::GetAtt {
+                    resource: resource.value.as_str(),
+                    attribute: None,
+                    span: resource.span,
+                });
+                found.push(Reference::Ref(parameter.value.as_str(), parameter.span));
+            }
             ExprKind::Sub { template, variables } => {
                 for part in template {
                     let SubPart::Variable(name) = part else { continue };
@@ -252,7 +324,7 @@ impl Expr {
 pub(crate) fn sub_reference(name: &str, span: Span) -> Reference<'_> {
     match name.split_once('.') {
         Some((resource, attribute)) if !name.starts_with("AWS::") => {
-            Reference::GetAtt { resource, attribute, span }
+            Reference::GetAtt { resource, attribute: Some(attribute), span }
         }
         _ => Reference::Ref(name, span),
     }
@@ -263,8 +335,8 @@ pub(crate) fn sub_reference(name: &str, span: Span) -> Reference<'_> {
 pub enum Reference<'a> {
     /// A parameter, resource or pseudo parameter.
     Ref(&'a str, Span),
-    /// A resource's attribute.
-    GetAtt { resource: &'a str, attribute: &'a str, span: Span },
+    /// A resource's attribute; `None` when a parameter names it.
+    GetAtt { resource: &'a str, attribute: Option<&'a str>, span: Span },
 }
 
 impl Reference<'_> {

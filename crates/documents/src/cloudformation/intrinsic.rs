@@ -11,6 +11,11 @@
 //!   `Fn::Not` and the `Conditions` section); elsewhere it is an ordinary map.
 //! - `Fn::Sub` strings are split into parts here, and each `${...}` located in
 //!   the source so that an unknown variable is reported where it is written.
+//! - The rule functions (`Fn::Contains`, `Fn::EachMemberEquals`,
+//!   `Fn::EachMemberIn`) are read only in the `Rules` section
+//!   ([`ExprReader::in_rules`]); elsewhere they are refused by name, as are
+//!   the rule functions that need AWS's account data (`Fn::RefAll`,
+//!   `Fn::ValueOf`, `Fn::ValueOfAll`) everywhere.
 
 use crate::cloudformation::expr::{Expr, ExprKind, Spanned, SubPart};
 use crate::diagnostic::Reporter;
@@ -19,9 +24,10 @@ use crate::yaml::{Node, Value};
 
 /// The intrinsic functions understood, by long name, with the short-form tag
 /// of each.
-pub(crate) const FUNCTIONS: [(&str, &str); 16] = [
+pub(crate) const FUNCTIONS: [(&str, &str); 17] = [
     ("Ref", "!Ref"),
     ("Fn::Base64", "!Base64"),
+    ("Fn::Cidr", "!Cidr"),
     ("Fn::FindInMap", "!FindInMap"),
     ("Fn::GetAZs", "!GetAZs"),
     ("Fn::GetAtt", "!GetAtt"),
@@ -38,20 +44,63 @@ pub(crate) const FUNCTIONS: [(&str, &str); 16] = [
     ("Condition", "!Condition"),
 ];
 
+/// The functions of the `Rules` section only, with their short forms.
+pub(crate) const RULE_FUNCTIONS: [(&str, &str); 3] = [
+    ("Fn::Contains", "!Contains"),
+    ("Fn::EachMemberEquals", "!EachMemberEquals"),
+    ("Fn::EachMemberIn", "!EachMemberIn"),
+];
+
+/// Rule functions that ask AWS about the account's resources, which local
+/// stacks cannot answer.
+const ACCOUNT_RULE_FUNCTIONS: [(&str, &str); 3] =
+    [("Fn::RefAll", "!RefAll"), ("Fn::ValueOf", "!ValueOf"), ("Fn::ValueOfAll", "!ValueOfAll")];
+
 /// Reads expressions and reports what is malformed.
 pub(crate) struct ExprReader<'a> {
     pub(crate) reporter: Reporter,
     lines: LineIndex<'a>,
+    /// Reading the `Rules` section: the rule functions are known.
+    pub(crate) in_rules: bool,
 }
 
 impl<'a> ExprReader<'a> {
     pub(crate) fn new(reporter: Reporter, text: &'a str) -> ExprReader<'a> {
-        ExprReader { reporter, lines: LineIndex::new(text) }
+        ExprReader { reporter, lines: LineIndex::new(text), in_rules: false }
+    }
+
+    /// The rule function `name` (long or short form), refused with the reason
+    /// when it cannot be used here; `None` when `name` is no rule function.
+    fn rule_function(&mut self, name: &str, span: Span) -> Option<Result<&'static str, ()>> {
+        if let Some((long, _)) =
+            ACCOUNT_RULE_FUNCTIONS.iter().find(|(long, short)| *long == name || *short == name)
+        {
+            self.reporter.error(
+                span,
+                format!("found {long}, which asks AWS about the account's resources: local stacks cannot answer it; expected Fn::Contains, Fn::EachMemberEquals, Fn::EachMemberIn, Fn::Equals, Fn::And, Fn::Or or Fn::Not"),
+            );
+            return Some(Err(()));
+        }
+        let (long, _) =
+            RULE_FUNCTIONS.iter().find(|(long, short)| *long == name || *short == name)?;
+        if !self.in_rules {
+            self.reporter.error(
+                span,
+                format!("found {long} outside the Rules section; expected rule functions only in the assertions and conditions of Rules"),
+            );
+            return Some(Err(()));
+        }
+        Some(Ok(long))
     }
 
     /// Reads any template value; `None` after reporting.
     pub(crate) fn expr(&mut self, node: &Node) -> Option<Expr> {
         if let Some(tag) = &node.tag {
+            if let Some(rule) = self.rule_function(tag, node.span) {
+                let name = rule.ok()?;
+                let argument = Node { tag: None, ..node.clone() };
+                return self.function(name, &argument, node.span);
+            }
             let Some((name, _)) = FUNCTIONS.iter().find(|(_, short)| short == tag) else {
                 let known: Vec<&str> = FUNCTIONS.iter().map(|(_, short)| *short).collect();
                 self.reporter.error(
@@ -87,6 +136,10 @@ impl<'a> ExprReader<'a> {
                     && let Some(name) = key.as_str().filter(|_| key.tag.is_none())
                     && (name == "Ref" || name.starts_with("Fn::"))
                 {
+                    if let Some(rule) = self.rule_function(name, key.span) {
+                        let name = rule.ok()?;
+                        return self.function(name, argument, node.span);
+                    }
                     if !FUNCTIONS.iter().any(|(known, _)| *known == name) {
                         let known: Vec<&str> = FUNCTIONS.iter().map(|(long, _)| *long).collect();
                         self.reporter.error(
@@ -151,6 +204,36 @@ impl<'a> ExprReader<'a> {
             "Fn::Sub" => self.sub(argument)?,
             "Fn::ImportValue" => ExprKind::ImportValue(Box::new(self.expr(argument)?)),
             "Fn::Base64" => ExprKind::Base64(Box::new(self.expr(argument)?)),
+            "Fn::Cidr" => {
+                let [ip_block, count, cidr_bits] =
+                    self.arguments(name, argument, "[ip block, count, cidr bits]")?;
+                let (ip_block, count, cidr_bits) =
+                    (self.expr(ip_block), self.expr(count), self.expr(cidr_bits));
+                ExprKind::Cidr {
+                    ip_block: Box::new(ip_block?),
+                    count: Box::new(count?),
+                    cidr_bits: Box::new(cidr_bits?),
+                }
+            }
+            "Fn::Contains" | "Fn::EachMemberEquals" => {
+                let [list, value] = self.arguments(name, argument, "[list of strings, string]")?;
+                let (list, value) = (self.expr(list), self.expr(value));
+                let (list, value) = (Box::new(list?), Box::new(value?));
+                if name == "Fn::Contains" {
+                    ExprKind::Contains { list, value }
+                } else {
+                    ExprKind::EachMemberEquals { list, value }
+                }
+            }
+            "Fn::EachMemberIn" => {
+                let [list, allowed] = self.arguments(
+                    name,
+                    argument,
+                    "[list of strings to check, list of strings to match]",
+                )?;
+                let (list, allowed) = (self.expr(list), self.expr(allowed));
+                ExprKind::EachMemberIn { list: Box::new(list?), allowed: Box::new(allowed?) }
+            }
             "Fn::GetAZs" => ExprKind::GetAzs(Box::new(self.expr(argument)?)),
             "Fn::Join" => {
                 let [delimiter, list] = self.arguments(name, argument, "[delimiter, list]")?;
@@ -330,6 +413,14 @@ impl<'a> ExprReader<'a> {
         match argument.as_sequence().filter(|_| argument.tag.is_none()) {
             Some([resource, attribute]) => {
                 let resource = self.name("Fn::GetAtt", resource);
+                // CloudFormation allows `Ref` (of a parameter) for the
+                // attribute's name.
+                if let Some(parameter) = self.expr_if_ref(attribute) {
+                    return Some(ExprKind::GetAttByParameter {
+                        resource: resource?,
+                        parameter: parameter?,
+                    });
+                }
                 let attribute = self.name("Fn::GetAtt", attribute);
                 Some(ExprKind::GetAtt { resource: resource?, attribute: attribute? })
             }
@@ -339,6 +430,26 @@ impl<'a> ExprReader<'a> {
                 None
             }
         }
+    }
+
+    /// When `node` is a `Ref` (either form): its name, or `None` inside after
+    /// reporting a malformed one; `None` when `node` is something else.
+    fn expr_if_ref(&mut self, node: &Node) -> Option<Option<Spanned<String>>> {
+        let is_ref = match (&node.tag, &node.value) {
+            (Some(tag), _) => tag == "!Ref",
+            (None, Value::Mapping(entries)) => matches!(
+                entries.as_slice(),
+                [(key, _)] if key.tag.is_none() && key.as_str() == Some("Ref")
+            ),
+            _ => false,
+        };
+        if !is_ref {
+            return None;
+        }
+        Some(self.expr(node).and_then(|expr| match expr.kind {
+            ExprKind::Ref(name) => Some(name),
+            _ => None,
+        }))
     }
 
     fn sub(&mut self, argument: &Node) -> Option<ExprKind> {

@@ -32,16 +32,23 @@ impl fmt::Display for CyclePath<'_> {
 }
 
 /// Every expression of a resource that may refer to others: its properties,
-/// metadata and computed policy settings.
+/// metadata and computed policy settings (of every branch of a policy
+/// written with `Fn::If`).
 pub(crate) fn resource_exprs(resource: &Resource) -> Vec<&Expr> {
     let mut exprs: Vec<&Expr> = Vec::new();
     exprs.extend(&resource.properties);
     exprs.extend(&resource.metadata);
-    if let Some(policy) = &resource.creation_policy {
-        exprs.extend(policy.exprs());
+    match &resource.creation_policy_choice {
+        Some(choice) => {
+            exprs.extend(choice.values().into_iter().flatten().flat_map(|policy| policy.exprs()));
+        }
+        None => exprs.extend(resource.creation_policy.iter().flat_map(|policy| policy.exprs())),
     }
-    if let Some(policy) = &resource.update_policy {
-        exprs.extend(policy.exprs());
+    match &resource.update_policy_choice {
+        Some(choice) => {
+            exprs.extend(choice.values().into_iter().flatten().flat_map(|policy| policy.exprs()));
+        }
+        None => exprs.extend(resource.update_policy.iter().flat_map(|policy| policy.exprs())),
     }
     exprs
 }

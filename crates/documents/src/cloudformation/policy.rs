@@ -3,15 +3,182 @@
 //!
 //! A setting is either given literally, checked here, or computed by an
 //! intrinsic function (`Count: !Ref NumberOfInstanceCluster`), checked when
-//! it is resolved against a stack with [`Setting::resolve`].
+//! it is resolved against a stack with [`Setting::resolve`]. A policy, or
+//! one of its parts (`AutoScalingRollingUpdate`, `ResourceSignal`...), may be
+//! written with `Fn::If`, as CloudFormation allows: it is read as a
+//! [`Chosen`] value, one policy per branch, that the stack's conditions
+//! choose from ([`crate::cloudformation::Template::choose_policies`]).
 
 use std::fmt;
 
-use crate::cloudformation::evaluate::{EvalContext, EvalError, EvalErrorKind, evaluate};
-use crate::cloudformation::expr::Expr;
+use crate::cloudformation::evaluate::{EvalContext, EvalError, EvalErrorKind, describe, evaluate};
+use crate::cloudformation::expr::{Expr, Spanned};
 use crate::cloudformation::intrinsic::ExprReader;
 use crate::source::Span;
 use crate::yaml::{MappingReader, Node, Value};
+
+/// A value written with `Fn::If`: which branch applies depends on a
+/// condition of the template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chosen<T> {
+    Value(T),
+    If { condition: Spanned<String>, then: Box<Chosen<T>>, otherwise: Box<Chosen<T>> },
+}
+
+impl<T> Chosen<T> {
+    /// The value `holds` (whether a condition is true) chooses.
+    pub fn choose(&self, holds: &dyn Fn(&str) -> bool) -> &T {
+        match self {
+            Chosen::Value(value) => value,
+            Chosen::If { condition, then, otherwise } => {
+                if holds(&condition.value) { then } else { otherwise }.choose(holds)
+            }
+        }
+    }
+
+    /// Like [`Chosen::choose`], `None` when a condition it needs is not
+    /// known (`holds` answers `None`).
+    pub fn choose_known(&self, holds: &dyn Fn(&str) -> Option<bool>) -> Option<&T> {
+        match self {
+            Chosen::Value(value) => Some(value),
+            Chosen::If { condition, then, otherwise } => {
+                if holds(&condition.value)? { then } else { otherwise }.choose_known(holds)
+            }
+        }
+    }
+
+    /// Every value a branch can give, in document order.
+    pub fn values(&self) -> Vec<&T> {
+        match self {
+            Chosen::Value(value) => vec![value],
+            Chosen::If { then, otherwise, .. } => {
+                let mut values = then.values();
+                values.extend(otherwise.values());
+                values
+            }
+        }
+    }
+
+    /// The conditions named, in document order.
+    pub fn conditions(&self) -> Vec<&Spanned<String>> {
+        match self {
+            Chosen::Value(_) => Vec::new(),
+            Chosen::If { condition, then, otherwise } => {
+                let mut names = vec![condition];
+                names.extend(then.conditions());
+                names.extend(otherwise.conditions());
+                names
+            }
+        }
+    }
+
+    fn map<U>(self, f: &dyn Fn(T) -> U) -> Chosen<U> {
+        match self {
+            Chosen::Value(value) => Chosen::Value(f(value)),
+            Chosen::If { condition, then, otherwise } => Chosen::If {
+                condition,
+                then: Box::new(then.map(f)),
+                otherwise: Box::new(otherwise.map(f)),
+            },
+        }
+    }
+}
+
+/// Every combination of `left` and `right`: `left`'s choices first.
+fn zip<A: Clone, B: Clone>(left: Chosen<A>, right: Chosen<B>) -> Chosen<(A, B)> {
+    match left {
+        Chosen::Value(a) => right.map(&|b| (a.clone(), b)),
+        Chosen::If { condition, then, otherwise } => Chosen::If {
+            condition,
+            then: Box::new(zip(*then, right.clone())),
+            otherwise: Box::new(zip(*otherwise, right)),
+        },
+    }
+}
+
+/// The argument of `node` when it is an `Fn::If` (`!If [...]` or
+/// `{Fn::If: [...]}`).
+fn if_argument(node: &Node) -> Option<Node> {
+    match (&node.tag, &node.value) {
+        (Some(tag), _) if tag == "!If" => Some(Node { tag: None, ..node.clone() }),
+        (None, Value::Mapping(entries)) => match entries.as_slice() {
+            [(key, argument)] if key.tag.is_none() && key.as_str() == Some("Fn::If") => {
+                Some(argument.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `node` is `!Ref AWS::NoValue` (or its long form).
+fn is_no_value(node: &Node) -> bool {
+    let argument = match (&node.tag, &node.value) {
+        (Some(tag), _) if tag == "!Ref" => Some(node),
+        (None, Value::Mapping(entries)) => match entries.as_slice() {
+            [(key, argument)] if key.tag.is_none() && key.as_str() == Some("Ref") => Some(argument),
+            _ => None,
+        },
+        _ => None,
+    };
+    argument.and_then(Node::as_str) == Some("AWS::NoValue")
+}
+
+/// Reads a policy or a part of one, each branch of its `Fn::If`s.
+type BranchReader<'f, T> = &'f dyn Fn(&Node, &mut ExprReader<'_>) -> Option<Chosen<Option<T>>>;
+
+/// Reads a policy or part of one that may be written with `Fn::If`: each
+/// branch is read with `read`, or is `!Ref AWS::NoValue` (the part left out).
+/// `None` after reporting.
+fn maybe_if<T: Clone>(
+    node: &Node,
+    reader: &mut ExprReader<'_>,
+    read: BranchReader<'_, T>,
+) -> Option<Chosen<Option<T>>> {
+    let Some(argument) = if_argument(node) else { return read(node, reader) };
+    let expected =
+        "a list [condition name, value if true, value if false] as the argument of Fn::If";
+    let Some([condition, then, otherwise]) =
+        argument.as_sequence().filter(|_| argument.tag.is_none())
+    else {
+        reader
+            .reporter
+            .error(argument.span, format!("expected {expected}, found {}", argument.describe()));
+        return None;
+    };
+    let condition = match (condition.as_str(), &condition.tag) {
+        (Some(name), None) if !name.is_empty() => Spanned::new(name.to_owned(), condition.span),
+        _ => {
+            reader.reporter.error(
+                condition.span,
+                format!(
+                    "expected a condition name as the first argument of Fn::If, found {}",
+                    condition.describe()
+                ),
+            );
+            return None;
+        }
+    };
+    let branch = |node: &Node, reader: &mut ExprReader<'_>| {
+        if is_no_value(node) { Some(Chosen::Value(None)) } else { maybe_if(node, reader, read) }
+    };
+    let (then, otherwise) = (branch(then, reader), branch(otherwise, reader));
+    Some(Chosen::If { condition, then: Box::new(then?), otherwise: Box::new(otherwise?) })
+}
+
+/// An optional part of a policy, maybe written with `Fn::If`; absent (or
+/// unreadable, after reporting) is `Value(None)`.
+fn part<T: Clone>(
+    node: Option<&Node>,
+    reader: &mut ExprReader<'_>,
+    read: &dyn Fn(&Node, &mut ExprReader<'_>) -> Option<T>,
+) -> Chosen<Option<T>> {
+    let Some(node) = node else { return Chosen::Value(None) };
+    let leaf = |node: &Node, reader: &mut ExprReader<'_>| {
+        read(node, reader).map(|value| Chosen::Value(Some(value)))
+    };
+    maybe_if(node, reader, &leaf).unwrap_or(Chosen::Value(None))
+}
 
 /// The processes `AutoScalingRollingUpdate.SuspendProcesses` may name.
 pub const SCALING_PROCESSES: [&str; 9] = [
@@ -144,12 +311,12 @@ impl<T: SettingValue + Clone> Setting<T> {
                     kind: EvalErrorKind::WrongType {
                         function: "policy setting",
                         expected: "a single value",
-                        found: value.describe(),
+                        found: describe(&value, &|text| ctx.mask(text)),
                     },
                 })?;
                 T::from_text(&text).map_err(|expected| EvalError {
                     span: expr.span,
-                    kind: EvalErrorKind::InvalidSetting { value: text, expected },
+                    kind: EvalErrorKind::InvalidSetting { value: ctx.mask(&text), expected },
                 })
             }
         }
@@ -219,110 +386,146 @@ pub struct ScheduledActionPolicy {
     pub ignore_unmodified_group_size_properties: Setting<bool>,
 }
 
-/// Reads `CreationPolicy`.
-pub(crate) fn creation_policy(node: &Node, reader: &mut ExprReader<'_>) -> Option<CreationPolicy> {
-    let mut map = MappingReader::new(node, &mut reader.reporter)?;
-    let resource_signal = map.optional("ResourceSignal").and_then(|node| {
+/// Reads `CreationPolicy`, maybe written with `Fn::If`.
+pub(crate) fn creation_policy(
+    node: &Node,
+    reader: &mut ExprReader<'_>,
+) -> Option<Chosen<Option<CreationPolicy>>> {
+    maybe_if(node, reader, &|node, reader| {
         let mut map = MappingReader::new(node, &mut reader.reporter)?;
-        let count = setting(map.optional("Count"), reader, Setting::Given(1), |count: &u32| {
-            (*count >= 1).then_some(()).ok_or("a count of at least 1")
-        });
-        let timeout = setting(
-            map.optional("Timeout"),
-            reader,
-            Setting::Given(IsoDuration { seconds: 300 }),
-            |timeout: &IsoDuration| {
-                (timeout.seconds <= 12 * 3600).then_some(()).ok_or("a timeout of at most PT12H")
-            },
-        );
+        let resource_signal = part(map.optional("ResourceSignal"), reader, &resource_signal);
+        let scaling =
+            part(map.optional("AutoScalingCreationPolicy"), reader, &auto_scaling_creation_policy);
         map.finish(&mut reader.reporter);
-        Some(ResourceSignal { count: count?, timeout: timeout? })
-    });
-    let auto_scaling_creation_policy = map.optional("AutoScalingCreationPolicy").and_then(|node| {
-        let mut map = MappingReader::new(node, &mut reader.reporter)?;
-        let percent = percent(map.optional("MinSuccessfulInstancesPercent"), reader);
-        map.finish(&mut reader.reporter);
-        Some(AutoScalingCreationPolicy { min_successful_instances_percent: percent? })
-    });
-    map.finish(&mut reader.reporter);
-    Some(CreationPolicy { span: node.span, resource_signal, auto_scaling_creation_policy })
+        let span = node.span;
+        Some(zip(resource_signal, scaling).map(&|(
+            resource_signal,
+            auto_scaling_creation_policy,
+        )| {
+            Some(CreationPolicy { span, resource_signal, auto_scaling_creation_policy })
+        }))
+    })
 }
 
-/// Reads `UpdatePolicy`.
-pub(crate) fn update_policy(node: &Node, reader: &mut ExprReader<'_>) -> Option<UpdatePolicy> {
+fn resource_signal(node: &Node, reader: &mut ExprReader<'_>) -> Option<ResourceSignal> {
     let mut map = MappingReader::new(node, &mut reader.reporter)?;
-    let replacing_update = map.optional("AutoScalingReplacingUpdate").and_then(|node| {
-        let mut map = MappingReader::new(node, &mut reader.reporter)?;
-        let will_replace =
-            setting(map.optional("WillReplace"), reader, Setting::Given(false), no_check);
-        map.finish(&mut reader.reporter);
-        Some(ReplacingUpdate { will_replace: will_replace? })
+    let count = setting(map.optional("Count"), reader, Setting::Given(1), |count: &u32| {
+        (*count >= 1).then_some(()).ok_or("a count of at least 1")
     });
-    let rolling_update = map.optional("AutoScalingRollingUpdate").and_then(|node| {
+    let timeout = setting(
+        map.optional("Timeout"),
+        reader,
+        Setting::Given(IsoDuration { seconds: 300 }),
+        |timeout: &IsoDuration| {
+            (timeout.seconds <= 12 * 3600).then_some(()).ok_or("a timeout of at most PT12H")
+        },
+    );
+    map.finish(&mut reader.reporter);
+    Some(ResourceSignal { count: count?, timeout: timeout? })
+}
+
+fn auto_scaling_creation_policy(
+    node: &Node,
+    reader: &mut ExprReader<'_>,
+) -> Option<AutoScalingCreationPolicy> {
+    let mut map = MappingReader::new(node, &mut reader.reporter)?;
+    let percent = percent(map.optional("MinSuccessfulInstancesPercent"), reader);
+    map.finish(&mut reader.reporter);
+    Some(AutoScalingCreationPolicy { min_successful_instances_percent: percent? })
+}
+
+/// Reads `UpdatePolicy`, maybe written with `Fn::If`.
+pub(crate) fn update_policy(
+    node: &Node,
+    reader: &mut ExprReader<'_>,
+) -> Option<Chosen<Option<UpdatePolicy>>> {
+    maybe_if(node, reader, &|node, reader| {
         let mut map = MappingReader::new(node, &mut reader.reporter)?;
-        let max_batch_size =
-            setting(map.optional("MaxBatchSize"), reader, Setting::Given(1), |size: &u32| {
-                (*size >= 1).then_some(()).ok_or("a batch size of at least 1")
-            });
-        let min_instances_in_service =
-            setting(map.optional("MinInstancesInService"), reader, Setting::Given(0), no_check);
-        let min_successful_instances_percent =
-            percent(map.optional("MinSuccessfulInstancesPercent"), reader);
-        let pause_time = map.optional("PauseTime").map(|node| {
-            setting(Some(node), reader, Setting::Given(IsoDuration { seconds: 0 }), |pause| {
-                (pause.seconds <= 3600).then_some(()).ok_or("a pause of at most PT1H")
-            })
-        });
-        let suspend_processes = map.optional("SuspendProcesses").map(|node| {
-            let items = node.expect_sequence(&mut reader.reporter)?;
-            let mut names = Vec::new();
-            for item in items {
-                let name = item.expect_string(&mut reader.reporter)?;
-                if !SCALING_PROCESSES.contains(&name) {
-                    reader.reporter.error(
-                        item.span,
-                        format!(
-                            "found the scaling process `{name}`; expected one of {}",
-                            SCALING_PROCESSES.join(", ")
-                        ),
-                    );
-                    return None;
-                }
-                names.push(name.to_owned());
-            }
-            Some(names)
-        });
-        let wait_on_resource_signals =
-            setting(map.optional("WaitOnResourceSignals"), reader, Setting::Given(false), no_check);
+        let replacing = part(map.optional("AutoScalingReplacingUpdate"), reader, &replacing_update);
+        let rolling = part(map.optional("AutoScalingRollingUpdate"), reader, &rolling_update);
+        let scheduled = part(map.optional("AutoScalingScheduledAction"), reader, &scheduled_action);
         map.finish(&mut reader.reporter);
-        Some(RollingUpdate {
-            max_batch_size: max_batch_size?,
-            min_instances_in_service: min_instances_in_service?,
-            min_successful_instances_percent: min_successful_instances_percent?,
-            pause_time: match pause_time {
-                Some(pause_time) => Some(pause_time?),
-                None => None,
-            },
-            suspend_processes: match suspend_processes {
-                Some(names) => names?,
-                None => Vec::new(),
-            },
-            wait_on_resource_signals: wait_on_resource_signals?,
+        let span = node.span;
+        Some(zip(zip(replacing, rolling), scheduled).map(&|(
+            (replacing_update, rolling_update),
+            scheduled_action,
+        )| {
+            Some(UpdatePolicy { span, replacing_update, rolling_update, scheduled_action })
+        }))
+    })
+}
+
+fn replacing_update(node: &Node, reader: &mut ExprReader<'_>) -> Option<ReplacingUpdate> {
+    let mut map = MappingReader::new(node, &mut reader.reporter)?;
+    let will_replace =
+        setting(map.optional("WillReplace"), reader, Setting::Given(false), no_check);
+    map.finish(&mut reader.reporter);
+    Some(ReplacingUpdate { will_replace: will_replace? })
+}
+
+fn rolling_update(node: &Node, reader: &mut ExprReader<'_>) -> Option<RollingUpdate> {
+    let mut map = MappingReader::new(node, &mut reader.reporter)?;
+    let max_batch_size =
+        setting(map.optional("MaxBatchSize"), reader, Setting::Given(1), |size: &u32| {
+            (*size >= 1).then_some(()).ok_or("a batch size of at least 1")
+        });
+    let min_instances_in_service =
+        setting(map.optional("MinInstancesInService"), reader, Setting::Given(0), no_check);
+    let min_successful_instances_percent =
+        percent(map.optional("MinSuccessfulInstancesPercent"), reader);
+    let pause_time = map.optional("PauseTime").map(|node| {
+        setting(Some(node), reader, Setting::Given(IsoDuration { seconds: 0 }), |pause| {
+            (pause.seconds <= 3600).then_some(()).ok_or("a pause of at most PT1H")
         })
     });
-    let scheduled_action = map.optional("AutoScalingScheduledAction").and_then(|node| {
-        let mut map = MappingReader::new(node, &mut reader.reporter)?;
-        let ignore = setting(
-            map.optional("IgnoreUnmodifiedGroupSizeProperties"),
-            reader,
-            Setting::Given(false),
-            no_check,
-        );
-        map.finish(&mut reader.reporter);
-        Some(ScheduledActionPolicy { ignore_unmodified_group_size_properties: ignore? })
+    let suspend_processes = map.optional("SuspendProcesses").map(|node| {
+        let items = node.expect_sequence(&mut reader.reporter)?;
+        let mut names = Vec::new();
+        for item in items {
+            let name = item.expect_string(&mut reader.reporter)?;
+            if !SCALING_PROCESSES.contains(&name) {
+                reader.reporter.error(
+                    item.span,
+                    format!(
+                        "found the scaling process `{name}`; expected one of {}",
+                        SCALING_PROCESSES.join(", ")
+                    ),
+                );
+                return None;
+            }
+            names.push(name.to_owned());
+        }
+        Some(names)
     });
+    let wait_on_resource_signals =
+        setting(map.optional("WaitOnResourceSignals"), reader, Setting::Given(false), no_check);
     map.finish(&mut reader.reporter);
-    Some(UpdatePolicy { span: node.span, replacing_update, rolling_update, scheduled_action })
+    Some(RollingUpdate {
+        max_batch_size: max_batch_size?,
+        min_instances_in_service: min_instances_in_service?,
+        min_successful_instances_percent: min_successful_instances_percent?,
+        pause_time: match pause_time {
+            Some(pause_time) => Some(pause_time?),
+            None => None,
+        },
+        suspend_processes: match suspend_processes {
+            Some(names) => names?,
+            None => Vec::new(),
+        },
+        wait_on_resource_signals: wait_on_resource_signals?,
+    })
+}
+
+fn scheduled_action(node: &Node, reader: &mut ExprReader<'_>) -> Option<ScheduledActionPolicy> {
+    let mut map = MappingReader::new(node, &mut reader.reporter)?;
+    let ignore = setting(
+        map.optional("IgnoreUnmodifiedGroupSizeProperties"),
+        reader,
+        Setting::Given(false),
+        no_check,
+    );
+    map.finish(&mut reader.reporter);
+    Some(ScheduledActionPolicy { ignore_unmodified_group_size_properties: ignore? })
 }
 
 fn no_check<T>(_: &T) -> Result<(), &'static str> {

@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloudformation::document::{
-    Condition, DeletionPolicy, Mapping, Output, Parameter, ParameterType, Resource, ResourceName,
-    Template,
+    Assertion, Condition, DeletionPolicy, Mapping, Output, Parameter, ParameterType, Resource,
+    ResourceName, Rule, Template,
 };
 use crate::cloudformation::expr::{Expr, ExprKind, Spanned};
 use crate::cloudformation::intrinsic::ExprReader;
 use crate::cloudformation::parameters::check_value;
-use crate::cloudformation::policy::{creation_policy, update_policy};
+use crate::cloudformation::policy::{Chosen, creation_policy, update_policy};
 use crate::cloudformation::validate::validate;
 use crate::diagnostic::{Diagnostic, Diagnostics, Reporter};
 use crate::source::SourceFile;
@@ -18,6 +18,20 @@ use crate::yaml::{MappingReader, Node, Value, parse_yaml_reporting};
 
 /// The only template format version there is.
 pub const FORMAT_VERSION: &str = "2010-09-09";
+
+/// CloudFormation's template quotas, checked when a template is read: the
+/// most resources, outputs, parameters and mappings a template may declare,
+/// the longest `Description` (bytes) and the largest template (bytes: 1 MB,
+/// CloudFormation's limit for a template read from S3, counted as cfn-lint
+/// does; a `TemplateBody` sent inline to AWS may have only 51,200).
+pub mod quota {
+    pub const RESOURCES: usize = 500;
+    pub const OUTPUTS: usize = 200;
+    pub const PARAMETERS: usize = 200;
+    pub const MAPPINGS: usize = 200;
+    pub const DESCRIPTION_BYTES: usize = 1024;
+    pub const TEMPLATE_BYTES: usize = 1_000_000;
+}
 
 /// The AWS-specific parameter types accepted (their values are taken as
 /// given); each also exists as `List<...>`, except the SSM parameter name.
@@ -86,6 +100,16 @@ fn read_and_validate(
     runner: Option<&Runner<'_>>,
 ) -> (Option<Template>, Reporter) {
     let mut reporter = Reporter::new(file.name.clone());
+    if file.text.len() > quota::TEMPLATE_BYTES {
+        reporter.error(
+            crate::source::Span::at(crate::source::Position::START),
+            format!(
+                "found a template of {} bytes; expected at most {} bytes (CloudFormation's quota for a template)",
+                file.text.len(),
+                quota::TEMPLATE_BYTES
+            ),
+        );
+    }
     let Some(root) = parse_yaml_reporting(file, &mut reporter) else {
         return (None, reporter);
     };
@@ -118,17 +142,36 @@ fn read_template(root: &Node, reader: &mut ExprReader<'_>) -> Option<(Template, 
         }
         Some(text.to_owned())
     });
-    let description = map
-        .optional("Description")
-        .and_then(|node| node.expect_string(&mut reader.reporter).map(str::to_owned));
+    let description = map.optional("Description").and_then(|node| {
+        let text = node.expect_string(&mut reader.reporter)?;
+        if text.len() > quota::DESCRIPTION_BYTES {
+            reader.reporter.error(
+                node.span,
+                format!(
+                    "found a description of {} bytes; expected at most {} (CloudFormation's quota)",
+                    text.len(),
+                    quota::DESCRIPTION_BYTES
+                ),
+            );
+        }
+        Some(text.to_owned())
+    });
     let metadata = map.optional("Metadata").and_then(|node| reader.expr(node));
-    let parameters = section(map.optional("Parameters"), reader, &mut broken, parameter);
-    let mappings = section(map.optional("Mappings"), reader, &mut broken, mapping);
+    let parameters_node = map.optional("Parameters");
+    let parameters = section(parameters_node, reader, &mut broken, parameter);
+    let mappings_node = map.optional("Mappings");
+    let mappings = section(mappings_node, reader, &mut broken, mapping);
     let conditions =
         section(map.optional("Conditions"), reader, &mut broken, |name, node, reader| {
             let expr = reader.condition(node)?;
             Some(Condition { name: name.value.clone(), span: name.span, expr })
         });
+    let rules = map.optional("Rules").map(|node| {
+        reader.in_rules = true;
+        let rules = section(Some(node), reader, &mut broken, rule);
+        reader.in_rules = false;
+        rules
+    });
     let resources_node = map.required("Resources", &mut reader.reporter);
     let resources = section(resources_node, reader, &mut broken, resource);
     if let Some(node) = resources_node
@@ -136,10 +179,27 @@ fn read_template(root: &Node, reader: &mut ExprReader<'_>) -> Option<(Template, 
     {
         reader.reporter.error(node.span, "found no resources; expected at least one");
     }
-    let outputs = section(map.optional("Outputs"), reader, &mut broken, output);
+    let outputs_node = map.optional("Outputs");
+    let outputs = section(outputs_node, reader, &mut broken, output);
     map.unsupported("Transform", "macros and transforms are not supported; expand them first");
-    map.unsupported("Rules", "template rules are not supported");
     map.finish(&mut reader.reporter);
+    for (node, what, most) in [
+        (resources_node, "resources", quota::RESOURCES),
+        (outputs_node, "outputs", quota::OUTPUTS),
+        (parameters_node, "parameters", quota::PARAMETERS),
+        (mappings_node, "mappings", quota::MAPPINGS),
+    ] {
+        let Some(entries) = node.and_then(Node::as_mapping) else { continue };
+        if let Some((first_over, _)) = entries.get(most) {
+            reader.reporter.error(
+                first_over.span,
+                format!(
+                    "found {} {what}; expected at most {most} (CloudFormation's quota)",
+                    entries.len()
+                ),
+            );
+        }
+    }
     let template = Template {
         format_version,
         description,
@@ -147,6 +207,7 @@ fn read_template(root: &Node, reader: &mut ExprReader<'_>) -> Option<(Template, 
         parameters,
         mappings,
         conditions,
+        rules: rules.unwrap_or_default(),
         resources: resources.into_iter().map(|(name, value)| (ResourceName(name), value)).collect(),
         outputs,
     };
@@ -496,6 +557,9 @@ fn resource(name: &Spanned<String>, node: &Node, reader: &mut ExprReader<'_>) ->
         map.optional("UpdateReplacePolicy").map(|node| read_deletion_policy(node, reader));
     let metadata = map.optional("Metadata").map(|node| reader.expr(node));
     map.finish(&mut reader.reporter);
+    let (creation_policy, creation_policy_choice) =
+        unconditional(creation_policy.transpose_read()?);
+    let (update_policy, update_policy_choice) = unconditional(update_policy.transpose_read()?);
     Some(Resource {
         name: ResourceName(name.value.clone()),
         span: name.span,
@@ -503,11 +567,60 @@ fn resource(name: &Spanned<String>, node: &Node, reader: &mut ExprReader<'_>) ->
         properties: properties.transpose_read()?,
         depends_on: depends_on.transpose_read()?.unwrap_or_default(),
         condition: condition.transpose_read()?,
-        creation_policy: creation_policy.transpose_read()?,
-        update_policy: update_policy.transpose_read()?,
+        creation_policy,
+        update_policy,
+        creation_policy_choice,
+        update_policy_choice,
         deletion_policy: deletion_policy.transpose_read()?,
         update_replace_policy: update_replace_policy.transpose_read()?,
         metadata: metadata.transpose_read()?,
+    })
+}
+
+/// A policy as read: the one that applies when it was written without
+/// `Fn::If`, else the choice.
+fn unconditional<T>(read: Option<Chosen<Option<T>>>) -> (Option<T>, Option<Chosen<Option<T>>>) {
+    match read {
+        None => (None, None),
+        Some(Chosen::Value(policy)) => (policy, None),
+        Some(choice) => (None, Some(choice)),
+    }
+}
+
+/// A rule of the `Rules` section.
+fn rule(name: &Spanned<String>, node: &Node, reader: &mut ExprReader<'_>) -> Option<Rule> {
+    let mut map = MappingReader::new(node, &mut reader.reporter)?;
+    let condition = map.optional("RuleCondition").map(|node| reader.condition(node));
+    let assertions = map.required("Assertions", &mut reader.reporter).and_then(|node| {
+        let items = node.expect_sequence(&mut reader.reporter)?;
+        let mut assertions = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let Some(mut assertion) = MappingReader::new(item, &mut reader.reporter) else {
+                ok = false;
+                continue;
+            };
+            let assert = assertion
+                .required("Assert", &mut reader.reporter)
+                .and_then(|node| reader.condition(node));
+            let description =
+                assertion.optional("AssertDescription").map(|node| scalar(node, reader));
+            assertion.finish(&mut reader.reporter);
+            match (assert, description.transpose_read()) {
+                (Some(assert), Some(description)) => {
+                    assertions.push(Assertion { assert, description });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(assertions)
+    });
+    map.finish(&mut reader.reporter);
+    Some(Rule {
+        name: name.value.clone(),
+        span: name.span,
+        condition: condition.transpose_read()?,
+        assertions: assertions?,
     })
 }
 

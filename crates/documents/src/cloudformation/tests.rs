@@ -312,7 +312,167 @@ fn get_azs() {
         "{'Fn::GetAZs': !Ref AWS::Region}",
         expect![[r#"["ap-southeast-2a", "ap-southeast-2b"]"#]],
     );
-    check("!GetAZs us-east-1", expect!["[]"]);
+    // Zones exist locally for the stack's own region only: another region's
+    // are an error, not a silent empty list.
+    check(
+        "!GetAZs us-east-1",
+        expect![[
+            r#"evaluation error: 1:1: found the region `us-east-1` in Fn::GetAZs; expected the stack's region `ap-southeast-2` or "": availability zones exist locally for the stack's region only"#
+        ]],
+    );
+}
+
+#[test]
+fn cidr() {
+    // The User Guide's example.
+    check(
+        "!Cidr ['192.168.0.0/24', 6, 5]",
+        expect![[
+            r#"["192.168.0.0/27", "192.168.0.32/27", "192.168.0.64/27", "192.168.0.96/27", "192.168.0.128/27", "192.168.0.160/27"]"#
+        ]],
+    );
+    check(
+        r#"{"Fn::Cidr": ["10.0.0.0/16", "2", "8"]}"#,
+        expect![[r#"["10.0.0.0/24", "10.0.1.0/24"]"#]],
+    );
+    // Host bits of the block are ignored; IPv6 too.
+    check("!Cidr [10.1.2.3/16, 1, 12]", expect![[r#"["10.1.0.0/20"]"#]]);
+    check("!Cidr ['2001:db8::/56', 2, 64]", expect![[r#"["2001:db8::/64", "2001:db8:0:1::/64"]"#]]);
+    check(
+        "!Select [1, !Cidr [!Join ['', ['10.0.0.0/', '16']], 3, 8]]",
+        expect![[r#""10.0.1.0/24""#]],
+    );
+    check(
+        "!Cidr [10.0.0.0/24, 3, 7]",
+        expect![[
+            r#"evaluation error: 1:21: found "3" in Fn::Cidr; expected at most 2: a /24 holds 2 blocks of /25"#
+        ]],
+    );
+    check(
+        "!Cidr [10.0.0.0/24, 1, 9]",
+        expect![[
+            r#"evaluation error: 1:24: found "9" in Fn::Cidr; expected at most 8 host bits: blocks of /23 do not fit in a /24"#
+        ]],
+    );
+    check(
+        "!Cidr [10.0.0.0/24, 0, 4]",
+        expect![[
+            r#"evaluation error: 1:21: found "0" in Fn::Cidr; expected a count from 1 to 256"#
+        ]],
+    );
+    check(
+        "!Cidr [10.0.0.0, 1, 4]",
+        expect![[
+            r#"evaluation error: 1:8: found "10.0.0.0" in Fn::Cidr; expected an address block like 10.0.0.0/16 or 2001:db8::/56"#
+        ]],
+    );
+    check(
+        "!Cidr [10.0.0.0/16, 1]",
+        expect![
+            "t.yaml:1:1: error: found 2 arguments to Fn::Cidr; expected 3: [ip block, count, cidr bits]"
+        ],
+    );
+}
+
+#[test]
+fn get_att_of_an_attribute_a_parameter_names() {
+    let rendered = |text: &str, attribute: &str| {
+        let mut ctx = stack();
+        ctx.parameters.insert("Attribute".into(), Value::String(attribute.into()));
+        match evaluate(&read(text).unwrap(), &ctx) {
+            Ok(value) => value.to_string(),
+            Err(error) => error.to_string(),
+        }
+    };
+    assert_eq!(
+        rendered("!GetAtt [Bucket, !Ref Attribute]", "Arn"),
+        r#""arn:aws:s3:::app-bucket-1""#
+    );
+    assert_eq!(
+        rendered(r#"{"Fn::GetAtt": ["Bucket", {"Ref": "Attribute"}]}"#, "Arn"),
+        r#""arn:aws:s3:::app-bucket-1""#
+    );
+    assert_eq!(
+        rendered("!GetAtt [Bucket, !Ref Attribute]", "Nope"),
+        "1:1: no attribute `Nope` of resource `Bucket`"
+    );
+    check(
+        "!GetAtt [Bucket, !Sub x]",
+        expect![[
+            r#"t.yaml:1:18: error: expected a name as the argument of Fn::GetAtt, found the string "x" tagged !Sub"#
+        ]],
+    );
+}
+
+#[test]
+fn no_echo_values_are_masked_in_every_evaluation_error() {
+    let template = template(
+        "
+Parameters:
+  Secret: {Type: String, NoEcho: true}
+  Keys: {Type: CommaDelimitedList, NoEcho: true}
+Mappings:
+  M: {k1: {Name: one}}
+Resources:
+  Group: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: d}}
+",
+    )
+    .unwrap();
+    let values = BTreeMap::from([
+        ("Secret".to_owned(), "TopSecretValue".to_owned()),
+        ("Keys".to_owned(), "alpha,beta".to_owned()),
+    ]);
+    let ctx = StaticContext::for_template(&template, &values);
+    let errors: Vec<String> = [
+        "!FindInMap [M, !Ref Secret, Name]",
+        "!FindInMap [M, k1, !Sub 'x-${Secret}']",
+        "!Select [3, !Split [',', !Ref Secret]]",
+        "!Join ['', !Ref Secret]",
+        "!Select [0, !Select [1, !Ref Keys]]",
+        "{'Fn::ImportValue': !Ref Secret}",
+        "{'Fn::GetAZs': !Ref Secret}",
+    ]
+    .iter()
+    .map(|text| evaluate(&read(text).unwrap(), &ctx).unwrap_err().to_string())
+    .collect();
+    expect![[r#"
+        1:1: no value for [****][Name] in the mapping `M`
+        1:1: no value for [k1][x-****] in the mapping `M`
+        1:1: found the index 3 in Fn::Select; expected an index below the list's length 1
+        1:12: found the string "****" in Fn::Join; expected a list of strings
+        1:13: found the string "****" in Fn::Select; expected a list
+        1:1: no export named `****` to import; expected a name exported by another stack
+        1:16: found the region `****` in Fn::GetAZs; expected the stack's region or "": availability zones exist locally for the stack's region only"#]]
+    .assert_eq(&errors.join("\n"));
+    assert!(errors.iter().all(|error| !error.contains("TopSecret") && !error.contains("beta")));
+    // Policy settings made from a NoEcho parameter are masked too.
+    let template = template_with_setting();
+    let ctx = StaticContext::for_template(
+        &template,
+        &BTreeMap::from([("Count".to_owned(), "many".to_owned())]),
+    );
+    let signal = template.resources["Asg"].creation_policy.as_ref().unwrap();
+    let count = &signal.resource_signal.as_ref().unwrap().count;
+    assert_eq!(
+        count.resolve(&ctx).unwrap_err().to_string(),
+        r#"9:31: found "****"; expected a whole number from 0"#
+    );
+}
+
+fn template_with_setting() -> Template {
+    template(
+        "
+Parameters:
+  Count: {Type: String, NoEcho: true}
+Resources:
+  Asg:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties: {MinSize: 1, MaxSize: 2}
+    CreationPolicy:
+      ResourceSignal: {Count: !Ref Count, Timeout: PT5M}
+",
+    )
+    .unwrap()
 }
 
 #[test]
@@ -334,19 +494,33 @@ fn find_in_map() {
 #[test]
 fn unknown_functions() {
     check(
-        "!Cidr [a, b, c]",
+        "!Length [a, b, c]",
         expect![
-            "t.yaml:1:1: error: found the unknown intrinsic function tag !Cidr; expected one of !Ref !Base64 !FindInMap !GetAZs !GetAtt !ImportValue !Join !Select !Split !Sub !If !Equals !Not !And !Or !Condition"
+            "t.yaml:1:1: error: found the unknown intrinsic function tag !Length; expected one of !Ref !Base64 !Cidr !FindInMap !GetAZs !GetAtt !ImportValue !Join !Select !Split !Sub !If !Equals !Not !And !Or !Condition"
         ],
     );
     check(
         "{a: [{'Fn::Length': [a]}]}",
         expect![
-            "t.yaml:1:7: error: found the unknown intrinsic function `Fn::Length`; expected one of Ref, Fn::Base64, Fn::FindInMap, Fn::GetAZs, Fn::GetAtt, Fn::ImportValue, Fn::Join, Fn::Select, Fn::Split, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition"
+            "t.yaml:1:7: error: found the unknown intrinsic function `Fn::Length`; expected one of Ref, Fn::Base64, Fn::Cidr, Fn::FindInMap, Fn::GetAZs, Fn::GetAtt, Fn::ImportValue, Fn::Join, Fn::Select, Fn::Split, Fn::Sub, Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition"
         ],
     );
     // Outside conditions, `Condition` is an ordinary key.
     check("{Condition: IsProd}", expect![[r#"{"Condition": "IsProd"}"#]]);
+    // Rule functions belong to Rules; those that ask AWS about the account
+    // cannot be answered locally.
+    check(
+        "!Contains [[a], a]",
+        expect![
+            "t.yaml:1:1: error: found Fn::Contains outside the Rules section; expected rule functions only in the assertions and conditions of Rules"
+        ],
+    );
+    check(
+        "{'Fn::ValueOf': [P, Tags]}",
+        expect![
+            "t.yaml:1:2: error: found Fn::ValueOf, which asks AWS about the account's resources: local stacks cannot answer it; expected Fn::Contains, Fn::EachMemberEquals, Fn::EachMemberIn, Fn::Equals, Fn::And, Fn::Or or Fn::Not"
+        ],
+    );
 }
 
 #[test]
@@ -556,7 +730,7 @@ Resources:
   Vpc:
     Type: AWS::EC2::VPC
     DeletionPolicy: Keep
-    Metadata: !Cidr x
+    Metadata: !Length x
     Properties: [a]
 Outputs:
   O: {Description: x}
@@ -573,7 +747,7 @@ Outputs:
             t.yaml:9:3: error: found the name `Bad-Name`; expected a name of letters and digits only
             t.yaml:11:21: error: found an intrinsic function in Mappings; expected a string, a number or a list of them
             t.yaml:15:21: error: found the policy "Keep"; expected one of Delete, Retain, RetainExceptOnCreate, Snapshot
-            t.yaml:16:15: error: found the unknown intrinsic function tag !Cidr; expected one of !Ref !Base64 !FindInMap !GetAZs !GetAtt !ImportValue !Join !Select !Split !Sub !If !Equals !Not !And !Or !Condition
+            t.yaml:16:15: error: found the unknown intrinsic function tag !Length; expected one of !Ref !Base64 !Cidr !FindInMap !GetAZs !GetAtt !ImportValue !Join !Select !Split !Sub !If !Equals !Not !And !Or !Condition
             t.yaml:19:6: error: missing required key `Value`"#]],
     );
 }
@@ -758,4 +932,119 @@ Resources:
     );
     expect![[r#"9:31: found "two"; expected a whole number from 0"#]]
         .assert_eq(&signal.count.resolve(&bad).unwrap_err().to_string());
+}
+
+#[test]
+fn condition_functions_belong_to_conditions() {
+    // Outside Conditions a condition is named (Fn::If, Condition), as
+    // CloudFormation requires; the QA's one.yml loop and cg.yml.
+    check_template(
+        "
+Parameters:
+  P: {Type: String, Default: 'true'}
+Conditions:
+  C1: !Equals [a, b]
+  G: !Ref P
+  H: !If [C1, !Equals [a, a], !Equals [a, b]]
+  I: !Equals [[a], [a]]
+  J: !Not [!Equals [!Condition C1, x]]
+  K: !And [!Condition C1, 'true']
+Resources:
+  SG:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: !Equals [a, b]
+      Tags: [{Key: k, Value: !If [C1, !Not [!Condition C1], x]}]
+Outputs:
+  E: {Value: !Equals [a, b]}
+  C: {Value: !Condition C1}
+  N: {Value: !Join ['', [!Or [!Condition C1, !Condition C1]]]}
+  Fine: {Value: !If [C1, a, b]}
+",
+        expect![[r#"
+            t.yaml:6:6: error: found Ref in a condition; expected a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition
+            t.yaml:7:6: error: found Fn::If in a condition; expected a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition
+            t.yaml:8:15: error: found a list in Fn::Equals; expected a single value: a string, or a function that gives one
+            t.yaml:8:20: error: found a list in Fn::Equals; expected a single value: a string, or a function that gives one
+            t.yaml:9:21: error: found Condition in Fn::Equals; expected a single value: a string, or a function that gives one
+            t.yaml:10:27: error: found "true" in a condition; expected a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition
+            t.yaml:15:25: error: found Fn::Equals outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
+            t.yaml:16:39: error: found Fn::Not outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
+            t.yaml:18:14: error: found Fn::Equals outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
+            t.yaml:19:14: error: found Condition outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
+            t.yaml:20:26: error: found Fn::Or outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)"#]],
+    );
+}
+
+#[test]
+fn template_quotas() {
+    let many = |section: &str, count: usize, entry: &dyn Fn(usize) -> String| {
+        let entries: Vec<String> = (0..count).map(|n| format!("  {}", entry(n))).collect();
+        format!("{section}:\n{}\n", entries.join("\n"))
+    };
+    let group = |n: usize| {
+        format!("G{n}: {{Type: AWS::EC2::SecurityGroup, Properties: {{GroupDescription: d}}}}")
+    };
+    let at_most = [
+        many("Resources", 500, &group),
+        many("Outputs", 200, &|n| format!("O{n}: {{Value: x}}")),
+        many("Parameters", 200, &|n| format!("P{n}: {{Type: String, Default: x}}")),
+        many("Mappings", 200, &|n| format!("M{n}: {{k: {{v: x}}}}")),
+        format!("Description: {}\n", "d".repeat(1024)),
+    ]
+    .concat();
+    check_template(&at_most, expect!["ok: 500 resources"]);
+    let over = [
+        many("Resources", 501, &group),
+        many("Outputs", 201, &|n| format!("O{n}: {{Value: x}}")),
+        many("Parameters", 201, &|n| format!("P{n}: {{Type: String, Default: x}}")),
+        many("Mappings", 201, &|n| format!("M{n}: {{k: {{v: x}}}}")),
+        format!("Description: {}\n", "é".repeat(513)),
+    ]
+    .concat();
+    check_template(
+        &over,
+        expect![[r#"
+        t.yaml:502:3: error: found 501 resources; expected at most 500 (CloudFormation's quota)
+        t.yaml:704:3: error: found 201 outputs; expected at most 200 (CloudFormation's quota)
+        t.yaml:906:3: error: found 201 parameters; expected at most 200 (CloudFormation's quota)
+        t.yaml:1108:3: error: found 201 mappings; expected at most 200 (CloudFormation's quota)
+        t.yaml:1109:14: error: found a description of 1026 bytes; expected at most 1024 (CloudFormation's quota)"#]],
+    );
+    // 1 MB, as CloudFormation takes from S3 (and cfn-lint counts).
+    let big = format!("{}# {}\n", many("Resources", 1, &group), "x".repeat(1_000_000));
+    check_template(
+        &big,
+        expect![
+            "t.yaml:1:1: error: found a template of 1000087 bytes; expected at most 1000000 bytes (CloudFormation's quota for a template)"
+        ],
+    );
+}
+
+#[test]
+fn a_json_syntax_error_is_called_invalid_json() {
+    // The QA's jbad.json: a missing comma.
+    let text = r#"{
+  "Resources": {
+    "SG": {
+      "Type": "AWS::EC2::SecurityGroup"
+      "Properties": {"GroupDescription": "d"}
+    }
+  }
+}"#;
+    check_template(
+        text,
+        expect![
+            "t.yaml:5:7: error: invalid JSON: while parsing a flow mapping, did not find expected ',' or '}'"
+        ],
+    );
+    let named =
+        parse_template(&SourceFile::new("t.json", "{Resources: [}")).unwrap_err().to_string();
+    assert!(named.starts_with("t.json:1:14: error: invalid JSON: "), "{named}");
+    check_template(
+        "Resources: [\n",
+        expect![
+            "t.yaml:2:1: error: invalid YAML: while parsing a node, did not find expected node content"
+        ],
+    );
 }

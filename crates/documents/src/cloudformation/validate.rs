@@ -19,8 +19,21 @@ use crate::suggest::edit_distance;
 enum Place {
     /// The `Conditions` section: parameters and pseudo parameters only.
     Conditions,
+    /// The `Rules` section: parameters and pseudo parameters only.
+    Rules,
     /// Resources and outputs: anything declared.
     Anywhere,
+}
+
+impl Place {
+    /// `in a condition`, `in a rule`.
+    fn name(self) -> &'static str {
+        match self {
+            Place::Conditions => "in a condition",
+            Place::Rules => "in a rule",
+            Place::Anywhere => "here",
+        }
+    }
 }
 
 pub(crate) fn validate(
@@ -43,11 +56,25 @@ pub(crate) fn validate(
     }
     for condition in template.conditions.values() {
         checker.expr(&condition.expr, Place::Conditions, reporter);
+        condition_shape(&condition.expr, Place::Conditions, reporter);
+    }
+    for rule in template.rules.values() {
+        for expr in rule.condition.iter().chain(rule.assertions.iter().map(|a| &a.assert)) {
+            checker.expr(expr, Place::Rules, reporter);
+            condition_shape(expr, Place::Rules, reporter);
+        }
     }
     for resource in template.resources.values() {
         checker.resource_type_and_properties(resource, reporter);
         for expr in resource_exprs(resource) {
             checker.expr(expr, Place::Anywhere, reporter);
+            no_condition_functions(expr, reporter);
+        }
+        let chosen = resource.creation_policy_choice.iter().flat_map(|choice| choice.conditions());
+        let chosen = chosen
+            .chain(resource.update_policy_choice.iter().flat_map(|choice| choice.conditions()));
+        for condition in chosen.collect::<Vec<_>>() {
+            checker.condition_name(&condition.value, condition.span, reporter);
         }
         for other in &resource.depends_on {
             if other.value == resource.name.as_str() {
@@ -73,8 +100,10 @@ pub(crate) fn validate(
     }
     for output in template.outputs.values() {
         checker.expr(&output.value, Place::Anywhere, reporter);
+        no_condition_functions(&output.value, reporter);
         if let Some(export_name) = &output.export_name {
             checker.expr(export_name, Place::Anywhere, reporter);
+            no_condition_functions(export_name, reporter);
         }
         if let Some(condition) = &output.condition {
             checker.condition_name(&condition.value, condition.span, reporter);
@@ -103,6 +132,11 @@ impl Checker<'_> {
             ExprKind::FindInMap { map, top_key, second_key } => {
                 self.find_in_map(map, top_key, second_key, reporter);
             }
+            ExprKind::GetAttByParameter { parameter, .. }
+                if self.template.resources.contains_key(parameter.value.as_str()) =>
+            {
+                reporter.error(parameter.span, format!("found a reference to the resource `{}` as the attribute name of Fn::GetAtt; expected a parameter", parameter.value));
+            }
             ExprKind::ImportValue(name) => {
                 for reference in name.references() {
                     if self.template.resources.contains_key(reference.target()) {
@@ -126,8 +160,8 @@ impl Checker<'_> {
                 if is_pseudo_parameter(name) || template.parameters.contains_key(name) {
                     return;
                 }
-                if is_resource && place == Place::Conditions {
-                    reporter.error(span, format!("found a reference to the resource `{name}` in a condition; expected a parameter or pseudo parameter"));
+                if is_resource && place != Place::Anywhere {
+                    reporter.error(span, format!("found a reference to the resource `{name}` {}; expected a parameter or pseudo parameter", place.name()));
                 } else if !is_resource {
                     let hint = if name.starts_with("AWS::") {
                         format!(
@@ -141,8 +175,9 @@ impl Checker<'_> {
                 }
             }
             Reference::GetAtt { resource, attribute, span } => {
-                if place == Place::Conditions {
-                    reporter.error(span, format!("found the attribute `{resource}.{attribute}` in a condition; expected a parameter or pseudo parameter"));
+                let shown = attribute.unwrap_or("(a parameter's value)");
+                if place != Place::Anywhere {
+                    reporter.error(span, format!("found the attribute `{resource}.{shown}` {}; expected a parameter or pseudo parameter", place.name()));
                     return;
                 }
                 let Some(declared) = template.resources.get(resource) else {
@@ -151,10 +186,12 @@ impl Checker<'_> {
                     } else {
                         self.suggest_resource(resource)
                     };
-                    reporter.error(span, format!("found the attribute `{resource}.{attribute}` of `{resource}`, which is not a resource of this template; expected a resource{what}"));
+                    reporter.error(span, format!("found the attribute `{resource}.{shown}` of `{resource}`, which is not a resource of this template; expected a resource{what}"));
                     return;
                 };
                 let Some(spec) = resource_type(&declared.resource_type.value) else { return };
+                // An attribute a parameter names is checked with its value.
+                let Some(attribute) = attribute else { return };
                 if !spec.has_attribute(attribute) {
                     let expected = if spec.attributes.is_empty() {
                         format!("{} has no attributes", spec.name)
@@ -190,31 +227,11 @@ impl Checker<'_> {
     }
 
     fn find_in_map(&self, map: &Expr, top_key: &Expr, second_key: &Expr, reporter: &mut Reporter) {
-        let Some(map_name) = map.as_str() else { return };
-        if self.broken.names.contains(map_name) {
+        if map.as_str().is_some_and(|name| self.broken.names.contains(name)) {
             return;
         }
-        let Some(mapping) = self.template.mappings.get(map_name) else {
-            let declared: Vec<&str> = self.template.mappings.keys().map(String::as_str).collect();
-            let expected = if declared.is_empty() {
-                "expected a mapping of the Mappings section, which is empty".to_owned()
-            } else {
-                format!("expected one of {}", declared.join(", "))
-            };
-            reporter.error(
-                map.span,
-                format!("found the mapping `{map_name}`, which is not declared; {expected}"),
-            );
-            return;
-        };
-        let Some(top) = top_key.scalar_text() else { return };
-        let Some(seconds) = mapping.entries.get(&top) else {
-            reporter.error(top_key.span, format!("found the key `{top}`, which mapping `{map_name}` does not have; expected one of {}", keys(mapping.entries.keys())));
-            return;
-        };
-        let Some(second) = second_key.scalar_text() else { return };
-        if !seconds.contains_key(&second) {
-            reporter.error(second_key.span, format!("found the key `{second}`, which mapping `{map_name}` does not have under `{top}`; expected one of {}", keys(seconds.keys())));
+        if let Some((span, message)) = mapping_problem(self.template, map, top_key, second_key) {
+            reporter.error(span, message);
         }
     }
 
@@ -254,11 +271,20 @@ impl Checker<'_> {
         // A type the table knows has its properties checked all the same.
         let Some(spec) = known else { return };
         if !spec.accepts_policies {
-            if let Some(policy) = &resource.creation_policy {
-                reporter.error(policy.span, format!("found a CreationPolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
+            let creation =
+                resource.creation_policy.as_ref().map(|policy| policy.span).or_else(|| {
+                    let choice = resource.creation_policy_choice.as_ref()?;
+                    choice.values().into_iter().flatten().map(|policy| policy.span).next()
+                });
+            if let Some(span) = creation {
+                reporter.error(span, format!("found a CreationPolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
             }
-            if let Some(policy) = &resource.update_policy {
-                reporter.error(policy.span, format!("found an UpdatePolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
+            let update = resource.update_policy.as_ref().map(|policy| policy.span).or_else(|| {
+                let choice = resource.update_policy_choice.as_ref()?;
+                choice.values().into_iter().flatten().map(|policy| policy.span).next()
+            });
+            if let Some(span) = update {
+                reporter.error(span, format!("found an UpdatePolicy on {}; expected it only on AWS::AutoScaling::AutoScalingGroup", spec.name));
             }
         }
         let given = match &resource.properties {
@@ -314,6 +340,120 @@ impl Checker<'_> {
                 .map(ResourceName::as_str)
                 .chain(self.template.parameters.keys().map(String::as_str)),
         )
+    }
+}
+
+/// What the parse can say about a `Fn::FindInMap` whose names are written
+/// as such: a mapping that is not declared, a key it does not have.
+pub(crate) fn mapping_problem(
+    template: &Template,
+    map: &Expr,
+    top_key: &Expr,
+    second_key: &Expr,
+) -> Option<(Span, String)> {
+    let map_name = map.as_str()?;
+    let Some(mapping) = template.mappings.get(map_name) else {
+        let declared: Vec<&str> = template.mappings.keys().map(String::as_str).collect();
+        let expected = if declared.is_empty() {
+            "expected a mapping of the Mappings section, which is empty".to_owned()
+        } else {
+            format!("expected one of {}", declared.join(", "))
+        };
+        return Some((
+            map.span,
+            format!("found the mapping `{map_name}`, which is not declared; {expected}"),
+        ));
+    };
+    let top = top_key.scalar_text()?;
+    let Some(seconds) = mapping.entries.get(&top) else {
+        return Some((
+            top_key.span,
+            format!(
+                "found the key `{top}`, which mapping `{map_name}` does not have; expected one of {}",
+                keys(mapping.entries.keys())
+            ),
+        ));
+    };
+    let second = second_key.scalar_text()?;
+    (!seconds.contains_key(&second)).then(|| {
+        (second_key.span, format!("found the key `{second}`, which mapping `{map_name}` does not have under `{top}`; expected one of {}", keys(seconds.keys())))
+    })
+}
+
+/// Condition functions are CloudFormation's for `Conditions` (and `Rules`)
+/// only: elsewhere a condition is used by name (`Fn::If`, `Condition`).
+fn no_condition_functions(expr: &Expr, reporter: &mut Reporter) {
+    if let Some(function) = expr.kind.function_name()
+        && expr.kind.is_condition_function()
+    {
+        reporter.error(
+            expr.span,
+            format!("found {function} outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)"),
+        );
+        return;
+    }
+    for child in expr.children() {
+        no_condition_functions(child, reporter);
+    }
+}
+
+/// A condition (or a rule's condition or assertion) is a function that is
+/// true or false, made of others of its kind; `Fn::Equals` compares two
+/// single values.
+fn condition_shape(expr: &Expr, place: Place, reporter: &mut Reporter) {
+    let is_rule_function = place == Place::Rules && expr.kind.is_rule_function();
+    if !expr.kind.is_condition_function() && !is_rule_function {
+        let found = expr
+            .kind
+            .function_name()
+            .map_or_else(|| describe_literal(expr), |name| name.to_owned());
+        let expected = if place == Place::Rules {
+            "a rule function: Fn::Equals, Fn::And, Fn::Or, Fn::Not, Fn::Contains, Fn::EachMemberEquals or Fn::EachMemberIn"
+        } else {
+            "a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition"
+        };
+        reporter.error(expr.span, format!("found {found} {}; expected {expected}", place.name()));
+        return;
+    }
+    match &expr.kind {
+        ExprKind::Not(inner) => condition_shape(inner, place, reporter),
+        ExprKind::And(items) | ExprKind::Or(items) => {
+            for item in items {
+                condition_shape(item, place, reporter);
+            }
+        }
+        ExprKind::Equals(left, right) => {
+            for side in [left, right] {
+                let found = match &side.kind {
+                    ExprKind::List(_) => Some("a list".to_owned()),
+                    ExprKind::Map(_) => Some("a map".to_owned()),
+                    kind if kind.is_condition_function() || kind.is_rule_function() => {
+                        kind.function_name().map(str::to_owned)
+                    }
+                    _ => None,
+                };
+                if let Some(found) = found {
+                    reporter.error(
+                        side.span,
+                        format!("found {found} in Fn::Equals; expected a single value: a string, or a function that gives one"),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A literal, for messages.
+fn describe_literal(expr: &Expr) -> String {
+    match &expr.kind {
+        ExprKind::List(_) => "a list".to_owned(),
+        ExprKind::Map(_) => "a map".to_owned(),
+        ExprKind::Null => "null".to_owned(),
+        _ => match expr.scalar_text() {
+            Some(text) => format!("{text:?}"),
+            None => "a value".to_owned(),
+        },
     }
 }
 
