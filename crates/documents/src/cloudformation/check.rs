@@ -75,10 +75,10 @@ pub fn check_values(file: &str, template: &Template, ctx: &dyn EvalContext) -> V
             }
         }
         if let Some(properties) = &resource.properties {
-            checker.value(properties);
+            checker.each_value(properties);
         }
         if let Some(metadata) = &resource.metadata {
-            checker.value(metadata);
+            checker.each_value(metadata);
         }
         let holds = |name: &str| ctx.condition(name);
         let creation = match &resource.creation_policy_choice {
@@ -128,6 +128,26 @@ impl Checker<'_> {
             Err(error) => {
                 self.reporter.error(error.span, error.kind.to_string());
                 None
+            }
+        }
+    }
+
+    /// Evaluates `expr`, each entry of a literal map or list on its own, so
+    /// that a problem in one does not hide those in the others.
+    fn each_value(&mut self, expr: &Expr) {
+        match &expr.kind {
+            ExprKind::Map(entries) => {
+                for (_, value) in entries {
+                    self.each_value(value);
+                }
+            }
+            ExprKind::List(items) => {
+                for item in items {
+                    self.each_value(item);
+                }
+            }
+            _ => {
+                self.value(expr);
             }
         }
     }

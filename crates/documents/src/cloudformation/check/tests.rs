@@ -70,6 +70,11 @@ Resources:
   Leak: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: !FindInMap [M, !Ref Secret, Name]}}
   Azs: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: !Join [",", !GetAZs us-west-2]}}
   SubNoValue: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: !Sub ["${A}", {A: !Ref "AWS::NoValue"}]}}
+  Two:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: !Select [2, [a, b]]
+      Tags: [{Key: !Select [1, [a]], Value: !FindInMap [M, k1, !Ref Idx]}]
   Fine:
     Type: AWS::EC2::SecurityGroup
     Properties:
@@ -95,7 +100,10 @@ Outputs:
             t.yaml:16:87: error: found the key `****`, which mapping `M` does not have; expected one of `k1`, `us-east-1`
             t.yaml:17:83: error: found the region `us-west-2` in Fn::GetAZs; expected the stack's region `local` or "": availability zones exist locally for the stack's region only
             t.yaml:18:96: error: found AWS::NoValue in Fn::Sub; it can only remove a property or list item
-            t.yaml:27:25: error: found a list in Fn::Sub; expected a string"#]],
+            t.yaml:22:25: error: found the index 2 in Fn::Select; expected an index below the list's length 2
+            t.yaml:23:20: error: found the index 1 in Fn::Select; expected an index below the list's length 1
+            t.yaml:23:64: error: found the key `7`, which mapping `M` does not have under `k1`; expected one of `Name`
+            t.yaml:32:25: error: found a list in Fn::Sub; expected a string"#]],
     );
     assert!(!problems(text, &[("Secret", "TopSecretValue")]).contains("TopSecret"));
 }
