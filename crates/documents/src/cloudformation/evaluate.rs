@@ -769,8 +769,10 @@ fn truth(
 ) -> Result<Option<bool>, EvalError> {
     match eval(condition, lookup)? {
         Partial::Known(Value::Bool(value)) => Ok(Some(value)),
-        Partial::Known(Value::String(text)) if text == "true" => Ok(Some(true)),
-        Partial::Known(Value::String(text)) if text == "false" => Ok(Some(false)),
+        Partial::Known(Value::String(text)) if text.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Partial::Known(Value::String(text)) if text.eq_ignore_ascii_case("false") => {
+            Ok(Some(false))
+        }
         Partial::Unknown(Shape::Bool | Shape::Any) => Ok(None),
         other => Err(wrong_type(condition.span, function, "a condition", &other, lookup)),
     }

@@ -948,7 +948,7 @@ Conditions:
   H: !If [C1, !Equals [a, a], !Equals [a, b]]
   I: !Equals [[a], [a]]
   J: !Not [!Equals [!Condition C1, x]]
-  K: !And [!Condition C1, 'true']
+  K: !And [!Condition C1, 'yes', 'True', false]
 Resources:
   SG:
     Type: AWS::EC2::SecurityGroup
@@ -967,7 +967,7 @@ Outputs:
             t.yaml:8:15: error: found a list in Fn::Equals; expected a single value: a string, or a function that gives one
             t.yaml:8:20: error: found a list in Fn::Equals; expected a single value: a string, or a function that gives one
             t.yaml:9:21: error: found Condition in Fn::Equals; expected a single value: a string, or a function that gives one
-            t.yaml:10:27: error: found "true" in a condition; expected a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition
+            t.yaml:10:27: error: found "yes" in a condition; expected a condition function: Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition
             t.yaml:15:25: error: found Fn::Equals outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
             t.yaml:16:39: error: found Fn::Not outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)
             t.yaml:18:14: error: found Fn::Equals outside the Conditions section; expected condition functions only in Conditions (elsewhere, name a condition in Fn::If)

@@ -398,11 +398,19 @@ fn no_condition_functions(expr: &Expr, reporter: &mut Reporter) {
 }
 
 /// A condition (or a rule's condition or assertion) is a function that is
-/// true or false, made of others of its kind; `Fn::Equals` compares two
-/// single values.
+/// true or false (or a literal `true` or `false`), made of others of its
+/// kind; `Fn::Equals` compares two single values.
 fn condition_shape(expr: &Expr, place: Place, reporter: &mut Reporter) {
     let is_rule_function = place == Place::Rules && expr.kind.is_rule_function();
-    if !expr.kind.is_condition_function() && !is_rule_function {
+    // A literal truth is one too, as cfn-lint reads CloudFormation's schema.
+    let is_truth = match &expr.kind {
+        ExprKind::Bool(_) => true,
+        ExprKind::String(text) => {
+            text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false")
+        }
+        _ => false,
+    };
+    if !expr.kind.is_condition_function() && !is_rule_function && !is_truth {
         let found = expr
             .kind
             .function_name()
