@@ -126,7 +126,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             // A start runs a registered pipeline: where there is no state,
             // none is registered, and none is made.
             Command::Pipeline(PipelineCommand::Start { name, client_token, force, verbose }) => {
-                let options = StartOptions { client_token, force };
+                let options = StartOptions { client_token, force, ..StartOptions::default() };
                 pipeline_start(&ctx(Access::Existing)?, name, options, verbose, json).await
             }
             // Cancelling too needs a build recorded there.

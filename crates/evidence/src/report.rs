@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::apt::PendingChange;
 use crate::changelog::{CveId, cves_fixed, parse_changelog};
+use crate::debversion::DebianVersion;
 use crate::manifest::{Change, ManifestDiff, Package, strip_architecture};
 
 /// What one upgraded package contributes to an image's evidence.
@@ -24,7 +25,11 @@ pub struct UpgradeEvidence {
     pub from: String,
     pub to: String,
     pub source_name: String,
-    /// Whether apt took the new version from a security archive; `None` when not known.
+    /// Whether apt took the new version from a security archive (an origin whose label
+    /// contains `security` or whose suite ends in `-security`, as `image check-updates` marks
+    /// updates), read from apt's plan when the build upgraded (see [`mark_security`]); `None`
+    /// when not known (no plan listed the package at that version, e.g. a step ran `apt-get
+    /// install` itself).
     pub security: Option<bool>,
     /// CVEs named in the changelog entries between the old and new source versions.
     pub cves: Vec<CveId>,
@@ -72,17 +77,27 @@ pub fn summarize(
         .collect()
 }
 
-/// Fills [`UpgradeEvidence::security`] from apt's simulation of the same upgrade, matching
-/// package names without their `:arch` qualifiers. Evidence for packages apt did not list is
-/// left unchanged.
+/// Fills [`UpgradeEvidence::security`] from apt's plans for the upgrade (`apt-get -s` output,
+/// parsed with [`crate::parse_apt_simulation`]; several plans may be given, in any order): an
+/// upgrade is a security update when apt took its new version from a security archive, as
+/// [`PendingChange::is_security`] says for `image check-updates`. Only a planned change whose
+/// candidate is the version the upgrade installed (`to`) counts: the origins apt lists are those
+/// of the candidate, so a plan for another version says nothing about this one. Names are
+/// matched without their `:arch` qualifiers. Evidence for packages no plan listed at that
+/// version is left unchanged (`None`: unknown).
 pub fn mark_security(evidence: &mut [UpgradeEvidence], pending: &[PendingChange]) {
-    let security: BTreeMap<&str, bool> = pending
-        .iter()
-        .map(|change| (strip_architecture(&change.package), change.is_security()))
-        .collect();
     for item in evidence {
-        if let Some(is_security) = security.get(strip_architecture(&item.name)) {
-            item.security = Some(*is_security);
+        let Ok(installed) = DebianVersion::parse(&item.to) else { continue };
+        let mut matching = pending
+            .iter()
+            .filter(|change| {
+                strip_architecture(&change.package) == strip_architecture(&item.name)
+                    && DebianVersion::parse(&change.candidate)
+                        .is_ok_and(|candidate| candidate == installed)
+            })
+            .peekable();
+        if matching.peek().is_some() {
+            item.security = Some(matching.any(PendingChange::is_security));
         }
     }
 }
@@ -556,6 +571,55 @@ rebuilt (2.0-1) unstable; urgency=medium
         .assert_eq(&json);
         let back: Vec<UpgradeEvidence> = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(back, evidence);
+    }
+
+    #[test]
+    fn security_comes_from_the_plan_for_the_installed_version_only() {
+        let upgrade = |name: &str, from: &str, to: &str| UpgradeEvidence {
+            name: name.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            source_name: name.to_owned(),
+            security: None,
+            cves: Vec::new(),
+            changelog_available: true,
+        };
+        let mut evidence = vec![
+            // A security upload without a CVE id: security all the same.
+            upgrade("liblzma5:amd64", "5.4.1-1+deb12u1", "5.4.1-1+deb12u2"),
+            // From the point release: not security.
+            upgrade("base-files", "12.4+deb12u10", "12.4+deb12u11"),
+            // apt planned another version than the one installed: unknown.
+            upgrade("tzdata", "2026b-0+deb12u1", "2026f-0+deb12u1"),
+            // No plan lists it (a step installed it by hand): unknown.
+            upgrade("openssl", "3.0.11-1~deb12u1", "3.0.11-1~deb12u2"),
+            // In two plans (two UpdateOS steps): one says security.
+            upgrade("libc6:amd64", "2.36-9+deb12u4", "1:2.36-9+deb12u10"),
+        ];
+        let first = crate::apt::parse_apt_simulation(
+            "Inst liblzma5 [5.4.1-1+deb12u1] (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64])\n\
+             Inst base-files [12.4+deb12u10] (12.4+deb12u11 Debian:12.11/oldstable [amd64])\n\
+             Inst tzdata [2026b-0+deb12u1] (2026e-0+deb12u1 Debian-Security:12/oldstable-security [all])\n\
+             Inst libc6 [2.36-9+deb12u4] (1:2.36-9+deb12u10 Debian:12.11/oldstable [amd64])\n",
+        )
+        .expect("parses");
+        let second = crate::apt::parse_apt_simulation(
+            "Inst libc6 [2.36-9+deb12u4] (1:2.36-9+deb12u10 Debian-Security:12/oldstable-security [amd64])\n",
+        )
+        .expect("parses");
+        mark_security(&mut evidence, &[first, second].concat());
+        let marks: Vec<(&str, Option<bool>)> =
+            evidence.iter().map(|item| (item.name.as_str(), item.security)).collect();
+        assert_eq!(
+            marks,
+            [
+                ("liblzma5:amd64", Some(true)),
+                ("base-files", Some(false)),
+                ("tzdata", None),
+                ("openssl", None),
+                ("libc6:amd64", Some(true)),
+            ]
+        );
     }
 
     #[test]

@@ -303,7 +303,13 @@ async fn bootstrap_claimed<E: Engine>(
             return Err(error);
         }
     };
-    let image_evidence = evidence::root_evidence(&version, &reading);
+    let created_at = clock::now();
+    let image_evidence = evidence::root_evidence(
+        &version,
+        &reading,
+        created_at,
+        crate::provenance::BuiltBy::current(),
+    );
     let row = ImageRow {
         version,
         recipe: request.name.clone(),
@@ -322,7 +328,7 @@ async fn bootstrap_claimed<E: Engine>(
         parent_engine_image_id: None,
         manifest: reading.text,
         evidence: serde_json::to_string(&image_evidence).unwrap_or_else(|_| "{}".into()),
-        created_at: clock::now(),
+        created_at,
     };
     register(engine.as_ref(), store, files, &temporary, &row, progress).await?;
     Ok(row)

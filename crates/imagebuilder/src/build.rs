@@ -34,6 +34,7 @@ use crate::clock;
 use crate::error::BuildError;
 use crate::evidence;
 use crate::progress::{BuildEvent, Progress};
+use crate::provenance::{BuildProvenance, BuiltBy, Checks, ComponentVersion};
 use crate::toe::{self, ComponentRun, PhaseRecord, StageContext};
 pub use autopatch_model::error_chain;
 
@@ -146,6 +147,28 @@ pub struct BuildRequest {
     /// Why the start condition built (what changed, or the updates
     /// pending), recorded as the build's `start-condition` event.
     pub start_reason: Option<String>,
+    /// Who runs the build, recorded in its detailed output and evidence.
+    pub built_by: BuiltBy,
+    /// Why the caller would cancel the build (the signal it received), for
+    /// the reason of a build its `cancel` token ended.
+    pub cancel_cause: CancelCause,
+}
+
+/// Why a caller cancelled a build's token (`SIGTERM received by ...`): set
+/// it before cancelling, and a build that ends `CANCELLED` says it in its
+/// reason. Clones share the cause.
+#[derive(Debug, Clone, Default)]
+pub struct CancelCause(Arc<std::sync::OnceLock<String>>);
+
+impl CancelCause {
+    /// Records the cause; the first one set stays.
+    pub fn set(&self, cause: impl Into<String>) {
+        let _ = self.0.set(cause.into());
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
 }
 
 /// How a build ended.
@@ -194,8 +217,18 @@ struct DetailedOutput<'a> {
     build_id: &'a str,
     image_version: String,
     pipeline: Option<&'a str>,
+    /// The parent as the recipe names it (`webapp`, an engine reference).
     parent: &'a str,
+    /// What it resolved to when the build started: the parent's image
+    /// version (`webapp/1.0.0/2`), or the engine reference when it is not a
+    /// registered image.
+    parent_resolved: &'a str,
     parent_engine_image_id: &'a str,
+    /// The component versions the build runs, in recipe order (those
+    /// without a phase in a stage too).
+    components: Vec<ComponentVersion>,
+    /// The local account and host running the build (not an AWS identity).
+    built_by: &'a BuiltBy,
     /// Where the parent's manifest came from: `image row` (a registered
     /// parent's stored manifest) or `build container` (read before the
     /// first step).
@@ -318,7 +351,7 @@ impl<E: Engine + 'static> Builder<E> {
             Ok(Published::Image(image)) => (ImageState::Available, None, Some(*image)),
             Ok(Published::Failed(reason)) => (ImageState::Failed, Some(reason), None),
             Err(BuildError::Cancelled) => {
-                (ImageState::Cancelled, Some("cancelled".to_owned()), None)
+                (ImageState::Cancelled, Some(self.cancel_reason(&build, request, cancel)), None)
             }
             Err(error) => (ImageState::Failed, Some(error_chain(&error)), None),
         };
@@ -375,6 +408,30 @@ impl<E: Engine + 'static> Builder<E> {
         Ok(BuildOutcome { build, image, started: true })
     }
 
+    /// Why a cancelled build was cancelled: its caller's token (with the
+    /// cause it gave, such as a signal) or a cancel request in the store
+    /// (`autopatch build cancel`, from any process).
+    fn cancel_reason(
+        &self,
+        build: &BuildRow,
+        request: &BuildRequest,
+        cancel: &CancellationToken,
+    ) -> String {
+        if cancel.is_cancelled() {
+            return match request.cancel_cause.get() {
+                Some(cause) => format!("cancelled: {cause}"),
+                None => format!(
+                    "cancelled by the process running the build (pid {})",
+                    std::process::id()
+                ),
+            };
+        }
+        if self.store.cancel_requested(&build.id).unwrap_or(false) {
+            return "cancelled by `autopatch build cancel`".to_owned();
+        }
+        "cancelled".to_owned()
+    }
+
     fn event(&self, build: &BuildRow, kind: &str, detail: &str) -> Result<(), BuildError> {
         self.store.append_event(&format!("build/{}", build.id), kind, detail, clock::now())?;
         Ok(())
@@ -407,6 +464,9 @@ impl<E: Engine + 'static> Builder<E> {
         self.event(build, "state", ImageState::Pending.as_str())?;
         // What the start condition compares the next start with.
         self.store.record_build_components(&build.id, &component_rows(&request.components))?;
+        // The parent as resolved now (the recipe may name it by a filter):
+        // `build list` and `build show` read it here.
+        self.event(build, PARENT_EVENT, parent_name(request))?;
         if let Some(reason) = &request.start_reason {
             self.event(build, "start-condition", reason)?;
         }
@@ -486,6 +546,7 @@ impl<E: Engine + 'static> Builder<E> {
         if let Some(failure) = stage.failure {
             return Ok(Published::Failed(failure));
         }
+        let (apt_plan, plan_notes) = evidence::apt_plans(phases);
 
         // Snapshot. Nothing runs in the build container any more but its
         // init and `sleep`.
@@ -511,14 +572,16 @@ impl<E: Engine + 'static> Builder<E> {
         self.set_state(build, ImageState::Testing, progress)?;
         let evidence = async {
             let started = tokio::time::Instant::now();
-            let image_evidence = evidence::collect(
+            let mut image_evidence = evidence::collect(
                 self.engine.as_ref(),
                 &container,
                 &parent_manifest,
                 &image_version,
                 parent_name(request),
+                &apt_plan,
             )
             .await?;
+            image_evidence.notes.extend(plan_notes);
             let evidence_ms = toe::millis(started.elapsed());
             progress
                 .event(BuildEvent::Timing { what: "evidence".into(), duration_ms: evidence_ms });
@@ -547,7 +610,7 @@ impl<E: Engine + 'static> Builder<E> {
                     "image tests are disabled"
                 };
                 progress.event(BuildEvent::Note { message: format!("test stage skipped: {why}") });
-                return Ok(TestStage::default());
+                return Ok(TestStage { skipped: Some(why), ..TestStage::default() });
             }
             let started = tokio::time::Instant::now();
             let test_container =
@@ -593,9 +656,14 @@ impl<E: Engine + 'static> Builder<E> {
                     Some(reason)
                 }
             };
-            Ok(TestStage { failure, container_create_ms, stage_ms: toe::millis(started.elapsed()) })
+            Ok(TestStage {
+                failure,
+                skipped: None,
+                container_create_ms,
+                stage_ms: toe::millis(started.elapsed()),
+            })
         };
-        let ((image_evidence, evidence_ms), tests) = match tokio::try_join!(evidence, tests) {
+        let ((mut image_evidence, evidence_ms), tests) = match tokio::try_join!(evidence, tests) {
             Ok(done) => done,
             Err(error) => {
                 // When the evidence failed, the test stage was dropped
@@ -629,6 +697,23 @@ impl<E: Engine + 'static> Builder<E> {
             build.build_number,
         );
         self.engine.image_tag(&snapshot.id, &reference).await?;
+        // The evidence names what built the image, so that evidence.json
+        // stands alone.
+        let created_at = clock::now();
+        image_evidence.created_at = Some(created_at.to_string());
+        image_evidence.built_by = Some(request.built_by.clone());
+        image_evidence.build = Some(BuildProvenance {
+            id: build.id.clone(),
+            pipeline: request.pipeline.clone(),
+            recipe: request.recipe_name.clone(),
+            recipe_version: request.recipe_version.clone(),
+            parent_image: request.parent.requested.clone(),
+            parent_engine_image_id: request.parent.engine_image_id.clone(),
+            engine_image_id: snapshot.id.clone(),
+            started_at: started_at.to_string(),
+            components: component_versions(&request.components),
+            checks: Checks::from_phases(phases, tests.skipped),
+        });
         let evidence_json =
             serde_json::to_string(&image_evidence).unwrap_or_else(|_| "{}".to_owned());
         fs_err::write(
@@ -655,7 +740,7 @@ impl<E: Engine + 'static> Builder<E> {
             parent_engine_image_id: Some(request.parent.engine_image_id.clone()),
             manifest: image_evidence.manifest_text.clone(),
             evidence: evidence_json,
-            created_at: clock::now(),
+            created_at,
         };
         self.store.insert_image(&image)?;
         timings.publish_ms = toe::millis(started.elapsed());
@@ -849,7 +934,10 @@ impl<E: Engine + 'static> Builder<E> {
             image_version: build.image_version(),
             pipeline: request.pipeline.as_deref(),
             parent: &request.parent.requested,
+            parent_resolved: parent_name(request),
             parent_engine_image_id: &request.parent.engine_image_id,
+            components: component_versions(&request.components),
+            built_by: &request.built_by,
             parent_manifest_source: if request.parent.manifest.is_some() {
                 "image row"
             } else {
@@ -969,6 +1057,8 @@ fn write_artifact_json(directory: &Path, name: &str, value: &serde_json::Value) 
 struct TestStage {
     /// The first failure, if it failed.
     failure: Option<String>,
+    /// Why it did not run, when it did not.
+    skipped: Option<&'static str>,
     container_create_ms: u64,
     stage_ms: u64,
 }
@@ -1011,6 +1101,22 @@ pub(crate) fn component_rows(components: &[ComponentRun]) -> Vec<BuildComponentR
         })
         .collect()
 }
+
+/// [`component_rows`] as the evidence and the detailed output name them.
+fn component_versions(components: &[ComponentRun]) -> Vec<ComponentVersion> {
+    component_rows(components)
+        .into_iter()
+        .map(|row| ComponentVersion {
+            name: row.name,
+            version: row.version,
+            build: row.build_number,
+        })
+        .collect()
+}
+
+/// The kind of the build event that names the parent as resolved when the
+/// build started (its detail: [`parent_name`]).
+pub const PARENT_EVENT: &str = "parent";
 
 /// The engine tag of a published image, under its state directory's
 /// namespace ([`Store::engine_namespace`]): another state directory on the

@@ -22,15 +22,16 @@ mod decide;
 mod error;
 mod evidence;
 mod progress;
+mod provenance;
 mod start;
 mod toe;
 mod updates;
 
 pub use bootstrap::{BootstrapError, BootstrapRequest, bootstrap, bootstrap_cancellable};
 pub use build::{
-    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, NAMESPACE_LABEL, NETWORK, OWNER_LABEL,
-    ROLE_LABEL, ResolvedParent, engine_reference, error_chain, label_value, ownership_labels,
-    runner_gone,
+    BUILD_LABEL, BuildOutcome, BuildRequest, Builder, CancelCause, NAMESPACE_LABEL, NETWORK,
+    OWNER_LABEL, PARENT_EVENT, ROLE_LABEL, ResolvedParent, engine_reference, error_chain,
+    label_value, ownership_labels, runner_gone,
 };
 pub use catalog::{
     CheckedComponent, LoadedPipeline, Registered, Registration, Unresolved, create_component,
@@ -39,6 +40,7 @@ pub use catalog::{
 pub use error::{BuildError, RegistryError};
 pub use evidence::{ImageEvidence, PackageVersion, VersionChange, diff_in_container};
 pub use progress::{BuildEvent, CollectProgress, NoProgress, Progress};
+pub use provenance::{BuildProvenance, BuiltBy, CheckStep, Checks, ComponentVersion};
 pub use start::{StartOptions, StartOutcome, start_pipeline};
 pub use toe::ComponentRun;
 pub use updates::{PendingUpdates, Sources, check_updates};

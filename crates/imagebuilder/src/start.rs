@@ -8,7 +8,7 @@ use autopatch_engine::Engine;
 use autopatch_store::ImageRow;
 use tokio_util::sync::CancellationToken;
 
-use crate::build::{BuildOutcome, BuildRequest, Builder};
+use crate::build::{BuildOutcome, BuildRequest, Builder, CancelCause};
 use crate::catalog;
 use crate::decide::{self, BuiltFrom, StartDecision};
 use crate::error::{BuildError, RegistryError};
@@ -21,6 +21,9 @@ pub struct StartOptions {
     pub client_token: Option<String>,
     /// Build even when the start condition says there is nothing to do.
     pub force: bool,
+    /// Why the caller would cancel the build (set it before cancelling),
+    /// for the build's reason when it ends `CANCELLED`.
+    pub cancel_cause: CancelCause,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub enum StartOutcome {
         latest: Box<ImageRow>,
     },
 }
+
+/// The start-condition reason of a build `--force` started.
+const FORCED: &str = "forced (--force)";
 
 pub async fn start_pipeline<E: Engine + 'static>(
     builder: &Builder<E>,
@@ -95,7 +101,13 @@ pub async fn start_pipeline<E: Engine + 'static>(
         loaded.pipeline.schedule.as_ref().map_or(StartCondition::Always, |s| s.start_condition);
 
     let mut start_reason = None;
-    if start_condition == StartCondition::UpdatesAvailable && !options.force {
+    if options.force {
+        // Recorded like the start condition's reasons, so a forced rebuild
+        // reads as one afterwards.
+        let reason = FORCED.to_owned();
+        progress.event(BuildEvent::Note { message: format!("building: {reason}") });
+        start_reason = Some(reason);
+    } else if start_condition == StartCondition::UpdatesAvailable {
         let images = builder.store.images()?;
         let latest = images
             .iter()
@@ -180,6 +192,8 @@ pub async fn start_pipeline<E: Engine + 'static>(
         memory_bytes: infrastructure.memory_mib.map(|mib| mib * 1024 * 1024),
         client_token: options.client_token.clone(),
         start_reason,
+        built_by: crate::provenance::BuiltBy::current(),
+        cancel_cause: options.cancel_cause.clone(),
     };
     Ok(StartOutcome::Built(builder.run(&request, progress, cancel).await?))
 }

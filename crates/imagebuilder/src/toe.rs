@@ -661,6 +661,8 @@ pub(crate) fn update_os_script(include: &[String], exclude: &[String]) -> String
     let include = quote(include);
     let exclude = quote(exclude);
     let apt_update = APT_UPDATE_FUNCTION;
+    let plan_begin = crate::evidence::APT_PLAN_BEGIN;
+    let plan_end = crate::evidence::APT_PLAN_END;
     format!(
         r#"set -eu
 include="{include}"
@@ -678,6 +680,15 @@ exclude="{exclude}"
     sleep 5
   done
   if [ -n "$exclude" ]; then apt-mark hold $exclude; fi
+  # apt's plan, with the archive each new version comes from, between
+  # markers: the evidence reads which upgrades are security updates here.
+  echo "{plan_begin}"
+  if [ -n "$include" ]; then
+    apt-get -s -o Debug::NoLocking=1 install --only-upgrade $include | grep -E '^(Inst|Remv|Purg) ' || true
+  else
+    apt-get -s -o Debug::NoLocking=1 dist-upgrade | grep -E '^(Inst|Remv|Purg) ' || true
+  fi
+  echo "{plan_end}"
   if [ -n "$include" ]; then
     apt-get install -y --only-upgrade -o Dpkg::Options::=--force-confold $include
   else
@@ -905,6 +916,12 @@ mod tests {
         assert!(script.contains(r#"include="openssl""#));
         assert!(script.contains(r#"exclude="linux-image-amd64 'it'\''s'""#));
         assert!(script.contains("apt-get dist-upgrade -y"));
+        // apt's plan comes first, between the markers the evidence reads.
+        let begin = script.find(crate::evidence::APT_PLAN_BEGIN).expect("the plan's start");
+        let end = script.find(crate::evidence::APT_PLAN_END).expect("the plan's end");
+        let upgrade = script.find("apt-get dist-upgrade -y").expect("the upgrade");
+        assert!(begin < end && end < upgrade, "{script}");
+        assert!(script[begin..end].contains("apt-get -s -o Debug::NoLocking=1 dist-upgrade"));
         assert!(script.contains("dnf -y upgrade"));
         assert!(script.contains("no known package manager (apt-get, dnf, yum)"));
     }

@@ -57,6 +57,17 @@ async fn golden_plus_webapp_plus_update_os_is_available_with_cves_and_reruns_ski
         evidence.upgraded
     );
     assert_eq!(patched_image.parent.as_deref(), Some("webapp/1.0.0/1"));
+    // apt's plan during the build says where each new version came from:
+    // none is unknown, and a point-release image's updates include
+    // security updates (some without a CVE id, such as tzdata's).
+    let unknown: Vec<&str> = evidence
+        .upgraded
+        .iter()
+        .filter(|upgrade| upgrade.security.is_none())
+        .map(|upgrade| upgrade.name.as_str())
+        .collect();
+    assert_eq!(unknown, Vec::<&str>::new(), "{:?}", evidence.notes);
+    assert!(evidence.upgraded.iter().any(|upgrade| upgrade.security == Some(true)));
 
     // Nothing pending any more: the start condition skips, nothing published.
     let images_before = fixture.builder.store.images().unwrap().len();

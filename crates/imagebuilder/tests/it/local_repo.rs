@@ -81,6 +81,10 @@ async fn a_local_repository_upgrade_is_reported_with_its_cves() {
         .map(|u| (u.name.as_str(), u.from.as_str(), u.to.as_str()))
         .collect();
     assert_eq!(upgraded, [("autopatch-demo", "1.0-1", "2.0-1")]);
+    // As the update check said before the build: apt took 2.0-1 from a
+    // security archive (the repository's Label), recorded by the build.
+    let security: Vec<Option<bool>> = evidence.upgraded.iter().map(|u| u.security).collect();
+    assert_eq!(security, [Some(true)], "{:?}", evidence.notes);
     assert_eq!(evidence.cves, ["CVE-2026-0001", "CVE-2026-0002"]);
     assert!(evidence.added.is_empty() && evidence.removed.is_empty());
 

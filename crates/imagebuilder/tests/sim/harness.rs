@@ -75,6 +75,8 @@ pub(crate) struct World {
     pub(crate) script_runs: BTreeMap<String, u32>,
     /// What `apt-get -s dist-upgrade` prints in an update check.
     pub(crate) pending_updates: String,
+    /// The UpdateOS script prints no plan of apt's, whatever it asks.
+    pub(crate) plan_withheld: bool,
     /// Commands the handler did not recognise.
     pub(crate) unknown_commands: Vec<String>,
 }
@@ -531,9 +533,14 @@ fn step_script(
         *runs
     };
     if script.contains("apt-get dist-upgrade -y") {
-        lock(world).upgraded.insert(ctx.container.id.clone());
+        let plan = {
+            let mut world = lock(world);
+            world.upgraded.insert(ctx.container.id.clone());
+            if world.plan_withheld { String::new() } else { apt_plan(script) }
+        };
         return Some(
             ExecReply::exit(0)
+                .stdout(plan)
                 .stdout(format!("Unpacking openssl ({UPGRADED_VERSION}) ...\n"))
                 .stdout(format!("Setting up openssl ({UPGRADED_VERSION}) ...\n")),
         );
@@ -548,6 +555,29 @@ fn step_script(
         return Some(ExecReply { exit_code: 137, ..reply });
     }
     Some(reply)
+}
+
+/// What an UpdateOS script prints of apt's plan: its `echo "@@autopatch-apt-plan..."`
+/// lines, with apt's `Inst` lines for the openssl upgrade (from the
+/// security archive) between the first two; nothing when the script prints
+/// no plan.
+fn apt_plan(script: &str) -> String {
+    let markers: Vec<&str> = script
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("echo \"@@autopatch-apt-plan"))
+        .map(|rest| rest.trim_end_matches('"'))
+        .collect();
+    let [begin, end, ..] = markers[..] else { return String::new() };
+    let mut plan = format!("@@autopatch-apt-plan{begin}\n");
+    for (name, version, _, _) in PARENT_PACKAGES.iter().filter(|p| p.2 == "openssl") {
+        let name = name.split(':').next().unwrap_or(name);
+        let _ = writeln!(
+            plan,
+            "Inst {name} [{version}] ({UPGRADED_VERSION} Debian-Security:12/oldstable-security [amd64])"
+        );
+    }
+    plan.push_str(&format!("@@autopatch-apt-plan{end}\n"));
+    plan
 }
 
 /// Interprets a step script, line by line, for its `run`-th execution:

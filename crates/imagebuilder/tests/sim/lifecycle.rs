@@ -193,7 +193,7 @@ async fn cancelling_while_a_test_step_runs_removes_the_snapshot_and_test_contain
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_client_token_starts_one_build() {
     let sim = Sim::with_pipeline(&update_and_smoke(), "").await;
-    let options = StartOptions { client_token: Some("t1".into()), force: false };
+    let options = StartOptions { client_token: Some("t1".into()), ..StartOptions::default() };
 
     let (first, _) = sim.start_with(&options).await;
     let Ok(StartOutcome::Built(first)) = first else { panic!("first start: {first:?}") };
@@ -210,7 +210,7 @@ async fn a_client_token_starts_one_build() {
     assert_eq!(sim.containers_created("build").len(), 1, "one build container");
 
     // Another token is another build.
-    let other = StartOptions { client_token: Some("t2".into()), force: false };
+    let other = StartOptions { client_token: Some("t2".into()), ..StartOptions::default() };
     let (third, _) = sim.start_with(&other).await;
     let Ok(StartOutcome::Built(third)) = third else { panic!("third start: {third:?}") };
     assert!(third.started);

@@ -91,11 +91,21 @@ async fn a_run_without_pending_updates_builds_nothing() {
 
     // `force` builds even with nothing pending, without checking.
     sim.world().pending_updates = String::new();
-    let forced = StartOptions { client_token: None, force: true };
-    let (fourth, _) = sim.start_with(&forced).await;
+    let forced = StartOptions { force: true, ..StartOptions::default() };
+    let (fourth, progress) = sim.start_with(&forced).await;
     let Ok(StartOutcome::Built(fourth)) = fourth else { panic!("forced start: {fourth:?}") };
     assert_eq!(fourth.build.build_number, 3);
     assert_eq!(check_containers().len(), 2, "a forced run does not check");
+    // ... and says why it built, as a note and as the build's event.
+    assert!(
+        crate::harness::notes(&progress).contains(&"building: forced (--force)".to_owned()),
+        "{:?}",
+        crate::harness::notes(&progress)
+    );
+    let events = sim.builder.store.events(&format!("build/{}", fourth.build.id)).unwrap();
+    let reasons: Vec<&str> =
+        events.iter().filter(|e| e.kind == "start-condition").map(|e| e.detail.as_str()).collect();
+    assert_eq!(reasons, ["forced (--force)"]);
     sim.assert_commands_understood();
 }
 
