@@ -193,6 +193,9 @@ pub(crate) fn load(
         .collect();
     let mut base = stack_context(&template, &parameters, &identity, exports);
     let conditions = evaluate_conditions(&template, &base).unwrap_or_default();
+    // Policies written with Fn::If, as the conditions choose them.
+    let mut template = template;
+    template.choose_policies(&conditions);
     base.conditions = conditions.clone();
     let order = dependency_order(&template, &conditions)
         .map(|order| order.into_iter().map(|name| name.0).collect())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autopatch_documents::cloudformation::{
-    Expr, ExprKind, Runner, StaticContext, Template, dependency_order, evaluate,
+    Expr, ExprKind, Runner, StaticContext, Template, check_values, dependency_order, evaluate,
     evaluate_conditions, parse_template, parse_template_lenient_for, resolve_parameters,
 };
 use autopatch_documents::{Diagnostic, Position, SourceFile};
@@ -484,6 +484,13 @@ impl<E: Engine + 'static> StackService<E> {
             (stack_name, stack_id),
             report.then_some(&mut *problems),
         );
+        // Policies written with Fn::If as the conditions choose them, then
+        // what the values known now make of the template (documents'
+        // check_values: intrinsic functions, resources not created, outputs,
+        // rules).
+        let mut template = template;
+        template.choose_policies(&context.conditions);
+        problems.diagnostics(check_values(source, &template, &context));
         let imports = self.check_imports(&template, source, &context, problems)?;
         for (at, message) in props::check_known_values(&template, &context) {
             problems.at(source, at, message);

@@ -448,6 +448,61 @@ Outputs:
       Name: !Sub '${AWS::StackName}-${Env}-Subnet'
 "#;
 
+/// What the request's values make of the template is checked before
+/// anything is made (documents' `check_values`): every problem at once, at
+/// its place, a NoEcho value masked; on create and on update.
+#[tokio::test]
+async fn intrinsic_functions_that_fail_on_the_request_values_refuse_it_whole() {
+    let sim = Sim::new().await;
+    let body = r#"
+Parameters:
+  Secret: {Type: String, NoEcho: true}
+  Env: {Type: String, Default: dev}
+Conditions:
+  IsProd: !Equals [!Ref Env, prod]
+Mappings:
+  M: {k1: {Name: one}}
+Resources:
+  ProdSg:
+    Type: AWS::EC2::SecurityGroup
+    Condition: IsProd
+    Properties: {GroupDescription: prod}
+  Sg:
+    Type: AWS::EC2::SecurityGroup
+    DependsOn: ProdSg
+    Properties:
+      GroupDescription: !Select [5, [a, b]]
+      Tags: [{Key: k, Value: !FindInMap [M, !Ref Secret, Name]}]
+Outputs:
+  O: {Value: !Split [",", "a,b"]}
+"#;
+    let error = sim.create("bad", body, &[("Secret", "TopSecretValue")]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    let expected = [
+        "template:16:16: error: found DependsOn `ProdSg`, a resource that is not created",
+        "template:18:25: error: found the index 5 in Fn::Select",
+        "template:19:45: error: found the key `****`, which mapping `M` does not have",
+        "template:21:14: error: found a list as the value of output `O`",
+    ];
+    for line in expected {
+        assert!(error.message.contains(line), "{line:?} not in:\n{}", error.message);
+    }
+    assert!(!error.message.contains("TopSecret"), "{}", error.message);
+    sim.nothing_created();
+
+    let stack = sim.create("net", NETWORK, &[]).await.unwrap();
+    let before = sim.events(&stack.stack_id);
+    let added = NETWORK.replace(
+        "Outputs:",
+        "  Sg2:\n    Type: AWS::EC2::SecurityGroup\n    Properties: {GroupDescription: !Select [2, [a, b]]}\nOutputs:",
+    );
+    let error = sim.update("net", Some(&added), &[]).await.unwrap_err();
+    assert_eq!(error.code, "ValidationError");
+    assert!(error.message.contains("found the index 2 in Fn::Select"), "{}", error.message);
+    assert_eq!(sim.events(&stack.stack_id), before);
+    assert_eq!(sim.describe("net").stack_status, "CREATE_COMPLETE");
+}
+
 #[tokio::test]
 async fn an_update_that_changes_nothing_is_refused_and_changes_nothing() {
     let sim = Sim::new().await;
