@@ -257,6 +257,45 @@ impl Store {
         Ok(())
     }
 
+    /// Starts an update (`UPDATE_IN_PROGRESS`, the new template, parameters
+    /// and imports current, the old ones kept for a rollback) only if the
+    /// stack is still as `seen` was read: same status, not changed since
+    /// (`updated_at`). Returns whether it did; of two requests that read the
+    /// stack at once (two updates, an update and a delete), one starts and
+    /// the other writes nothing.
+    pub fn begin_stack_update_from(
+        &self,
+        seen: &StackRow,
+        template_body: &str,
+        template_source: &str,
+        parameters: &str,
+        imports: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE stacks SET previous_template_body = template_body, \
+                 previous_template_source = template_source, previous_parameters = parameters, \
+                 template_body = ?2, template_source = ?3, parameters = ?4, imports = ?5, \
+                 status = ?6, status_reason = NULL, updated_at = ?7 \
+                 WHERE stack_id = ?1 AND status = ?8 AND updated_at = ?9 AND deleted_at IS NULL",
+                params![
+                    seen.stack_id,
+                    template_body,
+                    template_source,
+                    parameters,
+                    imports,
+                    StackStatus::UpdateInProgress.as_str(),
+                    now.0,
+                    seen.status.as_str(),
+                    seen.updated_at.0,
+                ],
+            )
+            .context("begin stack update")?;
+        Ok(changed == 1)
+    }
+
     /// Ends an update: on rollback the previous template and parameters
     /// become current again; either way the previous ones are forgotten.
     pub fn end_stack_update(

@@ -239,6 +239,33 @@ fn a_status_transition_from_a_stale_status_is_refused() {
 }
 
 #[test]
+fn of_two_updates_begun_from_one_read_only_the_first_starts() {
+    use autopatch_model::StackStatus as S;
+    let store = Store::open_in_memory().unwrap();
+    let row = stack("app");
+    store.insert_stack(&row).unwrap();
+    let seen = store.stack(&row.stack_id).unwrap().unwrap();
+    assert!(
+        store.begin_stack_update_from(&seen, "v2", "t2.yml", "{}", "[]", Timestamp(2)).unwrap()
+    );
+    assert!(
+        !store.begin_stack_update_from(&seen, "v3", "t3.yml", "{}", "[]", Timestamp(3)).unwrap()
+    );
+    let updating = store.stack(&row.stack_id).unwrap().unwrap();
+    assert_eq!(updating.status, S::UpdateInProgress);
+    assert_eq!(
+        (updating.template_body.as_str(), updating.previous_template_body.as_deref()),
+        ("v2", Some("v1"))
+    );
+    // Back in the status it was read in, but changed since: still refused.
+    store.set_stack_status(&row.stack_id, seen.status, None, Timestamp(4)).unwrap();
+    assert!(
+        !store.begin_stack_update_from(&seen, "v3", "t3.yml", "{}", "[]", Timestamp(5)).unwrap()
+    );
+    assert_eq!(store.stack(&row.stack_id).unwrap().unwrap().template_body, "v2");
+}
+
+#[test]
 fn an_update_keeps_the_previous_template_until_it_ends_and_a_rollback_restores_it() {
     use autopatch_model::StackStatus as S;
     let store = Store::open_in_memory().unwrap();
