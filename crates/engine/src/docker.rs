@@ -565,6 +565,14 @@ impl Engine for DockerEngine {
     }
 
     async fn network_ensure(&self, name: &str) -> Result<(), EngineError> {
+        self.network_ensure_labelled(name, &BTreeMap::new()).await
+    }
+
+    async fn network_ensure_labelled(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         const OPERATION: &str = "create network";
         match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
             Ok(_) => return Ok(()),
@@ -574,6 +582,8 @@ impl Engine for DockerEngine {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".to_string()),
+            labels: (!labels.is_empty())
+                .then(|| labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
         match self.docker.create_network(request).await {

@@ -242,6 +242,8 @@ struct State {
     /// By container id.
     containers: BTreeMap<String, FakeContainer>,
     networks: BTreeSet<String>,
+    /// The labels each network was created with.
+    network_labels: BTreeMap<String, BTreeMap<String, String>>,
     calls: Vec<Call>,
     counted_faults: Vec<CountedFault>,
     fault_predicates: Vec<FaultPredicate>,
@@ -401,6 +403,11 @@ impl FakeEngine {
     /// Every network created with `network_ensure` and not removed since.
     pub fn networks(&self) -> BTreeSet<String> {
         self.lock().networks.clone()
+    }
+
+    /// The labels a network was created with; `None` for no such network.
+    pub fn network_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.lock().network_labels.get(name).cloned()
     }
 
     /// The spec a container was created from (by id or name), e.g. to find
@@ -995,8 +1002,18 @@ impl Engine for FakeEngine {
     }
 
     async fn network_ensure(&self, name: &str) -> Result<(), EngineError> {
+        self.network_ensure_labelled(name, &BTreeMap::new()).await
+    }
+
+    async fn network_ensure_labelled(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         self.run(Call::NetworkEnsure { name: name.to_string() }, |state| {
-            state.networks.insert(name.to_string());
+            if state.networks.insert(name.to_string()) {
+                state.network_labels.insert(name.to_string(), labels.clone());
+            }
             Ok(())
         })
     }
@@ -1016,6 +1033,7 @@ impl Engine for FakeEngine {
                 ));
             }
             state.networks.remove(name);
+            state.network_labels.remove(name);
             Ok(())
         })
     }

@@ -30,6 +30,7 @@ pub use types::{
     Mount, OutputSink, OutputStream, PortBinding,
 };
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -129,6 +130,15 @@ pub trait Engine: Send + Sync {
 
     /// Creates the named network unless it exists.
     fn network_ensure(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Creates the named network with `labels` unless it exists (an
+    /// existing network keeps the labels it has): who owns it, so that a
+    /// network can be found by label and attributed like a container.
+    fn network_ensure_labelled(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Removes the named network. Absent is not an error; a network still
     /// used by containers is refused.

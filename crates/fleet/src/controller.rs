@@ -291,6 +291,18 @@ impl<E: Engine + 'static> Fleet<E> {
         }
     }
 
+    /// The labels that say this fleet owns an engine object: the
+    /// [`crate::OWNER_LABEL`] every instance container carries (its
+    /// instances folder, one per state directory). For the other objects
+    /// made for its stacks, such as their networks, so that they can be found
+    /// by label and attributed to a state directory like its instances.
+    pub fn ownership_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(
+            crate::OWNER_LABEL.to_owned(),
+            self.inner.shared.instances_dir.display().to_string(),
+        )])
+    }
+
     /// Starts the group's controller. Instances of this group already in the
     /// store whose containers still run are ADOPTED (re-registered with the
     /// target groups, not relaunched); dead ones are replaced. Idempotent per

@@ -28,4 +28,5 @@ mod service;
 pub mod update;
 
 pub use reserve::{ReservedListeners, reserve_listeners};
+pub use runtime::{VPC_LABEL, VPC_ROLE};
 pub use service::{ListenerPorts, ServiceConfig, StackService};

@@ -247,7 +247,8 @@ impl<E: Engine + 'static> Runtime<E> {
         match request.resource_type {
             "AWS::EC2::VPC" => {
                 let network = format!("autopatch-{physical}");
-                self.engine.network_ensure(&network).await.map_err(|error| {
+                let labels = self.vpc_labels(request.stack_id, physical);
+                self.engine.network_ensure_labelled(&network, &labels).await.map_err(|error| {
                     format!("create engine network {network}: {}", chain(&error))
                 })?;
                 let cidr = props.text("CidrBlock")?.unwrap_or_else(|| "10.0.0.0/16".into());

@@ -41,7 +41,23 @@ impl<E: Engine + 'static> Runtime<E> {
     pub(crate) fn target_group(&self, arn: &str) -> Option<Arc<TargetGroupRuntime>> {
         lock(&self.target_groups).get(arn).cloned()
     }
+
+    /// The labels of a VPC's engine network: the ownership labels its
+    /// instances carry (the fleet's state directory, the stack), what it is
+    /// (`autopatch.role=vpc`) and which VPC (`autopatch.vpc`).
+    pub(crate) fn vpc_labels(&self, stack_id: &str, vpc_id: &str) -> BTreeMap<String, String> {
+        let mut labels = self.fleet.ownership_labels();
+        labels.insert(autopatch_fleet::ROLE_LABEL.to_owned(), VPC_ROLE.to_owned());
+        labels.insert(autopatch_fleet::STACK_LABEL.to_owned(), stack_id.to_owned());
+        labels.insert(VPC_LABEL.to_owned(), vpc_id.to_owned());
+        labels
+    }
 }
+
+/// The value of `autopatch.role` on a VPC's engine network.
+pub const VPC_ROLE: &str = "vpc";
+/// The label naming the VPC an engine network stands for.
+pub const VPC_LABEL: &str = "autopatch.vpc";
 
 /// A target group: its settings, its targets, and the load balancer that
 /// serves it once a listener forwards to it. Before that its targets are

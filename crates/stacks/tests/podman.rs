@@ -1,13 +1,15 @@
 //! The shipped lab stacks on real Podman: base and application stacks
 //! created from `templates/`, the page and `/details.php` served through
 //! autopatch's load balancer by both instances, exports guarding deletion,
-//! and deletes that leave no container behind.
+//! the VPC's network labelled with its instances' ownership labels, and
+//! deletes that leave no container behind.
 //!
 //! The application image is the shipped `webapp` recipe baked once by the
 //! real image pipeline and kept as `localhost/autopatch-test/webapp:bookworm-<hash>` (crates/testkit).
 
 mod support;
 
+use autopatch_engine::Engine;
 use autopatch_stacks::api::*;
 use support::{Fixture, curl};
 
@@ -90,11 +92,41 @@ async fn lab_stacks_serve_the_page_from_both_instances_and_delete_cleanly() {
         }
     }
 
+    // The VPC's network carries the ownership labels its instances carry.
+    let resources = service
+        .describe_stack_resources(DescribeStackResourcesInput {
+            stack_name: "pattern3-base".into(),
+        })
+        .unwrap()
+        .stack_resources;
+    let vpc = resources
+        .iter()
+        .find(|resource| resource.resource_type == "AWS::EC2::VPC")
+        .and_then(|resource| resource.physical_resource_id.clone())
+        .expect("the VPC");
+    let network = network_labels(&format!("autopatch-{vpc}"));
+    let label = [("autopatch.instance".to_owned(), group.instances[0].instance_id.clone())];
+    let instance = fixture.engine.container_list(&label).await.unwrap().remove(0);
+    assert_eq!(network.get("autopatch.fleet"), instance.labels.get("autopatch.fleet"));
+    assert_eq!(network.get("autopatch.stack"), Some(&base.stack_id));
+    assert_eq!(network.get("autopatch.role").map(String::as_str), Some("vpc"));
+    assert_eq!(network.get("autopatch.vpc"), Some(&vpc));
+
     fixture.delete("pattern3-app").await;
     assert!(fixture.instance_containers().await.is_empty(), "instances left after delete");
     fixture.delete("pattern3-base").await;
     let stacks = service.list_stacks(Default::default()).unwrap().stack_summaries;
     assert!(stacks.iter().all(|stack| stack.stack_status == "DELETE_COMPLETE"), "{stacks:?}");
+}
+
+/// A network's labels, as `podman network inspect` (an external oracle) shows them.
+fn network_labels(name: &str) -> std::collections::BTreeMap<String, String> {
+    let output = std::process::Command::new("podman")
+        .args(["network", "inspect", "--format", "{{json .Labels}}", name])
+        .output()
+        .expect("run podman");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the labels as JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

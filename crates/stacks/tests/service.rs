@@ -218,6 +218,29 @@ async fn create_then_delete_writes_cloudformation_statuses_events_and_exports() 
     assert_eq!(exports[0].exporting_stack_id, stack.stack_id);
     let networks = sim.engine.calls_of(Operation::NetworkEnsure);
     assert_eq!(networks.len(), 1, "one engine network for the VPC");
+    // Labelled as the stack's instances are, so it can be attributed.
+    let resources = sim
+        .service
+        .describe_stack_resources(DescribeStackResourcesInput { stack_name: "net".into() })
+        .unwrap()
+        .stack_resources;
+    let vpc = resources.iter().find(|resource| resource.logical_resource_id == "Vpc").unwrap();
+    let vpc = vpc.physical_resource_id.clone().unwrap();
+    let fleet = sim._dir.path().join("instances").display().to_string();
+    assert_eq!(
+        sim.engine.network_labels(&format!("autopatch-{vpc}")),
+        Some(
+            [
+                ("autopatch.fleet", fleet.as_str()),
+                ("autopatch.role", "vpc"),
+                ("autopatch.stack", stack.stack_id.as_str()),
+                ("autopatch.vpc", vpc.as_str()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+        )
+    );
 
     let again = sim.create("net", NETWORK, &[]).await.unwrap_err();
     assert_eq!(again.code, "AlreadyExistsException");
