@@ -62,7 +62,8 @@ pub struct StackService<E: Engine> {
     runtime: Arc<Runtime<E>>,
     /// Stacks whose operation runs in this process.
     running: Arc<Mutex<BTreeSet<String>>>,
-    /// Stacks recovery could not read, for the daemon's log.
+    /// Stacks whose template recovery could not load (their resources are
+    /// recovered all the same), for `Ping`.
     recovery_notes: Vec<String>,
     /// Resources whose re-adoption failed (a listener's port taken by
     /// another process, say), by "stack S resource R (type)", with the last
@@ -158,12 +159,24 @@ impl<E: Engine + 'static> StackService<E> {
         Ok(service)
     }
 
-    /// What recovery could not bring back, as it stands now: stacks it
-    /// could not read, and resources whose re-adoption is still being tried
-    /// again (each line names the stack and resource, and why).
+    /// What recovery could not bring back, as it stands now: stacks whose
+    /// template it could not load, and resources whose re-adoption is still
+    /// being tried again (each line names the stack and resource, and why).
     pub fn recovery_notes(&self) -> Vec<String> {
         let pending = lock(&self.readoptions);
         self.recovery_notes.iter().chain(pending.values()).cloned().collect()
+    }
+
+    /// The resources whose re-adoption is still being tried again (the part
+    /// of [`StackService::recovery_notes`] that may still come back by
+    /// itself).
+    pub fn pending_readoptions(&self) -> Vec<String> {
+        lock(&self.readoptions).values().cloned().collect()
+    }
+
+    /// Which local port each load balancer listener gets.
+    pub fn listener_ports(&self) -> ListenerPorts {
+        self.runtime.config.listener_ports
     }
 
     async fn recover(&mut self) -> Result<(), ApiError> {
@@ -174,33 +187,48 @@ impl<E: Engine + 'static> StackService<E> {
         // targets the previous daemon saw healthy are on their way.
         let mut listeners = Vec::new();
         for stack in runtime.store.stacks(false).map_err(store_error)? {
-            let loaded = match operation::load(
+            // The template gives the dependency order. A stack whose stored
+            // template cannot be loaded (no operation can run on it) still
+            // has its resources recovered from their rows, which hold all
+            // they need: its instances keep running and its load balancers
+            // keep serving, instead of being removed as orphans.
+            let order = match operation::load(
                 &runtime.store,
                 &stack.stack_id,
                 &runtime.config.region,
                 &runtime.config.account_id,
             ) {
-                Ok(loaded) => loaded,
+                Ok(loaded) => Some(loaded.order),
                 Err(error) => {
+                    let reason = autopatch_fleet::error_chain(&error);
+                    log::warn!(
+                        stack = stack.name.as_str(),
+                        reason = reason.as_str();
+                        "stack template cannot be loaded: its resources are recovered as recorded and keep running, but no operation can run on it"
+                    );
                     self.recovery_notes.push(format!(
-                        "stack {}: {}",
-                        stack.name,
-                        autopatch_fleet::error_chain(&error)
+                        "stack {}: its stored template cannot be loaded ({reason}): its resources run as recorded, but it cannot be updated or deleted until it loads",
+                        stack.name
                     ));
-                    continue;
+                    None
                 }
             };
             let rows = runtime.store.stack_resources(&stack.stack_id).map_err(store_error)?;
-            // Dependency order first, then anything else the store holds.
-            let mut ordered: Vec<_> = loaded
-                .order
-                .iter()
-                .filter_map(|name| rows.iter().find(|row| &row.logical_id == name))
-                .collect();
-            ordered.extend(rows.iter().filter(|row| !loaded.order.contains(&row.logical_id)));
             let is_group = |row: &autopatch_store::StackResourceRow| {
                 row.resource_type == "AWS::AutoScaling::AutoScalingGroup"
             };
+            // Dependency order first, then anything else the store holds.
+            let known = order.as_deref().unwrap_or_default();
+            let mut ordered: Vec<_> = known
+                .iter()
+                .filter_map(|name| rows.iter().find(|row| &row.logical_id == name))
+                .collect();
+            ordered.extend(rows.iter().filter(|row| !known.contains(&row.logical_id)));
+            if order.is_none() {
+                // Without the template: groups after the target groups they
+                // register their instances with (listeners come last anyway).
+                ordered.sort_by_key(|row| is_group(row));
+            }
             for row in ordered {
                 // What an update replaced runs until the cleanup: adopt it
                 // (first: it is the one that was serving).
@@ -654,16 +682,8 @@ impl<E: Engine + 'static> StackService<E> {
                 "DisableRollback is not supported for updates locally: a failed update always rolls back, leaving the previous resources serving",
             ));
         }
-        if !matches!(
-            stack.status,
-            StackStatus::CreateComplete
-                | StackStatus::UpdateComplete
-                | StackStatus::UpdateRollbackComplete
-        ) {
-            return Err(ApiError::validation(format!(
-                "Stack:{} is in {} state and can not be updated.",
-                stack.stack_id, stack.status
-            )));
+        if !updatable(stack.status) {
+            return Err(cannot_update(&stack));
         }
         let (source, body) = if input.use_previous_template == Some(true) {
             if input.template_body.is_some() || input.template_url.is_some() {
@@ -701,28 +721,37 @@ impl<E: Engine + 'static> StackService<E> {
         };
         let now = clock::now();
         let parameters_json = serde_json::to_string(&parameters).unwrap_or_else(|_| "{}".into());
-        store
-            .set_stack_outputs(
-                &stack.stack_id,
-                &stack.outputs,
-                &serde_json::to_string(&imports).unwrap_or_else(|_| "[]".into()),
-                now,
-            )
+        let imports_json = serde_json::to_string(&imports).unwrap_or_else(|_| "[]".into());
+        // Compare-and-set on the stack as it was read before the checks
+        // (which wait for the engine): of two requests at once (two
+        // updates, an update and a delete), exactly one starts.
+        let started = store
+            .begin_stack_update_from(&stack, &body, &source, &parameters_json, &imports_json, now)
             .map_err(store_error)?;
-        store
-            .begin_stack_update(
-                &stack.stack_id,
-                &body,
-                &source,
-                &parameters_json,
-                StackStatus::UpdateInProgress,
-                now,
-            )
-            .map_err(store_error)?;
+        if !started {
+            return Err(self.update_refused(&stack)?);
+        }
         stack_event(store, &stack, StackStatus::UpdateInProgress, Some("User Initiated"), now)
             .map_err(store_error)?;
         self.spawn_operation(&stack.stack_id);
         Ok(UpdateStackOutput { stack_id: stack.stack_id })
+    }
+
+    /// The refusal of an update whose compare-and-set failed: the stack
+    /// moved on while the request was checked. AWS's "can not be updated"
+    /// in the status it is in now, or, when that status would allow an
+    /// update (the stack went through an operation and back), a request to
+    /// try again: the checks were made against what it was before.
+    fn update_refused(&self, seen: &StackRow) -> Result<ApiError, ApiError> {
+        let now = self.find_stack(&seen.stack_id)?;
+        Ok(if updatable(now.status) {
+            ApiError::validation(format!(
+                "Stack [{}] changed while the update was being requested; try again",
+                seen.name
+            ))
+        } else {
+            cannot_update(&now)
+        })
     }
 
     /// Every image a launch configuration or template names through
@@ -886,10 +915,7 @@ impl<E: Engine + 'static> StackService<E> {
             return Ok(());
         }
         if stack.status.in_progress() {
-            return Err(ApiError::validation(format!(
-                "Stack [{}] is in {} state and can not be deleted until the operation ends",
-                stack.name, stack.status
-            )));
+            return Err(cannot_delete(&stack));
         }
         let retain: BTreeSet<String> = input.retain_resources.iter().cloned().collect();
         if !retain.is_empty() {
@@ -929,10 +955,17 @@ impl<E: Engine + 'static> StackService<E> {
             "User Initiated",
         )?;
         if !started {
-            return Err(ApiError::validation(format!(
-                "Stack [{}] changed while the delete was being requested; try again",
-                stack.name
-            )));
+            // Another request moved the stack first: a delete (this one is
+            // then the same request again, as on AWS), or another operation.
+            let now = self.find_stack(&stack.stack_id)?;
+            return match now.status {
+                StackStatus::DeleteInProgress | StackStatus::DeleteComplete => Ok(()),
+                status if status.in_progress() => Err(cannot_delete(&now)),
+                _ => Err(ApiError::validation(format!(
+                    "Stack [{}] changed while the delete was being requested; try again",
+                    stack.name
+                ))),
+            };
         }
         // A crash before this line leaves the failed resources as they were:
         // the resumed delete ends DELETE_FAILED again and a new request
@@ -1267,6 +1300,32 @@ impl<E: Engine + 'static> StackService<E> {
             .map_err(store_error)?
             .ok_or_else(|| ApiError::validation(format!("Stack with id {name} does not exist")))
     }
+}
+
+/// Whether `UpdateStack` may start from `status`.
+fn updatable(status: StackStatus) -> bool {
+    matches!(
+        status,
+        StackStatus::CreateComplete
+            | StackStatus::UpdateComplete
+            | StackStatus::UpdateRollbackComplete
+    )
+}
+
+/// CloudFormation's refusal of `UpdateStack` in a status that does not allow it.
+fn cannot_update(stack: &StackRow) -> ApiError {
+    ApiError::validation(format!(
+        "Stack:{} is in {} state and can not be updated.",
+        stack.stack_id, stack.status
+    ))
+}
+
+/// CloudFormation's refusal of `DeleteStack` while another operation runs.
+fn cannot_delete(stack: &StackRow) -> ApiError {
+    ApiError::validation(format!(
+        "Stack [{}] cannot be deleted while in status {}",
+        stack.name, stack.status
+    ))
 }
 
 fn describe_stack(stack: &StackRow) -> Stack {

@@ -11,7 +11,10 @@
 //!   starts on the reserved socket (`StackService::open_with_listeners`);
 //! - an instance launched after the restart (a replacement for one removed
 //!   with `podman rm -f`) carries the `autopatch.stack` label like every
-//!   other instance of the stack.
+//!   other instance of the stack;
+//! - a stack whose stored template cannot be loaded keeps its instances
+//!   (they are not orphans) and its load balancer keeps serving; recovery
+//!   says why (a note, a log record).
 
 mod support;
 
@@ -214,6 +217,89 @@ async fn an_instance_launched_after_a_restart_carries_the_stack_label() {
     assert_eq!(row.stack_id.as_deref(), Some(stack_id.as_str()));
     assert_eq!(row.lifecycle, LifecycleState::InService);
 
+    fixture.delete("pattern3-app").await;
+    fixture.delete("pattern3-base").await;
+    assert!(fixture.instance_containers().await.is_empty());
+}
+
+/// The stack service's `log` records (`msg stack=...`), as the daemon's
+/// log would have them.
+static RECORDS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let stack = record.key_values().get(log::kv::Key::from("stack"));
+        let stack = stack.map(|value| value.to_string()).unwrap_or_default();
+        RECORDS.lock().unwrap().push(format!("{} stack={stack}", record.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_whose_template_cannot_be_loaded_keeps_its_instances_and_keeps_serving() {
+    if log::set_logger(&Capture).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    let mut fixture = Fixture::new().await;
+    let (url, stack_id) = lab(&fixture).await;
+    wait_recorded_healthy(&fixture, 2).await;
+    let instances = fixture.instance_containers().await;
+    assert_eq!(instances.len(), 2);
+
+    // The stored template no longer parses (a store edited by hand, a
+    // template an older autopatch accepted).
+    let stack = fixture.store.stack(&stack_id).unwrap().unwrap();
+    let now = autopatch_model::Timestamp(stack.updated_at.0 + 1);
+    let store = fixture.store.clone();
+    let write = |body: &str, status| {
+        store
+            .begin_stack_update(
+                &stack_id,
+                body,
+                &stack.template_source,
+                &stack.parameters,
+                status,
+                now,
+            )
+            .unwrap();
+        store.end_stack_update(&stack_id, false, now).unwrap();
+    };
+    write("Resources: [", stack.status);
+
+    restart(&mut fixture, 2).await;
+    let mut left = fixture.instance_containers().await;
+    left.sort();
+    let mut kept = instances.clone();
+    kept.sort();
+    assert_eq!(left, kept, "the stack's instances are not orphans");
+    let notes = fixture.service.recovery_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("stack pattern3-app: its stored template cannot be loaded (")
+            && notes[0].ends_with("): its resources run as recorded, but it cannot be updated or deleted until it loads"),
+        "{notes:?}"
+    );
+    let logged = RECORDS.lock().unwrap().clone();
+    assert!(
+        logged.iter().any(|record| record
+            == "stack template cannot be loaded: its resources are recovered as recorded and keep running, but no operation can run on it stack=pattern3-app"),
+        "{logged:?}"
+    );
+    // Its load balancer serves from the adopted instances.
+    for _ in 0..4 {
+        let page = support::curl(&url);
+        assert!(page.contains("Welcome"), "{page}");
+    }
+
+    // With its template back, the stack can be deleted as usual.
+    write(&stack.template_body, stack.status);
     fixture.delete("pattern3-app").await;
     fixture.delete("pattern3-base").await;
     assert!(fixture.instance_containers().await.is_empty());
