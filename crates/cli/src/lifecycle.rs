@@ -32,13 +32,18 @@ fn absolute(state_dir: &Path) -> Result<PathBuf, CliError> {
     })
 }
 
+/// `--listener-ports` as the daemon's option and as `Ping` names it.
+fn listener_ports(arg: ListenerPortsArg) -> (ListenerPorts, &'static str) {
+    match arg {
+        ListenerPortsArg::Free => (ListenerPorts::Free, "free"),
+        ListenerPortsArg::Template => (ListenerPorts::Template, "template"),
+    }
+}
+
 pub(crate) async fn serve(state_dir: &Path, args: ServeArgs) -> Result<ExitCode, CliError> {
     let config = DaemonConfig {
         state_dir: absolute(state_dir)?,
-        listener_ports: match args.listener_ports {
-            ListenerPortsArg::Free => ListenerPorts::Free,
-            ListenerPortsArg::Template => ListenerPorts::Template,
-        },
+        listener_ports: listener_ports(args.listener_ports.unwrap_or(ListenerPortsArg::Free)).0,
         listen: args.listen,
     };
     match autopatch_daemon::serve(config).await {
@@ -74,6 +79,49 @@ fn print_running(ping: &PingOutput, json: bool, already: bool) {
     }
 }
 
+/// A daemon already answers: says so, and what of the options asked for it
+/// does not have (it keeps its own until `autopatch down`).
+fn already_running(ping: &PingOutput, args: &ServeArgs, json: bool) -> ExitCode {
+    print_running(ping, json, true);
+    let wanted = args.listen.map(|address| address.to_string());
+    if wanted.is_some() && wanted != ping.listen {
+        render::note(&format!(
+            "note: the running daemon does not listen on {}; `autopatch down` first to change its options",
+            wanted.unwrap_or_default()
+        ));
+    }
+    let wanted = args.listener_ports.map(|arg| listener_ports(arg).1);
+    if let (Some(wanted), Some(running)) = (wanted, ping.listener_ports.as_deref())
+        && wanted != running
+    {
+        render::note(&format!(
+            "note: the running daemon uses --listener-ports {running}, not {wanted}; `autopatch down` first to change its options"
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether a daemon answers: `Some` with its answer; `None` when none runs
+/// (nothing listens, only a stale socket file, or a daemon killed a moment
+/// ago whose socket still resets); an error when something is there that
+/// does not answer properly (starting another would only be refused by its
+/// lock).
+async fn answering(client: &Client, state_dir: &Path) -> Result<Option<PingOutput>, CliError> {
+    match client.ping().await {
+        Ok(ping) => Ok(Some(ping)),
+        Err(ClientError::NotRunning { .. }) => Ok(None),
+        // The socket resets: a daemon killed a moment ago whose last threads
+        // are still going away. Its pid says so; start one (the new daemon
+        // waits for the lock).
+        Err(ClientError::Connect { .. } | ClientError::Transport { .. })
+            if read_pid(state_dir).is_none_or(|pid| !process_running(pid)) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(CliError::from_client(error, state_dir)),
+    }
+}
+
 pub(crate) async fn up(
     state_dir: &Path,
     args: ServeArgs,
@@ -81,34 +129,24 @@ pub(crate) async fn up(
 ) -> Result<ExitCode, CliError> {
     let state_dir = absolute(state_dir)?;
     let client = Client::new(&state_dir).with_timeout(Duration::from_secs(5));
-    match client.ping().await {
-        Ok(ping) => {
-            print_running(&ping, json, true);
-            let wanted = args.listen.map(|address| address.to_string());
-            if wanted.is_some() && wanted != ping.listen {
-                render::note(&format!(
-                    "note: the running daemon does not listen on {}; `autopatch down` first to change its options",
-                    wanted.unwrap_or_default()
-                ));
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        // Nothing listens (or only a stale socket file): start one.
-        Err(ClientError::NotRunning { .. }) => {}
-        // The socket resets: a daemon killed a moment ago whose last threads
-        // are still going away. Its pid says so; start one (the new daemon
-        // waits for the lock).
-        Err(ClientError::Connect { .. } | ClientError::Transport { .. })
-            if read_pid(&state_dir).is_none_or(|pid| !process_running(pid)) => {}
-        // Something is there but does not answer properly: starting another
-        // would only be refused by its lock.
-        Err(error) => return Err(CliError::from_client(error, &state_dir)),
+    if let Some(ping) = answering(&client, &state_dir).await? {
+        return Ok(already_running(&ping, &args, json));
     }
     let failed = |message: String| CliError::new(message).with_code(1);
     std::fs::create_dir_all(&state_dir).map_err(|error| {
         failed(format!("failed to create the state directory {}: {error}", state_dir.display()))
     })?;
     let log_path = state_dir.join("daemon.log");
+    // One `up` at a time starts the daemon: `up`s at once wait here for the
+    // one starting it (a lock on the log, in a descriptor of its own that
+    // the daemon does not inherit), then find it running, instead of
+    // starting daemons that its lock refuses.
+    let _starting = lock_for_start(&log_path)
+        .await
+        .map_err(|error| failed(format!("failed to lock {}: {error}", log_path.display())))?;
+    if let Some(ping) = answering(&client, &state_dir).await? {
+        return Ok(already_running(&ping, &args, json));
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -123,10 +161,9 @@ pub(crate) async fn up(
 
     let mut command = std::process::Command::new(&executable);
     command.arg("--state-dir").arg(&state_dir).arg("serve");
-    command.arg("--listener-ports").arg(match args.listener_ports {
-        ListenerPortsArg::Free => "free",
-        ListenerPortsArg::Template => "template",
-    });
+    command
+        .arg("--listener-ports")
+        .arg(listener_ports(args.listener_ports.unwrap_or(ListenerPortsArg::Free)).1);
     if let Some(listen) = args.listen {
         command.arg("--listen").arg(listen.to_string());
     }
@@ -145,12 +182,28 @@ pub(crate) async fn up(
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Ok(ping) = client.ping().await {
+            // Another daemon (a `serve` started by hand meanwhile) may have
+            // won the state directory's lock: this one then exits.
+            if ping.pid != pid {
+                return Ok(already_running(&ping, &args, json));
+            }
             print_running(&ping, json, false);
             return Ok(ExitCode::SUCCESS);
         }
         let exited = child.try_wait().map_err(|error| {
             failed(format!("failed to check on the daemon (pid {pid}): {error}"))
         })?;
+        // A daemon that exits 0 started and was stopped (`autopatch down`,
+        // SIGTERM) before it answered here: it did start, so no log is shown.
+        if let Some(status) = exited.filter(std::process::ExitStatus::success) {
+            return Err(failed(format!(
+                "the daemon (pid {pid}) started, but was stopped before it answered here ({status}): `autopatch down` or a signal stopped it"
+            ))
+            .with_hint(format!(
+                "`autopatch up` starts it again; its log: {}",
+                log_path.display()
+            )));
+        }
         if let Some(status) = exited {
             print_log_tail(&log_path, log_start);
             return Err(failed(format!("the daemon did not start ({status})"))
@@ -170,6 +223,16 @@ pub(crate) async fn up(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Takes the lock `up` holds while it starts the daemon: an exclusive
+/// `flock` on the daemon's log, opened on its own (released when dropped,
+/// never inherited by the daemon). Waits while another `up` holds it.
+async fn lock_for_start(log_path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Prints the last lines the daemon wrote to its log since `start`.

@@ -145,11 +145,11 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Which local port each load balancer listener gets: `free` (a free port on
-    /// 127.0.0.1, kept for the stack's life) or `template` (the template's own
-    /// port on 127.0.0.1; port 80 needs privileges).
-    #[arg(long, value_enum, default_value_t = ListenerPortsArg::Free)]
-    listener_ports: ListenerPortsArg,
+    /// Which local port each load balancer listener gets: `free` (the default: a
+    /// free port on 127.0.0.1, kept for the stack's life) or `template` (the
+    /// template's own port on 127.0.0.1; port 80 needs privileges).
+    #[arg(long, value_enum)]
+    listener_ports: Option<ListenerPortsArg>,
     /// Also serve the API on this TCP address; loopback addresses only (the API
     /// has no authentication).
     #[arg(long, value_name = "ADDRESS:PORT", value_parser = parse_listen)]

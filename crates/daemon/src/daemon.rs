@@ -242,7 +242,8 @@ async fn run<E: Engine + 'static>(
     let service = StackService::open_with_listeners(service_config, engine, store, listeners)
         .await
         .map_err(DaemonError::Service)?;
-    for note in &service.recovery_notes() {
+    // (A stack whose template cannot be loaded is logged by the service.)
+    for note in &service.pending_readoptions() {
         log(Level::Warn, "not recovered yet; trying again until it works", &[("what", note)]);
     }
     let server_config = server_config(&config, engine_endpoint);

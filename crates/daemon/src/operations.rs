@@ -10,8 +10,8 @@
 use std::future::Future;
 
 use autopatch_engine::Engine;
-use autopatch_stacks::StackService;
 use autopatch_stacks::api::ApiError;
+use autopatch_stacks::{ListenerPorts, StackService};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -33,6 +33,13 @@ pub trait Operations: Send + Sync + 'static {
     /// trying to: `Ping` reports it, so `autopatch up` can tell the user.
     fn problems(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// How load balancer listeners get their ports (`free`, `template`), if
+    /// the service has load balancers: `Ping` reports it, so `autopatch up`
+    /// can tell when the running daemon was started with other options.
+    fn listener_ports(&self) -> Option<&'static str> {
+        None
     }
 }
 
@@ -126,6 +133,13 @@ impl<E: Engine + 'static> Operations for StackService<E> {
 
     fn problems(&self) -> Vec<String> {
         self.recovery_notes()
+    }
+
+    fn listener_ports(&self) -> Option<&'static str> {
+        Some(match StackService::listener_ports(self) {
+            ListenerPorts::Free => "free",
+            ListenerPorts::Template => "template",
+        })
     }
 }
 

@@ -48,6 +48,11 @@ pub struct PingOutput {
     /// stack and resource and why; the daemon keeps trying.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Which local port each load balancer listener gets (`free` or
+    /// `template`, as `--listener-ports` says), when the operations served
+    /// have load balancers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_ports: Option<String>,
 }
 
 /// `autopatch/Shutdown`'s answer: the process that is stopping.

@@ -210,6 +210,7 @@ impl<O: Operations> Server<O> {
             listen,
             engine_endpoint: config.engine_endpoint,
             problems: Vec::new(),
+            listener_ports: None,
         };
         Ok(Server {
             sockets,
@@ -237,8 +238,13 @@ impl<O: Operations> Server<O> {
         let mut stop = std::pin::pin!(stop);
         let reason = loop {
             tokio::select! {
+                // A stop comes before new connections: a daemon told to stop
+                // while it was starting (SIGTERM during recovery) stops
+                // without serving the requests waiting in its backlog.
+                biased;
                 () = &mut stop => break StopReason::Stopped,
                 () = shared.shutdown.notified() => break StopReason::Requested,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = unix.accept() => match accepted {
                     Ok((stream, _)) => {
                         serve_connection(&mut connections, stream, &shared, &stopping_receiver)
@@ -251,7 +257,6 @@ impl<O: Operations> Server<O> {
                     }
                     Err(error) => accept_failed("the TCP listener", &error).await,
                 },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         };
         drop(unix);
@@ -452,6 +457,7 @@ async fn answer<O: Operations>(
             "Ping" => {
                 let mut ping = shared.ping.clone();
                 ping.problems = shared.operations.problems();
+                ping.listener_ports = shared.operations.listener_ports().map(str::to_owned);
                 encode(&ping)
             }
             "Shutdown" => {
