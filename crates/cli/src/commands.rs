@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use autopatch_engine::DockerEngine;
 use autopatch_engine::{ContainerSpec, Engine};
 use autopatch_imagebuilder::{
-    BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, Builder, ImageEvidence,
-    NETWORK, Progress as _, Registered, Sources, StartOptions, StartOutcome, runner_gone,
+    BootstrapError, BootstrapRequest, BuildError, BuildEvent, BuildOutcome, Builder, BuiltBy,
+    CancelCause, CheckStep, ImageEvidence, NETWORK, PARENT_EVENT, Progress as _, Registered,
+    Sources, StartOptions, StartOutcome, runner_gone,
 };
 use autopatch_model::ImageState;
-use autopatch_store::{BuildRow, ImageRow, Store};
+use autopatch_store::{BuildComponentRow, BuildRow, EventRow, ImageRow, Store};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -214,7 +215,7 @@ async fn pipeline_start(
 ) -> Result<ExitCode, CliError> {
     let builder = ctx.builder().await?;
     let cancel = CancellationToken::new();
-    let interrupt = Interrupt::listen(&cancel)?;
+    let interrupt = Interrupt::listen_with_cause(&cancel, Some(options.cancel_cause.clone()))?;
     let progress = ProgressPrinter::new(verbose);
     let outcome = {
         let mut start = Box::pin(autopatch_imagebuilder::start_pipeline(
@@ -286,7 +287,7 @@ async fn pipeline_start(
         StartOutcome::Built(outcome) => {
             let build = &outcome.build;
             if json {
-                let mut value = build_json(build);
+                let mut value = BuildRecords::read(ctx, build.clone())?.json();
                 value["started"] = json!(outcome.started);
                 if let Some(image) = &outcome.image {
                     value["image"] = image_json(image);
@@ -384,28 +385,28 @@ async fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitC
     match command {
         BuildCommand::List => {
             let builds = ctx.store.builds().map_err(CliError::from_error)?;
+            let records = builds
+                .into_iter()
+                .map(|build| BuildRecords::read(ctx, build))
+                .collect::<Result<Vec<_>, _>>()?;
             if json {
-                render::json(&Value::Array(builds.iter().map(build_json).collect()));
+                render::json(&Value::Array(records.iter().map(BuildRecords::json).collect()));
             } else {
-                let rows: Vec<Vec<String>> = builds
+                let rows: Vec<Vec<String>> = records
                     .iter()
-                    .map(|b| {
+                    .map(|records| {
+                        let b = &records.build;
                         vec![
                             b.id.clone(),
                             b.image_version(),
+                            records.parent_or_reference().to_owned(),
                             b.state.to_string(),
                             b.created_at.to_string(),
-                            b.reason
-                                .clone()
-                                .unwrap_or_default()
-                                .lines()
-                                .next()
-                                .unwrap_or("")
-                                .to_owned(),
+                            first_line(b.reason.as_deref().unwrap_or_default()),
                         ]
                     })
                     .collect();
-                render::table(&["BUILD", "IMAGE", "STATE", "STARTED", "REASON"], &rows);
+                render::table(&["BUILD", "VERSION", "PARENT", "STATE", "STARTED", "REASON"], &rows);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -414,30 +415,12 @@ async fn build(ctx: &Context, command: BuildCommand, json: bool) -> Result<ExitC
                 CliError::new(format!("build {id} not found"))
                     .with_hint("list builds with `autopatch build list`")
             })?;
-            let events = ctx.store.events(&format!("build/{id}")).map_err(CliError::from_error)?;
+            let records = BuildRecords::read(ctx, build)?;
             if json {
-                let mut value = build_json(&build);
-                value["events"] = Value::Array(
-                    events
-                        .iter()
-                        .map(
-                            |e| json!({"at": e.at.to_string(), "kind": e.kind, "detail": e.detail}),
-                        )
-                        .collect(),
-                );
-                render::json(&value);
+                render::json(&records.show_json());
             } else {
-                render::line(&format!("build      {}", build.id));
-                render::line(&format!("image      {}", build.image_version()));
-                render::line(&format!("pipeline   {}", build.pipeline.as_deref().unwrap_or("-")));
-                render::line(&format!("parent     {}", build.parent_image));
-                render::line(&format!("state      {}", build.state));
-                if let Some(reason) = &build.reason {
-                    render::line(&format!("reason     {reason}"));
-                }
-                render::line(&format!("artifacts  {}", build.artifact_dir));
-                for event in events {
-                    render::line(&format!("  {}  {}", event.at, event.detail));
+                for text in records.show_lines() {
+                    render::line(&text);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -549,27 +532,44 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
         }
         ImageCommand::Show { image, packages } => {
             let row = find_image(ctx, &image)?;
+            let (build, components) = match &row.build_id {
+                Some(id) => (
+                    ctx.store.build(id).map_err(CliError::from_error)?,
+                    ctx.store.build_components(id).map_err(CliError::from_error)?,
+                ),
+                None => (None, Vec::new()),
+            };
             if json {
                 let mut value = image_json(&row);
+                value["components"] = components_json(&components);
+                value["buildStartedAt"] = json!(build.as_ref().map(|b| b.created_at.to_string()));
+                value["buildFinishedAt"] =
+                    json!(build.as_ref().and_then(|b| b.finished_at).map(|t| t.to_string()));
                 if packages {
-                    value["packages"] = Value::String(row.manifest.clone());
+                    value["packages"] = Value::Array(
+                        package_rows(&row.manifest).iter().map(PackageRow::json).collect(),
+                    );
                 }
                 render::json(&value);
             } else {
-                render::line(&format!("image      {}", row.version));
-                render::line(&format!(
-                    "engine     {} ({})",
-                    row.engine_reference, row.engine_image_id
-                ));
-                render::line(&format!("parent     {}", row.parent.as_deref().unwrap_or("-")));
-                render::line(&format!("build      {}", row.build_id.as_deref().unwrap_or("-")));
-                render::line(&format!("created    {}", row.created_at));
+                for text in image_lines(&row, build.as_ref(), &components) {
+                    render::line(&text);
+                }
                 print_evidence_summary(&row);
                 if packages {
-                    render::line("packages:");
-                    for line in row.manifest.lines() {
-                        render::line(&format!("  {}", line.replace('\t', " ")));
-                    }
+                    let rows: Vec<Vec<String>> =
+                        package_rows(&row.manifest).iter().map(PackageRow::cells).collect();
+                    render::table(
+                        &[
+                            "PACKAGE",
+                            "VERSION",
+                            "ARCHITECTURE",
+                            "SOURCE",
+                            "SOURCE-VERSION",
+                            "STATUS",
+                        ],
+                        &rows,
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -579,11 +579,43 @@ async fn image(ctx: &Context, command: ImageCommand, json: bool) -> Result<ExitC
             let to = find_image(ctx, &to)?;
             let builder = ctx.builder().await?;
             let evidence = diff_images(&builder, &from, &to).await?;
+            // A diff to an older image undoes fixes: the CVEs the newer
+            // versions fixed, read the other way round (in a container from
+            // the newer image, whose changelogs have those entries).
+            let lost = if evidence.downgraded.is_empty() {
+                None
+            } else {
+                Some(LostFixes::of(&diff_images(&builder, &to, &from).await?))
+            };
+            if let Some(lost) = &lost {
+                render::note(&format!(
+                    "warning: this diff is a downgrade: {} package(s) of {} are older in {}, \
+                     which loses {} CVE fix(es)",
+                    evidence.downgraded.len(),
+                    from.version,
+                    to.version,
+                    lost.all.len()
+                ));
+            }
             if json {
-                render::json(&serde_json::to_value(&evidence).unwrap_or_default());
+                let mut value = serde_json::to_value(&evidence).unwrap_or_default();
+                value["from"] = json!(from.version);
+                value["to"] = json!(to.version);
+                value["cves_lost"] = json!(lost.as_ref().map_or(&[][..], |l| &l.all[..]));
+                if let (Some(lost), Some(downgraded)) = (&lost, value["downgraded"].as_array_mut())
+                {
+                    for item in downgraded {
+                        let name = item["name"].as_str().unwrap_or_default().to_owned();
+                        item["cves"] =
+                            json!(lost.by_package.get(&name).cloned().unwrap_or_default());
+                    }
+                }
+                render::json(&value);
             } else {
                 render::line(&format!("{} -> {}", from.version, to.version));
-                print_evidence(&evidence);
+                for text in evidence_lines(&evidence, lost.as_ref()) {
+                    render::line(&text);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -757,6 +789,16 @@ impl Interrupt {
     const SIGNALS: [(i32, &'static str); 3] = [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")];
 
     pub(crate) fn listen(cancel: &CancellationToken) -> Result<Interrupt, CliError> {
+        Interrupt::listen_with_cause(cancel, None)
+    }
+
+    /// [`Interrupt::listen`], also recording in `cause` which signal this
+    /// process received (before the token is cancelled), so a build it
+    /// cancels says so in its reason.
+    pub(crate) fn listen_with_cause(
+        cancel: &CancellationToken,
+        cause: Option<CancelCause>,
+    ) -> Result<Interrupt, CliError> {
         use tokio::signal::unix::{SignalKind, signal};
         let received = Arc::new(AtomicI32::new(0));
         for (number, name) in Interrupt::SIGNALS {
@@ -764,10 +806,18 @@ impl Interrupt {
                 .map_err(|error| CliError::new(format!("cannot handle {name}: {error}")))?;
             let received = Arc::clone(&received);
             let cancel = cancel.clone();
+            let cause = cause.clone();
             tokio::spawn(async move {
                 if stream.recv().await.is_some() {
-                    let _ =
-                        received.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
+                    let first = received
+                        .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+                    if let Some(cause) = cause.filter(|_| first) {
+                        cause.set(format!(
+                            "{name} received by autopatch (pid {})",
+                            std::process::id()
+                        ));
+                    }
                     cancel.cancel();
                 }
             });
@@ -862,25 +912,157 @@ fn evidence_of(image: &ImageRow) -> Option<ImageEvidence> {
 
 fn print_evidence_summary(image: &ImageRow) {
     match evidence_of(image) {
-        Some(evidence) => print_evidence(&evidence),
+        Some(evidence) => {
+            for text in evidence_lines(&evidence, None) {
+                render::line(&text);
+            }
+        }
         None => render::line("evidence   (unreadable)"),
     }
 }
 
-fn print_evidence(evidence: &ImageEvidence) {
-    for text in evidence_lines(evidence) {
-        render::line(&text);
+/// `image show`'s lines before the evidence: the image, what built it
+/// (build, times, recipe, components, checks, who) and its parent.
+fn image_lines(
+    image: &ImageRow,
+    build: Option<&BuildRow>,
+    components: &[BuildComponentRow],
+) -> Vec<String> {
+    let evidence = evidence_of(image);
+    let mut lines = vec![
+        format!("image      {}", image.version),
+        format!("engine     {} ({})", image.engine_reference, image.engine_image_id),
+        format!("recipe     {} {}", image.recipe, image.recipe_version),
+        format!("pipeline   {}", image.pipeline.as_deref().unwrap_or("-")),
+        format!("parent     {}", image.parent.as_deref().unwrap_or("-")),
+    ];
+    lines.push(match (&image.build_id, build) {
+        (None, _) => "build      - (bootstrapped)".to_owned(),
+        (Some(id), Some(build)) => format!(
+            "build      {id} (started {}{})",
+            build.created_at,
+            build.finished_at.map(|at| format!(", finished {at}")).unwrap_or_default()
+        ),
+        (Some(id), None) => format!("build      {id}"),
+    });
+    lines.push(format!("created    {}", image.created_at));
+    let built_by = evidence.as_ref().and_then(|e| e.built_by.as_ref());
+    lines.push(match built_by {
+        Some(built_by) => format!("built by   {built_by}"),
+        None => "built by   (not recorded)".to_owned(),
+    });
+    if image.build_id.is_some() {
+        lines.push(format!("components {}", components_text(components)));
+        match evidence.as_ref().and_then(|e| e.build.as_ref()) {
+            Some(build) => lines.extend(checks_lines(
+                &build.checks.steps,
+                build.checks.test_stage_skipped.as_deref(),
+            )),
+            None => lines.push("checks     (not recorded)".to_owned()),
+        }
+    }
+    lines
+}
+
+/// One line of an image's package manifest (`dpkg-query` output, in the
+/// evidence crate's `DPKG_QUERY_FORMAT` columns).
+struct PackageRow<'a> {
+    name: &'a str,
+    version: &'a str,
+    architecture: &'a str,
+    source_name: &'a str,
+    source_version: &'a str,
+    /// dpkg's `db:Status-Abbrev` (`ii` installed, `rc` removed with its
+    /// configuration files left, ...).
+    status: &'a str,
+}
+
+impl PackageRow<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "source_name": self.source_name,
+            "source_version": self.source_version,
+            "status": self.status,
+        })
+    }
+
+    fn cells(&self) -> Vec<String> {
+        [
+            self.name,
+            self.version,
+            self.architecture,
+            self.source_name,
+            self.source_version,
+            self.status,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+/// The lines of a stored manifest, in its order.
+fn package_rows(manifest: &str) -> Vec<PackageRow<'_>> {
+    manifest
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [name, version, architecture, source_name, source_version, status] = fields[..]
+            else {
+                return None;
+            };
+            Some(PackageRow {
+                name,
+                version,
+                architecture,
+                source_name,
+                source_version,
+                status: status.trim_end(),
+            })
+        })
+        .collect()
+}
+
+/// The CVE fixes a downgrade undoes: what the newer versions fixed, from
+/// the evidence of the same two images read the other way round.
+struct LostFixes {
+    by_package: std::collections::BTreeMap<String, Vec<String>>,
+    /// Every one, sorted.
+    all: Vec<String>,
+}
+
+impl LostFixes {
+    fn of(reverse: &ImageEvidence) -> LostFixes {
+        let by_package: std::collections::BTreeMap<String, Vec<String>> = reverse
+            .upgraded
+            .iter()
+            .map(|u| (u.name.clone(), u.cves.iter().map(ToString::to_string).collect()))
+            .collect();
+        let mut all: Vec<String> = by_package.values().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        LostFixes { by_package, all }
     }
 }
 
 /// The text form of an image's evidence: a summary line (downgrades too, so
-/// a version that went back is never hidden), the CVEs, then a table each of
-/// upgraded and downgraded packages, and the packages added and removed.
-fn evidence_lines(evidence: &ImageEvidence) -> Vec<String> {
+/// a version that went back is never hidden, and how many upgrades are
+/// security updates), the CVEs (and, for a diff to an older image, the
+/// fixes it loses), then a table each of upgraded and downgraded packages,
+/// and the packages added and removed.
+fn evidence_lines(evidence: &ImageEvidence, lost: Option<&LostFixes>) -> Vec<String> {
+    let security = evidence.upgraded.iter().filter(|u| u.security == Some(true)).count();
+    let unknown = evidence.upgraded.iter().filter(|u| u.security.is_none()).count();
+    let upgraded = match (evidence.upgraded.len(), unknown) {
+        (0, _) => "0 upgraded".to_owned(),
+        (count, 0) => format!("{count} upgraded ({security} security)"),
+        (count, unknown) => format!("{count} upgraded ({security} security, {unknown} unknown)"),
+    };
     let mut lines = vec![format!(
-        "packages   {} installed; {} upgraded, {} downgraded, {} added, {} removed",
+        "packages   {} installed; {upgraded}, {} downgraded, {} added, {} removed",
         evidence.package_count,
-        evidence.upgraded.len(),
         evidence.downgraded.len(),
         evidence.added.len(),
         evidence.removed.len()
@@ -894,6 +1076,13 @@ fn evidence_lines(evidence: &ImageEvidence) -> Vec<String> {
             format!(": {}", evidence.cves.join(" "))
         }
     ));
+    if let Some(lost) = lost {
+        lines.push(format!(
+            "cves lost  {} fixed in the newer versions the downgrades undo{}",
+            lost.all.len(),
+            if lost.all.is_empty() { String::new() } else { format!(": {}", lost.all.join(" ")) }
+        ));
+    }
     for note in &evidence.notes {
         lines.push(format!("note       {note}"));
     }
@@ -907,18 +1096,37 @@ fn evidence_lines(evidence: &ImageEvidence) -> Vec<String> {
                 } else {
                     u.cves.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
                 };
-                vec![u.name.clone(), u.from.to_string(), u.to.to_string(), cves]
+                let security = match u.security {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "unknown",
+                };
+                vec![u.name.clone(), u.from.to_string(), u.to.to_string(), security.into(), cves]
             })
             .collect();
-        lines.extend(render::table_lines(&["UPGRADED", "FROM", "TO", "CVES FIXED"], &rows));
+        lines.extend(render::table_lines(
+            &["UPGRADED", "FROM", "TO", "SECURITY", "CVES FIXED"],
+            &rows,
+        ));
     }
     if !evidence.downgraded.is_empty() {
         let rows: Vec<Vec<String>> = evidence
             .downgraded
             .iter()
-            .map(|d| vec![d.name.clone(), d.from.clone(), d.to.clone()])
+            .map(|d| {
+                let mut row = vec![d.name.clone(), d.from.clone(), d.to.clone()];
+                if let Some(lost) = lost {
+                    row.push(lost.by_package.get(&d.name).map(|c| c.join(" ")).unwrap_or_default());
+                }
+                row
+            })
             .collect();
-        lines.extend(render::table_lines(&["DOWNGRADED", "FROM", "TO"], &rows));
+        let header: &[&str] = if lost.is_some() {
+            &["DOWNGRADED", "FROM", "TO", "CVES LOST"]
+        } else {
+            &["DOWNGRADED", "FROM", "TO"]
+        };
+        lines.extend(render::table_lines(header, &rows));
     }
     for added in &evidence.added {
         lines.push(format!("added      {} {}", added.name, added.version));
@@ -946,20 +1154,241 @@ fn image_json(image: &ImageRow) -> Value {
     })
 }
 
-fn build_json(build: &BuildRow) -> Value {
-    json!({
-        "id": build.id,
-        "imageVersion": build.image_version(),
-        "pipeline": build.pipeline,
-        "recipe": build.recipe,
-        "recipeVersion": build.recipe_version,
-        "state": build.state.as_str(),
-        "reason": build.reason,
-        "parentImage": build.parent_image,
-        "artifactDir": build.artifact_dir,
-        "createdAt": build.created_at.to_string(),
-        "finishedAt": build.finished_at.map(|t| t.to_string()),
-    })
+/// A build's row with what its other records say: the parent it resolved
+/// (its `parent` event), the component versions it ran, its events, its
+/// `detailedoutput.json`, and whether it published its image.
+struct BuildRecords {
+    build: BuildRow,
+    /// The parent as resolved when the build started (an image version, or
+    /// the engine reference the recipe gave); `None` for a build made before
+    /// autopatch recorded it, unless its image names it.
+    parent: Option<String>,
+    components: Vec<BuildComponentRow>,
+    events: Vec<EventRow>,
+    detailed: Option<Value>,
+    published: bool,
+}
+
+impl BuildRecords {
+    fn read(ctx: &Context, build: BuildRow) -> Result<BuildRecords, CliError> {
+        let store = &ctx.store;
+        let events = store.events(&format!("build/{}", build.id)).map_err(CliError::from_error)?;
+        let image = store
+            .image(&build.image_version())
+            .map_err(CliError::from_error)?
+            .filter(|image| image.build_id.as_deref() == Some(build.id.as_str()));
+        let parent = events
+            .iter()
+            .find(|event| event.kind == PARENT_EVENT)
+            .map(|event| event.detail.clone())
+            .or_else(|| image.as_ref().and_then(|image| image.parent.clone()));
+        let components = store.build_components(&build.id).map_err(CliError::from_error)?;
+        let detailed = fs_err::read_to_string(Path::new(&build.artifact_dir).join(DETAILED_OUTPUT))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        Ok(BuildRecords { build, parent, components, events, detailed, published: image.is_some() })
+    }
+
+    /// The resolved parent, else the reference the recipe gave.
+    fn parent_or_reference(&self) -> &str {
+        self.parent.as_deref().unwrap_or(&self.build.parent_image)
+    }
+
+    /// `build list`'s entry (and `pipeline start`'s): camelCase, as the
+    /// other command answers.
+    fn json(&self) -> Value {
+        let build = &self.build;
+        json!({
+            "id": build.id,
+            "imageVersion": build.image_version(),
+            "published": self.published,
+            "pipeline": build.pipeline,
+            "recipe": build.recipe,
+            "recipeVersion": build.recipe_version,
+            "state": build.state.as_str(),
+            "reason": build.reason,
+            "parentImage": build.parent_image,
+            "parent": self.parent,
+            "artifactDir": build.artifact_dir,
+            "createdAt": build.created_at.to_string(),
+            "finishedAt": build.finished_at.map(|t| t.to_string()),
+        })
+    }
+
+    /// `build show -o json`: [`BuildRecords::json`] with the component
+    /// versions, the checks, who ran it and the events.
+    fn show_json(&self) -> Value {
+        let mut value = self.json();
+        value["parentEngineImageId"] =
+            self.detailed.as_ref().map_or(Value::Null, |d| d["parent_engine_image_id"].clone());
+        value["components"] = components_json(&self.components);
+        value["checks"] = Value::Array(
+            self.checks()
+                .iter()
+                .map(|check| serde_json::to_value(check).unwrap_or_default())
+                .collect(),
+        );
+        value["builtBy"] = self.detailed.as_ref().map_or(Value::Null, |d| d["built_by"].clone());
+        value["events"] = Value::Array(
+            self.events
+                .iter()
+                .map(|e| json!({"at": e.at.to_string(), "kind": e.kind, "detail": e.detail}))
+                .collect(),
+        );
+        value
+    }
+
+    /// The steps of the `validate` and `test` phases the build ran, from its
+    /// detailed output.
+    fn checks(&self) -> Vec<CheckStep> {
+        let Some(phases) = self.detailed.as_ref().and_then(|d| d["phases"].as_array()) else {
+            return Vec::new();
+        };
+        let text = |value: &Value| value.as_str().unwrap_or("?").to_owned();
+        phases
+            .iter()
+            .filter(|phase| matches!(phase["phase"].as_str(), Some("validate" | "test")))
+            .flat_map(|phase| {
+                phase["steps"].as_array().into_iter().flatten().map(move |step| CheckStep {
+                    phase: text(&phase["phase"]),
+                    component: text(&phase["component"]),
+                    step: text(&step["name"]),
+                    status: text(&step["status"]),
+                })
+            })
+            .collect()
+    }
+
+    fn built_by(&self) -> Option<BuiltBy> {
+        let value = self.detailed.as_ref()?.get("built_by")?.clone();
+        serde_json::from_value(value).ok()
+    }
+
+    /// `build show`'s text.
+    fn show_lines(&self) -> Vec<String> {
+        let build = &self.build;
+        let mut lines = vec![format!("build      {}", build.id)];
+        // A version is an image only once published: a failed build's never is.
+        lines.push(if self.published {
+            format!("image      {}", build.image_version())
+        } else if build.state.is_terminal() {
+            format!(
+                "version    {} (not published: the build ended {})",
+                build.image_version(),
+                build.state
+            )
+        } else {
+            format!("version    {} (not published yet)", build.image_version())
+        });
+        lines.push(format!("pipeline   {}", build.pipeline.as_deref().unwrap_or("-")));
+        lines.push(format!("recipe     {} {}", build.recipe, build.recipe_version));
+        lines.push(match &self.parent {
+            Some(parent) if *parent != build.parent_image => {
+                format!("parent     {parent} (the recipe names {})", build.parent_image)
+            }
+            Some(parent) => format!("parent     {parent}"),
+            None => format!("parent     {} (not resolved in the records)", build.parent_image),
+        });
+        lines.push(format!("state      {}", build.state));
+        if let Some(reason) = &build.reason {
+            lines.extend(labelled("reason", reason.lines()));
+        }
+        lines.push(format!("started    {}", build.created_at));
+        if let Some(finished) = build.finished_at {
+            lines.push(format!("finished   {finished}"));
+        }
+        if let Some(built_by) = self.built_by() {
+            lines.push(format!("built by   {built_by}"));
+        }
+        lines.push(format!("components {}", components_text(&self.components)));
+        lines.extend(checks_lines(&self.checks(), None));
+        lines.push(format!("artifacts  {}", build.artifact_dir));
+        for event in &self.events {
+            if event.kind == "state" {
+                lines.push(format!("  {}  {}", event.at, event.detail));
+            } else {
+                lines.push(format!("  {}  {}: {}", event.at, event.kind, event.detail));
+            }
+        }
+        lines
+    }
+}
+
+/// The name of a build's detailed output in its artifact folder.
+const DETAILED_OUTPUT: &str = "detailedoutput.json";
+
+/// `label` and the first of `lines` in the key column, the rest indented
+/// under it.
+fn labelled<'a>(label: &str, lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    lines
+        .enumerate()
+        .map(|(index, line)| {
+            let label = if index == 0 { label } else { "" };
+            format!("{label:<10} {line}").trim_end().to_owned()
+        })
+        .collect()
+}
+
+/// A reason in one table cell: its first line, with ` …` when more follow.
+fn first_line(reason: &str) -> String {
+    let mut lines = reason.lines();
+    let first = lines.next().unwrap_or_default().trim_end();
+    if lines.any(|line| !line.trim().is_empty()) {
+        format!("{first} …")
+    } else {
+        first.to_owned()
+    }
+}
+
+/// `[{"name", "version", "build"}]`, as the evidence names components.
+fn components_json(components: &[BuildComponentRow]) -> Value {
+    Value::Array(
+        components
+            .iter()
+            .map(|c| json!({"name": c.name, "version": c.version, "build": c.build_number}))
+            .collect(),
+    )
+}
+
+/// `update-os 1.0.1/1, webapp-test 1.0.0/1`.
+fn components_text(components: &[BuildComponentRow]) -> String {
+    if components.is_empty() {
+        return "(not recorded)".to_owned();
+    }
+    components
+        .iter()
+        .map(|c| format!("{} {}/{}", c.name, c.version, c.build_number))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The checks that ran, counted by status, then one line each; and why
+/// the test stage did not run, when that is known.
+fn checks_lines(checks: &[CheckStep], test_stage_skipped: Option<&str>) -> Vec<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for check in checks {
+        match counts.iter_mut().find(|(status, _)| *status == check.status) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((&check.status, 1)),
+        }
+    }
+    let counted: Vec<String> =
+        counts.iter().map(|(status, count)| format!("{count} {status}")).collect();
+    let mut lines = vec![if checks.is_empty() {
+        "checks     none ran".to_owned()
+    } else {
+        format!("checks     {} ran: {}", checks.len(), counted.join(", "))
+    }];
+    for check in checks {
+        lines.push(format!(
+            "           {} {} {}: {}",
+            check.phase, check.component, check.step, check.status
+        ));
+    }
+    if let Some(why) = test_stage_skipped {
+        lines.push(format!("           test stage skipped: {why}"));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -995,12 +1424,150 @@ mod tests {
             "changelogs_available": true, "notes": [],
         }))
         .unwrap();
-        let lines = evidence_lines(&evidence);
+        let lines = evidence_lines(&evidence, None);
         assert_eq!(
             lines[0],
             "packages   90 installed; 0 upgraded, 1 downgraded, 0 added, 0 removed"
         );
         assert!(lines.contains(&"DOWNGRADED  FROM            TO".to_owned()), "{lines:#?}");
         assert!(lines.contains(&"libc6       2.36-9+deb12u4  2.36-9".to_owned()), "{lines:#?}");
+    }
+
+    #[test]
+    fn upgrades_are_counted_and_marked_as_security_updates() {
+        let upgrade = |name: &str, security: Value, cves: Value| {
+            json!({"name": name, "from": "1", "to": "2", "source_name": name,
+                   "security": security, "cves": cves, "changelog_available": true})
+        };
+        let evidence: ImageEvidence = serde_json::from_value(json!({
+            "image": "web/1.0.0/2", "parent": "web/1.0.0/1", "package_count": 90,
+            "upgraded": [
+                upgrade("liblzma5", json!(true), json!([])),
+                upgrade("libc6", json!(true), json!(["CVE-2025-4802"])),
+                upgrade("base-files", json!(false), json!([])),
+                upgrade("local", Value::Null, json!([])),
+            ],
+            "downgraded": [], "added": [], "removed": [], "cves": ["CVE-2025-4802"],
+            "changelogs_available": true, "notes": [],
+        }))
+        .unwrap();
+        let lines = evidence_lines(&evidence, None);
+        assert_eq!(
+            lines[0],
+            "packages   90 installed; 4 upgraded (2 security, 1 unknown), 0 downgraded, 0 added, \
+             0 removed"
+        );
+        let table: Vec<&str> = lines.iter().skip(2).map(String::as_str).collect();
+        assert_eq!(
+            table,
+            [
+                "UPGRADED    FROM  TO  SECURITY  CVES FIXED",
+                "liblzma5    1     2   yes",
+                "libc6       1     2   yes       CVE-2025-4802",
+                "base-files  1     2   no",
+                "local       1     2   unknown",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_diff_to_older_versions_lists_the_fixes_it_loses() {
+        let evidence: ImageEvidence = serde_json::from_value(json!({
+            "image": "web/1.0.0/1", "parent": "web/1.0.0/2", "package_count": 90,
+            "upgraded": [], "added": [], "removed": [], "cves": [],
+            "downgraded": [
+                {"name": "libc6", "from": "2.36-9+deb12u10", "to": "2.36-9+deb12u4"},
+                {"name": "tzdata", "from": "2026f-0+deb12u1", "to": "2026b-0+deb12u1"},
+            ],
+            "changelogs_available": true, "notes": [],
+        }))
+        .unwrap();
+        let lost = LostFixes {
+            by_package: [
+                ("libc6".to_owned(), vec!["CVE-2025-4802".to_owned(), "CVE-2025-8058".to_owned()]),
+                ("tzdata".to_owned(), Vec::new()),
+            ]
+            .into(),
+            all: vec!["CVE-2025-4802".to_owned(), "CVE-2025-8058".to_owned()],
+        };
+        let lines = evidence_lines(&evidence, Some(&lost));
+        assert_eq!(lines[1], "cves       0 fixed");
+        assert_eq!(
+            lines[2],
+            "cves lost  2 fixed in the newer versions the downgrades undo: CVE-2025-4802 \
+             CVE-2025-8058"
+        );
+        assert_eq!(lines[3], "DOWNGRADED  FROM             TO               CVES LOST");
+        assert_eq!(
+            lines[4],
+            "libc6       2.36-9+deb12u10  2.36-9+deb12u4   CVE-2025-4802 CVE-2025-8058"
+        );
+        assert_eq!(lines[5], "tzdata      2026f-0+deb12u1  2026b-0+deb12u1");
+    }
+
+    #[test]
+    fn a_multi_line_reason_is_one_line_with_a_marker_in_a_table_and_indented_in_show() {
+        let reason = "step Run of component c (test phase) failed: exit code 1; last output:\n\
+                      auditor-visible failure\n";
+        assert_eq!(
+            first_line(reason),
+            "step Run of component c (test phase) failed: exit code 1; last output: …"
+        );
+        assert_eq!(first_line("cancelled"), "cancelled");
+        assert_eq!(first_line("one line\n\n"), "one line");
+        assert_eq!(
+            labelled("reason", reason.lines()),
+            [
+                "reason     step Run of component c (test phase) failed: exit code 1; last output:",
+                "           auditor-visible failure",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_manifest_is_one_object_per_package_with_its_columns() {
+        let manifest = "adduser\t3.134\tall\tadduser\t3.134\tii \n\
+                        libssl3:amd64\t3.0.11-1~deb12u2\tamd64\topenssl\t3.0.11-1~deb12u2\tii \n\
+                        procps\t2:4.0.2-3\tamd64\tprocps\t2:4.0.2-3\trc \n";
+        let rows: Vec<Value> = package_rows(manifest).iter().map(PackageRow::json).collect();
+        assert_eq!(
+            Value::Array(rows),
+            json!([
+                {"name": "adduser", "version": "3.134", "architecture": "all",
+                 "source_name": "adduser", "source_version": "3.134", "status": "ii"},
+                {"name": "libssl3:amd64", "version": "3.0.11-1~deb12u2", "architecture": "amd64",
+                 "source_name": "openssl", "source_version": "3.0.11-1~deb12u2", "status": "ii"},
+                {"name": "procps", "version": "2:4.0.2-3", "architecture": "amd64",
+                 "source_name": "procps", "source_version": "2:4.0.2-3", "status": "rc"},
+            ])
+        );
+    }
+
+    #[test]
+    fn checks_are_counted_by_status_and_listed() {
+        let check = |phase: &str, step: &str, status: &str| CheckStep {
+            phase: phase.into(),
+            component: "web".into(),
+            step: step.into(),
+            status: status.into(),
+        };
+        let checks = [
+            check("validate", "Pending", "success"),
+            check("test", "Index", "success"),
+            check("test", "Details", "failed"),
+        ];
+        assert_eq!(
+            checks_lines(&checks, None),
+            [
+                "checks     3 ran: 2 success, 1 failed",
+                "           validate web Pending: success",
+                "           test web Index: success",
+                "           test web Details: failed",
+            ]
+        );
+        assert_eq!(
+            checks_lines(&[], Some("image tests are disabled")),
+            ["checks     none ran", "           test stage skipped: image tests are disabled"]
+        );
     }
 }

@@ -166,7 +166,14 @@ fn sigterm_and_sighup_cancel_the_build_like_ctrl_c() {
         signal(&child, name);
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "SIG{name}");
-        assert_build_ended(&cli, "CANCELLED");
+        let id = assert_build_ended(&cli, "CANCELLED");
+        // The reason says which signal stopped it, and which process got it.
+        let shown = cli.json(&["build", "show", &id]);
+        assert_eq!(
+            shown["reason"],
+            format!("cancelled: SIG{name} received by autopatch (pid {})", child.id()),
+            "{shown}"
+        );
     }
 }
 
@@ -414,7 +421,11 @@ fn a_client_token_names_one_start_of_one_pipeline_and_a_retry_follows_the_runnin
     assert_eq!(retry.status.code(), Some(130), "{}", stderr(&retry));
     let said = String::from_utf8_lossy(&retry.stdout).into_owned();
     assert_eq!(said.trim(), format!("build {id} CANCELLED"));
-    assert!(stderr(&retry).contains("==> CANCELLED: cancelled"), "{}", stderr(&retry));
+    assert!(
+        stderr(&retry).contains("==> CANCELLED: cancelled by `autopatch build cancel`"),
+        "the reason says what cancelled it: {}",
+        stderr(&retry)
+    );
     assert_eq!(first.wait().unwrap().code(), Some(130));
     assert_eq!(cli.builds().len(), 1, "one build for one token");
 }
