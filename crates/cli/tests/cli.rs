@@ -33,12 +33,21 @@ fn an_invalid_component_reports_every_problem_with_its_position_and_registers_no
         "undefined reference: {errors}"
     );
 
+    // Registered nothing, in a state directory with a database as in one
+    // without (where none is made).
+    assert!(!cli.state.path().join("autopatch.db").exists(), "a state database was made");
+    let good = cli.write(
+        "good.yml",
+        "name: good\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [ \"echo one\" ]\n",
+    );
+    assert!(cli.run(&["component", "create", "--file", &good]).status.success());
+    let output = cli.run(&["component", "create", "--file", &path]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let list = cli.run(&["--output", "json", "component", "list"]);
     assert!(list.status.success());
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap(),
-        serde_json::json!([])
-    );
+    let listed = serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["name"], "good", "{listed}");
 }
 
 #[test]
