@@ -638,6 +638,73 @@ impl<E: Engine + 'static> Fleet<E> {
         finished
     }
 
+    /// Lets a group go without deleting it (its stack retains it:
+    /// `DeletionPolicy: Retain`): the controller stops, the instances leave
+    /// their target groups, and their containers keep running, unmanaged.
+    /// Each instance's row ends `Terminated` with `reason` (the fleet no
+    /// longer has it: nothing replaces, checks or counts it) and its folder
+    /// is marked retained, so [`Fleet::remove_orphans`] leaves the container
+    /// and the folder alone until the container is gone. Instances that were
+    /// already terminating are terminated as usual. Returns the ids of the
+    /// instances retained.
+    pub async fn release_group(
+        &self,
+        group: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, FleetError> {
+        // A retry left by an earlier delete of this group stops terminating.
+        let reaper = lock(&self.inner.reapers).remove(group);
+        if let Some(reaper) = reaper {
+            reaper.abort();
+            let _ = reaper.await;
+        }
+        let handle = lock(&self.inner.groups).remove(group);
+        let target_groups = match handle {
+            Some(handle) => {
+                let target_groups = handle.group.state().target_groups.clone();
+                handle.stop().await;
+                target_groups
+            }
+            None => Vec::new(),
+        };
+        let shared = &self.inner.shared;
+        let context = shared.context();
+        let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
+        let mut retained = Vec::new();
+        for row in &rows {
+            for target_group in &target_groups {
+                target_group.deregister(&row.instance_id);
+            }
+            let stack = stack_name(row.stack_id.as_deref());
+            if row.lifecycle == LifecycleState::Terminating {
+                finish_termination(&context, &row.instance_id, None).await?;
+                log::info!(stack, group = group, instance = row.instance_id.as_str(); "instance terminated");
+                continue;
+            }
+            let folder = InstanceFolder::new(&shared.instances_dir, &row.instance_id);
+            folder.mark_retained(&format!("group={group}\nreason={reason}"))?;
+            shared
+                .store
+                .set_instance_lifecycle(
+                    &row.instance_id,
+                    LifecycleState::Terminated,
+                    Some(reason),
+                    clock::now(),
+                )
+                .store_context("recording the release of", &row.instance_id)?;
+            log::info!(
+                stack,
+                group = group,
+                instance = row.instance_id.as_str(),
+                reason = reason;
+                "instance retained: it runs on, no longer managed"
+            );
+            retained.push(row.instance_id.clone());
+        }
+        shared.changed();
+        Ok(retained)
+    }
+
     /// Daemon shutdown: stops every controller (each finishes its current
     /// tick), keeps the instances running for the next start to adopt.
     pub async fn stop(&self) {
@@ -661,7 +728,9 @@ impl<E: Engine + 'static> Fleet<E> {
     /// row is missing or `Terminated`, or whose group is not in
     /// `known_groups`; marks rows of vanished containers `Terminated`; removes
     /// instance folders without a live row. Groups whose controller runs here
-    /// are left to it. Returns the names of the containers it removed.
+    /// are left to it, and so are retained instances
+    /// ([`Fleet::release_group`]) while their containers exist. Returns the
+    /// names of the containers it removed.
     pub async fn remove_orphans(&self, known_groups: &[String]) -> Result<Vec<String>, FleetError> {
         let shared = &self.inner.shared;
         let running_groups: Vec<String> = lock(&self.inner.groups).keys().cloned().collect();
@@ -678,12 +747,20 @@ impl<E: Engine + 'static> Fleet<E> {
         let context = shared.context();
         let mut removed = Vec::new();
         let mut present = Vec::new();
+        // Instances a retained group left running: not orphans.
+        let mut retained = Vec::new();
         for container in &containers {
             let group = container.labels.get(GROUP_LABEL);
             if owned(group) {
                 continue;
             }
             let instance_id = container.labels.get(INSTANCE_LABEL);
+            if let Some(id) = instance_id
+                && InstanceFolder::new(&shared.instances_dir, id).is_retained()
+            {
+                retained.push(id.clone());
+                continue;
+            }
             let row = match instance_id {
                 Some(id) => shared.store.instance(id).store_context("reading", id)?,
                 None => None,
@@ -762,7 +839,9 @@ impl<E: Engine + 'static> Fleet<E> {
                     continue;
                 }
                 let row = shared.store.instance(&name).store_context("reading", &name)?;
-                if row.as_ref().is_some_and(|row| row.lifecycle != LifecycleState::Terminated) {
+                if row.as_ref().is_some_and(|row| row.lifecycle != LifecycleState::Terminated)
+                    || retained.contains(&name)
+                {
                     continue;
                 }
                 let folder = InstanceFolder::new(&shared.instances_dir, &name);

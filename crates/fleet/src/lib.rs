@@ -35,7 +35,10 @@
 //! - **Nothing is left behind.** A failed launch removes its container and
 //!   folder; [`Fleet::delete_group`] removes every container of the group;
 //!   [`Fleet::remove_orphans`] removes instance containers and folders that no
-//!   live row accounts for.
+//!   live row accounts for. The exception is asked for: a group its stack
+//!   retains is released ([`Fleet::release_group`]), and its instances run
+//!   on, unmanaged, marked `retained` in their folders, until someone
+//!   removes their containers.
 //! - **Published ports are loopback only** (`127.0.0.1`).
 //!
 //! Design notes: decisions are pure ([`plan::plan`] takes `now`); the loops

@@ -148,6 +148,21 @@ impl InstanceFolder {
         Ok(files)
     }
 
+    /// Marks the instance retained: it left its group (the group was
+    /// retained by its stack) and runs on, unmanaged. The marker, a file
+    /// `retained` in the folder (visible inside the instance at
+    /// `/var/lib/autopatch/retained`), says why; the orphan sweep leaves a
+    /// marked instance's container and folder alone.
+    pub(crate) fn mark_retained(&self, why: &str) -> Result<(), FleetError> {
+        create_dir_all(&self.path)?;
+        write(&self.path.join(RETAINED), format!("{why}\n").as_bytes())
+    }
+
+    /// Whether the instance was retained ([`InstanceFolder::mark_retained`]).
+    pub(crate) fn is_retained(&self) -> bool {
+        self.path.join(RETAINED).is_file()
+    }
+
     /// Removes the folder and everything in it; absent is fine.
     pub(crate) fn remove(&self) -> Result<(), FleetError> {
         match fs_err::remove_dir_all(&self.path) {
@@ -157,6 +172,9 @@ impl InstanceFolder {
         }
     }
 }
+
+/// The marker file of a retained instance.
+const RETAINED: &str = "retained";
 
 fn io_error(path: &Path, source: std::io::Error) -> FleetError {
     FleetError::InstanceFolder { path: path.to_path_buf(), source }

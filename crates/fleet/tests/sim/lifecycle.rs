@@ -239,6 +239,55 @@ async fn remove_orphans_removes_what_no_live_row_of_a_known_group_accounts_for()
     assert!(fleet.remove_orphans(&["web".to_string()]).await.expect("again").is_empty());
 }
 
+/// A group its stack retains (QA s10 M2) is let go: no controller, out of
+/// its target groups, its containers running on, marked retained; no
+/// orphan sweep removes them until they are gone.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_released_group_leaves_its_instances_running_unmanaged_and_unswept() {
+    let sim = Sim::new();
+    let target_group = FakeTargetGroup::without_delay();
+    sim.fleet.start_group(sim.spec("kept", 2), target_group.handle()).await.expect("started");
+    sim.until("two in service", |sim| sim.in_service("kept").len() == 2).await;
+    let ids: Vec<String> = sim.live("kept").into_iter().map(|row| row.instance_id).collect();
+
+    let reason = "retained by stack app (DeletionPolicy: Retain)";
+    let mut released = sim.fleet.release_group("kept", reason).await.expect("released");
+    released.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(released, expected);
+    assert!(sim.fleet.group_status("kept").is_none(), "the controller is gone");
+    assert!(sim.live("kept").is_empty(), "the fleet no longer counts them");
+    for row in sim.all_rows("kept") {
+        assert_eq!(row.lifecycle, LifecycleState::Terminated);
+        assert_eq!(row.reason.as_deref(), Some(reason));
+    }
+    let mut deregistered = target_group.deregistrations.lock().expect("lock").clone();
+    deregistered.sort();
+    assert_eq!(deregistered, expected, "they left the target group");
+    assert_eq!(sim.running_containers().len(), 2, "they run on");
+    for id in &ids {
+        let marker = sim.fleet.instance_dir(id).join("retained");
+        let text = fs_err::read_to_string(&marker).expect("marked retained");
+        assert!(text.contains(reason), "{text}");
+    }
+    // Nothing replaces them, and no restart's sweep removes them.
+    sim.wait(Duration::from_secs(60)).await;
+    assert_eq!(sim.creates(), 2);
+    let fleet = sim.restarted();
+    assert!(fleet.remove_orphans(&[]).await.expect("swept").is_empty());
+    assert_eq!(sim.running_containers().len(), 2);
+
+    // Once a container is gone, the next sweep removes its folder.
+    let first = sim.engine.containers().remove(0);
+    sim.engine.container_remove(&first.id).await.expect("removed by hand");
+    let gone = first.labels["autopatch.instance"].clone();
+    assert!(fleet.remove_orphans(&[]).await.expect("swept").is_empty());
+    assert!(!sim.fleet.instance_dir(&gone).exists(), "its folder goes with it");
+    let other = ids.iter().find(|id| **id != gone).expect("the other");
+    assert!(sim.fleet.instance_dir(other).join("retained").exists());
+}
+
 /// Runs the instance's own cfn-signal script against its folder, as the
 /// instance would.
 fn signal_from(sim: &Sim, instance_id: &str, arguments: &[&str]) {
