@@ -21,6 +21,39 @@ pub(crate) struct Fixture {
     pub(crate) service: Arc<StackService<DockerEngine>>,
 }
 
+/// A test that fails part-way leaves no instance and no network behind: the
+/// service stops (its fleets would replace what is removed), then what its
+/// fleets labelled with this state directory is removed, as deleting the
+/// stacks would have done. A test that deleted its stacks finds nothing.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if let Ok(handle) = Handle::try_current() {
+            // On one thread no other task runs while this drop does; on
+            // several, the fleets are stopped first.
+            if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+                let service = Arc::clone(&self.service);
+                tokio::task::block_in_place(|| handle.block_on(service.shutdown()));
+            }
+        }
+        let label =
+            format!("label=autopatch.fleet={}", self.dir.path().join("instances").display());
+        let podman = |args: &[&str]| {
+            std::process::Command::new("podman")
+                .args(args)
+                .output()
+                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for id in podman(&["ps", "-aq", "--filter", &label]).split_whitespace() {
+            podman(&["rm", "-f", "-t", "0", id]);
+        }
+        for name in podman(&["network", "ls", "-q", "--filter", &label]).split_whitespace() {
+            podman(&["network", "rm", "-f", name]);
+        }
+    }
+}
+
 impl Fixture {
     pub(crate) async fn new() -> Fixture {
         let engine = autopatch_testkit::engine().await;
