@@ -51,8 +51,14 @@ pub(crate) struct Loaded {
     /// `base` plus the resources created so far.
     pub(crate) context: StaticContext,
     pub(crate) order: Vec<String>,
-    /// Resources with `DeletionPolicy: Retain`.
+    /// Resources kept when deleted (`DeletionPolicy: Retain` or
+    /// `RetainExceptOnCreate`): by a stack delete, and by an update's
+    /// cleanup when the new template no longer names them (with the
+    /// previous template's policy). A create's rollback deletes them all.
     retain: BTreeSet<String>,
+    /// Resources whose replaced physical resource an update keeps
+    /// (`UpdateReplacePolicy: Retain`) instead of deleting it at cleanup.
+    replace_retain: BTreeSet<String>,
     /// The operation is an update's rollback: `template` is the previous one.
     pub(crate) rolling_back: bool,
     /// Where `template` came from (the previous template's while rolling
@@ -200,19 +206,63 @@ pub(crate) fn load(
     let order = dependency_order(&template, &conditions)
         .map(|order| order.into_iter().map(|name| name.0).collect())
         .unwrap_or_default();
-    let retain = template
+    // A resource an update removes keeps the policy its previous template
+    // gave it (the new template no longer says).
+    let previous = match (&row.previous_template_source, &row.previous_template_body) {
+        (Some(source), Some(body)) if !rolling_back => {
+            parse_template(&SourceFile::new(source.clone(), body.clone())).ok()
+        }
+        _ => None,
+    };
+    let mut retain = kept(&template, |resource| &resource.deletion_policy);
+    if let Some(previous) = &previous {
+        let declared = |name: &String| template.resources.keys().any(|key| &key.0 == name);
+        retain.extend(
+            kept(previous, |resource| &resource.deletion_policy)
+                .into_iter()
+                .filter(|name| !declared(name)),
+        );
+    }
+    let replace_retain = kept(&template, |resource| &resource.update_replace_policy);
+    let source = source.clone();
+    Ok(Loaded {
+        row,
+        template,
+        context: base.clone(),
+        base,
+        order,
+        retain,
+        replace_retain,
+        rolling_back,
+        source,
+    })
+}
+
+/// The resources of `template` whose policy (`DeletionPolicy` or
+/// `UpdateReplacePolicy`, as `policy` reads it) keeps them: `Retain`, or
+/// `RetainExceptOnCreate` (which deletes only in the rollback of the
+/// operation that created the resource: a create's rollback, which ignores
+/// this set, or an update's rollback cleanup, which deletes what the update
+/// made).
+fn kept(
+    template: &Template,
+    policy: impl Fn(
+        &autopatch_documents::cloudformation::Resource,
+    ) -> &Option<autopatch_documents::cloudformation::Spanned<DeletionPolicy>>,
+) -> BTreeSet<String> {
+    template
         .resources
         .iter()
         .filter(|(_, resource)| {
-            resource
-                .deletion_policy
-                .as_ref()
-                .is_some_and(|policy| policy.value == DeletionPolicy::Retain)
+            policy(resource).as_ref().is_some_and(|policy| {
+                matches!(
+                    policy.value,
+                    DeletionPolicy::Retain | DeletionPolicy::RetainExceptOnCreate
+                )
+            })
         })
         .map(|(name, _)| name.0.clone())
-        .collect();
-    let source = source.clone();
-    Ok(Loaded { row, template, context: base.clone(), base, order, retain, rolling_back, source })
+        .collect()
 }
 
 impl<E: Engine + 'static> Runtime<E> {
@@ -271,7 +321,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 }
                 Step::Cleanup(name) => {
                     if let Some(row) = existing(&name) {
-                        self.cleanup_step(&loaded.row, row).await?;
+                        self.cleanup_step(&loaded, row).await?;
                     }
                 }
                 Step::Delete(name) => {
@@ -281,13 +331,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 }
                 Step::Retain(name) => {
                     if let Some(row) = existing(&name) {
-                        self.set_resource(
-                            &loaded.row,
-                            row,
-                            ResourceStatus::DeleteSkipped,
-                            None,
-                            None,
-                        )?;
+                        self.retain_step(&loaded.row, row, "DeletionPolicy").await?;
                     }
                 }
                 Step::Outputs => self.outputs_step(&loaded)?,
@@ -642,6 +686,7 @@ impl<E: Engine + 'static> Runtime<E> {
                     started_at: row.updated_at,
                     health_gate: false,
                     operation: stack.status,
+                    in_progress: ResourceStatus::CreateInProgress,
                 };
                 let json = to_json(&properties).to_string();
                 let with_properties = StackResourceRow { properties: json, ..row.clone() };
@@ -714,6 +759,7 @@ impl<E: Engine + 'static> Runtime<E> {
                     started_at: row.updated_at,
                     health_gate: false,
                     operation: loaded.row.status,
+                    in_progress: ResourceStatus::UpdateInProgress,
                 };
                 let previous: Json = serde_json::from_str(&row.attributes).unwrap_or_default();
                 let outcome = if change == Change::Rolling {
@@ -836,13 +882,20 @@ impl<E: Engine + 'static> Runtime<E> {
             row
         } else {
             let old = Replaced::of(&row, false);
-            let physical = physical_id(
-                &row.resource_type,
-                &stack.name,
-                name,
-                &self.config.region,
-                &self.config.account_id,
-            );
+            // A new physical id, never the one it replaces (an EIP's
+            // address is drawn from a small range).
+            let physical = loop {
+                let physical = physical_id(
+                    &row.resource_type,
+                    &stack.name,
+                    name,
+                    &self.config.region,
+                    &self.config.account_id,
+                );
+                if row.physical_id.as_ref() != Some(&physical) {
+                    break physical;
+                }
+            };
             let reason = "Requested update requires the creation of a new physical resource; hence creating one.";
             let row = StackResourceRow {
                 physical_id: Some(physical),
@@ -874,6 +927,7 @@ impl<E: Engine + 'static> Runtime<E> {
             started_at: row.updated_at,
             health_gate: true,
             operation: stack.status,
+            in_progress: ResourceStatus::UpdateInProgress,
         };
         let outcome = self.create_resource(&request).await;
         self.finish_update(loaded, row, outcome)
@@ -897,12 +951,14 @@ impl<E: Engine + 'static> Runtime<E> {
     }
 
     /// Deletes what a resource replaced (after an update: the old physical
-    /// resource; after a rollback: the replacement), with its own events.
+    /// resource, unless `UpdateReplacePolicy: Retain` keeps it; after a
+    /// rollback: the replacement), with its own events.
     async fn cleanup_step(
         &self,
-        stack: &StackRow,
+        loaded: &Loaded,
         row: StackResourceRow,
     ) -> Result<(), OperationError> {
+        let stack = &loaded.row;
         let Some(replaced) = replaced_of(&row) else {
             // Unreadable (edited by hand): nothing to delete by it, and the
             // cleanup must not come back to it.
@@ -914,6 +970,11 @@ impl<E: Engine + 'static> Runtime<E> {
             status_reason: None,
             ..row.clone()
         };
+        // The old physical resource of an update, kept by its policy: let go
+        // of (a group's instances run on, unmanaged), `DELETE_SKIPPED`.
+        let retained = !loaded.rolling_back
+            && !replaced.restored
+            && loaded.replace_retain.contains(&row.logical_id);
         // Marked before anything goes: a daemon restarted from here on
         // neither re-adopts it nor relaunches its instances (and a resumed
         // cleanup does not announce the delete twice).
@@ -926,11 +987,34 @@ impl<E: Engine + 'static> Runtime<E> {
                 ..row
             };
             self.store.put_stack_resource(&row)?;
-            self.event(stack, &gone(&row), ResourceStatus::DeleteInProgress.as_str(), None)?;
+            if !retained {
+                self.event(stack, &gone(&row), ResourceStatus::DeleteInProgress.as_str(), None)?;
+            }
             row
         };
         let gone = gone(&row);
         let attributes: Json = serde_json::from_str(&replaced.attributes).unwrap_or_default();
+        if retained {
+            let kept = match &replaced.physical_id {
+                Some(physical) => {
+                    let why = "UpdateReplacePolicy";
+                    self.retain_resource(stack, &row.resource_type, physical, &attributes, why)
+                        .await
+                }
+                None => Ok(None),
+            };
+            match &kept {
+                Ok(note) => {
+                    let status = ResourceStatus::DeleteSkipped.as_str();
+                    self.event(stack, &gone, status, note.as_deref())?;
+                }
+                Err(reason) => {
+                    self.event(stack, &gone, ResourceStatus::DeleteFailed.as_str(), Some(reason))?
+                }
+            }
+            self.store.put_stack_resource(&StackResourceRow { replaced: None, ..row })?;
+            return Ok(());
+        }
         let outcome = match &replaced.physical_id {
             Some(physical) => self.delete_resource(&row.resource_type, physical, &attributes).await,
             None => Ok(()),
@@ -944,6 +1028,46 @@ impl<E: Engine + 'static> Runtime<E> {
             }
         }
         self.store.put_stack_resource(&StackResourceRow { replaced: None, ..row })?;
+        Ok(())
+    }
+
+    /// Keeps a resource its stack deletes or no longer names
+    /// (`DeletionPolicy: Retain`, `RetainExceptOnCreate`): it is let go of
+    /// as [`Runtime::retain_resource`] says, with what the row holds for a
+    /// cleanup that never came, and recorded `DELETE_SKIPPED`. The row is
+    /// `DELETE_IN_PROGRESS` (without an event) while that happens, so a
+    /// restarted daemon neither brings it back to life nor sweeps it.
+    async fn retain_step(
+        &self,
+        stack: &StackRow,
+        row: StackResourceRow,
+        why: &str,
+    ) -> Result<(), OperationError> {
+        let row = StackResourceRow { status: ResourceStatus::DeleteInProgress, ..row };
+        self.store.put_stack_resource(&row)?;
+        let mut kept = Ok(None);
+        if let Some(held) = replaced_of(&row)
+            && let Some(physical) = &held.physical_id
+        {
+            let attributes: Json = serde_json::from_str(&held.attributes).unwrap_or_default();
+            kept =
+                self.retain_resource(stack, &row.resource_type, physical, &attributes, why).await;
+        }
+        if let (Ok(_), Some(physical)) = (&kept, &row.physical_id) {
+            let attributes: Json = serde_json::from_str(&row.attributes).unwrap_or_default();
+            kept =
+                self.retain_resource(stack, &row.resource_type, physical, &attributes, why).await;
+        }
+        match kept {
+            Ok(note) => {
+                let row = StackResourceRow { replaced: None, ..row };
+                let status = ResourceStatus::DeleteSkipped;
+                self.set_resource(stack, row, status, note.as_deref(), None)?
+            }
+            Err(reason) => {
+                self.set_resource(stack, row, ResourceStatus::DeleteFailed, Some(&reason), None)?
+            }
+        };
         Ok(())
     }
 
@@ -1081,6 +1205,42 @@ impl<E: Engine + 'static> Runtime<E> {
     ) -> Result<(), OperationError> {
         resource_event(&self.store, stack, row, status, reason, clock::now())?;
         Ok(())
+    }
+}
+
+impl<E: Engine + 'static> Runtime<E> {
+    /// Records a progress event of the resource `request` makes or changes
+    /// (a signal received, a rolling update's batch), with its in-progress
+    /// status and CloudFormation's wording in `reason`.
+    pub(crate) fn progress(&self, request: &Request<'_>, reason: &str) -> Result<(), String> {
+        self.store
+            .append_stack_event(&StackEventRow {
+                seq: 0,
+                event_id: uuid(),
+                stack_id: request.stack_id.to_owned(),
+                stack_name: request.stack_name.to_owned(),
+                logical_id: request.logical_id.to_owned(),
+                physical_id: Some(request.physical_id.to_owned()),
+                resource_type: request.resource_type.to_owned(),
+                status: request.in_progress.as_str().to_owned(),
+                reason: Some(reason.to_owned()),
+                at: clock::now(),
+            })
+            .map(drop)
+            .map_err(|error| format!("record an event: {}", autopatch_fleet::error_chain(&error)))
+    }
+
+    /// The reasons the events of `request`'s resource already give (so a
+    /// resumed wait does not report a signal twice).
+    pub(crate) fn announced(&self, request: &Request<'_>) -> Result<BTreeSet<String>, String> {
+        let events = self.store.stack_events(request.stack_id).map_err(|error| {
+            format!("read the events: {}", autopatch_fleet::error_chain(&error))
+        })?;
+        Ok(events
+            .into_iter()
+            .filter(|event| event.logical_id == request.logical_id)
+            .filter_map(|event| event.reason)
+            .collect())
     }
 }
 

@@ -53,7 +53,9 @@ pub struct StackView {
     pub order: Vec<String>,
     /// Resources the store knows, with their status.
     pub resources: BTreeMap<String, ResourceStatus>,
-    /// Resources with `DeletionPolicy: Retain` (honoured by DeleteStack).
+    /// Resources with `DeletionPolicy: Retain` (or `RetainExceptOnCreate`):
+    /// kept by DeleteStack and by an update's cleanup when the template no
+    /// longer names them; a rollback deletes them.
     pub retain: BTreeSet<String>,
     /// `DisableRollback` / `OnFailure: DO_NOTHING`.
     pub disable_rollback: bool,
@@ -77,10 +79,9 @@ pub fn next_step(view: &StackView) -> Step {
         StackStatus::UpdateInProgress | StackStatus::UpdateRollbackInProgress => {
             next_converge_step(view, status == StackStatus::UpdateRollbackInProgress)
         }
-        StackStatus::UpdateCompleteCleanupInProgress => {
-            next_cleanup_step(view).unwrap_or(Step::Transition(StackStatus::UpdateComplete, None))
-        }
-        StackStatus::UpdateRollbackCompleteCleanupInProgress => next_cleanup_step(view)
+        StackStatus::UpdateCompleteCleanupInProgress => next_cleanup_step(view, true)
+            .unwrap_or(Step::Transition(StackStatus::UpdateComplete, None)),
+        StackStatus::UpdateRollbackCompleteCleanupInProgress => next_cleanup_step(view, false)
             .unwrap_or(Step::Transition(StackStatus::UpdateRollbackComplete, None)),
         _ => Step::Idle,
     }
@@ -121,8 +122,10 @@ fn next_converge_step(view: &StackView, rolling_back: bool) -> Step {
 
 /// After an update (or its rollback): delete what was replaced, newest
 /// dependents first, then the resources the target template no longer
-/// names.
-fn next_cleanup_step(view: &StackView) -> Option<Step> {
+/// names; after an update (`honour_retain`), those with `DeletionPolicy:
+/// Retain` are kept. A rollback deletes what the update made, whatever
+/// its policy.
+fn next_cleanup_step(view: &StackView, honour_retain: bool) -> Option<Step> {
     for name in view.order.iter().rev() {
         if view.replaced.contains(name) {
             return Some(Step::Cleanup(name.clone()));
@@ -133,6 +136,8 @@ fn next_cleanup_step(view: &StackView) -> Option<Step> {
         |(name, _)| {
             if view.replaced.contains(name) {
                 Step::Cleanup(name.clone())
+            } else if honour_retain && view.retain.contains(name) {
+                Step::Retain(name.clone())
             } else {
                 Step::Delete(name.clone())
             }
@@ -332,6 +337,33 @@ mod tests {
         let skipped =
             StackView { resources: [("Vpc".to_owned(), R::DeleteSkipped)].into(), ..deleting };
         assert_eq!(next_step(&skipped), Step::Transition(S::DeleteComplete, None));
+    }
+
+    /// QA s10 M2: a resource an update removes is kept when its policy
+    /// says so; a rollback's cleanup deletes what the update made.
+    #[test]
+    fn an_update_keeps_a_retained_resource_it_removes_and_a_rollback_does_not() {
+        let mut cleanup = view(
+            S::UpdateCompleteCleanupInProgress,
+            &[
+                ("Vpc", R::UpdateComplete),
+                ("Subnet", R::UpdateComplete),
+                ("Group", R::UpdateComplete),
+                ("Keep", R::CreateComplete),
+            ],
+        );
+        cleanup.retain.insert("Keep".into());
+        assert_eq!(next_step(&cleanup), Step::Retain("Keep".into()));
+        cleanup.resources.insert("Keep".into(), R::DeleteSkipped);
+        assert_eq!(next_step(&cleanup), Step::Transition(S::UpdateComplete, None));
+        let mut rollback =
+            StackView { status: Some(S::UpdateRollbackCompleteCleanupInProgress), ..cleanup };
+        rollback.resources.insert("Keep".into(), R::CreateComplete);
+        assert_eq!(next_step(&rollback), Step::Delete("Keep".into()));
+        // A replaced resource is cleaned up whatever its deletion policy.
+        rollback.status = Some(S::UpdateCompleteCleanupInProgress);
+        rollback.replaced.insert("Keep".into());
+        assert_eq!(next_step(&rollback), Step::Cleanup("Keep".into()));
     }
 
     #[test]

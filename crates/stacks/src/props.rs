@@ -215,6 +215,83 @@ pub(crate) fn check_known_values(
     problems
 }
 
+/// The checks only an update has, on what is known before anything
+/// changes (`existing`: the stack's resources that exist now, as logical id
+/// and type), as `(where, message)`:
+/// - a resource whose `Type` the new template changes: CloudFormation
+///   refuses the update ("Update of resource type is not permitted"), at
+///   the new `Type`;
+/// - an Auto Scaling group the update would roll
+///   (`AutoScalingRollingUpdate` without `WillReplace: true`) whose
+///   `MinInstancesInService` is not below its `MaxSize`: AWS fails such an
+///   update ("MinInstancesInService must be less than the autoscaling
+///   group's MaxSize"); at the parameter the value comes from, else at the
+///   `UpdatePolicy`.
+pub(crate) fn check_update<'a>(
+    template: &Template,
+    context: &StaticContext,
+    existing: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(Position, String)> {
+    let mut problems = Vec::new();
+    for (name, resource_type) in existing {
+        let Some((_, resource)) = template.resources.iter().find(|(key, _)| key.0 == name) else {
+            continue;
+        };
+        let new_type = &resource.resource_type;
+        // A type local stacks do not run is refused as such already.
+        if new_type.value != resource_type && crate::resources::supported(&new_type.value) {
+            problems.push((
+                new_type.span.start,
+                format!(
+                    "Update of resource type is not permitted. The new template modifies resource type of the following resources: [{name}] (from {resource_type} to {})",
+                    new_type.value
+                ),
+            ));
+        }
+    }
+    for resource in template.resources.values() {
+        if resource.resource_type.value != GROUP
+            || resource
+                .condition
+                .as_ref()
+                .is_some_and(|condition| context.conditions.get(&condition.value) != Some(&true))
+        {
+            continue;
+        }
+        let Some(policy) = &resource.update_policy else { continue };
+        let Some(rolling) = &policy.rolling_update else { continue };
+        // With `WillReplace: true` the group is replaced, not rolled.
+        let replacing = policy
+            .replacing_update
+            .as_ref()
+            .is_some_and(|replacing| replacing.will_replace.resolve(context).unwrap_or(false));
+        let Ok(min) = rolling.min_instances_in_service.resolve(context) else { continue };
+        let Some(max) = known(resource, &["MaxSize"], context) else { continue };
+        let Some(max_size) = whole_number(&max.text) else { continue };
+        if replacing || u64::from(min) < max_size {
+            continue;
+        }
+        let checker = Checker { template, resource };
+        let what = "UpdatePolicy.AutoScalingRollingUpdate.MinInstancesInService";
+        let detail = format!(", not below {}", checker.other("MaxSize", &max, max_size));
+        let expected = "MinInstancesInService < MaxSize (AWS: MinInstancesInService must be less than the autoscaling group's MaxSize)";
+        problems.push(match rolling.min_instances_in_service.expr() {
+            Some(expr) => {
+                let known = Known { expr, text: min.to_string() };
+                checker.problem(what, &known, &detail, expected)
+            }
+            None => (
+                policy.span.start,
+                format!(
+                    "property {what} of {}: found \"{min}\"{detail}; expected {expected}",
+                    resource.name
+                ),
+            ),
+        });
+    }
+    problems
+}
+
 /// The value at `path` under `resource`'s properties, when it is known now
 /// and is a single value (`AWS::NoValue`: not given).
 fn known<'a>(resource: &'a Resource, path: &[&str], context: &StaticContext) -> Option<Known<'a>> {
@@ -486,5 +563,70 @@ Resources:
             problems.iter().any(|problem| problem.contains("found a hidden value for DesiredCapacity of Group (at 13:24), above MaxSize (the hidden value of parameter `Max`);")),
             "{problems:?}"
         );
+    }
+
+    /// QA s10 M3 and L7: what only an update refuses.
+    #[test]
+    fn an_update_may_not_change_a_type_nor_keep_more_in_service_than_max_size() {
+        use autopatch_documents::SourceFile;
+        use autopatch_documents::cloudformation::parse_template;
+        let body = "
+Parameters:
+  Max: {Type: String}
+  Keep: {Type: Number}
+Resources:
+  SG:
+    Type: AWS::EC2::EIP
+  Rolled:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    UpdatePolicy:
+      AutoScalingRollingUpdate:
+        MinInstancesInService: 2
+    Properties:
+      LaunchConfigurationName: x
+      MinSize: 0
+      MaxSize: !Ref Max
+  Kept:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    UpdatePolicy:
+      AutoScalingRollingUpdate:
+        MinInstancesInService: !Ref Keep
+    Properties:
+      LaunchConfigurationName: x
+      MinSize: 0
+      MaxSize: 1
+  Replaced:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    UpdatePolicy:
+      AutoScalingReplacingUpdate:
+        WillReplace: true
+      AutoScalingRollingUpdate:
+        MinInstancesInService: 5
+    Properties:
+      LaunchConfigurationName: x
+      MinSize: 0
+      MaxSize: 1
+";
+        let template = parse_template(&SourceFile::new("t", body)).expect("valid");
+        let problems = |values: &[(&str, &str)]| {
+            let values: BTreeMap<String, String> =
+                values.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+            let context = StaticContext::for_template(&template, &values);
+            let existing =
+                [("SG", "AWS::EC2::SecurityGroup"), ("Rolled", GROUP), ("Gone", "AWS::IAM::Role")];
+            let mut problems = check_update(&template, &context, existing);
+            problems.sort_by_key(|(at, _)| *at);
+            problems.into_iter().map(|(at, message)| format!("{at}: {message}")).collect::<Vec<_>>()
+        };
+        expect_test::expect![[r#"
+            [
+                "4:3: parameter `Keep`: found \"1\" for UpdatePolicy.AutoScalingRollingUpdate.MinInstancesInService of Kept (at 21:32), not below MaxSize 1; expected MinInstancesInService < MaxSize (AWS: MinInstancesInService must be less than the autoscaling group's MaxSize)",
+                "7:11: Update of resource type is not permitted. The new template modifies resource type of the following resources: [SG] (from AWS::EC2::SecurityGroup to AWS::EC2::EIP)",
+                "11:7: property UpdatePolicy.AutoScalingRollingUpdate.MinInstancesInService of Rolled: found \"2\", not below MaxSize 2 (parameter `Max`); expected MinInstancesInService < MaxSize (AWS: MinInstancesInService must be less than the autoscaling group's MaxSize)",
+            ]
+        "#]]
+        .assert_debug_eq(&problems(&[("Max", "2"), ("Keep", "1")]));
+        let fine = problems(&[("Max", "3"), ("Keep", "0")]);
+        assert_eq!(fine.len(), 1, "only the type change: {fine:?}");
     }
 }

@@ -27,7 +27,7 @@ use autopatch_imagebuilder::Unresolved;
 use autopatch_loadbalancer::{
     HealthCheckPort, HealthCheckSettings, HttpProber, LoadBalancer, LoadBalancerConfig, Matcher,
 };
-use autopatch_model::{StackStatus, Timestamp};
+use autopatch_model::{ResourceStatus, StackStatus, Timestamp};
 use autopatch_store::LifecycleState;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,10 @@ use crate::planner::{SignalVerdict, signal_verdict};
 use crate::props::Props;
 use crate::runtime::{Runtime, TargetGroupRuntime, lock};
 use crate::service::ListenerPorts;
-use crate::update::{RollingInstance, RollingMove, RollingPolicy, RollingView, rolling_step};
+use crate::update::{
+    RollingInstance, RollingMove, RollingPolicy, RollingProgress, RollingView, passes_health_gate,
+    rolling_step,
+};
 
 /// Types with a local effect.
 pub const LIVE_TYPES: &[&str] = &[
@@ -107,6 +110,9 @@ pub(crate) struct Request<'a> {
     pub(crate) health_gate: bool,
     /// The stack's status while this runs: a change (a cancel) ends waits.
     pub(crate) operation: StackStatus,
+    /// The resource's status while this runs (`CREATE_IN_PROGRESS`,
+    /// `UPDATE_IN_PROGRESS`): the status of its progress events.
+    pub(crate) in_progress: ResourceStatus,
 }
 
 /// How long a replacing update's gate may take without a `CreationPolicy`.
@@ -366,6 +372,60 @@ impl<E: Engine + 'static> Runtime<E> {
                 )
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Keeps a resource its stack stops managing (`why`: the policy that
+    /// keeps it, `DeletionPolicy` or `UpdateReplacePolicy`), as far as that
+    /// means anything locally; returns what was kept, for the event:
+    /// - an Auto Scaling group is released: its controller stops, its
+    ///   instances leave their target groups and their containers run on,
+    ///   unmanaged, marked retained (no orphan sweep removes them);
+    /// - a VPC's engine network stays;
+    /// - a load balancer's port, a target group's health checks and a
+    ///   listener's proxy are the daemon's own, and it serves only what a
+    ///   stack manages (a restart rebuilds only that): they stop, as when
+    ///   deleted;
+    /// - the other types have no local effect: nothing to keep.
+    pub(crate) async fn retain_resource(
+        &self,
+        stack: &autopatch_store::StackRow,
+        resource_type: &str,
+        physical: &str,
+        attributes: &Json,
+        why: &str,
+    ) -> Result<Option<String>, String> {
+        match resource_type {
+            "AWS::AutoScaling::AutoScalingGroup" => {
+                let reason = format!(
+                    "retained by stack {} ({why}: Retain): no longer in Auto Scaling group {physical}, its container runs on, unmanaged",
+                    stack.name
+                );
+                let kept = self.fleet.release_group(physical, &reason).await.map_err(|error| {
+                    format!("release Auto Scaling group {physical}: {}", chain(&error))
+                })?;
+                Ok(Some(match kept.as_slice() {
+                    [] => "Retained: the group had no instance running".to_owned(),
+                    ids => format!(
+                        "Retained: {} instance(s) keep running, no longer managed: [{}]",
+                        ids.len(),
+                        ids.join(",")
+                    ),
+                }))
+            }
+            "AWS::EC2::VPC" => {
+                Ok(Some(format!("Retained: engine network autopatch-{physical} kept")))
+            }
+            "AWS::ElasticLoadBalancingV2::LoadBalancer"
+            | "AWS::ElasticLoadBalancingV2::TargetGroup"
+            | "AWS::ElasticLoadBalancingV2::Listener" => {
+                self.delete_resource(resource_type, physical, attributes).await?;
+                Ok(Some(
+                    "Retained as a record: the local load balancer serves only resources a stack manages, so it stopped serving this one"
+                        .to_owned(),
+                ))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -760,12 +820,14 @@ impl<E: Engine + 'static> Runtime<E> {
         count: u32,
         deadline: tokio::time::Instant,
     ) -> Result<(), String> {
+        let mut announced = self.announced(request)?;
         loop {
             self.check_interrupted(request)?;
             let signals = self
                 .fleet
                 .signals(request.physical_id)
                 .map_err(|error| format!("read signals: {}", chain(&error)))?;
+            self.announce_signals(request, &signals, None, &mut announced)?;
             let received = match signal_verdict(
                 &signals,
                 [request.stack_name, request.stack_id],
@@ -787,7 +849,8 @@ impl<E: Engine + 'static> Runtime<E> {
 
     /// The gate of a replacing update: every instance of the new group
     /// passes its target groups' health checks (so it takes traffic) before
-    /// the old group goes.
+    /// the old group goes. Only target groups a listener uses check health:
+    /// in the others, a running instance's target is `unused` and passes.
     async fn wait_for_health(
         &self,
         request: &Request<'_>,
@@ -807,8 +870,7 @@ impl<E: Engine + 'static> Runtime<E> {
                 .instances(request.physical_id)
                 .map_err(|error| format!("list the group's instances: {}", chain(&error)))?
                 .iter()
-                .filter(|row| row.lifecycle != LifecycleState::Terminating)
-                .filter(|row| healthy_in_all(&groups, &row.instance_id))
+                .filter(|row| gate_passed(&groups, row))
                 .count();
             if healthy >= record.desired_capacity as usize {
                 return Ok(());
@@ -822,6 +884,31 @@ impl<E: Engine + 'static> Runtime<E> {
             }
             tokio::time::sleep(self.config.fleet_interval.min(Duration::from_millis(250))).await;
         }
+    }
+
+    /// Records `Received SUCCESS signal with UniqueId ...` (CloudFormation's
+    /// event) once for each SUCCESS signal for the resource not recorded
+    /// yet (`announced`: the reasons its events already give), from any of
+    /// the group's instances, or only from those of `from`.
+    fn announce_signals(
+        &self,
+        request: &Request<'_>,
+        signals: &[autopatch_fleet::Signal],
+        from: Option<&BTreeSet<&str>>,
+        announced: &mut BTreeSet<String>,
+    ) -> Result<(), String> {
+        for signal in signals {
+            let ours = signal.resource == request.logical_id
+                && [request.stack_name, request.stack_id].contains(&signal.stack.as_str())
+                && signal.status == autopatch_fleet::SignalStatus::Success
+                && from.is_none_or(|from| from.contains(signal.instance_id.as_str()));
+            let reason = format!("Received SUCCESS signal with UniqueId {}", signal.unique_id);
+            if ours && !announced.contains(&reason) {
+                self.progress(request, &reason)?;
+                announced.insert(reason);
+            }
+        }
+        Ok(())
     }
 
     /// An operation's wait ends early when the stack's status changed under
@@ -902,6 +989,12 @@ impl<E: Engine + 'static> Runtime<E> {
     ) -> Result<Json, String> {
         let props = Props::new(request.properties);
         let (record, drain) = self.group_record(&props)?;
+        if policy.min_instances_in_service >= record.max_size {
+            // AWS's words; the request refuses what it knows before.
+            return Err(
+                "MinInstancesInService must be less than the autoscaling group's MaxSize".into()
+            );
+        }
         let name = request.physical_id;
         let target_groups: Vec<Arc<TargetGroupRuntime>> =
             record.target_groups.iter().filter_map(|arn| self.target_group(arn)).collect();
@@ -933,6 +1026,8 @@ impl<E: Engine + 'static> Runtime<E> {
         self.fleet.update_group(spec).map_err(fleet_error)?;
         let now = || Duration::from_millis(clock::now().0.max(0) as u64);
         let mut batch_started = now();
+        let mut progress = RollingProgress::default();
+        let mut announced = self.announced(request)?;
         let outcome = loop {
             if let Err(reason) = self.check_interrupted(request) {
                 break Err(reason);
@@ -951,11 +1046,7 @@ impl<E: Engine + 'static> Runtime<E> {
                     id: row.instance_id.clone(),
                     current: row.launch_config == record.launch_name
                         && row.image == record.launch.image_id,
-                    in_service: if target_groups.is_empty() {
-                        row.lifecycle == LifecycleState::InService
-                    } else {
-                        healthy_in_all(&target_groups, &row.instance_id)
-                    },
+                    in_service: gate_passed(&target_groups, row),
                     signal: signals
                         .iter()
                         .rfind(|signal| {
@@ -976,7 +1067,22 @@ impl<E: Engine + 'static> Runtime<E> {
                 now: now(),
                 batch_started,
             };
-            match rolling_step(&view) {
+            let remaining = rows.iter().map(|row| row.instance_id.clone()).collect();
+            for reason in progress.observe(&view, &remaining) {
+                self.progress(request, &reason)?;
+            }
+            let new: BTreeSet<&str> = view
+                .instances
+                .iter()
+                .filter(|instance| instance.current)
+                .map(|instance| instance.id.as_str())
+                .collect();
+            self.announce_signals(request, &signals, Some(&new), &mut announced)?;
+            let step = rolling_step(&view);
+            for reason in progress.moved(&step) {
+                self.progress(request, &reason)?;
+            }
+            match step {
                 RollingMove::Done => break Ok(()),
                 // The group is left as it is: the rollback rolls it back
                 // from there.
@@ -1090,12 +1196,16 @@ pub(crate) fn launch_template_rolled_back(attributes: &Json, desired: &Json) -> 
     Some(rolled_back)
 }
 
-/// Whether the instance is a `healthy` target of every one of `groups`.
-fn healthy_in_all(groups: &[Arc<TargetGroupRuntime>], instance_id: &str) -> bool {
-    groups.iter().all(|group| {
-        autopatch_fleet::TargetGroupHandle::state(group.as_ref(), instance_id).as_deref()
-            == Some("healthy")
-    })
+/// Whether the instance passes an update's health gate
+/// ([`passes_health_gate`]): in service, and `healthy` in every one of
+/// `groups` that a listener uses (the others report it `unused`).
+fn gate_passed(groups: &[Arc<TargetGroupRuntime>], row: &autopatch_store::InstanceRow) -> bool {
+    let states: Vec<Option<String>> = groups
+        .iter()
+        .map(|group| autopatch_fleet::TargetGroupHandle::state(group.as_ref(), &row.instance_id))
+        .collect();
+    let states: Vec<Option<&str>> = states.iter().map(Option::as_deref).collect();
+    passes_health_gate(row.lifecycle == LifecycleState::InService, &states)
 }
 
 /// A group's attributes with its record (`previous`: the ARN and whatever

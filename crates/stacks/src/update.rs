@@ -13,7 +13,7 @@
 //! | `AWS::AutoScaling::AutoScalingGroup` | sizes, health checks, tags; the launch configuration, launch template and subnets without an `UpdatePolicy` (new instances only) | the launch configuration, launch template or subnets with `AutoScalingReplacingUpdate`; `AutoScalingGroupName` |
 //! | `AWS::ElasticLoadBalancingV2::TargetGroup` | health check settings, attributes, tags | the rest (not done locally) |
 //! | VPC, subnet, load balancer, listener | tags | the rest (not done locally) |
-//! | types with no local effect | everything | — |
+//! | types with no local effect | the rest | `REPLACEMENT_KEYS` (a new physical id, recorded) |
 //!
 //! With `AutoScalingRollingUpdate` a change of launch or subnets replaces
 //! the group's instances in batches instead.
@@ -235,10 +235,60 @@ fn classify_change(facts: &Facts<'_>) -> Change {
                 unsupported()
             }
         }
-        // Recorded only: nothing local to replace.
-        _ => Change::InPlace,
+        // Recorded only: a new physical id where CloudFormation replaces.
+        recorded => {
+            let replaced_by = REPLACEMENT_KEYS
+                .iter()
+                .find(|(resource_type, _)| *resource_type == recorded)
+                .map_or(&[][..], |(_, keys)| *keys);
+            if changed.iter().any(|key| replaced_by.contains(&key.as_str())) {
+                Change::Replace
+            } else {
+                Change::InPlace
+            }
+        }
     }
 }
+
+/// The properties of the types local stacks only record whose change
+/// CloudFormation makes by replacement ("Update requires: Replacement" in
+/// each type's reference; the resource schema's `createOnlyProperties`):
+/// the resource gets a new physical id (and new attributes), so `Ref`s and
+/// exports made from it change. Every other property of these types is
+/// changed in place; `AWS::EC2::InternetGateway` and `AWS::IAM::Policy`
+/// have no such property.
+const REPLACEMENT_KEYS: &[(&str, &[&str])] = &[
+    (
+        "AWS::EC2::EIP",
+        &["Address", "Domain", "IpamPoolId", "NetworkBorderGroup", "TransferAddress"],
+    ),
+    (
+        "AWS::EC2::NatGateway",
+        &[
+            "AllocationId",
+            "AvailabilityMode",
+            "ConnectivityType",
+            "PrivateIpAddress",
+            "SubnetId",
+            "VpcId",
+        ],
+    ),
+    (
+        "AWS::EC2::Route",
+        &[
+            "DestinationCidrBlock",
+            "DestinationIpv6CidrBlock",
+            "DestinationPrefixListId",
+            "RouteTableId",
+        ],
+    ),
+    ("AWS::EC2::RouteTable", &["VpcId"]),
+    ("AWS::EC2::SecurityGroup", &["GroupDescription", "GroupName", "VpcId"]),
+    ("AWS::EC2::SubnetRouteTableAssociation", &["RouteTableId", "SubnetId"]),
+    ("AWS::EC2::VPCGatewayAttachment", &["VpcId"]),
+    ("AWS::IAM::InstanceProfile", &["InstanceProfileName", "Path"]),
+    ("AWS::IAM::Role", &["Path", "RoleName"]),
+];
 
 /// The top-level properties whose values differ (a property present on one
 /// side only counts).
@@ -279,12 +329,24 @@ pub struct RollingInstance {
     pub id: String,
     /// It runs the target launch (image, instance type, user data, subnets).
     pub current: bool,
-    /// Healthy in every target group of the group (running, without one).
+    /// Passes the health gate ([`passes_health_gate`]): running, and
+    /// healthy in every target group of the group that a listener uses.
     pub in_service: bool,
     /// Its `cfn-signal`: `Some(true)` success, `Some(false)` failure.
     pub signal: Option<bool>,
     /// When it was launched (the executor's clock).
     pub launched_at: Duration,
+}
+
+/// Whether an instance passes an update's health gate (a rolling batch's,
+/// a replacing update's new group's): it runs (`running`) and is `healthy`
+/// in every target group it is registered with that a listener uses.
+/// `states` are its target states, one per target group of its group
+/// (`None`: not registered yet). A target group no listener uses reports
+/// its targets `unused`, as on AWS: nothing checks their health and no
+/// traffic reaches them, so such a target group does not gate.
+pub fn passes_health_gate(running: bool, states: &[Option<&str>]) -> bool {
+    running && states.iter().all(|state| matches!(state, Some("healthy" | "unused")))
 }
 
 /// What a rolling update looks at.
@@ -326,6 +388,47 @@ pub enum RollingMove {
     Fail(String),
 }
 
+/// Why a batch did not finish in time, naming what did not happen: the
+/// signals not received (with `WaitOnResourceSignals`), the instances that
+/// did not pass their health checks (signalled or not waiting for signals),
+/// or the capacity not reached.
+fn batch_failure(
+    policy: &RollingPolicy,
+    pending: &[&RollingInstance],
+    limit: Duration,
+    capacity: usize,
+    live: usize,
+) -> String {
+    let seconds = limit.as_secs();
+    if pending.is_empty() {
+        return format!(
+            "The group did not reach its capacity of {capacity} within {seconds} s ({live} running)"
+        );
+    }
+    let ids = |instances: &[&&RollingInstance]| {
+        instances.iter().map(|instance| instance.id.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let (unsignalled, unhealthy): (Vec<&&RollingInstance>, Vec<&&RollingInstance>) = pending
+        .iter()
+        .partition(|instance| policy.wait_on_resource_signals && instance.signal.is_none());
+    let mut reasons = Vec::new();
+    if !unsignalled.is_empty() {
+        reasons.push(format!(
+            "Failed to receive {} resource signal(s) for the current batch within {seconds} s ({}). Each resource signal timeout is counted as a FAILURE.",
+            unsignalled.len(),
+            ids(&unsignalled)
+        ));
+    }
+    if !unhealthy.is_empty() {
+        let signalled = if policy.wait_on_resource_signals { " signalled SUCCESS but" } else { "" };
+        reasons.push(format!(
+            "New instance(s) {}{signalled} did not pass the target group health checks within {seconds} s",
+            ids(&unhealthy)
+        ));
+    }
+    reasons.join(" ")
+}
+
 /// The next move of a rolling update towards every instance running the
 /// target launch, never taking the group below `MinInstancesInService`
 /// instances in service and never below the template's capacity.
@@ -349,10 +452,11 @@ pub fn rolling_step(view: &RollingView) -> RollingMove {
             policy.min_successful_instances_percent
         ));
     }
-    let pending: Vec<&str> = new
+    // New instances not ready yet (a FAILURE signal is counted above).
+    let pending: Vec<&RollingInstance> = new
         .iter()
+        .copied()
         .filter(|instance| !ready(instance) && instance.signal != Some(false))
-        .map(|instance| instance.id.as_str())
         .collect();
     if !pending.is_empty() || live != capacity {
         let limit = if policy.wait_on_resource_signals {
@@ -363,23 +467,7 @@ pub fn rolling_step(view: &RollingView) -> RollingMove {
         if view.now < view.batch_started + limit {
             return RollingMove::Wait;
         }
-        let seconds = limit.as_secs();
-        return RollingMove::Fail(if pending.is_empty() {
-            format!(
-                "The group did not reach its capacity of {capacity} within {seconds} s ({live} running)"
-            )
-        } else if policy.wait_on_resource_signals {
-            format!(
-                "Failed to receive {} resource signal(s) for the current batch within {seconds} s ({}). Each resource signal timeout is counted as a FAILURE.",
-                pending.len(),
-                pending.join(", ")
-            )
-        } else {
-            format!(
-                "New instance(s) {} did not pass the target group health checks within {seconds} s",
-                pending.join(", ")
-            )
-        });
+        return RollingMove::Fail(batch_failure(policy, &pending, limit, capacity, live));
     }
     // Without signals, CloudFormation pauses PauseTime after each batch.
     if !policy.wait_on_resource_signals
@@ -423,6 +511,129 @@ pub fn rolling_step(view: &RollingView) -> RollingMove {
     } else {
         RollingMove::Terminate { ids, decrement: false }
     }
+}
+
+/// The progress events of a rolling update, in CloudFormation's words
+/// ("Rolling update initiated. ...", "Terminating instance(s) [...]",
+/// "Successfully terminated instance(s) [...] (Progress 50%).", ...): the
+/// executor shows it each look at the group ([`RollingProgress::observe`])
+/// and each move it makes ([`RollingProgress::moved`]), and records what
+/// they return as the group's `UPDATE_IN_PROGRESS` events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollingProgress {
+    started: bool,
+    /// Old instances when the update began (what 100% is).
+    obsolete: usize,
+    /// Old instances terminated so far.
+    terminated: usize,
+    /// Batches terminating, until their instances are gone.
+    terminating: Vec<Vec<String>>,
+    /// New instances already reported.
+    seen: BTreeSet<String>,
+}
+
+impl RollingProgress {
+    /// What to report after a look at the group: `view` as [`rolling_step`]
+    /// gets it, `remaining` the ids of every instance not yet terminated
+    /// (terminating ones included).
+    pub fn observe(&mut self, view: &RollingView, remaining: &BTreeSet<String>) -> Vec<String> {
+        let policy = &view.policy;
+        let mut events = Vec::new();
+        let current: BTreeSet<String> = view
+            .instances
+            .iter()
+            .filter(|instance| instance.current)
+            .map(|instance| instance.id.clone())
+            .collect();
+        if !self.started {
+            self.started = true;
+            self.seen.clone_from(&current);
+            self.obsolete = view.instances.len() - current.len();
+            if self.obsolete > 0 {
+                let keeping = match policy.min_instances_in_service {
+                    0 => String::new(),
+                    min => format!(", while keeping at least {min} instance(s) in service"),
+                };
+                let waiting = if policy.wait_on_resource_signals {
+                    format!(
+                        " Waiting on resource signals with a timeout of {} when new instances are added to the autoscaling group.",
+                        iso_duration(policy.pause_time)
+                    )
+                } else {
+                    String::new()
+                };
+                events.push(format!(
+                    "Rolling update initiated. Terminating {} obsolete instance(s) in batches of {}{keeping}.{waiting}",
+                    self.obsolete,
+                    policy.max_batch_size.max(1)
+                ));
+            }
+        }
+        let (gone, still): (Vec<Vec<String>>, Vec<Vec<String>>) =
+            std::mem::take(&mut self.terminating)
+                .into_iter()
+                .partition(|batch| batch.iter().all(|id| !remaining.contains(id)));
+        self.terminating = still;
+        for batch in gone {
+            self.terminated += batch.len();
+            let progress = match self.obsolete {
+                0 => 100,
+                total => ((self.terminated * 100 + total / 2) / total).min(100),
+            };
+            events.push(format!(
+                "Successfully terminated instance(s) [{}] (Progress {progress}%).",
+                batch.join(",")
+            ));
+        }
+        let added: Vec<String> = current.difference(&self.seen).cloned().collect();
+        if !added.is_empty() {
+            self.seen.extend(added.iter().cloned());
+            if policy.wait_on_resource_signals {
+                events.push(format!(
+                    "New instance(s) added to autoscaling group - Waiting on {} resource signal(s) with a timeout of {}.",
+                    added.len(),
+                    iso_duration(policy.pause_time)
+                ));
+            }
+        }
+        events
+    }
+
+    /// What to report of a move the executor makes.
+    pub fn moved(&mut self, rolling_move: &RollingMove) -> Vec<String> {
+        match rolling_move {
+            RollingMove::Grow(capacity) => vec![format!(
+                "Temporarily setting autoscaling group MinSize and DesiredCapacity to {capacity}."
+            )],
+            RollingMove::Terminate { ids, decrement } => {
+                self.terminating.push(ids.clone());
+                let replacing = if *decrement { 0 } else { ids.len() };
+                vec![format!(
+                    "Terminating instance(s) [{}]; replacing with {replacing} new instance(s).",
+                    ids.join(",")
+                )]
+            }
+            RollingMove::Done | RollingMove::Wait | RollingMove::Fail(_) => Vec::new(),
+        }
+    }
+}
+
+/// A duration as an ISO 8601 duration, as templates write `PauseTime`
+/// (`PT5M`, `PT1M30S`, `PT0S`).
+pub fn iso_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (hours, minutes, rest) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut text = String::from("PT");
+    if hours > 0 {
+        text.push_str(&format!("{hours}H"));
+    }
+    if minutes > 0 {
+        text.push_str(&format!("{minutes}M"));
+    }
+    if rest > 0 || seconds == 0 {
+        text.push_str(&format!("{rest}S"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -579,6 +790,49 @@ mod tests {
         assert_eq!(classify(&facts("AWS::IAM::Role", &a, &b)), Change::InPlace);
     }
 
+    /// QA s10 L5: a recorded-only type is replaced (a new physical id)
+    /// where CloudFormation replaces it, and changed in place elsewhere.
+    #[test]
+    fn recorded_types_are_replaced_where_cloudformation_replaces_them() {
+        let sg = "AWS::EC2::SecurityGroup";
+        let old = json!({"GroupDescription": "a", "SecurityGroupIngress": []});
+        for (changed, expected) in [
+            (json!({"GroupDescription": "b", "SecurityGroupIngress": []}), Change::Replace),
+            (
+                json!({"GroupDescription": "a", "GroupName": "n", "SecurityGroupIngress": []}),
+                Change::Replace,
+            ),
+            (
+                json!({"GroupDescription": "a", "VpcId": "vpc-1", "SecurityGroupIngress": []}),
+                Change::Replace,
+            ),
+            (
+                json!({"GroupDescription": "a", "SecurityGroupIngress": [{"IpProtocol": "tcp"}]}),
+                Change::InPlace,
+            ),
+            (
+                json!({"GroupDescription": "a", "SecurityGroupIngress": [], "Tags": []}),
+                Change::InPlace,
+            ),
+        ] {
+            assert_eq!(classify(&facts(sg, &old, &changed)), expected, "{changed}");
+        }
+        let role = "AWS::IAM::Role";
+        let path = (json!({"Path": "/"}), json!({"Path": "/app/"}));
+        assert_eq!(classify(&facts(role, &path.0, &path.1)), Change::Replace);
+        let policies = (json!({"Path": "/"}), json!({"Path": "/", "Policies": []}));
+        assert_eq!(classify(&facts(role, &policies.0, &policies.1)), Change::InPlace);
+        let eip = "AWS::EC2::EIP";
+        let domain = (json!({"Domain": "vpc"}), json!({"Domain": "standard"}));
+        assert_eq!(classify(&facts(eip, &domain.0, &domain.1)), Change::Replace);
+        let gateway = "AWS::EC2::InternetGateway";
+        let tags = (json!({}), json!({"Tags": [{"Key": "k", "Value": "v"}]}));
+        assert_eq!(classify(&facts(gateway, &tags.0, &tags.1)), Change::InPlace);
+        // A rollback does not replace, as for every type.
+        let back = Facts { rolling_back: true, ..facts(sg, &old, &domain.0) };
+        assert!(matches!(classify(&back), Change::Unsupported(_)));
+    }
+
     fn policy() -> RollingPolicy {
         RollingPolicy {
             max_batch_size: 1,
@@ -688,6 +942,50 @@ mod tests {
         );
     }
 
+    /// QA s10 H1: an instance that signalled SUCCESS but is not in service
+    /// (not yet healthy behind a listener) is not blamed on its signal.
+    #[test]
+    fn a_batch_timeout_names_what_did_not_happen() {
+        let mut batch = view(
+            vec![
+                instance("b", false, true, 1),
+                instance("c", true, false, 10),
+                instance("d", true, true, 10),
+            ],
+            71,
+        );
+        batch.capacity = 3;
+        batch.desired = 3;
+        batch.policy.wait_on_resource_signals = true;
+        batch.policy.pause_time = Duration::from_secs(60);
+        batch.instances[1].signal = Some(true);
+        let RollingMove::Fail(reason) = rolling_step(&batch) else { panic!("the batch timed out") };
+        assert_eq!(
+            reason,
+            "Failed to receive 1 resource signal(s) for the current batch within 60 s (d). Each resource signal timeout is counted as a FAILURE. New instance(s) c signalled SUCCESS but did not pass the target group health checks within 60 s"
+        );
+        batch.instances[2].signal = Some(true);
+        let RollingMove::Fail(reason) = rolling_step(&batch) else { panic!("the batch timed out") };
+        assert_eq!(
+            reason,
+            "New instance(s) c signalled SUCCESS but did not pass the target group health checks within 60 s"
+        );
+    }
+
+    #[test]
+    fn only_target_groups_a_listener_uses_gate_on_health() {
+        // Registered with a target group no listener uses: `unused`.
+        assert!(passes_health_gate(true, &[Some("unused")]));
+        assert!(passes_health_gate(true, &[Some("healthy"), Some("unused")]));
+        assert!(passes_health_gate(true, &[]), "no target group: running is enough");
+        assert!(!passes_health_gate(false, &[Some("unused")]), "not running");
+        assert!(!passes_health_gate(false, &[]));
+        for state in ["initial", "unhealthy", "draining"] {
+            assert!(!passes_health_gate(true, &[Some(state), Some("unused")]), "{state}");
+        }
+        assert!(!passes_health_gate(true, &[None]), "not registered yet");
+    }
+
     #[test]
     fn a_group_not_at_its_capacity_is_waited_for_never_shrunk_below_the_template() {
         // One short right after a terminate: the group launches the
@@ -735,6 +1033,72 @@ mod tests {
         assert!(
             matches!(rolling_step(&stuck), RollingMove::Fail(reason) if reason.contains("did not reach its capacity of 2"))
         );
+    }
+
+    /// QA s10 L6: a rolling update reports its batches as CloudFormation
+    /// does (the wording of AWS's events for the same update).
+    #[test]
+    fn a_rolling_update_reports_its_batches_in_cloudformations_words() {
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<BTreeSet<_>>();
+        let mut progress = RollingProgress::default();
+        let mut start =
+            view(vec![instance("a", false, true, 0), instance("b", false, true, 1)], 10);
+        start.policy.wait_on_resource_signals = true;
+        start.policy.pause_time = Duration::from_secs(300);
+        assert_eq!(
+            progress.observe(&start, &ids(&["a", "b"])),
+            [
+                "Rolling update initiated. Terminating 2 obsolete instance(s) in batches of 1, while keeping at least 1 instance(s) in service. Waiting on resource signals with a timeout of PT5M when new instances are added to the autoscaling group."
+            ]
+        );
+        let terminate = RollingMove::Terminate { ids: vec!["a".into()], decrement: false };
+        assert_eq!(
+            progress.moved(&terminate),
+            ["Terminating instance(s) [a]; replacing with 1 new instance(s)."]
+        );
+        let mut batch = start.clone();
+        batch.instances = vec![instance("b", false, true, 1), instance("c", true, false, 11)];
+        assert_eq!(
+            progress.observe(&batch, &ids(&["a", "b", "c"])),
+            [
+                "New instance(s) added to autoscaling group - Waiting on 1 resource signal(s) with a timeout of PT5M."
+            ]
+        );
+        assert!(progress.observe(&batch, &ids(&["a", "b", "c"])).is_empty(), "said once");
+        assert_eq!(
+            progress.observe(&batch, &ids(&["b", "c"])),
+            ["Successfully terminated instance(s) [a] (Progress 50%)."]
+        );
+        assert_eq!(
+            progress.moved(&RollingMove::Grow(3)),
+            ["Temporarily setting autoscaling group MinSize and DesiredCapacity to 3."]
+        );
+        let last = RollingMove::Terminate { ids: vec!["b".into()], decrement: true };
+        assert_eq!(
+            progress.moved(&last),
+            ["Terminating instance(s) [b]; replacing with 0 new instance(s)."]
+        );
+        let mut done = batch.clone();
+        done.instances = vec![instance("c", true, true, 11), instance("d", true, true, 20)];
+        assert_eq!(
+            progress.observe(&done, &ids(&["c", "d"])),
+            [
+                "Successfully terminated instance(s) [b] (Progress 100%).",
+                "New instance(s) added to autoscaling group - Waiting on 1 resource signal(s) with a timeout of PT5M."
+            ]
+        );
+        // Without signals and with none kept in service, AWS says less.
+        let mut plain = RollingProgress::default();
+        let mut quiet = start.clone();
+        quiet.policy.wait_on_resource_signals = false;
+        quiet.policy.min_instances_in_service = 0;
+        assert_eq!(
+            plain.observe(&quiet, &ids(&["a", "b"])),
+            ["Rolling update initiated. Terminating 2 obsolete instance(s) in batches of 1."]
+        );
+        assert_eq!(iso_duration(Duration::from_secs(90)), "PT1M30S");
+        assert_eq!(iso_duration(Duration::from_secs(3600)), "PT1H");
+        assert_eq!(iso_duration(Duration::ZERO), "PT0S");
     }
 
     #[test]
