@@ -525,6 +525,14 @@ impl<E: Engine + 'static> StackService<E> {
         }
         if let Some((stack, _)) = previous {
             self.check_exports_in_use(stack, &template, source, &context, problems)?;
+            let rows = self.runtime.store.stack_resources(&stack.stack_id).map_err(store_error)?;
+            let existing = rows
+                .iter()
+                .filter(|row| row.status.may_exist())
+                .map(|row| (row.logical_id.as_str(), row.resource_type.as_str()));
+            for (at, message) in props::check_update(&template, &context, existing) {
+                problems.at(source, at, message);
+            }
         }
         Ok(Some(Checked { template, parameters, context, imports }))
     }
