@@ -544,6 +544,25 @@ impl<E: Engine + 'static> Fleet<E> {
         self.inner.shared.changes.subscribe()
     }
 
+    /// Stops managing `group`: ends a delete's retry left for it and its
+    /// controller. Returns the target groups its instances were in.
+    async fn stop_managing(&self, group: &str) -> Vec<Arc<dyn TargetGroupHandle>> {
+        let reaper = lock(&self.inner.reapers).remove(group);
+        if let Some(reaper) = reaper {
+            reaper.abort();
+            let _ = reaper.await;
+        }
+        let handle = lock(&self.inner.groups).remove(group);
+        match handle {
+            Some(handle) => {
+                let target_groups = handle.group.state().target_groups.clone();
+                handle.stop().await;
+                target_groups
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Terminates every instance (deregister, wait until the target is gone
     /// or `drain_timeout`, stop, remove, folder removed), stops the
     /// controller, leaves nothing. Works for groups whose controller does not
@@ -560,20 +579,7 @@ impl<E: Engine + 'static> Fleet<E> {
         drain_timeout: Duration,
     ) -> Result<(), FleetError> {
         // A retry left by an earlier delete of this group gives way to this one.
-        let reaper = lock(&self.inner.reapers).remove(group);
-        if let Some(reaper) = reaper {
-            reaper.abort();
-            let _ = reaper.await;
-        }
-        let handle = lock(&self.inner.groups).remove(group);
-        let target_groups = match handle {
-            Some(handle) => {
-                let target_groups = handle.group.state().target_groups.clone();
-                handle.stop().await;
-                target_groups
-            }
-            None => Vec::new(),
-        };
+        let target_groups = self.stop_managing(group).await;
         let shared = &self.inner.shared;
         let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
         for row in &rows {
@@ -653,20 +659,7 @@ impl<E: Engine + 'static> Fleet<E> {
         reason: &str,
     ) -> Result<Vec<String>, FleetError> {
         // A retry left by an earlier delete of this group stops terminating.
-        let reaper = lock(&self.inner.reapers).remove(group);
-        if let Some(reaper) = reaper {
-            reaper.abort();
-            let _ = reaper.await;
-        }
-        let handle = lock(&self.inner.groups).remove(group);
-        let target_groups = match handle {
-            Some(handle) => {
-                let target_groups = handle.group.state().target_groups.clone();
-                handle.stop().await;
-                target_groups
-            }
-            None => Vec::new(),
-        };
+        let target_groups = self.stop_managing(group).await;
         let shared = &self.inner.shared;
         let context = shared.context();
         let rows = shared.store.instances_of_group(group, false).store_context("listing", group)?;
