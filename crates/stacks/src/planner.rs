@@ -125,6 +125,11 @@ fn next_converge_step(view: &StackView, rolling_back: bool) -> Step {
 /// names; after an update (`honour_retain`), those with `DeletionPolicy:
 /// Retain` are kept. A rollback deletes what the update made, whatever
 /// its policy.
+///
+/// Each delete is tried once, as CloudFormation does: a resource that is
+/// `DELETE_FAILED` stays so (with its reason) and the cleanup goes on and
+/// ends complete; a later DeleteStack tries it again. (A replaced resource
+/// is let go of by [`Step::Cleanup`] whatever its delete's outcome.)
 fn next_cleanup_step(view: &StackView, honour_retain: bool) -> Option<Step> {
     for name in view.order.iter().rev() {
         if view.replaced.contains(name) {
@@ -132,7 +137,9 @@ fn next_cleanup_step(view: &StackView, honour_retain: bool) -> Option<Step> {
         }
     }
     let in_order: BTreeSet<&String> = view.order.iter().collect();
-    view.resources.iter().find(|(name, status)| !in_order.contains(name) && status.may_exist()).map(
+    let to_delete =
+        |status: &ResourceStatus| status.may_exist() && *status != ResourceStatus::DeleteFailed;
+    view.resources.iter().find(|(name, status)| !in_order.contains(name) && to_delete(status)).map(
         |(name, _)| {
             if view.replaced.contains(name) {
                 Step::Cleanup(name.clone())
@@ -364,6 +371,36 @@ mod tests {
         rollback.status = Some(S::UpdateCompleteCleanupInProgress);
         rollback.replaced.insert("Keep".into());
         assert_eq!(next_step(&rollback), Step::Cleanup("Keep".into()));
+    }
+
+    /// A delete the cleanup of an update (or of its rollback) could not do
+    /// is not tried again (it would be in a tight loop): the operation
+    /// completes, also when resumed from the store after a restart.
+    #[test]
+    fn a_cleanup_tries_each_delete_once_and_completes() {
+        for (status, done) in [
+            (S::UpdateCompleteCleanupInProgress, S::UpdateComplete),
+            (S::UpdateRollbackCompleteCleanupInProgress, S::UpdateRollbackComplete),
+        ] {
+            let mut cleanup = view(
+                status,
+                &[
+                    ("Vpc", R::UpdateComplete),
+                    ("Subnet", R::UpdateComplete),
+                    ("Group", R::UpdateComplete),
+                    ("Old", R::DeleteFailed),
+                    ("Older", R::CreateComplete),
+                    ("Kept", R::DeleteFailed),
+                ],
+            );
+            cleanup.retain.insert("Kept".into());
+            assert_eq!(next_step(&cleanup), Step::Delete("Older".into()));
+            // A restart while it was being deleted: the delete resumes.
+            cleanup.resources.insert("Older".into(), R::DeleteInProgress);
+            assert_eq!(next_step(&cleanup), Step::Delete("Older".into()));
+            cleanup.resources.insert("Older".into(), R::DeleteFailed);
+            assert_eq!(next_step(&cleanup), Step::Transition(done, None));
+        }
     }
 
     #[test]
