@@ -7,21 +7,17 @@
 //! DeleteStack, the fault gone, deletes it. Against the recording fake
 //! engine and the real service, store and fleet.
 
-use std::path::Path;
-use std::sync::Arc;
+mod fake;
+
 use std::time::Duration;
 
-use autopatch_engine::{Call, FakeEngine, FaultKind, Operation};
+use autopatch_engine::{Call, FaultKind, Operation};
 use autopatch_model::{StackStatus, Timestamp};
 use autopatch_stacks::api::*;
-use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
-use autopatch_store::Store;
+
+use fake::{FakeStacks, WATCHDOG};
 
 const IMAGE: &str = "localhost/app:1";
-
-/// How long an operation may take before the test gives up: a watchdog
-/// against an operation that never ends, not a measure of anything.
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// A group of one and a VPC, next to a launch configuration that stays.
 const BEFORE: &str = r#"
@@ -74,42 +70,26 @@ Resources:
       CidrBlock: 10.2.0.0/16
 "#;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    engine: Arc<FakeEngine>,
-    store: Arc<Store>,
-    service: Arc<StackService<FakeEngine>>,
+/// The shared fake-engine stacks, with what these tests add.
+struct Harness(FakeStacks);
+
+impl std::ops::Deref for Harness {
+    type Target = FakeStacks;
+
+    fn deref(&self) -> &FakeStacks {
+        &self.0
+    }
 }
 
-fn config(dir: &Path) -> ServiceConfig {
-    ServiceConfig {
-        state_dir: dir.to_owned(),
-        region: "local".into(),
-        account_id: "000000000000".into(),
-        listener_ports: ListenerPorts::Free,
-        load_balancer_threads: 0,
-        fleet_interval: Duration::from_millis(50),
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut FakeStacks {
+        &mut self.0
     }
 }
 
 impl Harness {
     async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(FakeEngine::new());
-        engine.add_image(IMAGE);
-        let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
-        let service =
-            StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
-        Harness { dir, engine, store, service }
-    }
-
-    /// The daemon stops; a new one opens the same store and engine.
-    async fn restart(&mut self) {
-        self.service.shutdown().await;
-        self.service =
-            StackService::open(config(self.dir.path()), self.engine.clone(), self.store.clone())
-                .await
-                .unwrap();
+        Harness(FakeStacks::new(&[IMAGE]).await)
     }
 
     /// The engine refuses, every time, to remove a container or a network.
@@ -130,74 +110,16 @@ impl Harness {
         tokio::time::timeout(WATCHDOG, polled).await.expect("the condition never held");
     }
 
-    /// Waits until the stack's operation ends; panics with its events when
-    /// it does not.
-    async fn wait(&self, stack_id: &str) -> Stack {
-        if tokio::time::timeout(WATCHDOG, self.service.wait_idle(stack_id)).await.is_err() {
-            let events = self.events(stack_id);
-            panic!(
-                "the operation did not end ({}); {} network removals; {} events, the last:\n{}",
-                self.describe(stack_id).stack_status,
-                self.engine.calls_of(Operation::NetworkRemove).len(),
-                events.len(),
-                events[events.len().saturating_sub(10)..].join("\n")
-            );
-        }
-        self.describe(stack_id)
-    }
-
-    async fn create(&self, body: &str) -> Stack {
-        let input = CreateStackInput {
-            stack_name: "app".into(),
-            template_body: Some(body.into()),
-            ..Default::default()
-        };
-        let created = self.service.create_stack(input).await.unwrap();
-        let stack = self.wait(&created.stack_id).await;
+    /// Creates the stack `app` from `body`, which must complete.
+    async fn create_app(&self, body: &str) -> Stack {
+        let stack = self.create("app", body, &[]).await;
         assert_eq!(stack.stack_status, "CREATE_COMPLETE", "{:#?}", self.events(&stack.stack_id));
         stack
     }
 
-    async fn update(&self, body: &str) -> Stack {
-        let input = UpdateStackInput {
-            stack_name: "app".into(),
-            template_body: Some(body.into()),
-            ..Default::default()
-        };
-        let updated = self.service.update_stack(input).await.unwrap();
-        self.wait(&updated.stack_id).await
-    }
-
-    async fn delete(&self, stack_id: &str) -> Stack {
-        let input = DeleteStackInput { stack_name: stack_id.into(), ..Default::default() };
-        self.service.delete_stack(input).await.unwrap();
-        self.wait(stack_id).await
-    }
-
-    fn describe(&self, name: &str) -> Stack {
-        self.service
-            .describe_stacks(DescribeStacksInput { stack_name: Some(name.into()) })
-            .unwrap()
-            .stacks
-            .remove(0)
-    }
-
-    /// Every event, oldest first, as `logical id status [physical id] reason`.
-    fn events(&self, stack_id: &str) -> Vec<String> {
-        self.store
-            .stack_events(stack_id)
-            .unwrap()
-            .into_iter()
-            .map(|event| {
-                format!(
-                    "{} {} [{}] {}",
-                    event.logical_id,
-                    event.status,
-                    event.physical_id.unwrap_or_default(),
-                    event.reason.unwrap_or_default()
-                )
-            })
-            .collect()
+    /// Updates the stack `app` to `body` and waits for the update to end.
+    async fn update_app(&self, body: &str) -> Stack {
+        self.update("app", body, &[]).await.unwrap()
     }
 
     /// The engine networks of the stack's VPCs.
@@ -223,14 +145,14 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cleanup_that_cannot_delete_tries_once_completes_and_a_later_delete_retries() {
     let mut harness = Harness::new().await;
-    let stack = harness.create(BEFORE).await;
+    let stack = harness.create_app(BEFORE).await;
     let id = stack.stack_id.clone();
     // The group's instance runs.
     harness.until(|| harness.engine.containers().len() == 1).await;
     assert_eq!(harness.vpc_networks().len(), 1, "{:?}", harness.engine.networks());
 
     harness.refuse_removals();
-    let updated = harness.update(AFTER).await;
+    let updated = harness.update_app(AFTER).await;
     let events = harness.events(&id);
     assert_eq!(updated.stack_status, "UPDATE_COMPLETE", "{events:#?}");
     for logical_id in ["OldGroup", "OldVpc"] {
@@ -272,12 +194,12 @@ async fn a_cleanup_that_cannot_delete_tries_once_completes_and_a_later_delete_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_cleanup_that_cannot_delete_tries_once_and_completes() {
     let harness = Harness::new().await;
-    let stack = harness.create(AFTER).await;
+    let stack = harness.create_app(AFTER).await;
     let id = stack.stack_id.clone();
 
     harness.refuse_removals();
     harness.engine.fail_nth(Operation::NetworkEnsure, 2, FaultKind::Api);
-    let rolled_back = harness.update(FAILING).await;
+    let rolled_back = harness.update_app(FAILING).await;
     let events = harness.events(&id);
     assert_eq!(rolled_back.stack_status, "UPDATE_ROLLBACK_COMPLETE", "{events:#?}");
     let (status, reason) = harness.resource(&id, "NewVpc");

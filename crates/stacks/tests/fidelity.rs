@@ -20,29 +20,26 @@
 //! data would: SUCCESS, FAILURE from the broken image.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopatch_engine::FakeEngine;
 use autopatch_stacks::api::*;
-use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
 use autopatch_store::Store;
+
+mod fake;
+
+use fake::FakeStacks;
 
 const IMAGE_A: &str = "localhost/app:1";
 const IMAGE_B: &str = "localhost/app:2";
 /// An image whose instances signal FAILURE.
 const BROKEN: &str = "localhost/app:broken";
 
-/// How long an operation may take before the test gives up: a watchdog
-/// against an operation that never ends, not a measure of anything.
-const WATCHDOG: Duration = Duration::from_secs(120);
-
+/// The shared fake-engine stacks, and the instances signalling as their
+/// images would.
 struct Harness {
-    dir: tempfile::TempDir,
-    engine: Arc<FakeEngine>,
-    store: Arc<Store>,
-    service: Arc<StackService<FakeEngine>>,
+    stacks: FakeStacks,
     signaller: tokio::task::JoinHandle<()>,
 }
 
@@ -52,122 +49,26 @@ impl Drop for Harness {
     }
 }
 
-fn config(dir: &Path) -> ServiceConfig {
-    ServiceConfig {
-        state_dir: dir.to_owned(),
-        region: "local".into(),
-        account_id: "000000000000".into(),
-        listener_ports: ListenerPorts::Free,
-        load_balancer_threads: 0,
-        fleet_interval: Duration::from_millis(50),
+impl std::ops::Deref for Harness {
+    type Target = FakeStacks;
+
+    fn deref(&self) -> &FakeStacks {
+        &self.stacks
     }
 }
 
-fn parameter(key: &str, value: &str) -> Parameter {
-    Parameter {
-        parameter_key: key.into(),
-        parameter_value: Some(value.into()),
-        use_previous_value: None,
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut FakeStacks {
+        &mut self.stacks
     }
 }
 
 impl Harness {
     async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(FakeEngine::new());
-        engine.add_image(IMAGE_A);
-        engine.add_image(IMAGE_B);
-        engine.add_image(BROKEN);
-        let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
-        let service =
-            StackService::open(config(dir.path()), engine.clone(), store.clone()).await.unwrap();
-        let signaller = tokio::spawn(signal_success(store.clone(), dir.path().join("instances")));
-        Harness { dir, engine, store, service, signaller }
-    }
-
-    /// The daemon stops; a new one opens the same store and engine (and
-    /// sweeps orphaned instance containers).
-    async fn restart(&mut self) {
-        self.service.shutdown().await;
-        self.service =
-            StackService::open(config(self.dir.path()), self.engine.clone(), self.store.clone())
-                .await
-                .unwrap();
-    }
-
-    /// Waits until the stack's operation ends; panics with its events when
-    /// it does not.
-    async fn wait(&self, stack_id: &str) -> Stack {
-        if tokio::time::timeout(WATCHDOG, self.service.wait_idle(stack_id)).await.is_err() {
-            panic!(
-                "the operation did not end ({}); events:\n{}",
-                self.describe(stack_id).stack_status,
-                self.events(stack_id).join("\n")
-            );
-        }
-        self.describe(stack_id)
-    }
-
-    async fn create(&self, name: &str, body: &str, parameters: &[(&str, &str)]) -> Stack {
-        let input = CreateStackInput {
-            stack_name: name.into(),
-            template_body: Some(body.into()),
-            parameters: parameters.iter().map(|(key, value)| parameter(key, value)).collect(),
-            ..Default::default()
-        };
-        let created = self.service.create_stack(input).await.unwrap();
-        self.wait(&created.stack_id).await
-    }
-
-    /// Updates the stack to `body` with `parameters` (the others keep their
-    /// values) and waits for the update to end; `Err` when the request is
-    /// refused.
-    async fn update(
-        &self,
-        name: &str,
-        body: &str,
-        parameters: &[(&str, &str)],
-    ) -> Result<Stack, ApiError> {
-        let input = UpdateStackInput {
-            stack_name: name.into(),
-            template_body: Some(body.into()),
-            parameters: parameters.iter().map(|(key, value)| parameter(key, value)).collect(),
-            ..Default::default()
-        };
-        let updated = self.service.update_stack(input).await?;
-        Ok(self.wait(&updated.stack_id).await)
-    }
-
-    async fn delete(&self, stack_id: &str) -> Stack {
-        let input = DeleteStackInput { stack_name: stack_id.into(), ..Default::default() };
-        self.service.delete_stack(input).await.unwrap();
-        self.wait(stack_id).await
-    }
-
-    fn describe(&self, name: &str) -> Stack {
-        self.service
-            .describe_stacks(DescribeStacksInput { stack_name: Some(name.into()) })
-            .unwrap()
-            .stacks
-            .remove(0)
-    }
-
-    /// Every event, oldest first, as `logical id status [physical id] reason`.
-    fn events(&self, stack_id: &str) -> Vec<String> {
-        self.store
-            .stack_events(stack_id)
-            .unwrap()
-            .into_iter()
-            .map(|event| {
-                format!(
-                    "{} {} [{}] {}",
-                    event.logical_id,
-                    event.status,
-                    event.physical_id.unwrap_or_default(),
-                    event.reason.unwrap_or_default()
-                )
-            })
-            .collect()
+        let stacks = FakeStacks::new(&[IMAGE_A, IMAGE_B, BROKEN]).await;
+        let signaller =
+            tokio::spawn(signal_success(stacks.store.clone(), stacks.dir.path().join("instances")));
+        Harness { stacks, signaller }
     }
 
     /// The images the group's live instances run.

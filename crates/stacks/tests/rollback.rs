@@ -14,11 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use autopatch_engine::{Call, FakeEngine, FaultKind};
+use autopatch_engine::{Call, FaultKind};
 use autopatch_model::ResourceStatus;
 use autopatch_stacks::api::*;
-use autopatch_stacks::{ListenerPorts, ServiceConfig, StackService};
 use autopatch_store::{StackResourceRow, Store};
+
+mod fake;
+
+use fake::{FakeStacks, WATCHDOG, parameter};
 
 const IMAGE_A: &str = "localhost/app:1";
 /// An image whose instances signal FAILURE.
@@ -57,15 +60,10 @@ Resources:
       HealthCheckType: EC2
 "#;
 
-/// How long an operation may take before the test gives up: a watchdog
-/// against a rollback that never ends, not a measure of anything.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
+/// The shared fake-engine stacks, and the instances signalling as their
+/// images would.
 struct Sim {
-    dir: tempfile::TempDir,
-    engine: Arc<FakeEngine>,
-    store: Arc<Store>,
-    service: Arc<StackService<FakeEngine>>,
+    stacks: FakeStacks,
     signaller: tokio::task::JoinHandle<()>,
     /// While false, instances of the broken image do not signal yet.
     broken_signals: Arc<AtomicBool>,
@@ -77,53 +75,29 @@ impl Drop for Sim {
     }
 }
 
+impl std::ops::Deref for Sim {
+    type Target = FakeStacks;
+
+    fn deref(&self) -> &FakeStacks {
+        &self.stacks
+    }
+}
+
 impl Sim {
     async fn new() -> Sim {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(FakeEngine::new());
-        engine.add_image(IMAGE_A);
-        engine.add_image(BROKEN);
-        let store = Arc::new(Store::open(&dir.path().join("autopatch.db")).unwrap());
-        let config = ServiceConfig {
-            state_dir: dir.path().to_owned(),
-            region: "local".into(),
-            account_id: "000000000000".into(),
-            listener_ports: ListenerPorts::Free,
-            load_balancer_threads: 0,
-            fleet_interval: Duration::from_millis(50),
-        };
-        let service = StackService::open(config, engine.clone(), store.clone()).await.unwrap();
+        let stacks = FakeStacks::new(&[IMAGE_A, BROKEN]).await;
         let broken_signals = Arc::new(AtomicBool::new(true));
         let signaller = tokio::spawn(signal_as_the_images_would(
-            store.clone(),
-            dir.path().join("instances"),
+            stacks.store.clone(),
+            stacks.dir.path().join("instances"),
             broken_signals.clone(),
         ));
-        Sim { dir, engine, store, service, signaller, broken_signals }
+        Sim { stacks, signaller, broken_signals }
     }
 
-    /// Waits until the stack's operation ends; panics with its events when
-    /// it does not.
-    async fn wait(&self, stack_id: &str) -> Stack {
-        if tokio::time::timeout(WATCHDOG, self.service.wait_idle(stack_id)).await.is_err() {
-            panic!(
-                "the operation did not end ({}); events:\n{}",
-                self.describe(stack_id).stack_status,
-                self.events(stack_id).join("\n")
-            );
-        }
-        self.describe(stack_id)
-    }
-
-    async fn create(&self) -> Stack {
-        let input = CreateStackInput {
-            stack_name: "app".into(),
-            template_body: Some(TEMPLATE.into()),
-            parameters: vec![parameter("Image", IMAGE_A)],
-            ..Default::default()
-        };
-        let created = self.service.create_stack(input).await.unwrap();
-        let stack = self.wait(&created.stack_id).await;
+    /// Creates the stack `app` on image A, which must complete.
+    async fn create_app(&self) -> Stack {
+        let stack = self.create("app", TEMPLATE, &[("Image", IMAGE_A)]).await;
         assert_eq!(stack.stack_status, "CREATE_COMPLETE", "{:?}", self.events(&stack.stack_id));
         stack
     }
@@ -147,38 +121,6 @@ impl Sim {
         };
         self.service.continue_update_rollback(input).await.unwrap();
         self.wait(stack_id).await
-    }
-
-    async fn delete(&self, stack_id: &str) -> Stack {
-        let input = DeleteStackInput { stack_name: stack_id.into(), ..Default::default() };
-        self.service.delete_stack(input).await.unwrap();
-        self.wait(stack_id).await
-    }
-
-    fn describe(&self, name: &str) -> Stack {
-        self.service
-            .describe_stacks(DescribeStacksInput { stack_name: Some(name.into()) })
-            .unwrap()
-            .stacks
-            .remove(0)
-    }
-
-    /// Every event, oldest first, as `logical id status [physical id] reason`.
-    fn events(&self, stack_id: &str) -> Vec<String> {
-        self.store
-            .stack_events(stack_id)
-            .unwrap()
-            .into_iter()
-            .map(|event| {
-                format!(
-                    "{} {} [{}] {}",
-                    event.logical_id,
-                    event.status,
-                    event.physical_id.unwrap_or_default(),
-                    event.reason.unwrap_or_default()
-                )
-            })
-            .collect()
     }
 
     /// The events after the `n` first.
@@ -221,7 +163,7 @@ impl Sim {
     /// template cannot be changed back. The group still names the update's
     /// failed group, and holds the old one.
     async fn rollback_failed_at_the_launch_template(&self) -> (Stack, String, String) {
-        let stack = self.create().await;
+        let stack = self.create_app().await;
         let old_group = self.row(&stack.stack_id, "Group").physical_id.unwrap();
         self.engine.fail_when(|call| match call {
             Call::ImageInspect { reference } if reference == IMAGE_A => {
@@ -245,14 +187,6 @@ impl Sim {
         let new_group = group.physical_id.unwrap();
         assert_ne!(new_group, old_group);
         (failed, old_group, new_group)
-    }
-}
-
-fn parameter(key: &str, value: &str) -> Parameter {
-    Parameter {
-        parameter_key: key.into(),
-        parameter_value: Some(value.into()),
-        use_previous_value: None,
     }
 }
 
@@ -326,7 +260,7 @@ const NEW_PHYSICAL: &str = "Requested update requires the creation of a new phys
 #[tokio::test]
 async fn a_failed_replacing_update_of_a_launch_template_group_rolls_back_to_the_old_group() {
     let sim = Sim::new().await;
-    let stack = sim.create().await;
+    let stack = sim.create_app().await;
     let before = sim.store.stack_resources(&stack.stack_id).unwrap();
     let old_group = sim.row(&stack.stack_id, "Group").physical_id.unwrap();
     assert_eq!(sim.attributes(&stack.stack_id, "Launch")["LatestVersionNumber"], "1");
@@ -401,7 +335,7 @@ async fn a_rollback_that_would_replace_the_restored_group_fails_and_skipping_the
     // launched from it. The restored old group is not replaced (that was
     // the endless loop): the rollback fails, naming why.
     let sim = Sim::new().await;
-    let stack = sim.create().await;
+    let stack = sim.create_app().await;
     let old_group = sim.row(&stack.stack_id, "Group").physical_id.unwrap();
     sim.broken_signals.store(false, Ordering::SeqCst);
     sim.start_update(BROKEN).await;
